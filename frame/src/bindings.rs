@@ -1,0 +1,23 @@
+//! The one `bindgen!` for the `arkham:shard/shard` world.
+//!
+//! WASI interfaces come from `wasmtime-wasi` and `wasmtime-wasi-http` (through `with:`), so only
+//! arkham's own interfaces are generated here. Resources map to the host types that back them.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "arkham:shard/shard",
+    imports: { default: async | trappable },
+    exports: { default: async },
+    require_store_data_send: true,
+    with: {
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "arkham:shard/database.transaction": crate::services::database::Transaction,
+    },
+});
+
+pub use arkham::shard::{database, events, logging, storage};
+pub use exports::arkham::shard::event_handler;

@@ -1,0 +1,105 @@
+//! The frame config: `arkham.toml` in the data dir, one section per service. Every field has a
+//! default, so the file is optional; unknown fields are errors so typos do not pass silently.
+
+use crate::runtime::limits::LimitsConfig;
+use crate::services::database::DatabaseConfig;
+use crate::services::events::EventsConfig;
+use crate::services::storage::StorageConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The frame's configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrameConfig {
+    /// Limits on shard instances.
+    pub limits: LimitsConfig,
+    /// The database service.
+    pub database: DatabaseConfig,
+    /// The events service.
+    pub events: EventsConfig,
+    /// The storage service.
+    pub storage: StorageConfig,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Not valid.
+    #[error("{path} is not a valid frame config: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with the field.
+        message: String,
+    },
+}
+
+impl FrameConfig {
+    /// Reads `path`, or the defaults if it does not exist.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ConfigError::Read { path: path.display().to_string(), source });
+            }
+        };
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        };
+        let l = &self.limits;
+        if l.memory_bytes < (1 << 20) {
+            return Err(invalid("limits.memory_bytes must be at least 1 MiB (1048576)"));
+        }
+        if l.instances_total == 0 || l.instances_per_shard == 0 {
+            return Err(invalid("limits.instances_total and limits.instances_per_shard must be at least 1"));
+        }
+        if l.request_timeout_ms == 0 || l.event_timeout_ms == 0 {
+            return Err(invalid("limits.request_timeout_ms and limits.event_timeout_ms must be at least 1"));
+        }
+        if self.events.max_attempts == 0 {
+            return Err(invalid("events.max_attempts must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_overrides_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("arkham.toml");
+        assert_eq!(FrameConfig::load(&path).unwrap().limits.request_timeout_ms, 30_000);
+        std::fs::write(&path, "[limits]\nrequest_timeout_ms = 500\n").unwrap();
+        let config = FrameConfig::load(&path).unwrap();
+        assert_eq!(config.limits.request_timeout_ms, 500);
+        assert_eq!(config.limits.memory_bytes, LimitsConfig::default().memory_bytes);
+        std::fs::write(&path, "[limits]\nrequest_timeout = 500\n").unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("request_timeout"), "{err}");
+        std::fs::write(&path, "[limits]\nmemory_bytes = 10\n").unwrap();
+        assert!(FrameConfig::load(&path).unwrap_err().to_string().contains("memory_bytes"));
+    }
+}

@@ -1,0 +1,81 @@
+//! The frame's data directory and what lives where in it.
+//!
+//! ```text
+//! {data}/arkham.toml              frame config (optional)
+//! {data}/installed.json           installed shards
+//! {data}/.lock                    held while installed.json changes
+//! {data}/store/blobs/sha256/…     components, content-addressed
+//! {data}/cache/compiled/…         compiled components
+//! {data}/frame.db                 event log
+//! {data}/shards/{name}/…          each shard's database and storage
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data dir at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The default: `$ARKHAM_DATA_DIR` is read by the CLI; this is the XDG fallback,
+    /// `$XDG_DATA_HOME/arkham` or `~/.local/share/arkham`.
+    pub fn default_root() -> PathBuf {
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("arkham");
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local").join("share").join("arkham")
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The frame config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("arkham.toml")
+    }
+
+    /// The installed-shards catalog.
+    pub fn catalog(&self) -> PathBuf {
+        self.root.join("installed.json")
+    }
+
+    /// The lock file guarding the catalog.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// The content-addressed component store.
+    pub fn store(&self) -> arkham_registry::store::BlobStore {
+        arkham_registry::store::BlobStore::new(self.root.join("store"))
+    }
+
+    /// The compiled-component cache.
+    pub fn compiled_cache(&self) -> PathBuf {
+        self.root.join("cache").join("compiled")
+    }
+
+    /// The event log database.
+    pub fn event_log(&self) -> PathBuf {
+        self.root.join("frame.db")
+    }
+
+    /// The folder holding every shard's data.
+    pub fn shards(&self) -> PathBuf {
+        self.root.join("shards")
+    }
+
+    /// The folder holding one shard's data.
+    pub fn shard(&self, name: &str) -> PathBuf {
+        self.shards().join(name)
+    }
+}

@@ -1,0 +1,86 @@
+//! The frame's HTTP surface: its own API under `/api/frame/`, each shard's API under
+//! `/api/{shard}/`, and the dashboard at `/`.
+
+mod dashboard;
+mod proxy;
+
+use crate::frame::{Frame, ShardStatus};
+use crate::shards::compat::FRAME_VERSION;
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The frame's router; reachable from tests without a socket.
+pub fn app(frame: Arc<Frame>) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/api/frame/health", get(health))
+        .route("/api/frame/shards", get(shards))
+        .route("/api/frame/{*rest}", any(frame_not_found))
+        .route("/api/{shard}", any(proxy::forward))
+        .route("/api/{shard}/", any(proxy::forward))
+        .route("/api/{shard}/{*rest}", any(proxy::forward))
+        .fallback(not_found)
+        .with_state(frame)
+}
+
+/// A JSON error response: `{"error": {"code": ..., "message": ...}}`.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+async fn health(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
+    let shards = frame.shards();
+    let failed = shards.iter().filter(|(_, s)| matches!(s, ShardStatus::Failed { .. })).count();
+    Json(json!({
+        "status": if failed == 0 { "ok" } else { "degraded" },
+        "version": FRAME_VERSION,
+        "shards": { "installed": shards.len(), "failed": failed },
+    }))
+}
+
+async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
+    let list: Vec<_> = frame
+        .shards()
+        .into_iter()
+        .map(|(installed, status)| {
+            let (status, manifest, error) = match &status {
+                ShardStatus::Running(shard) => ("running", serde_json::to_value(&**shard.manifest()).ok(), None),
+                ShardStatus::Failed { error, .. } => ("failed", None, Some(error.clone())),
+            };
+            json!({
+                "name": installed.name,
+                "version": installed.version.to_string(),
+                "digest": installed.digest.to_string(),
+                "source": installed.source,
+                "installed_at": installed.installed_at,
+                "api_prefix": format!("/api/{}", installed.name),
+                "status": status,
+                "error": error,
+                "manifest": manifest,
+            })
+        })
+        .collect();
+    Json(json!({ "shards": list }))
+}
+
+async fn frame_not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such frame endpoint; the frame serves /api/frame/health and /api/frame/shards",
+    )
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "nothing here; shard APIs are under /api/{shard}/, see /api/frame/shards",
+    )
+}

@@ -1,0 +1,98 @@
+//! Forwarding `/api/{shard}/…` into the shard's `wasi:http/incoming-handler`.
+
+use super::error;
+use crate::frame::Frame;
+use crate::runtime::CallError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::Response;
+use http_body_util::{BodyExt, Full, Limited};
+use std::sync::Arc;
+
+/// Splits `/api/{shard}/rest?q` into the shard's name and the path the shard sees (`/rest?q`).
+fn split_path(uri: &Uri) -> Option<(&str, String)> {
+    let path = uri.path().strip_prefix("/api/")?;
+    let (shard, rest) = match path.split_once('/') {
+        Some((shard, rest)) => (shard, format!("/{rest}")),
+        None => (path, "/".to_string()),
+    };
+    let with_query = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    Some((shard, with_query))
+}
+
+/// Serves one request through the named shard.
+pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Response {
+    let Some((name, path)) = split_path(request.uri()) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
+    };
+    let Some(shard) = frame.shard(name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "shard_not_found",
+            format!("no shard named `{name}` is serving; GET /api/frame/shards lists the installed shards"),
+        );
+    };
+    let limit = frame.config().limits.max_request_bytes;
+    let (mut parts, body) = request.into_parts();
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than the limit of {limit} bytes"),
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("reading the request body failed: {e}")),
+    };
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    parts.uri = match Uri::builder().scheme("http").authority(authority).path_and_query(path).build() {
+        Ok(uri) => uri,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid request target: {e}")),
+    };
+    let request = http::Request::from_parts(parts, Full::new(body));
+    match shard.handle(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => call_error(e),
+    }
+}
+
+fn call_error(e: CallError) -> Response {
+    let (status, code) = match &e {
+        CallError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "shard_busy"),
+        CallError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "shard_timeout"),
+        CallError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "shard_failed"),
+        CallError::NoResponse(_) => (StatusCode::INTERNAL_SERVER_ERROR, "shard_no_response"),
+        CallError::Guest { .. } => (StatusCode::BAD_GATEWAY, "shard_error"),
+    };
+    tracing::warn!(error = %e, "shard call failed");
+    error(status, code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_relative_to_the_prefix() {
+        let cases = [
+            ("/api/packets", ("packets", "/")),
+            ("/api/packets/", ("packets", "/")),
+            ("/api/packets/abc/contents?x=1", ("packets", "/abc/contents?x=1")),
+        ];
+        for (uri, (shard, path)) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            let (s, p) = split_path(&uri).unwrap();
+            assert_eq!((s, p.as_str()), (shard, path));
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The wasmtime side of the frame: one [`Engine`] (component model, async, pooling allocator,
+//! epoch interruption), the shared [`Linker`], the compiled-component cache, and [`LoadedShard`]:
+//! a shard ready to serve, with one `InstancePre` and a fresh instance per call.
+
+pub mod cache;
+pub mod limits;
+pub mod linker;
+mod shard;
+pub mod store;
+
+use self::cache::CompiledCache;
+use self::limits::LimitsConfig;
+use self::store::ShardState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use shard::{CallError, LoadedShard, ShardServices};
+
+/// How often the epoch advances; deadlines are checked at this granularity, and a guest that
+/// runs without calling the host yields to other tasks at least this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine and everything shared by all shards.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<ShardState>>,
+    cache: CompiledCache,
+    limits: Arc<LimitsConfig>,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl Runtime {
+    /// An engine configured with `limits`, caching compiled components in `cache_dir`.
+    pub fn new(limits: LimitsConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&limits))?;
+        let linker = Arc::new(linker::linker(&engine)?);
+        let cache = CompiledCache::new(&engine, cache_dir)?;
+        let ticker = Arc::new(EpochTicker::start(engine.clone()));
+        Ok(Self { engine, linker, cache, limits: Arc::new(limits), _ticker: ticker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker.
+    pub fn linker(&self) -> &Linker<ShardState> {
+        &self.linker
+    }
+
+    /// The limits every instance runs under.
+    pub fn limits(&self) -> &Arc<LimitsConfig> {
+        &self.limits
+    }
+
+    /// The compiled component of `wasm` (content digest `digest`), from the cache when possible.
+    pub fn compile(&self, digest: &str, wasm: &[u8]) -> wasmtime::Result<Component> {
+        self.cache.load(&self.engine, digest, wasm)
+    }
+
+    /// The compiled-component cache.
+    pub fn cache(&self) -> &CompiledCache {
+        &self.cache
+    }
+}
+
+fn engine_config(limits: &LimitsConfig) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let instances = limits.instances_total.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component instantiates a few core instances (the program plus the shims
+    // wit-component adds), each with a table; one linear memory.
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances.saturating_mul(4));
+    pool.total_memories(instances.saturating_mul(2));
+    pool.total_tables(instances.saturating_mul(4));
+    pool.max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    pool.table_elements(usize::try_from(limits.table_elements).unwrap_or(usize::MAX));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, so deadlines hold even
+/// when every async worker is busy running guests.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new().name("arkham-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the epoch thread; shard deadlines will not be enforced");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

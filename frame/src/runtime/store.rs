@@ -1,0 +1,131 @@
+//! The data of one shard instance's `Store`: WASI contexts, the resource table, limits, and one
+//! context per arkham service.
+
+use crate::services::database::{DatabaseCtx, DatabaseView};
+use crate::services::events::{EventsCtx, EventsView};
+use crate::services::logging::LoggingView;
+use crate::services::storage::{StorageCtx, StorageView};
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Bytes of stdout and of stderr kept per call; output past it fails the write.
+const STDIO_CAPACITY: usize = 1 << 20;
+
+/// Store data of a shard instance.
+pub struct ShardState {
+    pub(crate) shard: Arc<str>,
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) limits: StoreLimits,
+    pub(crate) database: DatabaseCtx,
+    pub(crate) events: EventsCtx,
+    pub(crate) storage: StorageCtx,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    hooks: DenyOutgoing,
+}
+
+impl ShardState {
+    /// A fresh state for one call into `shard`.
+    pub fn new(
+        shard: Arc<str>,
+        limits: StoreLimits,
+        database: DatabaseCtx,
+        events: EventsCtx,
+        storage: StorageCtx,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        // No environment, arguments or preopened directories: the WASI basics are inert.
+        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        Self {
+            shard,
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            limits,
+            database,
+            events,
+            storage,
+            stdout,
+            stderr,
+            hooks: DenyOutgoing,
+        }
+    }
+
+    /// Writes what the shard printed to the frame's log, tagged with the shard.
+    pub fn flush_output(&self) {
+        for (pipe, stream) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
+            let bytes = pipe.contents();
+            if bytes.is_empty() {
+                continue;
+            }
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                tracing::info!(target: "arkham::shard", shard = &*self.shard, stream, "{line}");
+            }
+        }
+    }
+
+    pub(crate) fn database(&mut self) -> DatabaseView<'_> {
+        DatabaseView { ctx: &self.database, table: &mut self.table }
+    }
+
+    pub(crate) fn events(&mut self) -> EventsView<'_> {
+        EventsView { ctx: &mut self.events }
+    }
+
+    pub(crate) fn storage(&mut self) -> StorageView<'_> {
+        StorageView { ctx: &self.storage }
+    }
+
+    pub(crate) fn logging(&mut self) -> LoggingView<'_> {
+        LoggingView { shard: &self.shard }
+    }
+}
+
+impl WasiView for ShardState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for ShardState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiHttpView for ShardState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// `wasi:http` hooks that refuse outgoing requests. The frame does not link
+/// `wasi:http/outgoing-handler` at all; this is the second line.
+struct DenyOutgoing;
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for DenyOutgoing {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

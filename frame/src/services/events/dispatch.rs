@@ -1,0 +1,228 @@
+//! Delivery of logged events to subscribers: one task per subscribing shard, following its cursor.
+
+use super::{EventLog, EventsConfig, StoredEvent};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Events read from the log per round trip.
+const BATCH: u32 = 256;
+
+/// A shard that receives events.
+pub trait EventTarget: Send + Sync + 'static {
+    /// The shard's name; also the name of its cursor.
+    fn name(&self) -> &str;
+    /// Whether an event of this name is for the shard.
+    fn wants(&self, event_name: &str) -> bool;
+    /// Delivers one event; `Err` (a handler error, trap or timeout) asks for a retry.
+    fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// Runs one delivery task per subscriber.
+pub struct Dispatcher {
+    log: EventLog,
+    config: Arc<EventsConfig>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<HashMap<String, (watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `log`.
+    pub fn new(log: EventLog, config: Arc<EventsConfig>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self { log, config, shutdown, tasks: Mutex::default() }
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<bool>, JoinHandle<()>)>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts (or restarts, for a new version of the shard) delivery to `target`.
+    pub async fn start(&self, target: Arc<dyn EventTarget>) {
+        self.stop(target.name()).await;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            self.log.clone(),
+            self.config.clone(),
+            target.clone(),
+            stop_rx,
+            self.shutdown.subscribe(),
+        ));
+        self.tasks().insert(target.name().to_string(), (stop, task));
+    }
+
+    /// Stops delivery to the shard `name`, letting an in-flight delivery finish.
+    pub async fn stop(&self, name: &str) {
+        let entry = self.tasks().remove(name);
+        if let Some((stop, task)) = entry {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+    }
+
+    /// Stops every task after its in-flight delivery; undelivered events stay in the log.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let all: Vec<_> = self.tasks().drain().map(|(_, (_, task))| task).collect();
+        for task in all {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Waits until either receiver says stop; returns immediately if one already did.
+async fn stopped(stop: &mut watch::Receiver<bool>, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+}
+
+async fn run(
+    log: EventLog,
+    config: Arc<EventsConfig>,
+    target: Arc<dyn EventTarget>,
+    mut stop: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = target.name().to_string();
+    let mut head = log.subscribe_head();
+    let mut position = match log.ensure_cursor(&name).await {
+        Ok(position) => position,
+        Err(e) => {
+            tracing::error!(shard = %name, error = %e, "event delivery not started");
+            return;
+        }
+    };
+    loop {
+        if *stop.borrow() || *shutdown.borrow() {
+            return;
+        }
+        head.mark_unchanged();
+        let batch = match log.read_after(position, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(shard = %name, error = %e, "reading the event log failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stopped(&mut stop, &mut shutdown) => return,
+                }
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = head.changed() => continue,
+                _ = stopped(&mut stop, &mut shutdown) => return,
+            }
+        }
+        for event in batch {
+            let id = event.id;
+            if target.wants(&event.name) {
+                let Some(()) = deliver_with_retries(&log, &config, &*target, event, &mut stop, &mut shutdown).await
+                else {
+                    // Stopped mid-retry: the cursor stays, so the event is delivered next time.
+                    return;
+                };
+            }
+            position = id;
+            if let Err(e) = log.advance(&name, position).await {
+                tracing::error!(shard = %name, error = %e, "cursor not saved; the event may be delivered again");
+            }
+        }
+    }
+}
+
+/// Delivers `event`, retrying with back-off; `None` if stopped before it was settled.
+async fn deliver_with_retries(
+    log: &EventLog,
+    config: &EventsConfig,
+    target: &dyn EventTarget,
+    event: StoredEvent,
+    stop: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<()> {
+    let max_attempts = config.max_attempts.max(1);
+    let mut delay = Duration::from_millis(config.retry_base_ms.max(1));
+    for attempt in 1..=max_attempts {
+        let error = match target.deliver(event.clone()).await {
+            Ok(()) => return Some(()),
+            Err(error) => error,
+        };
+        tracing::warn!(shard = target.name(), event = %event.name, id = event.id, attempt, %error, "event delivery failed");
+        if attempt == max_attempts {
+            tracing::error!(shard = target.name(), event = %event.name, id = event.id, "giving up on the event after {max_attempts} attempts");
+            if let Err(e) = log.dead_letter(target.name(), event.id, attempt, &error).await {
+                tracing::error!(error = %e, "dead letter not recorded");
+            }
+            return Some(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(stop, shutdown) => return None,
+        }
+        delay = (delay * 2).min(Duration::from_millis(config.retry_max_ms.max(1)));
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::events::Pending;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Flaky {
+        fail_first: u32,
+        calls: AtomicU32,
+        got: Mutex<Vec<u64>>,
+    }
+
+    impl EventTarget for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn wants(&self, event_name: &str) -> bool {
+            event_name.starts_with("a.")
+        }
+        fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+                    return Err("not yet".into());
+                }
+                self.got.lock().unwrap().push(event.id);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_matching_events_in_order_with_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let config = EventsConfig { retry_base_ms: 1, ..Default::default() };
+        let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
+        let target = Arc::new(Flaky { fail_first: 2, calls: AtomicU32::new(0), got: Mutex::default() });
+        dispatcher.start(target.clone()).await;
+        // Let the task create its cursor at the (empty) head before publishing.
+        while log.cursor("flaky").await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+        let events: Vec<Pending> = ["a.x.one", "b.x.skip", "a.x.two"]
+            .iter()
+            .map(|n| Pending { name: n.to_string(), payload: "{}".into() })
+            .collect();
+        log.append("a", &events).await.unwrap();
+        for _ in 0..500 {
+            if log.cursor("flaky").await.unwrap() == Some(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        dispatcher.shutdown().await;
+        assert_eq!(*target.got.lock().unwrap(), [1, 3]);
+        assert_eq!(log.cursor("flaky").await.unwrap(), Some(3));
+    }
+}

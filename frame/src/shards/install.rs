@@ -1,0 +1,221 @@
+//! Installing and removing shards in a data dir: every check happens before anything changes,
+//! and the catalog is replaced atomically, so a failed install leaves the previous state intact.
+
+use super::builder::{self, BuildError};
+use super::catalog::{Catalog, CatalogError, DataDirLock, InstalledShard};
+use super::compat::{self, Incompatibility};
+use super::manifest::Manifest;
+use super::package::{self, Interfaces, PackageError};
+use crate::datadir::DataDir;
+use crate::runtime::Runtime;
+use arkham_registry::digest::Digest;
+use arkham_registry::store::StoreError;
+use std::path::Path;
+
+/// Why an install or removal failed. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The shard folder could not be built.
+    #[error("cannot build the shard: {0}")]
+    Build(#[from] BuildError),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not a shard component.
+    #[error("{origin}: {source}")]
+    Package {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        source: PackageError,
+    },
+    /// The component cannot run on this frame.
+    #[error("shard `{name}` {version} cannot be installed:{}", list(.problems))]
+    Incompatible {
+        /// The shard.
+        name: String,
+        /// Its version.
+        version: String,
+        /// Every reason.
+        problems: Vec<Incompatibility>,
+    },
+    /// Compiling or linking the component failed.
+    #[error("shard `{name}` does not compile or link on this frame: {message}")]
+    Compile {
+        /// The shard.
+        name: String,
+        /// Wasmtime's message.
+        message: String,
+    },
+    /// The blob store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog could not be read or written.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// `remove` of a shard that is not installed.
+    #[error("no shard named `{0}` is installed; `arkham shard list` shows the installed shards")]
+    NotInstalled(String),
+    /// Removing its data failed.
+    #[error("cannot remove the data of `{name}` at {path}: {source}")]
+    Purge {
+        /// The shard.
+        name: String,
+        /// The folder.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+fn list(problems: &[Incompatibility]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+/// What a component file says about itself, without installing it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its imports and exports.
+    #[serde(flatten)]
+    pub interfaces: Interfaces,
+    /// Its content digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Why it cannot run on this frame, if it cannot.
+    pub problems: Vec<String>,
+}
+
+/// Reads what a packaged component carries.
+pub fn inspect(bytes: &[u8], origin: &str) -> Result<Inspection, InstallError> {
+    let to_err = |source| InstallError::Package { origin: origin.to_string(), source };
+    let manifest = package::extract_manifest(bytes).map_err(to_err)?;
+    let interfaces = package::interfaces(bytes).map_err(to_err)?;
+    let problems = compat::check(&manifest, &interfaces).iter().map(ToString::to_string).collect();
+    Ok(Inspection { manifest, interfaces, digest: Digest::of(bytes), size: bytes.len() as u64, problems })
+}
+
+/// The packaged bytes of a local source: a shard folder (built first when stale) or a `.wasm`.
+pub fn read_source(path: &Path) -> Result<Vec<u8>, InstallError> {
+    if path.is_dir() {
+        return Ok(builder::build_if_stale(path)?.bytes);
+    }
+    std::fs::read(path).map_err(|source| InstallError::Read { path: path.display().to_string(), source })
+}
+
+/// The outcome of an install.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Installed {
+    /// The installed shard.
+    pub shard: InstalledShard,
+    /// The shard it replaced, if any.
+    pub replaced: Option<InstalledShard>,
+    /// What the shard requests.
+    pub manifest: Manifest,
+}
+
+/// Checks, stores, precompiles and records the shard in `bytes`.
+pub fn install(
+    data: &DataDir,
+    runtime: &Runtime,
+    bytes: &[u8],
+    source: &str,
+) -> Result<Installed, InstallError> {
+    let inspection = inspect(bytes, source)?;
+    let manifest = inspection.manifest;
+    let problems = compat::check(&manifest, &inspection.interfaces);
+    if !problems.is_empty() {
+        return Err(InstallError::Incompatible {
+            name: manifest.name,
+            version: manifest.version.to_string(),
+            problems,
+        });
+    }
+    let digest = data.store().put(bytes)?;
+    // Compile now: the frame then starts from the cache, and a component that does not link is
+    // refused here rather than found broken at serve time.
+    let compiled = runtime
+        .compile(&digest.to_string(), bytes)
+        .and_then(|component| runtime.linker().instantiate_pre(&component).map(|_| ()));
+    if let Err(e) = compiled {
+        return Err(InstallError::Compile { name: manifest.name, message: format!("{e:#}") });
+    }
+    let _lock = DataDirLock::acquire(&data.lock())?;
+    let mut catalog = Catalog::load(&data.catalog())?;
+    let shard = InstalledShard {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        digest,
+        source: source.to_string(),
+        installed_at: now_rfc3339(),
+    };
+    let replaced = catalog.upsert(shard.clone());
+    catalog.save(&data.catalog())?;
+    Ok(Installed { shard, replaced, manifest })
+}
+
+/// Removes the shard `name`; with `purge`, deletes its database and storage too.
+pub fn remove(data: &DataDir, name: &str, purge: bool) -> Result<InstalledShard, InstallError> {
+    let _lock = DataDirLock::acquire(&data.lock())?;
+    let mut catalog = Catalog::load(&data.catalog())?;
+    let removed = catalog.remove(name).ok_or_else(|| InstallError::NotInstalled(name.to_string()))?;
+    catalog.save(&data.catalog())?;
+    if purge {
+        let dir = data.shard(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(InstallError::Purge {
+                    name: name.to_string(),
+                    path: dir.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The current UTC time as RFC 3339 (seconds precision), without a date-time dependency.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_shape() {
+        let now = super::now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+        assert!(now.as_str() > "2024-01-01");
+    }
+}

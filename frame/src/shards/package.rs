@@ -1,0 +1,273 @@
+//! Self-describing shard components: the manifest embedded as a custom section, and what a
+//! component imports and exports.
+//!
+//! A built shard is one `.wasm` file: the component exactly as the toolchain produced it, plus a
+//! top-level custom section named [`MANIFEST_SECTION`] holding the manifest as TOML. Custom sections
+//! do not change what a component does, so every runtime and tool still sees a normal component.
+
+use super::manifest::{Manifest, ManifestError};
+use std::ops::Range;
+
+/// Name of the custom section that carries the shard manifest.
+pub const MANIFEST_SECTION: &str = "arkham-shard-manifest";
+
+const MAGIC: &[u8; 4] = b"\0asm";
+/// Component-model binary version and layer, as every component since the 0.2 WASI release has.
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+/// A file that is not a shard component, or whose manifest is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file (it does not start with `\\0asm`)")]
+    NotWasm,
+    /// A core module where a component is expected.
+    #[error(
+        "this is a core WebAssembly module, not a component; build for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// The binary is truncated or malformed.
+    #[error("the component is malformed: {0}")]
+    Malformed(String),
+    /// No manifest section.
+    #[error(
+        "the component carries no shard manifest (custom section `{MANIFEST_SECTION}`); build it with `arkham shard build`, or pass its shard.toml"
+    )]
+    NoManifest,
+    /// More than one manifest section.
+    #[error("the component carries {0} shard manifests; it must carry exactly one")]
+    ManyManifests(usize),
+    /// The embedded manifest is not valid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// One top-level section of a component: its id and the byte range of its contents.
+struct Section {
+    id: u8,
+    whole: Range<usize>,
+    contents: Range<usize>,
+}
+
+fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Result<u32, PackageError> {
+    let mut result: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes
+            .get(*pos)
+            .ok_or_else(|| PackageError::Malformed("truncated section header".into()))?;
+        *pos += 1;
+        result |= u32::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(result);
+        }
+    }
+    Err(PackageError::Malformed("section size is not a valid LEB128 u32".into()))
+}
+
+fn write_leb_u32(out: &mut Vec<u8>, mut value: u32) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Checks the header and lists the top-level sections without parsing their contents.
+fn sections(bytes: &[u8]) -> Result<Vec<Section>, PackageError> {
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(PackageError::NotWasm);
+    }
+    if bytes[4..8] != COMPONENT_VERSION {
+        return Err(if bytes[6..8] == [0, 0] {
+            PackageError::CoreModule
+        } else {
+            PackageError::Malformed(format!(
+                "unsupported binary version {:02x?}; expected a component-model component",
+                &bytes[4..8]
+            ))
+        });
+    }
+    let mut out = Vec::new();
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let start = pos;
+        let id = bytes[pos];
+        pos += 1;
+        let size = read_leb_u32(bytes, &mut pos)? as usize;
+        let end = pos
+            .checked_add(size)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| PackageError::Malformed(format!("section at byte {start} runs past the end")))?;
+        out.push(Section { id, whole: start..end, contents: pos..end });
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The name and data of a custom section's contents.
+fn custom_section(bytes: &[u8], section: &Section) -> Result<(String, Range<usize>), PackageError> {
+    let mut pos = section.contents.start;
+    let len = read_leb_u32(bytes, &mut pos)? as usize;
+    let name_end = pos
+        .checked_add(len)
+        .filter(|e| *e <= section.contents.end)
+        .ok_or_else(|| PackageError::Malformed("custom section name runs past its section".into()))?;
+    let name = std::str::from_utf8(&bytes[pos..name_end])
+        .map_err(|_| PackageError::Malformed("custom section name is not UTF-8".into()))?;
+    Ok((name.to_string(), name_end..section.contents.end))
+}
+
+fn manifest_sections(bytes: &[u8]) -> Result<Vec<(Range<usize>, Range<usize>)>, PackageError> {
+    let mut found = Vec::new();
+    for section in sections(bytes)? {
+        if section.id == 0 {
+            let (name, data) = custom_section(bytes, &section)?;
+            if name == MANIFEST_SECTION {
+                found.push((section.whole.clone(), data));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Returns the component with `manifest` embedded, replacing any manifest it carried.
+pub fn embed_manifest(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, PackageError> {
+    let existing = manifest_sections(component)?;
+    let text = manifest.to_embedded_toml();
+    let mut out = Vec::with_capacity(component.len() + text.len() + 32);
+    let mut pos = 0;
+    for (whole, _) in &existing {
+        out.extend_from_slice(&component[pos..whole.start]);
+        pos = whole.end;
+    }
+    out.extend_from_slice(&component[pos..]);
+
+    let mut contents = Vec::with_capacity(text.len() + MANIFEST_SECTION.len() + 5);
+    write_leb_u32(&mut contents, MANIFEST_SECTION.len() as u32);
+    contents.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    contents.extend_from_slice(text.as_bytes());
+    out.push(0);
+    let size = u32::try_from(contents.len())
+        .map_err(|_| PackageError::Malformed("manifest is larger than 4 GiB".into()))?;
+    write_leb_u32(&mut out, size);
+    out.extend_from_slice(&contents);
+    Ok(out)
+}
+
+/// Reads the manifest a component carries.
+pub fn extract_manifest(component: &[u8]) -> Result<Manifest, PackageError> {
+    let found = manifest_sections(component)?;
+    match found.as_slice() {
+        [] => Err(PackageError::NoManifest),
+        [(_, data)] => {
+            let text = std::str::from_utf8(&component[data.clone()]).map_err(|_| {
+                PackageError::Malformed("the embedded manifest is not UTF-8".into())
+            })?;
+            Ok(Manifest::parse(text, "the component's embedded manifest")?)
+        }
+        many => Err(PackageError::ManyManifests(many.len())),
+    }
+}
+
+/// The names of a component's top-level imports and exports (`wasi:http/types@0.2.12`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Interfaces {
+    /// Names of the component's imports.
+    pub imports: Vec<String>,
+    /// Names of the component's exports.
+    pub exports: Vec<String>,
+}
+
+/// Lists a component's top-level imports and exports.
+pub fn interfaces(component: &[u8]) -> Result<Interfaces, PackageError> {
+    // Checks the header first, for a precise error on modules and non-wasm input.
+    sections(component)?;
+    let mut out = Interfaces::default();
+    // Nested modules and components appear inline between their own `Version` and `End`.
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        let payload = payload.map_err(|e| PackageError::Malformed(e.to_string()))?;
+        match payload {
+            wasmparser::Payload::Version { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(|e| PackageError::Malformed(e.to_string()))?;
+                    out.imports.push(import.name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    let export = export.map_err(|e| PackageError::Malformed(e.to_string()))?;
+                    out.exports.push(export.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `wasi:http/types@0.2.12` into (`wasi:http/types`, `Some(0.2.12)`).
+pub fn split_versioned(name: &str) -> (&str, Option<semver::Version>) {
+    match name.split_once('@') {
+        Some((bare, version)) => (bare, semver::Version::parse(version).ok()),
+        None => (name, None),
+    }
+}
+
+/// Whether an import of `wanted` is satisfied by a host providing `provided`, with the same
+/// semver rule wasmtime's linker applies: same major, or same minor while the major is 0.
+pub fn version_compatible(wanted: &semver::Version, provided: &semver::Version) -> bool {
+    if wanted.major != provided.major {
+        return false;
+    }
+    wanted.major != 0 || wanted.minor == provided.minor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid component: header only.
+    const EMPTY_COMPONENT: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];
+
+    fn manifest(version: &str) -> Manifest {
+        Manifest::parse(&format!("name = \"demo\"\nversion = \"{version}\"\n"), "test").unwrap()
+    }
+
+    #[test]
+    fn embeds_extracts_and_replaces() {
+        let once = embed_manifest(&EMPTY_COMPONENT, &manifest("1.0.0")).unwrap();
+        assert_eq!(extract_manifest(&once).unwrap().version.to_string(), "1.0.0");
+        let twice = embed_manifest(&once, &manifest("2.0.0")).unwrap();
+        assert_eq!(extract_manifest(&twice).unwrap().version.to_string(), "2.0.0");
+        assert_eq!(manifest_sections(&twice).unwrap().len(), 1);
+        assert_eq!(interfaces(&twice).unwrap(), Interfaces::default());
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_shard() {
+        assert!(matches!(extract_manifest(b"hello world"), Err(PackageError::NotWasm)));
+        let module = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert!(matches!(extract_manifest(&module), Err(PackageError::CoreModule)));
+        assert!(matches!(extract_manifest(&EMPTY_COMPONENT), Err(PackageError::NoManifest)));
+        let mut truncated = embed_manifest(&EMPTY_COMPONENT, &manifest("1.0.0")).unwrap();
+        truncated.truncate(truncated.len() - 3);
+        assert!(matches!(extract_manifest(&truncated), Err(PackageError::Malformed(_))));
+    }
+
+    #[test]
+    fn versions() {
+        let v = |s| semver::Version::parse(s).unwrap();
+        assert!(version_compatible(&v("0.2.0"), &v("0.2.12")));
+        assert!(version_compatible(&v("0.2.15"), &v("0.2.12")));
+        assert!(!version_compatible(&v("0.3.0"), &v("0.2.12")));
+        assert!(version_compatible(&v("1.4.0"), &v("1.0.0")));
+        assert_eq!(split_versioned("wasi:io/poll@0.2.6").0, "wasi:io/poll");
+    }
+}
