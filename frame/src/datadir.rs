@@ -59,9 +59,13 @@ impl DataDir {
         arkham_registry::store::BlobStore::new(self.root.join("store"))
     }
 
-    /// The compiled-component cache.
+    /// The compiled-component cache; `$ARKHAM_CACHE_DIR` moves it (frames on one machine, or
+    /// test runs, can then share compiled artifacts: they are keyed by content and engine).
     pub fn compiled_cache(&self) -> PathBuf {
-        self.root.join("cache").join("compiled")
+        match std::env::var_os("ARKHAM_CACHE_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => self.root.join("cache").join("compiled"),
+        }
     }
 
     /// The event log database.

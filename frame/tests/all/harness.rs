@@ -1,0 +1,193 @@
+//! Test harness: packaged fixture shards (once per run), data dirs, and real `arkham serve`
+//! processes driven over HTTP.
+
+use arkham_frame::shards::manifest::Manifest;
+use arkham_frame::shards::package::embed_manifest;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use test_shards::GuestShard;
+
+/// The `arkham` binary under test.
+pub fn arkham_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_arkham")
+}
+
+/// A folder shared by the whole test run (compiled-component cache, packaged fixtures).
+fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("arkham-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// The compiled-component cache every frame of the run shares, so each component compiles once.
+pub fn cache_dir() -> PathBuf {
+    run_dir().join("compiled-cache")
+}
+
+/// Packages a fixture (component + its shard.toml) into a self-describing `.wasm`, once per run.
+pub fn packaged(shard: &GuestShard) -> PathBuf {
+    let path = run_dir().join(format!("{}.shard.wasm", shard.name));
+    static DONE: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    let done = DONE.get_or_init(Default::default);
+    let mut done = done.lock().unwrap();
+    if !done.iter().any(|n| n == shard.name) {
+        let manifest = Manifest::from_file(Path::new(shard.manifest)).unwrap();
+        package_with(shard, &manifest, &path);
+        done.push(shard.name.to_string());
+    }
+    path
+}
+
+/// Packages `shard`'s component with another manifest, at `path`.
+pub fn package_with(shard: &GuestShard, manifest: &Manifest, path: &Path) {
+    let raw = std::fs::read(shard.component).unwrap();
+    let bytes = embed_manifest(&raw, manifest).unwrap();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// The manifest of a fixture, for tests that alter it.
+pub fn manifest_of(shard: &GuestShard) -> Manifest {
+    Manifest::from_file(Path::new(shard.manifest)).unwrap()
+}
+
+/// Runs `arkham` with `args` and the test environment; returns (success, stdout, stderr).
+pub fn arkham(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(arkham_bin())
+        .args(args)
+        .env("ARKHAM_DATA_DIR", data)
+        .env("ARKHAM_CACHE_DIR", cache_dir())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Installs packaged fixtures into `data`, asserting success.
+pub fn install(data: &Path, shards: &[&GuestShard]) {
+    for shard in shards {
+        let file = packaged(shard);
+        let (ok, out, err) = arkham(data, &["shard", "add", file.to_str().unwrap(), "--yes"]);
+        assert!(ok, "installing {} failed:\n{out}\n{err}", shard.name);
+    }
+}
+
+/// A running `arkham serve`.
+pub struct Frame {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub client: reqwest::Client,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Frame {
+    /// Starts a frame on `data` on a free loopback port and waits until it listens.
+    pub fn start(data: &Path) -> Self {
+        let mut child = Command::new(arkham_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("ARKHAM_DATA_DIR", data)
+            .env("ARKHAM_CACHE_DIR", cache_dir())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("frame exited before listening:\n{}", log.lock().unwrap()))
+            .unwrap();
+        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base, client: reqwest::Client::new(), log }
+    }
+
+    /// The frame's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// `METHOD /path` with an optional JSON body; returns (status, JSON body or Null).
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    /// Stops the frame with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "frame exited with {status}:\n{}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "frame did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms for up to 20 s; panics with `what` if it never holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A fresh data dir with `config` as its arkham.toml.
+pub fn data_dir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("arkham.toml"), config).unwrap();
+    dir
+}
