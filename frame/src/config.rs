@@ -50,7 +50,10 @@ impl FrameConfig {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => {
-                return Err(ConfigError::Read { path: path.display().to_string(), source });
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
             }
         };
         let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
@@ -68,13 +71,19 @@ impl FrameConfig {
         };
         let l = &self.limits;
         if l.memory_bytes < (1 << 20) {
-            return Err(invalid("limits.memory_bytes must be at least 1 MiB (1048576)"));
+            return Err(invalid(
+                "limits.memory_bytes must be at least 1 MiB (1048576)",
+            ));
         }
         if l.instances_total == 0 || l.instances_per_shard == 0 {
-            return Err(invalid("limits.instances_total and limits.instances_per_shard must be at least 1"));
+            return Err(invalid(
+                "limits.instances_total and limits.instances_per_shard must be at least 1",
+            ));
         }
         if l.request_timeout_ms == 0 || l.event_timeout_ms == 0 {
-            return Err(invalid("limits.request_timeout_ms and limits.event_timeout_ms must be at least 1"));
+            return Err(invalid(
+                "limits.request_timeout_ms and limits.event_timeout_ms must be at least 1",
+            ));
         }
         if self.events.max_attempts == 0 {
             return Err(invalid("events.max_attempts must be at least 1"));
@@ -91,15 +100,26 @@ mod tests {
     fn defaults_overrides_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("arkham.toml");
-        assert_eq!(FrameConfig::load(&path).unwrap().limits.request_timeout_ms, 30_000);
+        assert_eq!(
+            FrameConfig::load(&path).unwrap().limits.request_timeout_ms,
+            30_000
+        );
         std::fs::write(&path, "[limits]\nrequest_timeout_ms = 500\n").unwrap();
         let config = FrameConfig::load(&path).unwrap();
         assert_eq!(config.limits.request_timeout_ms, 500);
-        assert_eq!(config.limits.memory_bytes, LimitsConfig::default().memory_bytes);
+        assert_eq!(
+            config.limits.memory_bytes,
+            LimitsConfig::default().memory_bytes
+        );
         std::fs::write(&path, "[limits]\nrequest_timeout = 500\n").unwrap();
         let err = FrameConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("request_timeout"), "{err}");
         std::fs::write(&path, "[limits]\nmemory_bytes = 10\n").unwrap();
-        assert!(FrameConfig::load(&path).unwrap_err().to_string().contains("memory_bytes"));
+        assert!(
+            FrameConfig::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("memory_bytes")
+        );
     }
 }

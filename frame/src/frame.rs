@@ -51,7 +51,9 @@ impl Frame {
             .context("starting the WebAssembly engine")?;
         let database = DatabaseService::new(data.shards(), config.database.clone());
         let storage = StorageService::new(data.shards(), config.storage.clone());
-        let log = EventLog::open(&data.event_log()).await.context("opening the event log")?;
+        let log = EventLog::open(&data.event_log())
+            .await
+            .context("opening the event log")?;
         let dispatcher = Dispatcher::new(log.clone(), Arc::new(config.events.clone()));
         let frame = Arc::new(Self {
             data,
@@ -72,10 +74,15 @@ impl Frame {
                 }
                 Err(e) => {
                     tracing::error!(shard = %installed.name, error = format!("{e:#}"), "not loaded");
-                    ShardStatus::Failed { installed: installed.clone(), error: format!("{e:#}") }
+                    ShardStatus::Failed {
+                        installed: installed.clone(),
+                        error: format!("{e:#}"),
+                    }
                 }
             };
-            frame.write().insert(installed.name.clone(), (installed, status));
+            frame
+                .write()
+                .insert(installed.name.clone(), (installed, status));
         }
         Ok(frame)
     }
@@ -84,14 +91,20 @@ impl Frame {
         let bytes = self.data.store().get(&installed.digest)?;
         let manifest = Arc::new(package::extract_manifest(&bytes)?);
         let digest = installed.digest.to_string();
-        let component = self.runtime.compile(&digest, &bytes).map_err(anyhow::Error::from).context("compiling")?;
+        let component = self
+            .runtime
+            .compile(&digest, &bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling")?;
         let declared = manifest.services.declared();
         let database = if declared.contains(&Service::Database) {
             Some(self.database.open(&manifest.name).await?)
         } else {
             None
         };
-        let storage = declared.contains(&Service::Storage).then(|| self.storage.namespace(&manifest.name));
+        let storage = declared
+            .contains(&Service::Storage)
+            .then(|| self.storage.namespace(&manifest.name));
         let services = ShardServices {
             database,
             storage,
@@ -99,18 +112,28 @@ impl Frame {
             events_config: Arc::new(self.config.events.clone()),
             log: self.log.clone(),
         };
-        let shard = Arc::new(LoadedShard::new(&self.runtime, manifest.clone(), digest, &component, services)?);
+        let shard = Arc::new(LoadedShard::new(
+            &self.runtime,
+            manifest.clone(),
+            digest,
+            &component,
+            services,
+        )?);
         if !manifest.events.subscribes.is_empty() {
             self.dispatcher.start(shard.clone()).await;
         }
         Ok(shard)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
+    fn read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
         self.shards.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
         self.shards.write().unwrap_or_else(|e| e.into_inner())
     }
 

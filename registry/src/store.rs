@@ -23,7 +23,9 @@ pub enum StoreError {
     #[error("blob {0} is not in the store")]
     Missing(Digest),
     /// The blob's content does not match its digest (it was corrupted on disk).
-    #[error("blob {expected} is corrupt: its content hashes to {actual}; it was removed, add the shard again")]
+    #[error(
+        "blob {expected} is corrupt: its content hashes to {actual}; it was removed, add the shard again"
+    )]
     Corrupt {
         /// The digest it is stored under.
         expected: Digest,
@@ -33,7 +35,10 @@ pub enum StoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A content-addressed store rooted at a folder.
@@ -65,11 +70,18 @@ impl BlobStore {
         if path.is_file() {
             return Ok(digest);
         }
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let tmp = dir.join(format!(".tmp-{}-{}", digest.hex(), std::process::id()));
         let written = (|| {
-            let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -95,7 +107,10 @@ impl BlobStore {
         let actual = Digest::of(&bytes);
         if &actual != digest {
             let _ = fs::remove_file(&path);
-            return Err(StoreError::Corrupt { expected: digest.clone(), actual });
+            return Err(StoreError::Corrupt {
+                expected: digest.clone(),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -123,7 +138,10 @@ mod tests {
         assert_eq!(store.put(b"component").unwrap(), digest);
         assert_eq!(store.get(&digest).unwrap(), b"component");
         fs::write(store.path(&digest), b"tampered").unwrap();
-        assert!(matches!(store.get(&digest), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.get(&digest),
+            Err(StoreError::Corrupt { .. })
+        ));
         assert!(matches!(store.get(&digest), Err(StoreError::Missing(_))));
     }
 }

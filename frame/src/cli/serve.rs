@@ -24,7 +24,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let frame = Frame::open(data.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("listening on {}; is another frame running there? pass --listen", args.listen))?;
+        .with_context(|| {
+            format!(
+                "listening on {}; is another frame running there? pass --listen",
+                args.listen
+            )
+        })?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), "arkham frame serving");
     // Tests and scripts read this line to learn the port when listening on port 0.

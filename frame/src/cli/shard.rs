@@ -82,10 +82,19 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ShardCommand::Add { path, data_dir, yes, json } => {
+        ShardCommand::Add {
+            path,
+            data_dir,
+            yes,
+            json,
+        } => {
             let data = data_dir.get();
-            let source = std::fs::canonicalize(&path)
-                .with_context(|| format!("{} does not exist; pass a shard folder or a .wasm file", path.display()))?;
+            let source = std::fs::canonicalize(&path).with_context(|| {
+                format!(
+                    "{} does not exist; pass a shard folder or a .wasm file",
+                    path.display()
+                )
+            })?;
             let bytes = {
                 let source = source.clone();
                 tokio::task::spawn_blocking(move || install::read_source(&source)).await??
@@ -93,7 +102,10 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             let inspection = install::inspect(&bytes, &source.display().to_string())?;
             if !yes && !json {
                 print_requests(&inspection);
-                if !confirm(&format!("Install {} {}?", inspection.manifest.name, inspection.manifest.version))? {
+                if !confirm(&format!(
+                    "Install {} {}?",
+                    inspection.manifest.name, inspection.manifest.version
+                ))? {
                     anyhow::bail!("not installed");
                 }
             }
@@ -109,7 +121,10 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                 match &installed.replaced {
                     Some(old) => println!(
                         "installed {} {} (replacing {}) {}",
-                        installed.shard.name, installed.shard.version, old.version, installed.shard.digest
+                        installed.shard.name,
+                        installed.shard.version,
+                        old.version,
+                        installed.shard.digest
                     ),
                     None => println!(
                         "installed {} {} {}",
@@ -127,18 +142,32 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                 println!("no shards installed; add one with `arkham shard add PATH`");
             } else {
                 for s in &catalog.shards {
-                    println!("{:<20} {:<10} {}  {}", s.name, s.version, s.digest, s.source);
+                    println!(
+                        "{:<20} {:<10} {}  {}",
+                        s.name, s.version, s.digest, s.source
+                    );
                 }
             }
             Ok(())
         }
-        ShardCommand::Remove { name, data_dir, purge, json } => {
+        ShardCommand::Remove {
+            name,
+            data_dir,
+            purge,
+            json,
+        } => {
             let data = data_dir.get();
             let removed = install::remove(&data, &name, purge)?;
             if json {
-                println!("{}", serde_json::json!({ "removed": removed, "purged": purge }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "removed": removed, "purged": purge })
+                );
             } else if purge {
-                println!("removed {} {} and deleted its data", removed.name, removed.version);
+                println!(
+                    "removed {} {} and deleted its data",
+                    removed.name, removed.version
+                );
             } else {
                 println!(
                     "removed {} {}; its data is kept in {} (use --purge to delete it)",
@@ -171,7 +200,9 @@ fn print_requests(inspection: &Inspection) {
 
 fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("refusing to install without confirmation: stdin is not a terminal; pass --yes to install anyway");
+        anyhow::bail!(
+            "refusing to install without confirmation: stdin is not a terminal; pass --yes to install anyway"
+        );
     }
     eprint!("{question} [y/N] ");
     let mut answer = String::new();

@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `GET /`: the shards grouped by navigation category, with live badge counts.
@@ -21,11 +24,20 @@ pub async fn page(State(frame): State<Arc<Frame>>) -> Html<String> {
                 Some(nav) => entries.push((shard.manifest().clone(), nav)),
                 None => other.push(format!("{} {}", installed.name, installed.version)),
             },
-            ShardStatus::Failed { error, .. } => other.push(format!("{} (failed: {error})", installed.name)),
+            ShardStatus::Failed { error, .. } => {
+                other.push(format!("{} (failed: {error})", installed.name))
+            }
         }
     }
     entries.sort_by_key(|(m, nav)| {
-        (CATEGORIES.iter().position(|c| *c == nav.category).unwrap_or(usize::MAX), nav.order, m.name.clone())
+        (
+            CATEGORIES
+                .iter()
+                .position(|c| *c == nav.category)
+                .unwrap_or(usize::MAX),
+            nav.order,
+            m.name.clone(),
+        )
     });
     let mut body = String::new();
     let mut current = "";
@@ -37,7 +49,11 @@ pub async fn page(State(frame): State<Arc<Frame>>) -> Html<String> {
             current = &nav.category;
             let _ = write!(body, "<section><h2>{}</h2><ul>", escape(current));
         }
-        let badge = nav.badge_endpoint.as_deref().map(|b| format!(" <span class=badge data-endpoint=\"{}\"></span>", escape(b))).unwrap_or_default();
+        let badge = nav
+            .badge_endpoint
+            .as_deref()
+            .map(|b| format!(" <span class=badge data-endpoint=\"{}\"></span>", escape(b)))
+            .unwrap_or_default();
         let _ = write!(
             body,
             "<li><a href=\"{prefix}/\"><b>{label}</b></a>{badge} <small>{name} {version} — {desc}</small><ul>",
@@ -48,8 +64,17 @@ pub async fn page(State(frame): State<Arc<Frame>>) -> Html<String> {
             desc = escape(&manifest.description),
         );
         for sub in &nav.sub_routes {
-            let badge = sub.badge_endpoint.as_deref().map(|b| format!(" <span class=badge data-endpoint=\"{}\"></span>", escape(b))).unwrap_or_default();
-            let _ = write!(body, "<li>{}{badge} <small>{}</small></li>", escape(&sub.label), escape(&sub.route));
+            let badge = sub
+                .badge_endpoint
+                .as_deref()
+                .map(|b| format!(" <span class=badge data-endpoint=\"{}\"></span>", escape(b)))
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<li>{}{badge} <small>{}</small></li>",
+                escape(&sub.label),
+                escape(&sub.route)
+            );
         }
         body.push_str("</ul></li>");
     }
@@ -64,7 +89,9 @@ pub async fn page(State(frame): State<Arc<Frame>>) -> Html<String> {
         body.push_str("</ul></section>");
     }
     if entries.is_empty() && other.is_empty() {
-        body.push_str("<p>No shards installed. Add one with <code>arkham shard add PATH</code>.</p>");
+        body.push_str(
+            "<p>No shards installed. Add one with <code>arkham shard add PATH</code>.</p>",
+        );
     }
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><title>arkham</title>\

@@ -31,12 +31,19 @@ pub fn app(frame: Arc<Frame>) -> Router {
 
 /// A JSON error response: `{"error": {"code": ..., "message": ...}}`.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
 async fn health(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
     let shards = frame.shards();
-    let failed = shards.iter().filter(|(_, s)| matches!(s, ShardStatus::Failed { .. })).count();
+    let failed = shards
+        .iter()
+        .filter(|(_, s)| matches!(s, ShardStatus::Failed { .. }))
+        .count();
     Json(json!({
         "status": if failed == 0 { "ok" } else { "degraded" },
         "version": FRAME_VERSION,
@@ -50,7 +57,11 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|(installed, status)| {
             let (status, manifest, error) = match &status {
-                ShardStatus::Running(shard) => ("running", serde_json::to_value(&**shard.manifest()).ok(), None),
+                ShardStatus::Running(shard) => (
+                    "running",
+                    serde_json::to_value(&**shard.manifest()).ok(),
+                    None,
+                ),
                 ShardStatus::Failed { error, .. } => ("failed", None, Some(error.clone())),
             };
             json!({

@@ -33,21 +33,32 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
         return error(
             StatusCode::NOT_FOUND,
             "shard_not_found",
-            format!("no shard named `{name}` is serving; GET /api/frame/shards lists the installed shards"),
+            format!(
+                "no shard named `{name}` is serving; GET /api/frame/shards lists the installed shards"
+            ),
         );
     };
     let limit = frame.config().limits.max_request_bytes;
     let (mut parts, body) = request.into_parts();
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than the limit of {limit} bytes"),
             );
         }
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("reading the request body failed: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the request body failed: {e}"),
+            );
+        }
     };
     let authority = parts
         .headers
@@ -55,9 +66,20 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    parts.uri = match Uri::builder().scheme("http").authority(authority).path_and_query(path).build() {
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
         Ok(uri) => uri,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid request target: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("invalid request target: {e}"),
+            );
+        }
     };
     let request = http::Request::from_parts(parts, Full::new(body));
     match shard.handle(request).await {
@@ -87,7 +109,10 @@ mod tests {
         let cases = [
             ("/api/packets", ("packets", "/")),
             ("/api/packets/", ("packets", "/")),
-            ("/api/packets/abc/contents?x=1", ("packets", "/abc/contents?x=1")),
+            (
+                "/api/packets/abc/contents?x=1",
+                ("packets", "/abc/contents?x=1"),
+            ),
         ];
         for (uri, (shard, path)) in cases {
             let uri: Uri = uri.parse().unwrap();

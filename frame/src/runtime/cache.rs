@@ -36,7 +36,10 @@ impl CompiledCache {
     /// A cache in `dir` for artifacts of `engine`.
     pub fn new(engine: &Engine, dir: PathBuf) -> std::io::Result<Self> {
         // Only the frame's user may write here: what is loaded from this folder runs as code.
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = hex(&hasher.0.finalize()[..8]);
@@ -63,7 +66,10 @@ impl CompiledCache {
             // output, atomically (temporary file + rename), in a 0700 folder of the frame's own
             // data dir, under a name that carries the engine's compatibility hash; wasmtime
             // itself also checks the artifact's header against this engine's configuration.
-            #[expect(unsafe_code, reason = "loading our own precompiled artifacts; see SAFETY")]
+            #[expect(
+                unsafe_code,
+                reason = "loading our own precompiled artifacts; see SAFETY"
+            )]
             let loaded = unsafe { Component::deserialize_file(engine, &path) };
             match loaded {
                 Ok(component) => return Ok(component),
@@ -78,7 +84,10 @@ impl CompiledCache {
             tracing::warn!(path = %path.display(), error = %e, "compiled component not cached");
         }
         // SAFETY: `compiled` was produced just above by `precompile_component` of this engine.
-        #[expect(unsafe_code, reason = "loading an artifact this engine just produced; see SAFETY")]
+        #[expect(
+            unsafe_code,
+            reason = "loading an artifact this engine just produced; see SAFETY"
+        )]
         let component = unsafe { Component::deserialize(engine, &compiled) }?;
         Ok(component)
     }
@@ -92,7 +101,10 @@ impl CompiledCache {
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
@@ -106,8 +118,10 @@ fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

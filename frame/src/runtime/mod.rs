@@ -41,7 +41,13 @@ impl Runtime {
         let linker = Arc::new(linker::linker(&engine)?);
         let cache = CompiledCache::new(&engine, cache_dir)?;
         let ticker = Arc::new(EpochTicker::start(engine.clone()));
-        Ok(Self { engine, linker, cache, limits: Arc::new(limits), _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            limits: Arc::new(limits),
+            _ticker: ticker,
+        })
     }
 
     /// The engine.
@@ -98,12 +104,14 @@ impl EpochTicker {
     fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new().name("arkham-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("arkham-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the epoch thread; shard deadlines will not be enforced");
         }

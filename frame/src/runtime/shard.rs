@@ -99,7 +99,9 @@ impl LoadedShard {
         } else {
             Some(event_handler::GuestIndices::new(&pre)?)
         };
-        let slots = Arc::new(Semaphore::new(runtime.limits().instances_per_shard.max(1) as usize));
+        let slots = Arc::new(Semaphore::new(
+            runtime.limits().instances_per_shard.max(1) as usize
+        ));
         Ok(Self {
             name: manifest.name.as_str().into(),
             manifest,
@@ -126,13 +128,21 @@ impl LoadedShard {
     fn new_store(&self, timeout: Duration) -> Store<ShardState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.runtime.limits().memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(usize::try_from(self.runtime.limits().table_elements).unwrap_or(usize::MAX))
+            .table_elements(
+                usize::try_from(self.runtime.limits().table_elements).unwrap_or(usize::MAX),
+            )
             .instances(64)
             .trap_on_grow_failure(true)
             .build();
         let s = &self.services;
-        let database = s.database.clone().map_or_else(DatabaseCtx::denied, DatabaseCtx::granted);
-        let storage = s.storage.clone().map_or_else(StorageCtx::denied, StorageCtx::granted);
+        let database = s
+            .database
+            .clone()
+            .map_or_else(DatabaseCtx::denied, DatabaseCtx::granted);
+        let storage = s
+            .storage
+            .clone()
+            .map_or_else(StorageCtx::denied, StorageCtx::granted);
         let events = if s.events {
             EventsCtx::granted(self.manifest.clone(), s.events_config.clone())
         } else {
@@ -157,9 +167,15 @@ impl LoadedShard {
 
     fn classify(&self, error: wasmtime::Error, timeout: Duration) -> CallError {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return CallError::Timeout { shard: self.name.to_string(), limit_ms: timeout.as_millis() };
+            return CallError::Timeout {
+                shard: self.name.to_string(),
+                limit_ms: timeout.as_millis(),
+            };
         }
-        CallError::Trap { shard: self.name.to_string(), message: format!("{error:#}") }
+        CallError::Trap {
+            shard: self.name.to_string(),
+            message: format!("{error:#}"),
+        }
     }
 
     /// Serves one HTTP request in a fresh instance. The path must already be relative to the
@@ -197,7 +213,10 @@ impl LoadedShard {
             let result = async {
                 let instance = this.pre.instantiate_async(&mut store).await?;
                 let proxy = this.http.load(&mut store, &instance)?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             }
             .await;
             store.data().flush_output();
@@ -212,7 +231,10 @@ impl LoadedShard {
 
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(CallError::Guest { shard: self.name.to_string(), code }),
+            Ok(Err(code)) => Err(CallError::Guest {
+                shard: self.name.to_string(),
+                code,
+            }),
             Err(_) => match task.await {
                 Ok(Ok(())) => Err(CallError::NoResponse(self.name.to_string())),
                 Ok(Err(e)) => Err(self.classify(e, timeout)),

@@ -42,7 +42,10 @@ impl ShardState {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No environment, arguments or preopened directories: the WASI basics are inert.
-        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
         Self {
             shard,
             table: ResourceTable::new(),
@@ -72,11 +75,16 @@ impl ShardState {
     }
 
     pub(crate) fn database(&mut self) -> DatabaseView<'_> {
-        DatabaseView { ctx: &self.database, table: &mut self.table }
+        DatabaseView {
+            ctx: &self.database,
+            table: &mut self.table,
+        }
     }
 
     pub(crate) fn events(&mut self) -> EventsView<'_> {
-        EventsView { ctx: &mut self.events }
+        EventsView {
+            ctx: &mut self.events,
+        }
     }
 
     pub(crate) fn storage(&mut self) -> StorageView<'_> {
@@ -90,7 +98,10 @@ impl ShardState {
 
 impl WasiView for ShardState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -102,7 +113,11 @@ impl wasmtime_wasi_io::IoView for ShardState {
 
 impl WasiHttpView for ShardState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 

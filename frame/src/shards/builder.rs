@@ -16,7 +16,9 @@ pub enum BuildError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// The manifest has no `[build]` section.
-    #[error("{0} has no [build] section; add `command` and `component` under [build], or pass a built .wasm")]
+    #[error(
+        "{0} has no [build] section; add `command` and `component` under [build], or pass a built .wasm"
+    )]
     NoBuildSection(String),
     /// The build command could not start.
     #[error("cannot run `{command}` in {dir}: {source}")]
@@ -71,10 +73,9 @@ pub struct Built {
 }
 
 fn component_path(folder: &Path, manifest: &Manifest) -> Result<PathBuf, BuildError> {
-    let build = manifest
-        .build
-        .as_ref()
-        .ok_or_else(|| BuildError::NoBuildSection(folder.join(MANIFEST_FILE).display().to_string()))?;
+    let build = manifest.build.as_ref().ok_or_else(|| {
+        BuildError::NoBuildSection(folder.join(MANIFEST_FILE).display().to_string())
+    })?;
     Ok(folder.join(&build.component))
 }
 
@@ -89,7 +90,9 @@ pub fn build(folder: &Path) -> Result<Built, BuildError> {
 pub fn build_if_stale(folder: &Path) -> Result<Built, BuildError> {
     let manifest = Manifest::from_file(&folder.join(MANIFEST_FILE))?;
     let component = component_path(folder, &manifest)?;
-    let built_at = std::fs::metadata(&component).and_then(|m| m.modified()).ok();
+    let built_at = std::fs::metadata(&component)
+        .and_then(|m| m.modified())
+        .ok();
     let stale = match built_at {
         None => true,
         Some(built_at) => newest_source(folder).is_some_and(|newest| newest > built_at),
@@ -101,10 +104,9 @@ pub fn build_if_stale(folder: &Path) -> Result<Built, BuildError> {
 }
 
 fn run_build_command(folder: &Path, manifest: &Manifest) -> Result<(), BuildError> {
-    let build = manifest
-        .build
-        .as_ref()
-        .ok_or_else(|| BuildError::NoBuildSection(folder.join(MANIFEST_FILE).display().to_string()))?;
+    let build = manifest.build.as_ref().ok_or_else(|| {
+        BuildError::NoBuildSection(folder.join(MANIFEST_FILE).display().to_string())
+    })?;
     let mut words = build.command.split_whitespace();
     let program = words.next().unwrap_or_default();
     tracing::info!(shard = %manifest.name, command = %build.command, "building");
@@ -133,15 +135,27 @@ fn package(folder: &Path, manifest: Manifest) -> Result<Built, BuildError> {
         if source.kind() == std::io::ErrorKind::NotFound {
             BuildError::NoComponent(component.display().to_string())
         } else {
-            BuildError::Io { path: component.display().to_string(), source }
+            BuildError::Io {
+                path: component.display().to_string(),
+                source,
+            }
         }
     })?;
-    let bytes = embed_manifest(&raw, &manifest)
-        .map_err(|source| BuildError::Package { path: component.display().to_string(), source })?;
-    let output = component.with_file_name(format!("{}-{}.shard.wasm", manifest.name, manifest.version));
-    super::catalog::write_atomically(&output, &bytes)
-        .map_err(|source| BuildError::Io { path: output.display().to_string(), source })?;
-    Ok(Built { manifest, output, bytes })
+    let bytes = embed_manifest(&raw, &manifest).map_err(|source| BuildError::Package {
+        path: component.display().to_string(),
+        source,
+    })?;
+    let output =
+        component.with_file_name(format!("{}-{}.shard.wasm", manifest.name, manifest.version));
+    super::catalog::write_atomically(&output, &bytes).map_err(|source| BuildError::Io {
+        path: output.display().to_string(),
+        source,
+    })?;
+    Ok(Built {
+        manifest,
+        output,
+        bytes,
+    })
 }
 
 /// The newest modification time among the folder's files, skipping `target` and hidden folders.
@@ -149,7 +163,9 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();

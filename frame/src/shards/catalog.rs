@@ -43,7 +43,9 @@ pub enum CatalogError {
         source: io::Error,
     },
     /// The catalog is not valid JSON of the expected shape.
-    #[error("{path} is corrupt ({message}); restore it from a backup, or remove it and add the shards again")]
+    #[error(
+        "{path} is corrupt ({message}); restore it from a backup, or remove it and add the shards again"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -58,7 +60,12 @@ impl Catalog {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(CatalogError::Io { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         serde_json::from_str(&text).map_err(|e| CatalogError::Corrupt {
             path: path.to_path_buf(),
@@ -68,7 +75,10 @@ impl Catalog {
 
     /// Writes the catalog to `path` atomically and durably.
     pub fn save(&self, path: &Path) -> Result<(), CatalogError> {
-        let io = |source| CatalogError::Io { path: path.to_path_buf(), source };
+        let io = |source| CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let json = serde_json::to_vec_pretty(self).map_err(|e| io(io::Error::other(e)))?;
         write_atomically(path, &json).map_err(io)
     }
@@ -97,10 +107,17 @@ impl Catalog {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -120,11 +137,19 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Waits for and takes the lock file at `path`.
     pub fn acquire(path: &Path) -> Result<Self, CatalogError> {
-        let io = |source| CatalogError::Io { path: path.to_path_buf(), source };
+        let io = |source| CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         file.lock().map_err(io)?;
         Ok(Self { _file: file })
     }
@@ -155,7 +180,14 @@ mod tests {
         assert!(catalog.upsert(shard("b", "2.0.0")).is_some());
         catalog.save(&path).unwrap();
         let loaded = Catalog::load(&path).unwrap();
-        assert_eq!(loaded.shards.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            loaded
+                .shards
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(loaded.get("b").unwrap().version.to_string(), "2.0.0");
         fs::write(&path, b"{not json").unwrap();
         let err = Catalog::load(&path).unwrap_err().to_string();

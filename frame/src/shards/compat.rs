@@ -11,7 +11,9 @@ pub const FRAME_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Incompatibility {
     /// `requires_frame` excludes this frame.
-    #[error("it requires frame {required}, but this frame is {FRAME_VERSION}; install a shard version built for this frame, or upgrade arkham")]
+    #[error(
+        "it requires frame {required}, but this frame is {FRAME_VERSION}; install a shard version built for this frame, or upgrade arkham"
+    )]
     FrameVersion {
         /// The requirement.
         required: String,
@@ -28,7 +30,9 @@ pub enum Incompatibility {
         provided: String,
     },
     /// A service import the manifest does not declare.
-    #[error("it imports `{import}` but its manifest does not declare the `{service}` service; add it to services.required or services.optional")]
+    #[error(
+        "it imports `{import}` but its manifest does not declare the `{service}` service; add it to services.required or services.optional"
+    )]
     UndeclaredService {
         /// The import.
         import: String,
@@ -43,9 +47,12 @@ pub enum Incompatibility {
 /// Every reason the component described by `manifest` and `interfaces` cannot run on this frame.
 pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibility> {
     let mut problems = Vec::new();
-    let frame = semver::Version::parse(FRAME_VERSION).unwrap_or_else(|_| semver::Version::new(0, 0, 0));
+    let frame =
+        semver::Version::parse(FRAME_VERSION).unwrap_or_else(|_| semver::Version::new(0, 0, 0));
     if !manifest.requires_frame.matches(&frame) {
-        problems.push(Incompatibility::FrameVersion { required: manifest.requires_frame.to_string() });
+        problems.push(Incompatibility::FrameVersion {
+            required: manifest.requires_frame.to_string(),
+        });
     }
     let declared = manifest.services.declared();
     for import in &interfaces.imports {
@@ -66,19 +73,31 @@ pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibilit
             });
             continue;
         }
-        if let Some(service) = Service::ALL.iter().find(|s| s.interface() == bare) {
-            if !declared.contains(service) {
-                problems.push(Incompatibility::UndeclaredService { import: import.clone(), service: *service });
-            }
+        if let Some(service) = Service::ALL.iter().find(|s| s.interface() == bare)
+            && !declared.contains(service)
+        {
+            problems.push(Incompatibility::UndeclaredService {
+                import: import.clone(),
+                service: *service,
+            });
         }
     }
-    let exports_bare: Vec<_> = interfaces.exports.iter().map(|e| split_versioned(e).0).collect();
+    let exports_bare: Vec<_> = interfaces
+        .exports
+        .iter()
+        .map(|e| split_versioned(e).0)
+        .collect();
     if !exports_bare.contains(&"wasi:http/incoming-handler") {
-        problems.push(Incompatibility::MissingExport(format!("wasi:http/incoming-handler@{WASI_VERSION}")));
+        problems.push(Incompatibility::MissingExport(format!(
+            "wasi:http/incoming-handler@{WASI_VERSION}"
+        )));
     }
-    if !manifest.events.subscribes.is_empty() && !exports_bare.contains(&"arkham:shard/event-handler") {
+    if !manifest.events.subscribes.is_empty()
+        && !exports_bare.contains(&"arkham:shard/event-handler")
+    {
         problems.push(Incompatibility::MissingExport(
-            "arkham:shard/event-handler@0.1.0 (required because the manifest subscribes to events)".to_string(),
+            "arkham:shard/event-handler@0.1.0 (required because the manifest subscribes to events)"
+                .to_string(),
         ));
     }
     problems
@@ -89,7 +108,11 @@ mod tests {
     use super::*;
 
     fn manifest(extra: &str) -> Manifest {
-        Manifest::parse(&format!("name = \"demo\"\nversion = \"0.1.0\"\n{extra}"), "test").unwrap()
+        Manifest::parse(
+            &format!("name = \"demo\"\nversion = \"0.1.0\"\n{extra}"),
+            "test",
+        )
+        .unwrap()
     }
 
     fn interfaces(imports: &[&str], exports: &[&str]) -> Interfaces {
@@ -113,7 +136,11 @@ mod tests {
     fn every_problem_is_named() {
         let m = manifest("requires_frame = \">=9\"\n[events]\nsubscribes = [\"a.*\"]\n");
         let i = interfaces(
-            &["wasi:sockets/tcp@0.2.0", "wasi:http/types@0.3.0", "arkham:shard/storage@0.1.0"],
+            &[
+                "wasi:sockets/tcp@0.2.0",
+                "wasi:http/types@0.3.0",
+                "arkham:shard/storage@0.1.0",
+            ],
             &[],
         );
         let problems = check(&m, &i);

@@ -95,11 +95,23 @@ pub struct Inspection {
 
 /// Reads what a packaged component carries.
 pub fn inspect(bytes: &[u8], origin: &str) -> Result<Inspection, InstallError> {
-    let to_err = |source| InstallError::Package { origin: origin.to_string(), source };
+    let to_err = |source| InstallError::Package {
+        origin: origin.to_string(),
+        source,
+    };
     let manifest = package::extract_manifest(bytes).map_err(to_err)?;
     let interfaces = package::interfaces(bytes).map_err(to_err)?;
-    let problems = compat::check(&manifest, &interfaces).iter().map(ToString::to_string).collect();
-    Ok(Inspection { manifest, interfaces, digest: Digest::of(bytes), size: bytes.len() as u64, problems })
+    let problems = compat::check(&manifest, &interfaces)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(Inspection {
+        manifest,
+        interfaces,
+        digest: Digest::of(bytes),
+        size: bytes.len() as u64,
+        problems,
+    })
 }
 
 /// The packaged bytes of a local source: a shard folder (built first when stale) or a `.wasm`.
@@ -107,7 +119,10 @@ pub fn read_source(path: &Path) -> Result<Vec<u8>, InstallError> {
     if path.is_dir() {
         return Ok(builder::build_if_stale(path)?.bytes);
     }
-    std::fs::read(path).map_err(|source| InstallError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| InstallError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The outcome of an install.
@@ -145,7 +160,10 @@ pub fn install(
         .compile(&digest.to_string(), bytes)
         .and_then(|component| runtime.linker().instantiate_pre(&component).map(|_| ()));
     if let Err(e) = compiled {
-        return Err(InstallError::Compile { name: manifest.name, message: format!("{e:#}") });
+        return Err(InstallError::Compile {
+            name: manifest.name,
+            message: format!("{e:#}"),
+        });
     }
     let _lock = DataDirLock::acquire(&data.lock())?;
     let mut catalog = Catalog::load(&data.catalog())?;
@@ -158,14 +176,20 @@ pub fn install(
     };
     let replaced = catalog.upsert(shard.clone());
     catalog.save(&data.catalog())?;
-    Ok(Installed { shard, replaced, manifest })
+    Ok(Installed {
+        shard,
+        replaced,
+        manifest,
+    })
 }
 
 /// Removes the shard `name`; with `purge`, deletes its database and storage too.
 pub fn remove(data: &DataDir, name: &str, purge: bool) -> Result<InstalledShard, InstallError> {
     let _lock = DataDirLock::acquire(&data.lock())?;
     let mut catalog = Catalog::load(&data.catalog())?;
-    let removed = catalog.remove(name).ok_or_else(|| InstallError::NotInstalled(name.to_string()))?;
+    let removed = catalog
+        .remove(name)
+        .ok_or_else(|| InstallError::NotInstalled(name.to_string()))?;
     catalog.save(&data.catalog())?;
     if purge {
         let dir = data.shard(name);

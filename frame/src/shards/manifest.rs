@@ -13,7 +13,14 @@ use std::path::Path;
 const RESERVED_NAMES: &[&str] = &["frame", "api", "admin", "static"];
 
 /// Dashboard categories, in the order the dashboard shows them.
-pub const CATEGORIES: &[&str] = &["System", "Data", "Search", "Analysis", "Visualize", "Export"];
+pub const CATEGORIES: &[&str] = &[
+    "System",
+    "Data",
+    "Search",
+    "Analysis",
+    "Visualize",
+    "Export",
+];
 
 /// A parsed and validated shard manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +155,11 @@ pub struct Services {
 impl Services {
     /// Every service the shard declares, required or optional.
     pub fn declared(&self) -> BTreeSet<Service> {
-        self.required.iter().chain(&self.optional).copied().collect()
+        self.required
+            .iter()
+            .chain(&self.optional)
+            .copied()
+            .collect()
     }
 }
 
@@ -243,12 +254,19 @@ impl Manifest {
     pub fn may_publish(&self, name: &str) -> bool {
         name.strip_prefix(&self.name)
             .is_some_and(|rest| rest.starts_with('.'))
-            && self.events.publishes.iter().any(|p| pattern_matches(p, name))
+            && self
+                .events
+                .publishes
+                .iter()
+                .any(|p| pattern_matches(p, name))
     }
 
     /// Whether an event named `name` is delivered to this shard.
     pub fn subscribes_to(&self, name: &str) -> bool {
-        self.events.subscribes.iter().any(|p| pattern_matches(p, name))
+        self.events
+            .subscribes
+            .iter()
+            .any(|p| pattern_matches(p, name))
     }
 
     fn validate(&self, origin: &str) -> Result<(), ManifestError> {
@@ -262,7 +280,11 @@ impl Manifest {
             if !CATEGORIES.contains(&nav.category.as_str()) {
                 return Err(invalid(
                     "navigation.category",
-                    format!("is `{}`; use one of {}", nav.category, CATEGORIES.join(", ")),
+                    format!(
+                        "is `{}`; use one of {}",
+                        nav.category,
+                        CATEGORIES.join(", ")
+                    ),
                 ));
             }
             if nav.order > 999 {
@@ -292,7 +314,9 @@ impl Manifest {
                 if !badge.starts_with(&format!("{prefix}/")) && badge != &prefix {
                     return Err(invalid(
                         field,
-                        format!("is `{badge}`; it must be a path under the shard's API, `{prefix}/`"),
+                        format!(
+                            "is `{badge}`; it must be a path under the shard's API, `{prefix}/`"
+                        ),
                     ));
                 }
             }
@@ -340,7 +364,11 @@ impl Manifest {
                 return Err(invalid("build.command", "is empty; give the command that builds the component, e.g. `cargo build --release --target wasm32-wasip2`".to_string()));
             }
             if build.component.trim().is_empty() {
-                return Err(invalid("build.component", "is empty; give the path of the component the build command produces".to_string()));
+                return Err(invalid(
+                    "build.component",
+                    "is empty; give the path of the component the build command produces"
+                        .to_string(),
+                ));
             }
         }
         Ok(())
@@ -360,7 +388,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("is `{name}`, which the frame reserves; choose another name"));
+        return Err(format!(
+            "is `{name}`, which the frame reserves; choose another name"
+        ));
     }
     Ok(())
 }
@@ -457,22 +487,42 @@ subscribes = ["documents.*"]
     #[test]
     fn unknown_fields_are_named() {
         let text = format!("{PACKETS}\nentry_point = \"x\"\n");
-        let err = Manifest::parse(&text, "shard.toml").unwrap_err().to_string();
+        let err = Manifest::parse(&text, "shard.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("entry_point"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_field_and_the_fix() {
         let cases = [
-            (PACKETS.replace("name = \"packets\"", "name = \"Packets\""), "`name`"),
-            (PACKETS.replace("name = \"packets\"", "name = \"frame\""), "reserves"),
-            (PACKETS.replace("version = \"0.1.0\"", "version = \"one\""), "version"),
-            (PACKETS.replace("\"Export\"", "\"Exports\""), "navigation.category"),
             (
-                PACKETS.replace("\"packets.packet.created\"", "\"documents.document.created\""),
+                PACKETS.replace("name = \"packets\"", "name = \"Packets\""),
+                "`name`",
+            ),
+            (
+                PACKETS.replace("name = \"packets\"", "name = \"frame\""),
+                "reserves",
+            ),
+            (
+                PACKETS.replace("version = \"0.1.0\"", "version = \"one\""),
+                "version",
+            ),
+            (
+                PACKETS.replace("\"Export\"", "\"Exports\""),
+                "navigation.category",
+            ),
+            (
+                PACKETS.replace(
+                    "\"packets.packet.created\"",
+                    "\"documents.document.created\"",
+                ),
                 "own name",
             ),
-            (PACKETS.replace("\"documents.*\"", "\"documents..x\""), "events.subscribes"),
+            (
+                PACKETS.replace("\"documents.*\"", "\"documents..x\""),
+                "events.subscribes",
+            ),
             (
                 PACKETS.replace("optional = [\"storage\"]", "optional = [\"events\"]"),
                 "also required",
@@ -483,7 +533,9 @@ subscribes = ["documents.*"]
             ),
         ];
         for (text, needle) in cases {
-            let err = Manifest::parse(&text, "shard.toml").unwrap_err().to_string();
+            let err = Manifest::parse(&text, "shard.toml")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "expected `{needle}` in: {err}");
         }
     }
@@ -491,8 +543,14 @@ subscribes = ["documents.*"]
     #[test]
     fn patterns() {
         assert!(pattern_matches("packets.*", "packets.packet.created"));
-        assert!(pattern_matches("packets.*.created", "packets.packet.created"));
-        assert!(!pattern_matches("packets.*.created", "packets.packet.updated"));
+        assert!(pattern_matches(
+            "packets.*.created",
+            "packets.packet.created"
+        ));
+        assert!(!pattern_matches(
+            "packets.*.created",
+            "packets.packet.updated"
+        ));
         assert!(pattern_matches("*", "anything.at.all"));
         assert!(!pattern_matches("packets.packet.created", "packets.packet"));
         assert!(!pattern_matches("packets.packet", "packets.packet.created"));

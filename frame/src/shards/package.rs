@@ -61,7 +61,9 @@ fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Result<u32, PackageError> {
             return Ok(result);
         }
     }
-    Err(PackageError::Malformed("section size is not a valid LEB128 u32".into()))
+    Err(PackageError::Malformed(
+        "section size is not a valid LEB128 u32".into(),
+    ))
 }
 
 fn write_leb_u32(out: &mut Vec<u8>, mut value: u32) {
@@ -101,8 +103,14 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section>, PackageError> {
         let end = pos
             .checked_add(size)
             .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| PackageError::Malformed(format!("section at byte {start} runs past the end")))?;
-        out.push(Section { id, whole: start..end, contents: pos..end });
+            .ok_or_else(|| {
+                PackageError::Malformed(format!("section at byte {start} runs past the end"))
+            })?;
+        out.push(Section {
+            id,
+            whole: start..end,
+            contents: pos..end,
+        });
         pos = end;
     }
     Ok(out)
@@ -115,13 +123,18 @@ fn custom_section(bytes: &[u8], section: &Section) -> Result<(String, Range<usiz
     let name_end = pos
         .checked_add(len)
         .filter(|e| *e <= section.contents.end)
-        .ok_or_else(|| PackageError::Malformed("custom section name runs past its section".into()))?;
+        .ok_or_else(|| {
+            PackageError::Malformed("custom section name runs past its section".into())
+        })?;
     let name = std::str::from_utf8(&bytes[pos..name_end])
         .map_err(|_| PackageError::Malformed("custom section name is not UTF-8".into()))?;
     Ok((name.to_string(), name_end..section.contents.end))
 }
 
-fn manifest_sections(bytes: &[u8]) -> Result<Vec<(Range<usize>, Range<usize>)>, PackageError> {
+/// A manifest section: the whole section's bytes, and its data's.
+type ManifestSection = (Range<usize>, Range<usize>);
+
+fn manifest_sections(bytes: &[u8]) -> Result<Vec<ManifestSection>, PackageError> {
     let mut found = Vec::new();
     for section in sections(bytes)? {
         if section.id == 0 {
@@ -237,28 +250,50 @@ mod tests {
     const EMPTY_COMPONENT: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];
 
     fn manifest(version: &str) -> Manifest {
-        Manifest::parse(&format!("name = \"demo\"\nversion = \"{version}\"\n"), "test").unwrap()
+        Manifest::parse(
+            &format!("name = \"demo\"\nversion = \"{version}\"\n"),
+            "test",
+        )
+        .unwrap()
     }
 
     #[test]
     fn embeds_extracts_and_replaces() {
         let once = embed_manifest(&EMPTY_COMPONENT, &manifest("1.0.0")).unwrap();
-        assert_eq!(extract_manifest(&once).unwrap().version.to_string(), "1.0.0");
+        assert_eq!(
+            extract_manifest(&once).unwrap().version.to_string(),
+            "1.0.0"
+        );
         let twice = embed_manifest(&once, &manifest("2.0.0")).unwrap();
-        assert_eq!(extract_manifest(&twice).unwrap().version.to_string(), "2.0.0");
+        assert_eq!(
+            extract_manifest(&twice).unwrap().version.to_string(),
+            "2.0.0"
+        );
         assert_eq!(manifest_sections(&twice).unwrap().len(), 1);
         assert_eq!(interfaces(&twice).unwrap(), Interfaces::default());
     }
 
     #[test]
     fn refuses_what_is_not_a_shard() {
-        assert!(matches!(extract_manifest(b"hello world"), Err(PackageError::NotWasm)));
+        assert!(matches!(
+            extract_manifest(b"hello world"),
+            Err(PackageError::NotWasm)
+        ));
         let module = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert!(matches!(extract_manifest(&module), Err(PackageError::CoreModule)));
-        assert!(matches!(extract_manifest(&EMPTY_COMPONENT), Err(PackageError::NoManifest)));
+        assert!(matches!(
+            extract_manifest(&module),
+            Err(PackageError::CoreModule)
+        ));
+        assert!(matches!(
+            extract_manifest(&EMPTY_COMPONENT),
+            Err(PackageError::NoManifest)
+        ));
         let mut truncated = embed_manifest(&EMPTY_COMPONENT, &manifest("1.0.0")).unwrap();
         truncated.truncate(truncated.len() - 3);
-        assert!(matches!(extract_manifest(&truncated), Err(PackageError::Malformed(_))));
+        assert!(matches!(
+            extract_manifest(&truncated),
+            Err(PackageError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -18,15 +18,23 @@ async fn packets_events_reach_the_subscriber() {
     let data = data_dir(CONFIG);
     install(data.path(), &[&PACKETS, &RECORDER]);
     let frame = Frame::start(data.path());
-    let (status, created) = frame.call("POST", "/api/packets/", Some(json!({"name": "evented"}))).await;
+    let (status, created) = frame
+        .call("POST", "/api/packets/", Some(json!({"name": "evented"})))
+        .await;
     assert_eq!(status, 201);
     let id = created["id"].as_str().unwrap().to_string();
     eventually("packets.packet.created recorded", || async {
-        recorded(&frame).await.iter().any(|e| e["name"] == "packets.packet.created")
+        recorded(&frame)
+            .await
+            .iter()
+            .any(|e| e["name"] == "packets.packet.created")
     })
     .await;
     let events = recorded(&frame).await;
-    let created_event = events.iter().find(|e| e["name"] == "packets.packet.created").unwrap();
+    let created_event = events
+        .iter()
+        .find(|e| e["name"] == "packets.packet.created")
+        .unwrap();
     assert_eq!(created_event["source"], "packets");
     let payload: serde_json::Value =
         serde_json::from_str(created_event["payload"].as_str().unwrap()).unwrap();
@@ -34,12 +42,26 @@ async fn packets_events_reach_the_subscriber() {
 
     // A request that fails publishes nothing: a 404 from packets produces no event.
     let before = recorded(&frame).await.len();
-    let (status, _) = frame.call("PUT", "/api/packets/missing", Some(json!({"name": "x"}))).await;
+    let (status, _) = frame
+        .call("PUT", "/api/packets/missing", Some(json!({"name": "x"})))
+        .await;
     assert_eq!(status, 404);
-    frame.call("POST", "/api/packets/", Some(json!({"name": "second"}))).await;
-    eventually("second event recorded", || async { recorded(&frame).await.len() > before }).await;
-    let names: Vec<_> = recorded(&frame).await.iter().map(|e| e["name"].clone()).collect();
-    assert!(!names.contains(&json!("packets.packet.updated")), "{names:?}");
+    frame
+        .call("POST", "/api/packets/", Some(json!({"name": "second"})))
+        .await;
+    eventually("second event recorded", || async {
+        recorded(&frame).await.len() > before
+    })
+    .await;
+    let names: Vec<_> = recorded(&frame)
+        .await
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert!(
+        !names.contains(&json!("packets.packet.updated")),
+        "{names:?}"
+    );
     frame.stop();
 }
 
@@ -48,26 +70,41 @@ async fn undelivered_events_survive_a_restart() {
     let data = data_dir(CONFIG);
     install(data.path(), &[&PACKETS, &RECORDER]);
     let frame = Frame::start(data.path());
-    let (status, body) = frame.call("PUT", "/api/recorder/fail", Some(json!({"fail": true}))).await;
+    let (status, body) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": true})))
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = frame.call("POST", "/api/packets/", Some(json!({"name": "pending"}))).await;
+    let (status, _) = frame
+        .call("POST", "/api/packets/", Some(json!({"name": "pending"})))
+        .await;
     assert_eq!(status, 201);
     // The recorder refuses deliveries: the frame retries, and nothing is recorded.
-    eventually("a failed delivery attempt", || async { frame.log().contains("event delivery failed") }).await;
+    eventually("a failed delivery attempt", || async {
+        frame.log().contains("event delivery failed")
+    })
+    .await;
     assert!(recorded(&frame).await.is_empty());
     frame.stop();
 
     let frame = Frame::start(data.path());
     assert!(recorded(&frame).await.is_empty());
-    let (status, _) = frame.call("PUT", "/api/recorder/fail", Some(json!({"fail": false}))).await;
+    let (status, _) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": false})))
+        .await;
     assert_eq!(status, 200);
     eventually("the event delivered after the restart", || async {
-        recorded(&frame).await.iter().any(|e| e["name"] == "packets.packet.created")
+        recorded(&frame)
+            .await
+            .iter()
+            .any(|e| e["name"] == "packets.packet.created")
     })
     .await;
     // Delivered once per event id, even though it was attempted many times.
     let events = recorded(&frame).await;
-    let created = events.iter().filter(|e| e["name"] == "packets.packet.created").count();
+    let created = events
+        .iter()
+        .filter(|e| e["name"] == "packets.packet.created")
+        .count();
     assert_eq!(created, 1, "{events:?}");
     frame.stop();
 }

@@ -122,9 +122,17 @@ impl Frame {
             .next()
             .unwrap_or_else(|| panic!("frame exited before listening:\n{}", log.lock().unwrap()))
             .unwrap();
-        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         std::thread::spawn(move || for _ in lines {});
-        Self { child, base, client: reqwest::Client::new(), log }
+        Self {
+            child,
+            base,
+            client: reqwest::Client::new(),
+            log,
+        }
     }
 
     /// The frame's log so far.
@@ -133,7 +141,12 @@ impl Frame {
     }
 
     /// `METHOD /path` with an optional JSON body; returns (status, JSON body or Null).
-    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -148,15 +161,26 @@ impl Frame {
 
     /// Stops the frame with SIGTERM and waits for a clean exit.
     pub fn stop(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "frame exited with {status}:\n{}", self.log());
+                assert!(
+                    status.success(),
+                    "frame exited with {status}:\n{}",
+                    self.log()
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "frame did not stop:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "frame did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

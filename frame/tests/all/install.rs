@@ -41,13 +41,23 @@ fn folder_build_inspect_add_list_remove() {
     assert!(ok, "{err}");
     let inspection: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(inspection["manifest"]["name"], "trapper");
-    assert!(inspection["manifest"].get("build").is_none(), "[build] is not embedded");
+    assert!(
+        inspection["manifest"].get("build").is_none(),
+        "[build] is not embedded"
+    );
     let imports = inspection["imports"].to_string();
     assert!(imports.contains("arkham:shard/storage"), "{imports}");
-    assert!(inspection["exports"].to_string().contains("wasi:http/incoming-handler"));
+    assert!(
+        inspection["exports"]
+            .to_string()
+            .contains("wasi:http/incoming-handler")
+    );
     assert_eq!(inspection["problems"], serde_json::json!([]));
 
-    let (ok, out, err) = arkham(data.path(), &["shard", "add", folder.to_str().unwrap(), "--yes"]);
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "add", folder.to_str().unwrap(), "--yes"],
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains("installed trapper 0.1.0 sha256:"), "{out}");
     assert_eq!(installed(data.path())[0]["name"], "trapper");
@@ -65,7 +75,10 @@ fn folder_build_inspect_add_list_remove() {
     assert!(shard_data.exists(), "data kept without --purge");
     assert_eq!(installed(data.path()), serde_json::json!([]));
     let (ok, _, err) = arkham(data.path(), &["shard", "remove", "trapper"]);
-    assert!(!ok && err.contains("no shard named `trapper` is installed"), "{err}");
+    assert!(
+        !ok && err.contains("no shard named `trapper` is installed"),
+        "{err}"
+    );
 
     install(data.path(), &[&TRAPPER]);
     let (ok, _, err) = arkham(data.path(), &["shard", "remove", "trapper", "--purge"]);
@@ -80,26 +93,50 @@ fn bad_manifests_are_refused_naming_the_field() {
     // An unknown top-level field.
     let folder = shard_folder(work.path(), "");
     let manifest = std::fs::read_to_string(folder.join("shard.toml")).unwrap();
-    std::fs::write(folder.join("shard.toml"), format!("entry_point = \"x\"\n{manifest}")).unwrap();
-    let (ok, _, err) = arkham(data.path(), &["shard", "add", folder.to_str().unwrap(), "--yes"]);
+    std::fs::write(
+        folder.join("shard.toml"),
+        format!("entry_point = \"x\"\n{manifest}"),
+    )
+    .unwrap();
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", folder.to_str().unwrap(), "--yes"],
+    );
     assert!(!ok && err.contains("entry_point"), "{err}");
     // A value out of its set.
-    let folder = shard_folder(work.path(), "[navigation]\ncategory = \"Nope\"\nlabel = \"x\"\nroute = \"/x\"\n");
-    let (ok, _, err) = arkham(data.path(), &["shard", "add", folder.to_str().unwrap(), "--yes"]);
-    assert!(!ok && err.contains("navigation.category") && err.contains("Export"), "{err}");
+    let folder = shard_folder(
+        work.path(),
+        "[navigation]\ncategory = \"Nope\"\nlabel = \"x\"\nroute = \"/x\"\n",
+    );
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", folder.to_str().unwrap(), "--yes"],
+    );
+    assert!(
+        !ok && err.contains("navigation.category") && err.contains("Export"),
+        "{err}"
+    );
     // A build command that fails.
     let folder = shard_folder(work.path(), "");
     std::fs::write(
         folder.join("shard.toml"),
-        std::fs::read_to_string(folder.join("shard.toml")).unwrap().replace("command = \"true\"", "command = \"false\""),
+        std::fs::read_to_string(folder.join("shard.toml"))
+            .unwrap()
+            .replace("command = \"true\"", "command = \"false\""),
     )
     .unwrap();
     std::fs::write(folder.join("touched.txt"), "newer than the component").unwrap();
-    let (ok, _, err) = arkham(data.path(), &["shard", "add", folder.to_str().unwrap(), "--yes"]);
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", folder.to_str().unwrap(), "--yes"],
+    );
     assert!(!ok);
     assert!(err.contains("`false` failed"), "{err}");
     assert_eq!(installed(data.path()), serde_json::json!([]));
 }
+
+/// A refused file: its name, how to make it, and what the error must say.
+type Case<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a str);
 
 #[test]
 fn incompatible_components_are_refused_and_nothing_changes() {
@@ -115,24 +152,49 @@ fn incompatible_components_are_refused_and_nothing_changes() {
     undeclared.services = Default::default();
     undeclared.events = Default::default();
 
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
-        ("newer-frame", Box::new(|p: &Path| package_with(&TRAPPER, &newer_frame, p)), "requires frame >=9.0.0"),
+    let cases: Vec<Case> = vec![
+        (
+            "newer-frame",
+            Box::new(|p: &Path| package_with(&TRAPPER, &newer_frame, p)),
+            "requires frame >=9.0.0",
+        ),
         (
             "undeclared",
             Box::new(|p: &Path| package_with(&TRAPPER, &undeclared, p)),
             "imports `arkham:shard/storage@0.1.0` but its manifest does not declare the `storage` service",
         ),
-        ("raw", Box::new(|p: &Path| drop(std::fs::copy(TRAPPER.component, p))), "carries no shard manifest"),
-        ("module", Box::new(|p: &Path| std::fs::write(p, b"\0asm\x01\0\0\0").unwrap()), "core WebAssembly module"),
-        ("text", Box::new(|p: &Path| std::fs::write(p, b"hello").unwrap()), "not a WebAssembly file"),
+        (
+            "raw",
+            Box::new(|p: &Path| drop(std::fs::copy(TRAPPER.component, p))),
+            "carries no shard manifest",
+        ),
+        (
+            "module",
+            Box::new(|p: &Path| std::fs::write(p, b"\0asm\x01\0\0\0").unwrap()),
+            "core WebAssembly module",
+        ),
+        (
+            "text",
+            Box::new(|p: &Path| std::fs::write(p, b"hello").unwrap()),
+            "not a WebAssembly file",
+        ),
     ];
     for (name, make, needle) in cases {
         let path = work.path().join(format!("{name}.wasm"));
         make(&path);
-        let (ok, _, err) = arkham(data.path(), &["shard", "add", path.to_str().unwrap(), "--yes"]);
+        let (ok, _, err) = arkham(
+            data.path(),
+            &["shard", "add", path.to_str().unwrap(), "--yes"],
+        );
         assert!(!ok, "{name} was accepted");
-        assert!(err.contains(needle), "{name}: expected `{needle}` in: {err}");
+        assert!(
+            err.contains(needle),
+            "{name}: expected `{needle}` in: {err}"
+        );
     }
     assert_eq!(installed(data.path()), before);
-    assert_eq!(std::fs::read(data.path().join("installed.json")).unwrap(), catalog_before);
+    assert_eq!(
+        std::fs::read(data.path().join("installed.json")).unwrap(),
+        catalog_before
+    );
 }

@@ -1,6 +1,12 @@
 //! Integration tests: real components built from `shards/` and `test-shards/guests/`, served by
 //! real `arkham` processes over HTTP. One binary, one link; components compile once per run.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed step aborts the test"
+)]
+
 mod harness;
 
 mod events;

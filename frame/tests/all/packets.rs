@@ -13,8 +13,13 @@ async fn crud_workflow_and_errors() {
     let (status, health) = frame.call("GET", "/api/packets/health", None).await;
     assert_eq!(status, 200, "{health}");
 
-    let (status, created) =
-        frame.call("POST", "/api/packets/", Some(json!({"name": "Case file", "description": "d"}))).await;
+    let (status, created) = frame
+        .call(
+            "POST",
+            "/api/packets/",
+            Some(json!({"name": "Case file", "description": "d"})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["name"], "Case file");
     assert_eq!(created["status"], "draft");
@@ -23,48 +28,97 @@ async fn crud_workflow_and_errors() {
     let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
     assert_eq!((status, got["id"].as_str()), (200, Some(id.as_str())));
 
-    let (status, updated) =
-        frame.call("PUT", &format!("/api/packets/{id}"), Some(json!({"name": "Renamed"}))).await;
-    assert_eq!((status, updated["name"].as_str()), (200, Some("Renamed")), "{updated}");
+    let (status, updated) = frame
+        .call(
+            "PUT",
+            &format!("/api/packets/{id}"),
+            Some(json!({"name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(
+        (status, updated["name"].as_str()),
+        (200, Some("Renamed")),
+        "{updated}"
+    );
 
     let (status, content) = frame
         .call(
             "POST",
             &format!("/api/packets/{id}/contents"),
-            Some(json!({"content_type": "document", "content_id": "doc-1", "content_title": "Doc"})),
+            Some(
+                json!({"content_type": "document", "content_id": "doc-1", "content_title": "Doc"}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{content}");
-    let (status, contents) = frame.call("GET", &format!("/api/packets/{id}/contents"), None).await;
+    let (status, contents) = frame
+        .call("GET", &format!("/api/packets/{id}/contents"), None)
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(contents.to_string().matches("doc-1").count(), 1, "{contents}");
+    assert_eq!(
+        contents.to_string().matches("doc-1").count(),
+        1,
+        "{contents}"
+    );
 
     let (status, count) = frame.call("GET", "/api/packets/count", None).await;
     assert_eq!((status, count["count"].as_i64()), (200, Some(1)));
 
     let (status, drafts) = frame.call("GET", "/api/packets/status/draft", None).await;
-    assert_eq!((status, drafts["total"].as_i64()), (200, Some(1)), "{drafts}");
+    assert_eq!(
+        (status, drafts["total"].as_i64()),
+        (200, Some(1)),
+        "{drafts}"
+    );
 
-    let (status, finalized) = frame.call("POST", &format!("/api/packets/{id}/finalize"), None).await;
-    assert_eq!((status, finalized["status"].as_str()), (200, Some("finalized")), "{finalized}");
+    let (status, finalized) = frame
+        .call("POST", &format!("/api/packets/{id}/finalize"), None)
+        .await;
+    assert_eq!(
+        (status, finalized["status"].as_str()),
+        (200, Some("finalized")),
+        "{finalized}"
+    );
 
     // A finalized packet cannot be edited, nor finalized again.
-    let (status, err) = frame.call("PUT", &format!("/api/packets/{id}"), Some(json!({"name": "x"}))).await;
+    let (status, err) = frame
+        .call(
+            "PUT",
+            &format!("/api/packets/{id}"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
     assert_eq!(status, 409, "{err}");
     assert!(err["error"]["code"].is_string(), "{err}");
-    let (status, _) = frame.call("POST", &format!("/api/packets/{id}/finalize"), None).await;
+    let (status, _) = frame
+        .call("POST", &format!("/api/packets/{id}/finalize"), None)
+        .await;
     assert_eq!(status, 409);
 
-    let (status, list) = frame.call("GET", "/api/packets/?status=finalized&limit=10", None).await;
+    let (status, list) = frame
+        .call("GET", "/api/packets/?status=finalized&limit=10", None)
+        .await;
     assert_eq!((status, list["total"].as_i64()), (200, Some(1)), "{list}");
 
-    let (status, archived) = frame.call("POST", &format!("/api/packets/{id}/archive"), None).await;
-    assert_eq!((status, archived["status"].as_str()), (200, Some("archived")), "{archived}");
+    let (status, archived) = frame
+        .call("POST", &format!("/api/packets/{id}/archive"), None)
+        .await;
+    assert_eq!(
+        (status, archived["status"].as_str()),
+        (200, Some("archived")),
+        "{archived}"
+    );
 
     // Errors: unknown id, bad bodies, wrong method.
     let (status, err) = frame.call("GET", "/api/packets/does-not-exist", None).await;
     assert_eq!(status, 404, "{err}");
-    let (status, err) = frame.call("POST", "/api/packets/", Some(json!({"description": "no name"}))).await;
+    let (status, err) = frame
+        .call(
+            "POST",
+            "/api/packets/",
+            Some(json!({"description": "no name"})),
+        )
+        .await;
     assert_eq!(status, 422, "{err}");
     assert!(err.to_string().contains("name"), "{err}");
     let (status, _) = frame
@@ -83,7 +137,10 @@ async fn crud_workflow_and_errors() {
     assert_eq!(shards["shards"][0]["name"], "packets");
     assert_eq!(shards["shards"][0]["status"], "running");
     let (status, err) = frame.call("GET", "/api/nosuch/x", None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("shard_not_found")));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("shard_not_found"))
+    );
     frame.stop();
 }
 
@@ -92,13 +149,19 @@ async fn packets_survive_a_restart() {
     let data = data_dir("");
     install(data.path(), &[&PACKETS]);
     let frame = Frame::start(data.path());
-    let (status, created) = frame.call("POST", "/api/packets/", Some(json!({"name": "durable"}))).await;
+    let (status, created) = frame
+        .call("POST", "/api/packets/", Some(json!({"name": "durable"})))
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     frame.stop();
 
     let frame = Frame::start(data.path());
     let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
-    assert_eq!((status, got["name"].as_str()), (200, Some("durable")), "{got}");
+    assert_eq!(
+        (status, got["name"].as_str()),
+        (200, Some("durable")),
+        "{got}"
+    );
     frame.stop();
 }

@@ -5,7 +5,9 @@ use serde_json::json;
 use test_shards::{PACKETS, TRAPPER};
 
 async fn packets_still_serves(frame: &Frame) {
-    let (status, body) = frame.call("POST", "/api/packets/", Some(json!({"name": "still here"}))).await;
+    let (status, body) = frame
+        .call("POST", "/api/packets/", Some(json!({"name": "still here"})))
+        .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap();
     let (status, _) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
@@ -60,18 +62,35 @@ async fn storage_round_trip_and_key_rules() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap()
+    );
     let response = frame.client.get(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.text().await.unwrap(), "hello storage");
-    assert!(data.path().join("shards/trapper/storage/objects/reports/2026/a.txt").is_file());
+    assert!(
+        data.path()
+            .join("shards/trapper/storage/objects/reports/2026/a.txt")
+            .is_file()
+    );
 
-    let (status, list) = frame.call("GET", "/api/trapper/blobs?prefix=reports/", None).await;
+    let (status, list) = frame
+        .call("GET", "/api/trapper/blobs?prefix=reports/", None)
+        .await;
     assert_eq!(status, 200);
     assert!(list.to_string().contains("reports/2026/a.txt"), "{list}");
 
-    for bad in ["..%2F..%2Fescape", "a%2F..%2F..%2Fb", "%2Fetc%2Fpasswd", "nul%00byte", ".hidden"] {
+    for bad in [
+        "..%2F..%2Fescape",
+        "a%2F..%2F..%2Fb",
+        "%2Fetc%2Fpasswd",
+        "nul%00byte",
+        ".hidden",
+    ] {
         let url = format!("{}/api/trapper/blob/{bad}", frame.base);
         let response = frame.client.put(&url).body("x").send().await.unwrap();
         let status = response.status().as_u16();
@@ -94,11 +113,19 @@ async fn a_shard_cannot_publish_as_another() {
     install(data.path(), &[&TRAPPER]);
     let frame = Frame::start(data.path());
     let (status, body) = frame
-        .call("POST", "/api/trapper/publish", Some(json!({"name": "packets.packet.created", "payload": "{}"})))
+        .call(
+            "POST",
+            "/api/trapper/publish",
+            Some(json!({"name": "packets.packet.created", "payload": "{}"})),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = frame
-        .call("POST", "/api/trapper/publish", Some(json!({"name": "trapper.thing.happened", "payload": "{}"})))
+        .call(
+            "POST",
+            "/api/trapper/publish",
+            Some(json!({"name": "trapper.thing.happened", "payload": "{}"})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     frame.stop();

@@ -74,7 +74,11 @@ pub struct DatabaseService {
 impl DatabaseService {
     /// A service keeping shard databases under `root/{shard}/database.sqlite`.
     pub fn new(root: PathBuf, config: DatabaseConfig) -> Self {
-        Self { root, config: Arc::new(config), pools: Arc::default() }
+        Self {
+            root,
+            config: Arc::new(config),
+            pools: Arc::default(),
+        }
     }
 
     /// The database of `shard`, opened (and created) if needed.
@@ -255,10 +259,7 @@ impl database::HostTransaction for DatabaseView<'_> {
         })
     }
 
-    async fn rollback(
-        &mut self,
-        tx: Resource<Transaction>,
-    ) -> wasmtime::Result<Result<(), Error>> {
+    async fn rollback(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), Error>> {
         let t = self.table.delete(tx)?;
         Ok(match t.tx {
             Some(inner) => t.db.rollback(inner).await,

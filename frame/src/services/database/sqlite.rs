@@ -6,7 +6,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Column, SqlSafeStr, Executor, Row, Sqlite, Statement, TypeInfo, ValueRef};
+use sqlx::{
+    AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Sqlite, Statement, TypeInfo, ValueRef,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,9 +107,15 @@ impl SqliteDatabase {
 
     pub(super) async fn execute_batch(&self, sql: String) -> Result<(), Error> {
         self.timed("the batch", async {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(map_error)?;
             check_denied(&sql)?;
-            tx.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map_err(map_error)?;
+            tx.execute(sqlx::raw_sql(AssertSqlSafe(sql)))
+                .await
+                .map_err(map_error)?;
             tx.commit().await.map_err(map_error)
         })
         .await
@@ -117,7 +125,10 @@ impl SqliteDatabase {
         // IMMEDIATE takes the write lock now, so the transaction cannot fail later on a lock
         // upgrade that another writer won.
         self.timed("starting the transaction", async {
-            self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
+            self.pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(map_error)
         })
         .await
     }
@@ -128,7 +139,8 @@ impl SqliteDatabase {
         sql: String,
         params: Vec<Value>,
     ) -> Result<u64, Error> {
-        self.timed("the statement", execute_on(tx, sql, params)).await
+        self.timed("the statement", execute_on(tx, sql, params))
+            .await
     }
 
     pub(super) async fn query_in(
@@ -137,15 +149,20 @@ impl SqliteDatabase {
         sql: String,
         params: Vec<Value>,
     ) -> Result<Rows, Error> {
-        self.timed("the query", query_on(tx, sql, params, self.max_rows)).await
+        self.timed("the query", query_on(tx, sql, params, self.max_rows))
+            .await
     }
 
     pub(super) async fn commit(&self, tx: Tx) -> Result<(), Error> {
-        self.timed("the commit", async { tx.commit().await.map_err(map_error) }).await
+        self.timed("the commit", async { tx.commit().await.map_err(map_error) })
+            .await
     }
 
     pub(super) async fn rollback(&self, tx: Tx) -> Result<(), Error> {
-        self.timed("the rollback", async { tx.rollback().await.map_err(map_error) }).await
+        self.timed("the rollback", async {
+            tx.rollback().await.map_err(map_error)
+        })
+        .await
     }
 
     /// The shard this database belongs to.
@@ -217,8 +234,15 @@ async fn query_on(
     check_denied(&sql)?;
     // Preparing first gives the column names even when no row comes back; the statement is
     // cached on the connection, so this costs a lookup after the first time.
-    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await.map_err(map_error)?;
-    let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_string()).collect();
+    let statement = conn
+        .prepare(AssertSqlSafe(sql).into_sql_str())
+        .await
+        .map_err(map_error)?;
+    let columns: Vec<String> = statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     let query = bind_all(statement.query(), params);
     let fetched = conn.fetch_all(query).await.map_err(map_error)?;
     if fetched.len() > max_rows {
@@ -263,7 +287,8 @@ fn map_error(error: sqlx::Error) -> Error {
                 .and_then(|c| c.parse::<i32>().ok())
                 .map(|c| c & 0xff);
             match (db.kind(), primary) {
-                (sqlx::error::ErrorKind::Other, Some(19)) | (sqlx::error::ErrorKind::UniqueViolation, _)
+                (sqlx::error::ErrorKind::Other, Some(19))
+                | (sqlx::error::ErrorKind::UniqueViolation, _)
                 | (sqlx::error::ErrorKind::ForeignKeyViolation, _)
                 | (sqlx::error::ErrorKind::NotNullViolation, _)
                 | (sqlx::error::ErrorKind::CheckViolation, _) => Error::Constraint(message),

@@ -21,22 +21,30 @@ pub trait EventTarget: Send + Sync + 'static {
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>>;
 }
 
+/// A running delivery task and the switch that stops it.
+type Task = (watch::Sender<bool>, JoinHandle<()>);
+
 /// Runs one delivery task per subscriber.
 pub struct Dispatcher {
     log: EventLog,
     config: Arc<EventsConfig>,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<HashMap<String, (watch::Sender<bool>, JoinHandle<()>)>>,
+    tasks: Mutex<HashMap<String, Task>>,
 }
 
 impl Dispatcher {
     /// A dispatcher over `log`.
     pub fn new(log: EventLog, config: Arc<EventsConfig>) -> Self {
         let (shutdown, _) = watch::channel(false);
-        Self { log, config, shutdown, tasks: Mutex::default() }
+        Self {
+            log,
+            config,
+            shutdown,
+            tasks: Mutex::default(),
+        }
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<bool>, JoinHandle<()>)>> {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Task>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -121,7 +129,9 @@ async fn run(
         for event in batch {
             let id = event.id;
             if target.wants(&event.name) {
-                let Some(()) = deliver_with_retries(&log, &config, &*target, event, &mut stop, &mut shutdown).await
+                let Some(()) =
+                    deliver_with_retries(&log, &config, &*target, event, &mut stop, &mut shutdown)
+                        .await
                 else {
                     // Stopped mid-retry: the cursor stays, so the event is delivered next time.
                     return;
@@ -154,7 +164,10 @@ async fn deliver_with_retries(
         tracing::warn!(shard = target.name(), event = %event.name, id = event.id, attempt, %error, "event delivery failed");
         if attempt == max_attempts {
             tracing::error!(shard = target.name(), event = %event.name, id = event.id, "giving up on the event after {max_attempts} attempts");
-            if let Err(e) = log.dead_letter(target.name(), event.id, attempt, &error).await {
+            if let Err(e) = log
+                .dead_letter(target.name(), event.id, attempt, &error)
+                .await
+            {
                 tracing::error!(error = %e, "dead letter not recorded");
             }
             return Some(());
@@ -202,9 +215,16 @@ mod tests {
     async fn delivers_matching_events_in_order_with_retries() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
-        let config = EventsConfig { retry_base_ms: 1, ..Default::default() };
+        let config = EventsConfig {
+            retry_base_ms: 1,
+            ..Default::default()
+        };
         let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
-        let target = Arc::new(Flaky { fail_first: 2, calls: AtomicU32::new(0), got: Mutex::default() });
+        let target = Arc::new(Flaky {
+            fail_first: 2,
+            calls: AtomicU32::new(0),
+            got: Mutex::default(),
+        });
         dispatcher.start(target.clone()).await;
         // Let the task create its cursor at the (empty) head before publishing.
         while log.cursor("flaky").await.unwrap().is_none() {
@@ -212,7 +232,10 @@ mod tests {
         }
         let events: Vec<Pending> = ["a.x.one", "b.x.skip", "a.x.two"]
             .iter()
-            .map(|n| Pending { name: n.to_string(), payload: "{}".into() })
+            .map(|n| Pending {
+                name: n.to_string(),
+                payload: "{}".into(),
+            })
             .collect();
         log.append("a", &events).await.unwrap();
         for _ in 0..500 {

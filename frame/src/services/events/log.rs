@@ -68,7 +68,9 @@ pub struct EventLog {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl EventLog {
@@ -85,7 +87,10 @@ impl EventLog {
             .connect_with(options)
             .await
             .map_err(err("cannot be opened"))?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(err("schema cannot be created"))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(err("schema cannot be created"))?;
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
             .fetch_one(&pool)
             .await
@@ -233,7 +238,10 @@ impl EventLog {
     }
 
     /// Events `subscriber` gave up on, as (event id, error).
-    pub async fn dead_letters(&self, subscriber: &str) -> Result<Vec<(u64, String)>, EventLogError> {
+    pub async fn dead_letters(
+        &self,
+        subscriber: &str,
+    ) -> Result<Vec<(u64, String)>, EventLogError> {
         let rows = sqlx::query(
             "SELECT event_id, error FROM dead_letters WHERE subscriber = ? ORDER BY event_id",
         )
@@ -241,7 +249,10 @@ impl EventLog {
         .fetch_all(&self.pool)
         .await
         .map_err(err("cannot be read"))?;
-        Ok(rows.into_iter().map(|r| (r.get::<i64, _>(0) as u64, r.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<i64, _>(0) as u64, r.get(1)))
+            .collect())
     }
 
     /// Closes the log's connections.
@@ -255,7 +266,10 @@ mod tests {
     use super::*;
 
     fn pending(name: &str) -> Pending {
-        Pending { name: name.into(), payload: "{}".into() }
+        Pending {
+            name: name.into(),
+            payload: "{}".into(),
+        }
     }
 
     #[tokio::test]
@@ -266,10 +280,15 @@ mod tests {
         log.append("a", &[pending("a.x.one")]).await.unwrap();
         // A subscriber added now starts after the events that exist.
         assert_eq!(log.ensure_cursor("sub").await.unwrap(), 1);
-        log.append("a", &[pending("a.x.two"), pending("a.x.three")]).await.unwrap();
+        log.append("a", &[pending("a.x.two"), pending("a.x.three")])
+            .await
+            .unwrap();
         assert_eq!(log.head(), 3);
         let events = log.read_after(1, 10).await.unwrap();
-        assert_eq!(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a.x.two", "a.x.three"]);
+        assert_eq!(
+            events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            ["a.x.two", "a.x.three"]
+        );
         log.advance("sub", 2).await.unwrap();
         log.advance("sub", 1).await.unwrap();
         log.close().await;
@@ -278,6 +297,9 @@ mod tests {
         assert_eq!(log.head(), 3);
         assert_eq!(log.ensure_cursor("sub").await.unwrap(), 2);
         log.dead_letter("sub", 3, 10, "boom").await.unwrap();
-        assert_eq!(log.dead_letters("sub").await.unwrap(), [(3, "boom".to_string())]);
+        assert_eq!(
+            log.dead_letters("sub").await.unwrap(),
+            [(3, "boom".to_string())]
+        );
     }
 }

@@ -63,12 +63,20 @@ pub struct EventsCtx {
 impl EventsCtx {
     /// A context for a shard granted the events service.
     pub fn granted(manifest: Arc<Manifest>, config: Arc<EventsConfig>) -> Self {
-        Self { manifest: Some(manifest), config, pending: Vec::new() }
+        Self {
+            manifest: Some(manifest),
+            config,
+            pending: Vec::new(),
+        }
     }
 
     /// A context for a shard without the events service.
     pub fn denied(config: Arc<EventsConfig>) -> Self {
-        Self { manifest: None, config, pending: Vec::new() }
+        Self {
+            manifest: None,
+            config,
+            pending: Vec::new(),
+        }
     }
 
     /// Takes the events published so far.
@@ -149,14 +157,21 @@ mod tests {
             "test",
         )
         .unwrap();
-        let config = EventsConfig { max_per_call: 2, max_payload_bytes: 10, ..Default::default() };
+        let config = EventsConfig {
+            max_per_call: 2,
+            max_payload_bytes: 10,
+            ..Default::default()
+        };
         EventsCtx::granted(Arc::new(manifest), Arc::new(config))
     }
 
     #[test]
     fn publish_rules() {
         let mut ctx = ctx();
-        assert!(ctx.publish("packets.packet.created".into(), "{}".into()).is_ok());
+        assert!(
+            ctx.publish("packets.packet.created".into(), "{}".into())
+                .is_ok()
+        );
         assert!(matches!(
             ctx.publish("documents.document.created".into(), "{}".into()),
             Err(Error::Denied(_))
@@ -165,18 +180,27 @@ mod tests {
             ctx.publish("packets.content.added".into(), "{}".into()),
             Err(Error::Denied(_))
         ));
-        assert!(matches!(ctx.publish("packets".into(), "{}".into()), Err(Error::InvalidName(_))));
+        assert!(matches!(
+            ctx.publish("packets".into(), "{}".into()),
+            Err(Error::InvalidName(_))
+        ));
         assert!(matches!(
             ctx.publish("packets.packet.updated".into(), "x".repeat(11)),
             Err(Error::LimitExceeded(_))
         ));
-        assert!(ctx.publish("packets.packet.updated".into(), "{}".into()).is_ok());
+        assert!(
+            ctx.publish("packets.packet.updated".into(), "{}".into())
+                .is_ok()
+        );
         assert!(matches!(
             ctx.publish("packets.packet.updated".into(), "{}".into()),
             Err(Error::LimitExceeded(_))
         ));
         assert_eq!(ctx.take_pending().len(), 2);
         let mut denied = EventsCtx::denied(Arc::new(EventsConfig::default()));
-        assert!(matches!(denied.publish("a.b.c".into(), "{}".into()), Err(Error::Denied(_))));
+        assert!(matches!(
+            denied.publish("a.b.c".into(), "{}".into()),
+            Err(Error::Denied(_))
+        ));
     }
 }

@@ -41,7 +41,10 @@ impl FsStore {
 
     fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
         let data = self.inner.objects.join(key);
-        let name = data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let meta = data.with_file_name(format!(".{name}.meta"));
         (data, meta)
     }
@@ -114,9 +117,11 @@ impl FsStore {
     pub async fn stat(&self, key: String) -> Result<Option<ObjectInfo>, Error> {
         let (data_path, meta_path) = self.paths(&key);
         blocking(move || match fs::symlink_metadata(&data_path) {
-            Ok(m) if m.is_file() => {
-                Ok(Some(info_of(key, &data_path, read_content_type(&meta_path))?))
-            }
+            Ok(m) if m.is_file() => Ok(Some(info_of(
+                key,
+                &data_path,
+                read_content_type(&meta_path),
+            )?)),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -173,13 +178,18 @@ async fn blocking<T: Send + 'static>(
 
 fn open_nofollow(path: &Path) -> io::Result<File> {
     // A symlink planted in the tree must not lead reads outside the namespace.
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Creates `dir` and its parents below `root`, refusing to pass through symlinks.
 fn create_dirs_within(root: &Path, dir: &Path) -> io::Result<()> {
     fs::create_dir_all(root)?;
-    let relative = dir.strip_prefix(root).map_err(|_| io::Error::other("path outside the namespace"))?;
+    let relative = dir
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other("path outside the namespace"))?;
     let mut current = root.to_path_buf();
     for part in relative.components() {
         current.push(part);
@@ -199,7 +209,9 @@ fn create_dirs_within(root: &Path, dir: &Path) -> io::Result<()> {
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("object path has no folder"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("object path has no folder"))?;
     let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -228,7 +240,12 @@ fn info_of(key: String, data: &Path, content_type: String) -> io::Result<ObjectI
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64);
-    Ok(ObjectInfo { key, size: meta.len(), content_type, modified_at })
+    Ok(ObjectInfo {
+        key,
+        size: meta.len(),
+        content_type,
+        modified_at,
+    })
 }
 
 fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
@@ -246,7 +263,9 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> io:
         }
         let path = entry.path();
         let file_type = entry.file_type()?;
-        let Ok(relative) = path.strip_prefix(root) else { continue };
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
         let key = relative.to_string_lossy().into_owned();
         if file_type.is_dir() {
             // Only descend where keys with the prefix can be.
@@ -263,7 +282,9 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> io:
 }
 
 fn dir_usage(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|entry| match entry.file_type() {
@@ -281,19 +302,41 @@ mod tests {
     #[tokio::test]
     async fn round_trip_list_delete_and_quota() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StorageConfig { max_object_bytes: 100, max_total_bytes: 150 };
+        let config = StorageConfig {
+            max_object_bytes: 100,
+            max_total_bytes: 150,
+        };
         let store = FsStore::new(dir.path().to_path_buf(), config);
-        let info = store.put("a/b.txt".into(), b"hello".to_vec(), "text/plain".into()).await.unwrap();
+        let info = store
+            .put("a/b.txt".into(), b"hello".to_vec(), "text/plain".into())
+            .await
+            .unwrap();
         assert_eq!(info.size, 5);
         let got = store.get("a/b.txt".into()).await.unwrap().unwrap();
         assert_eq!(got.data, b"hello");
         assert_eq!(got.info.content_type, "text/plain");
-        store.put("a/c.bin".into(), vec![1; 100], "application/octet-stream".into()).await.unwrap();
-        let keys: Vec<_> = store.list("a/".into()).await.unwrap().into_iter().map(|i| i.key).collect();
+        store
+            .put(
+                "a/c.bin".into(),
+                vec![1; 100],
+                "application/octet-stream".into(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<_> = store
+            .list("a/".into())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
         assert_eq!(keys, ["a/b.txt", "a/c.bin"]);
         assert!(store.list("b".into()).await.unwrap().is_empty());
         // 105 used; another 100 would pass the 150 quota, one over 100 the object limit.
-        let over = store.put("d".into(), vec![0; 100], "x/y".into()).await.unwrap_err();
+        let over = store
+            .put("d".into(), vec![0; 100], "x/y".into())
+            .await
+            .unwrap_err();
         assert!(matches!(over, Error::LimitExceeded(_)), "{over:?}");
         assert!(matches!(
             store.put("e".into(), vec![0; 101], "x/y".into()).await,
@@ -301,7 +344,10 @@ mod tests {
         ));
         assert!(store.delete("a/c.bin".into()).await.unwrap());
         assert!(!store.delete("a/c.bin".into()).await.unwrap());
-        store.put("d".into(), vec![0; 100], "x/y".into()).await.unwrap();
+        store
+            .put("d".into(), vec![0; 100], "x/y".into())
+            .await
+            .unwrap();
         assert!(store.get("missing".into()).await.unwrap().is_none());
     }
 

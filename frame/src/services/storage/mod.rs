@@ -31,7 +31,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { max_object_bytes: 64 << 20, max_total_bytes: 1 << 30 }
+        Self {
+            max_object_bytes: 64 << 20,
+            max_total_bytes: 1 << 30,
+        }
     }
 }
 
@@ -46,7 +49,11 @@ pub struct StorageService {
 impl StorageService {
     /// A service keeping shard namespaces under `root/{shard}/storage`.
     pub fn new(root: PathBuf, config: StorageConfig) -> Self {
-        Self { root, config, namespaces: Arc::default() }
+        Self {
+            root,
+            config,
+            namespaces: Arc::default(),
+        }
     }
 
     /// The namespace of `shard`; one shared value per shard, so its usage is counted once.
@@ -62,7 +69,10 @@ impl StorageService {
 
     /// Forgets the namespace of `shard` (after its data was removed).
     pub fn forget(&self, shard: &str) {
-        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).remove(shard);
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(shard);
     }
 }
 
@@ -100,7 +110,10 @@ pub fn validate_key(key: &str) -> Result<(), Error> {
         return fail("is empty");
     }
     if key.len() > MAX_KEY_LEN {
-        return fail(&format!("is {} bytes long; keys have at most {MAX_KEY_LEN}", key.len()));
+        return fail(&format!(
+            "is {} bytes long; keys have at most {MAX_KEY_LEN}",
+            key.len()
+        ));
     }
     if key.starts_with('/') {
         return fail("starts with `/`; keys are relative to the shard's namespace");
@@ -122,7 +135,9 @@ pub fn validate_key(key: &str) -> Result<(), Error> {
             return fail("has a segment starting with `.`, which the frame reserves");
         }
         if segment.len() > MAX_SEGMENT_LEN {
-            return fail(&format!("has a segment longer than {MAX_SEGMENT_LEN} bytes"));
+            return fail(&format!(
+                "has a segment longer than {MAX_SEGMENT_LEN} bytes"
+            ));
         }
     }
     Ok(())
@@ -210,10 +225,24 @@ mod tests {
         let long = "x".repeat(MAX_KEY_LEN + 1);
         let long_segment = "y".repeat(300);
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../b", "a//b", "a/", "./a", ".hidden", "a\\b",
-            "nul\0byte", "tab\tkey", &long, &long_segment,
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a//b",
+            "a/",
+            "./a",
+            ".hidden",
+            "a\\b",
+            "nul\0byte",
+            "tab\tkey",
+            &long,
+            &long_segment,
         ] {
-            assert!(matches!(validate_key(bad), Err(Error::InvalidKey(_))), "{bad:?}");
+            assert!(
+                matches!(validate_key(bad), Err(Error::InvalidKey(_))),
+                "{bad:?}"
+            );
         }
     }
 }
