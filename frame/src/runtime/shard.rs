@@ -3,7 +3,6 @@
 use super::Runtime;
 use super::store::ShardState;
 use crate::bindings::event_handler;
-use crate::bindings::events::Event;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
 use crate::services::events::{EventLog, EventTarget, EventsConfig, EventsCtx, StoredEvent};
 use crate::services::storage::{FsStore, StorageCtx};
@@ -254,7 +253,7 @@ impl LoadedShard {
         let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let timeout = self.runtime.limits().event_timeout();
         let mut store = self.new_store(timeout);
-        let event = Event {
+        let event = event_handler::Event {
             id: event.id,
             name: event.name,
             source: event.source,

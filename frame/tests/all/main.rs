@@ -10,6 +10,7 @@
 mod harness;
 
 mod events;
+mod http;
 mod install;
 mod packets;
 mod sandbox;

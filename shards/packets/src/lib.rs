@@ -1,0 +1,60 @@
+//! The packets shard: bundles of documents, entities and claims that can be finalised,
+//! versioned and shared. A port of the original Python design to an arkham component.
+//!
+//! Workflow: `draft --finalize--> finalized --share--> shared`, and any of them `--archive-->`
+//! `archived`. Only drafts can be edited or have their contents changed. Every response is JSON;
+//! errors use the house shape `{"error":{"code":"...","message":"..."}}` with 404 for unknown
+//! ids, 405 for a wrong method, 409 (`invalid_state`) for an illegal transition and 422
+//! (`validation_failed`, with `fields`) for a bad body.
+
+mod api;
+mod model;
+mod notify;
+mod snapshot;
+mod store;
+mod validate;
+
+use arkham_shard_sdk::{ApiError, Request, Response, Router, Shard, log};
+
+struct Packets;
+
+impl Shard for Packets {
+    fn handle(request: Request) -> Response {
+        // Every request runs in a fresh instance; the check costs one SELECT once the schema
+        // exists. The health check answers without the database.
+        if request.path.trim_end_matches('/') != "/health"
+            && let Err(error) = store::ensure_schema()
+        {
+            let error = ApiError::from(error);
+            log::error(&format!("preparing the packets schema failed: {error}"));
+            return error.into_response();
+        }
+        router().handle(&request)
+    }
+}
+
+/// Paths are relative to the shard's prefix, `/api/packets`.
+fn router() -> Router {
+    Router::new()
+        .get("/health", api::health)
+        .get("/count", api::count)
+        .get("/", api::list)
+        .post("/", api::create)
+        .get("/stats/overview", api::stats)
+        .get("/status/{status}", api::list_by_status)
+        .get("/{id}", api::get)
+        .put("/{id}", api::update)
+        .patch("/{id}", api::update)
+        .delete("/{id}", api::archive)
+        .post("/{id}/archive", api::archive)
+        .post("/{id}/finalize", api::finalize)
+        .post("/{id}/share", api::share)
+        .get("/{id}/shares", api::list_shares)
+        .delete("/{id}/shares/{sid}", api::revoke_share)
+        .get("/{id}/contents", api::list_contents)
+        .post("/{id}/contents", api::add_content)
+        .delete("/{id}/contents/{cid}", api::remove_content)
+        .get("/{id}/versions", api::list_versions)
+}
+
+arkham_shard_sdk::export_shard!(Packets);

@@ -1,0 +1,358 @@
+//! Requests, responses and the JSON error shape every shard answers with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{db, events, storage, url};
+
+/// An HTTP request method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `PATCH`
+    Patch,
+    /// `OPTIONS`
+    Options,
+    /// `CONNECT`
+    Connect,
+    /// `TRACE`
+    Trace,
+    /// Any other method, as sent.
+    Other(String),
+}
+
+impl Method {
+    /// The method's name as it appears on the wire, e.g. `"GET"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An incoming HTTP request, read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The request method.
+    pub method: Method,
+    /// The path relative to the shard's prefix, as sent (still percent-encoded, without the
+    /// query): `"/"`, `"/abc/contents"`. The [`Router`](crate::Router) decodes captured segments.
+    pub path: String,
+    /// The query string's key/value pairs in order, percent-decoded (`+` is a space).
+    pub query: Vec<(String, String)>,
+    /// The header fields in order; names are lowercase as the frame delivers them.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole request body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds a request from a method and a path with an optional `?query`, with no headers and
+    /// an empty body. Handy in tests.
+    pub fn new(method: Method, path_with_query: &str) -> Self {
+        let (path, query) = match path_with_query.split_once('?') {
+            Some((path, query)) => (path, url::parse_query(query)),
+            None => (path_with_query, Vec::new()),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        Self {
+            method,
+            path: path.to_owned(),
+            query,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The first value of the query parameter `name`, if present.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The first value of the header `name` (case-insensitive), if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("content-type")
+    }
+
+    /// Parses the body as JSON into `T`. Fails with a 422 `validation_failed` error that says
+    /// what was wrong, ready to be returned from a handler with `?`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::validation(
+                "the request body is empty; expected a JSON document",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|err| {
+            ApiError::validation(format!("the request body is not the expected JSON: {err}"))
+        })
+    }
+
+    /// The body as UTF-8 text; a 400 error if it is not.
+    pub fn text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.body)
+            .map_err(|err| ApiError::bad_request(format!("the request body is not UTF-8: {err}")))
+    }
+}
+
+/// An HTTP response to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header fields to send. `Content-Length` is added when the response is written.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with no headers and no body.
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A body of `content_type`.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self::empty(status)
+            .with_header("content-type", content_type)
+            .with_body(body)
+    }
+
+    /// A `text/plain; charset=utf-8` body.
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Self::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            text.into().into_bytes(),
+        )
+    }
+
+    /// `value` serialised as JSON. Should serialisation fail (a map with non-string keys, say), the
+    /// response is a 500 error instead.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::bytes(status, "application/json", body),
+            Err(err) => ApiError::internal(format!("could not serialise the response: {err}"))
+                .into_response(),
+        }
+    }
+
+    /// The house error shape: `{"error":{"code":"...","message":"..."}}`.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(status, code, message).into_response()
+    }
+
+    /// Adds a header field (names are sent as given; keep them lowercase).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The first value of the header `name` (case-insensitive), if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+}
+
+/// An error a handler returns; it becomes a JSON response
+/// `{"error":{"code":"...","message":"...","fields":{...}}}` (`fields` only when there are any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status code.
+    pub status: u16,
+    /// A stable, machine-readable code in snake_case, e.g. `not_found`.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+    /// Per-field problems of a rejected body: field name to what is wrong with it.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    /// An error with any status and code.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    /// 409 with a specific code, e.g. `invalid_state`.
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+
+    /// 422 `validation_failed`; add the offending fields with [`ApiError::with_field`].
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(422, "validation_failed", message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+
+    /// Records what is wrong with one field of the request.
+    pub fn with_field(mut self, field: impl Into<String>, problem: impl Into<String>) -> Self {
+        self.fields.insert(field.into(), problem.into());
+        self
+    }
+
+    /// The JSON response for this error.
+    pub fn into_response(self) -> Response {
+        let mut error = serde_json::Map::new();
+        error.insert("code".to_owned(), self.code.into());
+        error.insert("message".to_owned(), self.message.into());
+        if !self.fields.is_empty() {
+            let fields = self
+                .fields
+                .into_iter()
+                .map(|(field, problem)| (field, serde_json::Value::String(problem)))
+                .collect();
+            error.insert("fields".to_owned(), serde_json::Value::Object(fields));
+        }
+        let body = serde_json::json!({ "error": error });
+        Response::bytes(
+            self.status,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Self {
+        error.into_response()
+    }
+}
+
+impl From<db::Error> for ApiError {
+    fn from(error: db::Error) -> Self {
+        let status = match error {
+            db::Error::Constraint(_) => 409,
+            db::Error::Busy(_) => 503,
+            db::Error::LimitExceeded(_) => 507,
+            _ => 500,
+        };
+        let code = format!("database_{}", error.code());
+        Self::new(status, &code, format!("database: {}", error.message()))
+    }
+}
+
+impl From<storage::Error> for ApiError {
+    fn from(error: storage::Error) -> Self {
+        let status = match error {
+            storage::Error::InvalidKey(_) => 400,
+            storage::Error::LimitExceeded(_) => 507,
+            storage::Error::Io(_) => 500,
+        };
+        let code = format!("storage_{}", error.code());
+        Self::new(status, &code, format!("storage: {}", error.message()))
+    }
+}
+
+impl From<events::Error> for ApiError {
+    fn from(error: events::Error) -> Self {
+        let code = format!("events_{}", error.code());
+        Self::new(500, &code, format!("events: {}", error.message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_shape() {
+        let response = ApiError::validation("bad")
+            .with_field("name", "required")
+            .into_response();
+        assert_eq!(response.status, 422);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "validation_failed", "message": "bad",
+                "fields": {"name": "required"}}})
+        );
+    }
+
+    #[test]
+    fn request_query() {
+        let request = Request::new(Method::Get, "/x?status=draft&q=a%20b");
+        assert_eq!(request.path, "/x");
+        assert_eq!(request.query_param("status"), Some("draft"));
+        assert_eq!(request.query_param("q"), Some("a b"));
+        assert_eq!(request.query_param("none"), None);
+    }
+}

@@ -1,0 +1,68 @@
+//! Blob storage in the shard's own namespace (manifest service `storage`).
+//!
+//! Keys are `/`-separated segments (`exports/2026/report.pdf`); see the WIT for the exact rules.
+//! A shard that lists storage only as optional must cope with every call failing: without the
+//! grant the frame answers [`Error::Io`].
+
+use serde::Serialize;
+
+use crate::bindings::arkham::shard::storage as raw;
+
+pub use raw::{Error, Object, ObjectInfo};
+
+/// Stores `data` under `key`, replacing any previous object.
+pub fn put(key: &str, data: &[u8], content_type: &str) -> Result<ObjectInfo, Error> {
+    raw::put(key, data, content_type)
+}
+
+/// Stores `value` as an `application/json` object.
+pub fn put_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<ObjectInfo, Error> {
+    let data = serde_json::to_vec(value)
+        .map_err(|err| Error::Io(format!("could not serialise the object: {err}")))?;
+    raw::put(key, &data, "application/json")
+}
+
+/// The object under `key` with its content, or `None`.
+pub fn get(key: &str) -> Result<Option<Object>, Error> {
+    raw::get(key)
+}
+
+/// The metadata of the object under `key`, or `None`.
+pub fn stat(key: &str) -> Result<Option<ObjectInfo>, Error> {
+    raw::stat(key)
+}
+
+/// Whether an object exists under `key`.
+pub fn exists(key: &str) -> Result<bool, Error> {
+    raw::exists(key)
+}
+
+/// Deletes the object under `key`; returns whether there was one.
+pub fn delete(key: &str) -> Result<bool, Error> {
+    raw::delete(key)
+}
+
+/// The objects whose keys start with `prefix` (all for `""`), sorted by key.
+pub fn list(prefix: &str) -> Result<Vec<ObjectInfo>, Error> {
+    raw::list(prefix)
+}
+
+impl Error {
+    /// The variant's name in snake_case, e.g. `"invalid_key"`, for error codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidKey(_) => "invalid_key",
+            Error::LimitExceeded(_) => "limit_exceeded",
+            Error::Io(_) => "io",
+        }
+    }
+
+    /// The frame's message.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::InvalidKey(message) | Error::LimitExceeded(message) | Error::Io(message) => {
+                message
+            }
+        }
+    }
+}
