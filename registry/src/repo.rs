@@ -1,0 +1,336 @@
+//! One repository, remote or local: the operations push and pull are built from.
+
+use crate::artifact::{Descriptor, MANIFEST_MEDIA_TYPE};
+use crate::auth::{self, Credentials};
+use crate::digest::Digest;
+use crate::error::{RegistryError, from_oci};
+use crate::layout::Layout;
+use crate::reference::Location;
+use std::time::Duration;
+
+/// Manifest media types asked for and accepted on pull.
+const MANIFEST_TYPES: &[&str] = &[
+    MANIFEST_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// How to talk to a remote registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// Use plain HTTP even though the registry is not on loopback.
+    pub plain_http: bool,
+}
+
+/// Whether `registry` (`host` or `host:port`) is on loopback, where plain HTTP is used by default.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A repository to push to or pull from.
+pub enum Repo {
+    /// A registry over HTTP(S).
+    Remote {
+        /// The client (holds tokens between calls).
+        client: oci_client::Client,
+        /// `host[:port]`.
+        registry: String,
+        /// The repository path.
+        repository: String,
+        /// The credentials.
+        credentials: Credentials,
+    },
+    /// A local OCI layout folder.
+    Layout(Layout, Location),
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repo({})", self.location())
+    }
+}
+
+impl Repo {
+    /// Opens the repository at `location`, reading credentials for a remote one.
+    pub fn open(location: &Location, options: ConnectOptions) -> Result<Self, RegistryError> {
+        match location {
+            Location::Layout { dir, repository } => Ok(Repo::Layout(
+                Layout::new(dir.join(repository)),
+                location.clone(),
+            )),
+            Location::Remote {
+                registry,
+                repository,
+            } => {
+                // rustls needs a process-wide crypto provider; a second install is a no-op.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let protocol = if options.plain_http || is_loopback(registry) {
+                    oci_client::client::ClientProtocol::Http
+                } else {
+                    oci_client::client::ClientProtocol::Https
+                };
+                let config = oci_client::client::ClientConfig {
+                    protocol,
+                    connect_timeout: Some(Duration::from_secs(10)),
+                    read_timeout: Some(Duration::from_secs(60)),
+                    platform_resolver: None,
+                    ..Default::default()
+                };
+                Ok(Repo::Remote {
+                    client: oci_client::Client::new(config),
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    credentials: auth::credentials_for(registry)?,
+                })
+            }
+        }
+    }
+
+    /// Where it is, as text.
+    pub fn location(&self) -> String {
+        match self {
+            Repo::Remote {
+                registry,
+                repository,
+                ..
+            } => format!("{registry}/{repository}"),
+            Repo::Layout(_, location) => location.to_string(),
+        }
+    }
+
+    fn reference(&self, tag_or_digest: &str) -> oci_client::Reference {
+        let (registry, repository) = match self {
+            Repo::Remote {
+                registry,
+                repository,
+                ..
+            } => (registry.clone(), repository.clone()),
+            Repo::Layout(..) => (String::new(), String::new()),
+        };
+        if tag_or_digest.starts_with("sha256:") {
+            oci_client::Reference::with_digest(registry, repository, tag_or_digest.to_string())
+        } else {
+            oci_client::Reference::with_tag(registry, repository, tag_or_digest.to_string())
+        }
+    }
+
+    /// Every tag; a repository that does not exist yet has none.
+    pub async fn tags(&self) -> Result<Vec<String>, RegistryError> {
+        match self {
+            Repo::Layout(layout, _) => layout.tags(),
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                credentials,
+            } => {
+                let reference = self.reference("latest");
+                client
+                    .list_tags(&reference, &credentials.to_oci(), None, None)
+                    .await
+                    .map(|t| t.tags)
+                    .map_err(|e| from_oci(e, registry, repository, "the repository"))
+            }
+        }
+    }
+
+    /// The manifest tagged `tag_or_digest` (or with that digest): its bytes and verified digest.
+    pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, Digest), RegistryError> {
+        let what = if tag_or_digest.starts_with("sha256:") {
+            format!("manifest {tag_or_digest}")
+        } else {
+            format!("version {tag_or_digest}")
+        };
+        match self {
+            Repo::Layout(layout, _) => {
+                let descriptor = if tag_or_digest.starts_with("sha256:") {
+                    Descriptor {
+                        media_type: MANIFEST_MEDIA_TYPE.to_string(),
+                        digest: tag_or_digest.to_string(),
+                        size: 0,
+                        annotations: Default::default(),
+                    }
+                } else {
+                    layout.resolve_tag(tag_or_digest)?
+                };
+                let bytes = layout.blob(&descriptor.digest)?;
+                let digest = verify(&bytes, &descriptor, "the manifest", &self.location(), false)?;
+                Ok((bytes, digest))
+            }
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                credentials,
+            } => {
+                let reference = self.reference(tag_or_digest);
+                let (bytes, digest) = client
+                    .pull_manifest_raw(&reference, &credentials.to_oci(), MANIFEST_TYPES)
+                    .await
+                    .map_err(|e| from_oci(e, registry, repository, &what))?;
+                let actual = Digest::of(&bytes);
+                if actual.to_string() != digest {
+                    return Err(RegistryError::DigestMismatch {
+                        what: "the manifest".to_string(),
+                        location: self.location(),
+                        expected: digest,
+                        actual: actual.to_string(),
+                    });
+                }
+                Ok((bytes.to_vec(), actual))
+            }
+        }
+    }
+
+    /// The blob `descriptor` names, verified against its digest and size.
+    pub async fn blob(
+        &self,
+        descriptor: &Descriptor,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let bytes = match self {
+            Repo::Layout(layout, _) => layout.blob(&descriptor.digest)?,
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                credentials,
+            } => {
+                let reference = self.reference("latest");
+                client
+                    .store_auth_if_needed(registry, &credentials.to_oci())
+                    .await;
+                let mut out =
+                    Vec::with_capacity(usize::try_from(descriptor.size).unwrap_or(0).min(1 << 28));
+                client
+                    .pull_blob(&reference, descriptor.digest.as_str(), &mut out)
+                    .await
+                    .map_err(|e| from_oci(e, registry, repository, what))?;
+                out
+            }
+        };
+        verify(&bytes, descriptor, what, &self.location(), true)?;
+        Ok(bytes)
+    }
+
+    /// Uploads a blob (skipped when the registry has it).
+    pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(bytes);
+        match self {
+            Repo::Layout(layout, _) => layout.put_blob(bytes),
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                credentials,
+            } => {
+                let reference = self.reference("latest");
+                client
+                    .store_auth_if_needed(registry, &credentials.to_oci())
+                    .await;
+                let map = |e| from_oci(e, registry, repository, "the upload");
+                // Authenticate for push first: blob_exists alone would use a pull token.
+                client
+                    .auth(
+                        &reference,
+                        &credentials.to_oci(),
+                        oci_client::RegistryOperation::Push,
+                    )
+                    .await
+                    .map_err(map)?;
+                if !client
+                    .blob_exists(&reference, &digest.to_string())
+                    .await
+                    .map_err(map)?
+                {
+                    client
+                        .push_blob(&reference, bytes.to_vec(), &digest.to_string())
+                        .await
+                        .map_err(map)?;
+                }
+                Ok(digest)
+            }
+        }
+    }
+
+    /// Uploads a manifest and points `tag` at it.
+    pub async fn push_manifest(&self, tag: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
+        match self {
+            Repo::Layout(layout, _) => layout.put_manifest(tag, MANIFEST_MEDIA_TYPE, bytes),
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                ..
+            } => {
+                let reference = self.reference(tag);
+                client
+                    .push_manifest_raw(&reference, bytes.to_vec(), http_header(MANIFEST_MEDIA_TYPE))
+                    .await
+                    .map_err(|e| from_oci(e, registry, repository, "the manifest upload"))?;
+                Ok(Digest::of(bytes))
+            }
+        }
+    }
+}
+
+fn http_header(value: &'static str) -> http::HeaderValue {
+    http::HeaderValue::from_static(value)
+}
+
+/// Checks `bytes` against `descriptor`'s digest and (when `check_size` or it is known) size.
+fn verify(
+    bytes: &[u8],
+    descriptor: &Descriptor,
+    what: &str,
+    location: &str,
+    check_size: bool,
+) -> Result<Digest, RegistryError> {
+    if (check_size || descriptor.size != 0) && bytes.len() as u64 != descriptor.size {
+        return Err(RegistryError::SizeMismatch {
+            what: what.to_string(),
+            location: location.to_string(),
+            expected: descriptor.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Digest::of(bytes);
+    if actual.to_string() != descriptor.digest {
+        return Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            location: location.to_string(),
+            expected: descriptor.digest.clone(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(actual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["ghcr.io", "10.0.0.1:5000", "example.com:443"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
