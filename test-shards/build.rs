@@ -53,6 +53,22 @@ const GUESTS: &[Guest] = &[
         doc: "Traps, panics and loops on demand; round-trips storage and events.",
     },
     Guest {
+        constant: "HOSTILE",
+        name: "hostile",
+        dir: "test-shards/guests/hostile",
+        artifact: "fixture_hostile",
+        workspace: "test-shards/guests",
+        doc: "Tries every way out of its sandbox: memory bomb, recursion, floods, ATTACH, ...",
+    },
+    Guest {
+        constant: "NETREACH",
+        name: "netreach",
+        dir: "test-shards/guests/netreach",
+        artifact: "fixture_netreach",
+        workspace: "test-shards/guests",
+        doc: "Imports `wasi:sockets`, which the frame never links: installing it must fail.",
+    },
+    Guest {
         constant: "ECHO",
         name: "echo",
         dir: "test-shards/guests/echo",

@@ -5,7 +5,9 @@ use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
 use crate::services::storage::StorageConfig;
+use crate::shards::grants::Grant;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The frame's configuration.
@@ -20,6 +22,9 @@ pub struct FrameConfig {
     pub events: EventsConfig,
     /// The storage service.
     pub storage: StorageConfig,
+    /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
+    /// whose request is covered installs without asking.
+    pub grants: BTreeMap<String, Grant>,
 }
 
 /// A config file that cannot be used.

@@ -3,6 +3,8 @@
 //! ```text
 //! {data}/arkham.toml              frame config (optional)
 //! {data}/installed.json           installed shards
+//! {data}/grants.json              what each shard may use
+//! {data}/admin-token              the admin API's bearer token (0600)
 //! {data}/.lock                    held while installed.json changes
 //! {data}/store/blobs/sha256/…     components, content-addressed
 //! {data}/cache/compiled/…         compiled components
@@ -49,6 +51,16 @@ impl DataDir {
     /// The installed-shards catalog.
     pub fn catalog(&self) -> PathBuf {
         self.root.join("installed.json")
+    }
+
+    /// The grants of the installed shards.
+    pub fn grants(&self) -> PathBuf {
+        self.root.join("grants.json")
+    }
+
+    /// The admin API token (created at the frame's first start, mode 0600).
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin-token")
     }
 
     /// The lock file guarding the catalog.

@@ -1,4 +1,9 @@
 //! The running frame: services, engine, and the loaded shards, built from a data dir.
+//!
+//! The frame follows its data dir while it runs: when `installed.json` or `grants.json` change
+//! (an `arkham shard add/remove/grants` from another process, or the admin API), it loads, swaps
+//! or unloads shards and applies grants. New calls go to the new version; calls in flight finish
+//! on the old one, which they hold.
 
 use crate::config::FrameConfig;
 use crate::datadir::DataDir;
@@ -7,12 +12,16 @@ use crate::services::database::DatabaseService;
 use crate::services::events::{Dispatcher, EventLog};
 use crate::services::storage::StorageService;
 use crate::shards::catalog::{Catalog, InstalledShard};
+use crate::shards::grants::{Grant, Grants};
 use crate::shards::manifest::Service;
-use crate::shards::package;
+use crate::shards::{install, package};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// How often the frame looks for changes to its catalog and grants.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A shard in the catalog and what became of loading it.
 #[derive(Clone)]
@@ -21,12 +30,12 @@ pub enum ShardStatus {
     Running(Arc<LoadedShard>),
     /// Installed but not loadable; the message says why.
     Failed {
-        /// The catalog entry.
-        installed: InstalledShard,
         /// Why it did not load.
         error: String,
     },
 }
+
+type ShardMap = BTreeMap<String, (InstalledShard, ShardStatus)>;
 
 /// The frame: everything `arkham serve` runs.
 pub struct Frame {
@@ -37,7 +46,22 @@ pub struct Frame {
     storage: StorageService,
     log: EventLog,
     dispatcher: Dispatcher,
-    shards: RwLock<BTreeMap<String, (InstalledShard, ShardStatus)>>,
+    shards: RwLock<ShardMap>,
+    /// Serialises reconciliations (watcher and admin API).
+    reconcile: tokio::sync::Mutex<Stamps>,
+    admin_token: String,
+}
+
+/// Modification stamps of the files the frame follows.
+#[derive(Default, Clone, PartialEq)]
+struct Stamps {
+    catalog: Option<(SystemTime, u64)>,
+    grants: Option<(SystemTime, u64)>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Frame {
@@ -47,6 +71,7 @@ impl Frame {
         std::fs::create_dir_all(data.root())
             .with_context(|| format!("creating the data dir {}", data.root().display()))?;
         let config = FrameConfig::load(&data.config_file())?;
+        let admin_token = admin_token(&data)?;
         let runtime = Runtime::new(config.limits.clone(), data.compiled_cache())
             .context("starting the WebAssembly engine")?;
         let database = DatabaseService::new(data.shards(), config.database.clone());
@@ -64,30 +89,98 @@ impl Frame {
             log,
             dispatcher,
             shards: RwLock::default(),
+            reconcile: tokio::sync::Mutex::default(),
+            admin_token,
         });
-        let catalog = Catalog::load(&frame.data.catalog())?;
-        for installed in catalog.shards {
-            let status = match frame.load(&installed).await {
-                Ok(shard) => {
-                    tracing::info!(shard = %installed.name, version = %installed.version, "loaded");
-                    ShardStatus::Running(shard)
-                }
-                Err(e) => {
-                    tracing::error!(shard = %installed.name, error = format!("{e:#}"), "not loaded");
-                    ShardStatus::Failed {
-                        installed: installed.clone(),
-                        error: format!("{e:#}"),
-                    }
-                }
-            };
-            frame
-                .write()
-                .insert(installed.name.clone(), (installed, status));
-        }
+        frame.reconcile().await?;
         Ok(frame)
     }
 
-    async fn load(&self, installed: &InstalledShard) -> anyhow::Result<Arc<LoadedShard>> {
+    /// Follows the data dir until the frame is dropped: reconciles whenever the catalog or the
+    /// grants change on disk.
+    pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                let Some(frame) = weak.upgrade() else { return };
+                if let Err(e) = frame.reconcile().await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "applying changes of the data dir failed"
+                    );
+                }
+            }
+        })
+    }
+
+    /// Brings the running shards in line with the catalog and grants on disk.
+    pub async fn reconcile(&self) -> anyhow::Result<()> {
+        let mut seen = self.reconcile.lock().await;
+        let now = Stamps {
+            catalog: stamp(&self.data.catalog()),
+            grants: stamp(&self.data.grants()),
+        };
+        if *seen == now && !self.read().is_empty() {
+            return Ok(());
+        }
+        let catalog = Catalog::load(&self.data.catalog())?;
+        let grants = Grants::load(&self.data.grants())?;
+        // Unload what was removed.
+        let removed: Vec<String> = self
+            .read()
+            .keys()
+            .filter(|name| catalog.get(name).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            self.dispatcher.stop(&name).await;
+            self.write().remove(&name);
+            tracing::info!(shard = %name, "unloaded");
+        }
+        for installed in &catalog.shards {
+            let current = self.read().get(&installed.name).cloned();
+            match current {
+                Some((was, ShardStatus::Running(shard))) if was.digest == installed.digest => {
+                    let grant = grants.effective(shard.manifest());
+                    if *shard.grant() != grant {
+                        let receives_changed = shard.grant().subscribes != grant.subscribes;
+                        shard.set_grant(grant);
+                        tracing::info!(shard = %installed.name, "grants changed");
+                        if receives_changed && !shard.manifest().events.subscribes.is_empty() {
+                            self.dispatcher.start(shard.clone()).await;
+                        }
+                    }
+                }
+                Some((was, ShardStatus::Failed { .. }))
+                    if was.digest == installed.digest && *seen != Stamps::default() => {}
+                _ => {
+                    let status = match self.load(installed, &grants).await {
+                        Ok(shard) => {
+                            tracing::info!(shard = %installed.name, version = %installed.version, "loaded");
+                            ShardStatus::Running(shard)
+                        }
+                        Err(e) => {
+                            tracing::error!(shard = %installed.name, error = format!("{e:#}"), "not loaded");
+                            ShardStatus::Failed {
+                                error: format!("{e:#}"),
+                            }
+                        }
+                    };
+                    self.write()
+                        .insert(installed.name.clone(), (installed.clone(), status));
+                }
+            }
+        }
+        *seen = now;
+        Ok(())
+    }
+
+    async fn load(
+        &self,
+        installed: &InstalledShard,
+        grants: &Grants,
+    ) -> anyhow::Result<Arc<LoadedShard>> {
         let bytes = self.data.store().get(&installed.digest)?;
         let manifest = Arc::new(package::extract_manifest(&bytes)?);
         let digest = installed.digest.to_string();
@@ -108,32 +201,31 @@ impl Frame {
         let services = ShardServices {
             database,
             storage,
-            events: declared.contains(&Service::Events),
             events_config: Arc::new(self.config.events.clone()),
             log: self.log.clone(),
         };
+        let grant = grants.effective(&manifest);
         let shard = Arc::new(LoadedShard::new(
             &self.runtime,
             manifest.clone(),
             digest,
             &component,
             services,
+            grant,
         )?);
-        if !manifest.events.subscribes.is_empty() {
+        if manifest.events.subscribes.is_empty() {
+            self.dispatcher.stop(&manifest.name).await;
+        } else {
             self.dispatcher.start(shard.clone()).await;
         }
         Ok(shard)
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardMap> {
         self.shards.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (InstalledShard, ShardStatus)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ShardMap> {
         self.shards.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -155,9 +247,54 @@ impl Frame {
         &self.config
     }
 
+    /// The data dir.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
     /// The event log.
     pub fn event_log(&self) -> &EventLog {
         &self.log
+    }
+
+    /// Whether `token` is the admin token (compared in constant time).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        let (a, b) = (self.admin_token.as_bytes(), token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Installs a packaged shard (the admin API's install): checks, stores, records and loads it.
+    /// The caller's authority is the consent; the shard is granted what it requests.
+    pub async fn install(
+        &self,
+        bytes: Vec<u8>,
+        source: String,
+    ) -> anyhow::Result<install::Installed> {
+        let data = self.data.clone();
+        let runtime = self.runtime.clone();
+        let installed =
+            tokio::task::spawn_blocking(move || install::install(&data, &runtime, &bytes, &source))
+                .await??;
+        self.reconcile().await?;
+        Ok(installed)
+    }
+
+    /// Removes a shard (the admin API's remove); its data is kept.
+    pub async fn remove(&self, name: &str) -> anyhow::Result<InstalledShard> {
+        let removed = install::remove(&self.data, name, false)?;
+        self.reconcile().await?;
+        Ok(removed)
+    }
+
+    /// Replaces a shard's grant (limited to what its manifest requests) and applies it at once.
+    pub async fn set_grant(&self, name: &str, grant: Grant) -> anyhow::Result<Grant> {
+        let shard = self
+            .shard(name)
+            .with_context(|| format!("no shard named `{name}` is running"))?;
+        let effective = grant.intersection(&Grant::requested_by(shard.manifest()));
+        install::save_grant(&self.data, name, Some(effective.clone()))?;
+        self.reconcile().await?;
+        Ok(effective)
     }
 
     /// Stops event delivery, waits (up to `grace`) for calls still running in shards, and closes
@@ -180,4 +317,26 @@ impl Frame {
         self.database.close_all().await;
         self.log.close().await;
     }
+}
+
+/// Reads the admin token, creating it (mode 0600) at the first start.
+fn admin_token(data: &DataDir) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.admin_token();
+    match std::fs::read_to_string(&path) {
+        Ok(token) => return Ok(token.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let token = crate::runtime::cache::hex(&rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
 }

@@ -1,5 +1,6 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
+mod registry;
 mod serve;
 mod shard;
 
@@ -23,6 +24,9 @@ enum Command {
     /// Build, inspect, install, list and remove shards.
     #[command(subcommand)]
     Shard(shard::ShardCommand),
+    /// Log in to OCI registries that shards are pushed to and added from.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// The `--data-dir` option shared by every command that touches installed shards.
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Shard(command) => shard::run(command).await,
+            Command::Registry(command) => registry::run(command).await,
         }
     });
     match result {

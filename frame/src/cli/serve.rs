@@ -22,6 +22,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data = args.data_dir.get();
     let frame = Frame::open(data.clone()).await?;
+    let _watcher = frame.watch();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {

@@ -1,14 +1,39 @@
-//! `arkham shard …`: build, inspect, add, list, remove.
+//! `arkham shard …`: build, inspect, push, add, update, list, remove.
 
 use super::DataDirArg;
+use super::registry::{self as fetch, requirement_text, selector_from_text};
 use crate::config::FrameConfig;
+use crate::datadir::DataDir;
 use crate::runtime::Runtime;
 use crate::shards::builder;
 use crate::shards::catalog::Catalog;
-use crate::shards::install::{self, Inspection};
+use crate::shards::install::{self, Inspection, Installed};
+use crate::shards::manifest::Manifest;
+use crate::shards::package;
 use anyhow::Context as _;
+use arkham_registry::artifact::{ComponentInfo, annotations};
+use arkham_registry::lockfile::{self, LockedShard, Lockfile};
+use arkham_registry::reference::{Selector, ShardRef};
+use arkham_registry::repo::{ConnectOptions, Repo};
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Options for commands that talk to registries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// Use plain HTTP for a registry that is not on loopback (loopback registries always use it).
+    #[arg(long, global = true)]
+    plain_http: bool,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            plain_http: self.plain_http,
+        }
+    }
+}
 
 /// `arkham shard` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,23 +45,63 @@ pub enum ShardCommand {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
-    /// Print a packaged shard's manifest, imports and exports.
+    /// Print a shard's manifest, imports, exports, size and digest, from a packaged `.wasm`, a
+    /// shard folder (built first if needed) or a registry reference, without installing it.
     Inspect {
-        /// A packaged `.wasm`, or a shard folder (built first if needed).
-        path: PathBuf,
+        /// A `.wasm`, a shard folder, or a reference like `packets@0.1`.
+        source: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Install a shard from a folder (built first if needed) or a packaged `.wasm`.
+    /// Push a shard to a registry as a Wasm OCI artifact tagged with its version.
+    Push {
+        /// A shard folder (built first if needed) or a packaged `.wasm`.
+        source: PathBuf,
+        /// Where to: a repository like `ghcr.io/org/packets` or `oci:DIR/packets`
+        /// [default: $ARKHAM_REGISTRY/{name}].
+        reference: Option<String>,
+        /// Embed this shard.toml (replacing any embedded manifest).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Overwrite the version's tag if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install shards from references (`packets@0.1`, `ghcr.io/org/packets`, `oci:DIR/packets`),
+    /// folders (built first if needed) or packaged `.wasm` files.
     Add {
-        /// The shard folder or `.wasm` file.
-        path: PathBuf,
+        /// References, folders or files; with --locked, optional names to restrict to.
+        sources: Vec<String>,
         #[command(flatten)]
         data_dir: DataDirArg,
         /// Install without asking for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Install exactly the digests recorded in arkham.lock.
+        #[arg(long)]
+        locked: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Update shards installed from registries to the newest version their requirement allows.
+    Update {
+        /// The shards to update [default: all in arkham.lock].
+        names: Vec<String>,
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -45,6 +110,11 @@ pub enum ShardCommand {
     List {
         #[command(flatten)]
         data_dir: DataDirArg,
+        /// Only shards whose registry has a newer version (allowed by the requirement, or not).
+        #[arg(long)]
+        outdated: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -64,6 +134,62 @@ pub enum ShardCommand {
     },
 }
 
+fn lock_path(data: &DataDir) -> PathBuf {
+    data.root().join(lockfile::FILE_NAME)
+}
+
+fn parse_ref(text: &str) -> anyhow::Result<ShardRef> {
+    Ok(ShardRef::parse(
+        text,
+        ShardRef::default_registry().as_deref(),
+    )?)
+}
+
+fn runtime_for(data: &DataDir) -> anyhow::Result<Runtime> {
+    let config = FrameConfig::load(&data.config_file())?;
+    Runtime::new(config.limits, data.compiled_cache())
+}
+
+async fn install_bytes(
+    data: &DataDir,
+    runtime: &Runtime,
+    bytes: Vec<u8>,
+    source: String,
+) -> anyhow::Result<Installed> {
+    let data = data.clone();
+    let runtime = runtime.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || install::install(&data, &runtime, &bytes, &source))
+            .await??,
+    )
+}
+
+fn print_installed(installed: &Installed) {
+    match &installed.replaced {
+        Some(old) => println!(
+            "installed {} {} (replacing {}) {}",
+            installed.shard.name, installed.shard.version, old.version, installed.shard.digest
+        ),
+        None => println!(
+            "installed {} {} {}",
+            installed.shard.name, installed.shard.version, installed.shard.digest
+        ),
+    }
+}
+
+fn ask(yes: bool, json: bool, inspection: &Inspection) -> anyhow::Result<()> {
+    if !yes && !json {
+        print_requests(inspection);
+        if !confirm(&format!(
+            "Install {} {}?",
+            inspection.manifest.name, inspection.manifest.version
+        ))? {
+            anyhow::bail!("not installed");
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
     match command {
         ShardCommand::Build { path } => {
@@ -71,75 +197,54 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             println!("{}", built.output.display());
             Ok(())
         }
-        ShardCommand::Inspect { path, json } => {
-            let origin = path.display().to_string();
-            let bytes = tokio::task::spawn_blocking(move || install::read_source(&path)).await??;
-            let inspection = install::inspect(&bytes, &origin)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&inspection)?);
-            } else {
-                print_inspection(&inspection);
-            }
-            Ok(())
-        }
+        ShardCommand::Inspect {
+            source,
+            registry,
+            json,
+        } => inspect(&source, registry.options(), json).await,
+        ShardCommand::Push {
+            source,
+            reference,
+            manifest,
+            force,
+            registry,
+            json,
+        } => push(source, reference, manifest, force, registry.options(), json).await,
         ShardCommand::Add {
-            path,
+            sources,
             data_dir,
             yes,
+            locked,
+            registry,
             json,
         } => {
             let data = data_dir.get();
-            let source = std::fs::canonicalize(&path).with_context(|| {
-                format!(
-                    "{} does not exist; pass a shard folder or a .wasm file",
-                    path.display()
-                )
-            })?;
-            let bytes = {
-                let source = source.clone();
-                tokio::task::spawn_blocking(move || install::read_source(&source)).await??
-            };
-            let inspection = install::inspect(&bytes, &source.display().to_string())?;
-            if !yes && !json {
-                print_requests(&inspection);
-                if !confirm(&format!(
-                    "Install {} {}?",
-                    inspection.manifest.name, inspection.manifest.version
-                ))? {
-                    anyhow::bail!("not installed");
-                }
-            }
-            let config = FrameConfig::load(&data.config_file())?;
-            let runtime = Runtime::new(config.limits, data.compiled_cache())?;
-            let installed = tokio::task::spawn_blocking(move || {
-                install::install(&data, &runtime, &bytes, &source.display().to_string())
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&installed)?);
+            if locked {
+                add_locked(&data, &sources, registry.options(), json).await
             } else {
-                match &installed.replaced {
-                    Some(old) => println!(
-                        "installed {} {} (replacing {}) {}",
-                        installed.shard.name,
-                        installed.shard.version,
-                        old.version,
-                        installed.shard.digest
-                    ),
-                    None => println!(
-                        "installed {} {} {}",
-                        installed.shard.name, installed.shard.version, installed.shard.digest
-                    ),
-                }
+                add(&data, &sources, yes, registry.options(), json).await
             }
-            Ok(())
         }
-        ShardCommand::List { data_dir, json } => {
+        ShardCommand::Update {
+            names,
+            data_dir,
+            registry,
+            json,
+        } => update(&data_dir.get(), &names, registry.options(), json).await,
+        ShardCommand::List {
+            data_dir,
+            outdated,
+            registry,
+            json,
+        } => {
+            if outdated {
+                return list_outdated(&data_dir.get(), registry.options(), json).await;
+            }
             let catalog = Catalog::load(&data_dir.get().catalog())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&catalog.shards)?);
             } else if catalog.shards.is_empty() {
-                println!("no shards installed; add one with `arkham shard add PATH`");
+                println!("no shards installed; add one with `arkham shard add REF|PATH`");
             } else {
                 for s in &catalog.shards {
                     println!(
@@ -157,7 +262,12 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             json,
         } => {
             let data = data_dir.get();
+            // Read the lockfile first: a corrupt one stops the removal before anything changes.
+            let mut lock = Lockfile::load(&lock_path(&data))?;
             let removed = install::remove(&data, &name, purge)?;
+            if lock.remove(&name) {
+                lock.save(&lock_path(&data))?;
+            }
             if json {
                 println!(
                     "{}",
@@ -179,6 +289,400 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn inspect(source: &str, options: ConnectOptions, json: bool) -> anyhow::Result<()> {
+    let path = Path::new(source);
+    if path.exists() {
+        let path = path.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || install::read_source(&path)).await??;
+        let inspection = install::inspect(&bytes, source)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&inspection)?);
+        } else {
+            print_inspection(&inspection);
+        }
+        return Ok(());
+    }
+    let shard_ref = parse_ref(source)?;
+    let repo = Repo::open(&shard_ref.location, options)?;
+    let resolved = arkham_registry::pull::resolve(&repo, &shard_ref).await?;
+    let artifact = arkham_registry::pull::fetch_artifact(&repo, &resolved.target).await?;
+    let bytes = arkham_registry::pull::fetch_component(&repo, &artifact).await?;
+    let inspection = install::inspect(&bytes, &artifact.reference)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "reference": artifact.reference,
+                "manifest_digest": artifact.manifest_digest,
+                "annotations": artifact.manifest.annotations,
+                "shard": inspection,
+            }))?
+        );
+    } else {
+        println!(
+            "# {} (manifest {})",
+            artifact.reference, artifact.manifest_digest
+        );
+        print_inspection(&inspection);
+    }
+    Ok(())
+}
+
+async fn push(
+    source: PathBuf,
+    reference: Option<String>,
+    manifest_file: Option<PathBuf>,
+    force: bool,
+    options: ConnectOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    let origin = source.display().to_string();
+    let mut bytes = tokio::task::spawn_blocking(move || install::read_source(&source)).await??;
+    if let Some(file) = manifest_file {
+        let manifest = Manifest::from_file(&file)?;
+        bytes = package::embed_manifest(&bytes, &manifest)
+            .with_context(|| format!("embedding {} into {origin}", file.display()))?;
+    }
+    let inspection = install::inspect(&bytes, &origin)?;
+    if !inspection.problems.is_empty() {
+        let list: String = inspection
+            .problems
+            .iter()
+            .map(|p| format!("\n  - {p}"))
+            .collect();
+        anyhow::bail!("not pushed: {origin} cannot run on this frame:{list}");
+    }
+    let manifest = &inspection.manifest;
+    let target = match reference {
+        Some(text) => parse_ref(&text)?,
+        None => parse_ref(&manifest.name).context(
+            "no REF given: pass one like `ghcr.io/org/NAME` or `oci:DIR/NAME`, or set ARKHAM_REGISTRY",
+        )?,
+    };
+    match &target.selector {
+        Selector::Latest => {}
+        Selector::Tag(tag) if *tag == manifest.version.to_string() => {}
+        other => anyhow::bail!(
+            "the tag is the manifest's version {}; drop `{other}` from the reference",
+            manifest.version
+        ),
+    }
+    let services: Vec<&str> = manifest
+        .services
+        .declared()
+        .into_iter()
+        .map(|s| s.as_str())
+        .collect();
+    let mut notes = BTreeMap::from([
+        (annotations::SHARD_NAME.to_string(), manifest.name.clone()),
+        (
+            annotations::SHARD_REQUIRES_FRAME.to_string(),
+            manifest.requires_frame.to_string(),
+        ),
+        (annotations::SHARD_SERVICES.to_string(), services.join(",")),
+        (
+            annotations::SHARD_MANIFEST.to_string(),
+            manifest.to_embedded_toml(),
+        ),
+    ]);
+    if !manifest.description.is_empty() {
+        notes.insert(
+            annotations::DESCRIPTION.to_string(),
+            manifest.description.clone(),
+        );
+    }
+    if let Ok(source_url) = std::env::var("ARKHAM_SOURCE_URL") {
+        notes.insert(annotations::SOURCE.to_string(), source_url);
+    }
+    let repo = Repo::open(&target.location, options)?;
+    let created = install::now_rfc3339();
+    let pushed = arkham_registry::push::push(
+        &repo,
+        arkham_registry::push::PushRequest {
+            component: &bytes,
+            name: &manifest.name,
+            version: &manifest.version,
+            interfaces: ComponentInfo {
+                exports: inspection.interfaces.exports.clone(),
+                imports: inspection.interfaces.imports.clone(),
+                target: Some("arkham:shard/shard@0.1.0".to_string()),
+            },
+            annotations: notes,
+            created: &created,
+            force,
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&pushed)?);
+    } else {
+        println!("pushed {} {}", pushed.reference, pushed.manifest_digest);
+    }
+    Ok(())
+}
+
+async fn add(
+    data: &DataDir,
+    sources: &[String],
+    yes: bool,
+    options: ConnectOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    if sources.is_empty() {
+        anyhow::bail!("nothing to add: pass references (`packets@0.1`), folders or .wasm files");
+    }
+    // A corrupt lockfile stops everything before anything is downloaded or installed.
+    let lock_file = lock_path(data);
+    let mut lock = Lockfile::load(&lock_file)?;
+    let runtime = runtime_for(data)?;
+    let mut results = Vec::new();
+    for text in sources {
+        let path = Path::new(text);
+        if path.exists() {
+            let source = std::fs::canonicalize(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            let bytes = {
+                let source = source.clone();
+                tokio::task::spawn_blocking(move || install::read_source(&source)).await??
+            };
+            let origin = source.display().to_string();
+            let inspection = install::inspect(&bytes, &origin)?;
+            ask(yes, json, &inspection)?;
+            let installed = install_bytes(data, &runtime, bytes, origin).await?;
+            // A local install replaces any registry pin of the same name.
+            if lock.remove(&installed.shard.name) {
+                lock.save(&lock_file)?;
+            }
+            if !json {
+                print_installed(&installed);
+            }
+            results.push(installed);
+            continue;
+        }
+        let shard_ref = parse_ref(text).with_context(|| {
+            format!("`{text}` is neither an existing path nor a shard reference")
+        })?;
+        let fetched = fetch::fetch(&shard_ref, options, &data.store()).await?;
+        let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
+        ask(yes, json, &inspection)?;
+        let installed = install_bytes(
+            data,
+            &runtime,
+            fetched.bytes,
+            fetched.artifact.reference.clone(),
+        )
+        .await?;
+        lock.upsert(LockedShard {
+            name: installed.shard.name.clone(),
+            source: fetched.location.repository_ref(),
+            requirement: requirement_text(&shard_ref.selector),
+            version: installed.shard.version.to_string(),
+            digest: installed.shard.digest.clone(),
+            manifest_digest: fetched.artifact.manifest_digest.clone(),
+        });
+        lock.save(&lock_file)?;
+        if !json {
+            print_installed(&installed);
+        }
+        results.push(installed);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+async fn add_locked(
+    data: &DataDir,
+    names: &[String],
+    options: ConnectOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    let lock_file = lock_path(data);
+    let lock = Lockfile::load(&lock_file)?;
+    if lock.shards.is_empty() {
+        anyhow::bail!(
+            "{} lists no shards; add some without --locked first",
+            lock_file.display()
+        );
+    }
+    for name in names {
+        if lock.get(name).is_none() {
+            anyhow::bail!("`{name}` is not in {}", lock_file.display());
+        }
+    }
+    let runtime = runtime_for(data)?;
+    let store = data.store();
+    let mut results = Vec::new();
+    for entry in &lock.shards {
+        if !names.is_empty() && !names.contains(&entry.name) {
+            continue;
+        }
+        let reference = format!("{}@{}", entry.source, entry.manifest_digest);
+        // Already in the store: install offline, the bytes are verified by their digest.
+        let bytes = match store.get(&entry.digest) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                let shard_ref = ShardRef::parse(&reference, None)
+                    .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
+                let (repo, artifact) = fetch::resolve_checked(&shard_ref, options).await?;
+                if artifact.component_digest()? != entry.digest {
+                    anyhow::bail!(
+                        "{reference} holds component {}, but the lockfile pins {}; nothing was installed",
+                        artifact.layer.digest,
+                        entry.digest
+                    );
+                }
+                fetch::component(&repo, &artifact, &store).await?
+            }
+        };
+        let installed = install_bytes(data, &runtime, bytes, reference).await?;
+        if !json {
+            print_installed(&installed);
+        }
+        results.push(installed);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+/// For each locked shard (or those named): the newest version its requirement allows and the
+/// newest there is.
+async fn newest(
+    entry: &LockedShard,
+    options: ConnectOptions,
+) -> anyhow::Result<(Option<semver::Version>, Option<semver::Version>, ShardRef)> {
+    let selector = selector_from_text(&entry.requirement)?;
+    let shard_ref = ShardRef::parse(&entry.source, None)
+        .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
+    let shard_ref = ShardRef {
+        selector: selector.clone(),
+        ..shard_ref
+    };
+    if matches!(selector, Selector::Tag(_) | Selector::Digest(_)) {
+        return Ok((None, None, shard_ref));
+    }
+    let repo = Repo::open(&shard_ref.location, options)?;
+    let tags = repo.tags().await?;
+    let versions = arkham_registry::resolve::versions(&tags);
+    let wanted =
+        arkham_registry::resolve::pick(&repo.location(), &tags, &selector).and_then(Result::ok);
+    let latest = versions.iter().rev().find(|v| v.pre.is_empty()).cloned();
+    Ok((wanted, latest, shard_ref))
+}
+
+async fn update(
+    data: &DataDir,
+    names: &[String],
+    options: ConnectOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    let lock_file = lock_path(data);
+    let mut lock = Lockfile::load(&lock_file)?;
+    for name in names {
+        if lock.get(name).is_none() {
+            anyhow::bail!(
+                "`{name}` was not installed from a registry (it is not in {}); `arkham shard add REF` it first",
+                lock_file.display()
+            );
+        }
+    }
+    let runtime = runtime_for(data)?;
+    let mut report = Vec::new();
+    for entry in lock.shards.clone() {
+        if !names.is_empty() && !names.contains(&entry.name) {
+            continue;
+        }
+        let (wanted, _, shard_ref) = newest(&entry, options).await?;
+        let current = semver::Version::parse(&entry.version).ok();
+        let Some(wanted) = wanted.filter(|w| current.as_ref().is_none_or(|c| w > c)) else {
+            if !json {
+                println!("{} {} is up to date", entry.name, entry.version);
+            }
+            report.push(
+                serde_json::json!({"name": entry.name, "version": entry.version, "updated": false}),
+            );
+            continue;
+        };
+        let exact = ShardRef {
+            selector: Selector::Tag(wanted.to_string()),
+            ..shard_ref
+        };
+        let fetched = fetch::fetch(&exact, options, &data.store()).await?;
+        let installed = install_bytes(
+            data,
+            &runtime,
+            fetched.bytes,
+            fetched.artifact.reference.clone(),
+        )
+        .await?;
+        lock.upsert(LockedShard {
+            version: installed.shard.version.to_string(),
+            digest: installed.shard.digest.clone(),
+            manifest_digest: fetched.artifact.manifest_digest.clone(),
+            ..entry.clone()
+        });
+        lock.save(&lock_file)?;
+        if !json {
+            println!(
+                "updated {} {} -> {}",
+                entry.name, entry.version, installed.shard.version
+            );
+        }
+        report.push(serde_json::json!({"name": entry.name, "from": entry.version, "version": installed.shard.version, "digest": installed.shard.digest, "updated": true}));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> anyhow::Result<()> {
+    let lock = Lockfile::load(&lock_path(data))?;
+    let mut rows = Vec::new();
+    for entry in &lock.shards {
+        let (wanted, latest, _) = newest(entry, options).await?;
+        let current = semver::Version::parse(&entry.version).ok();
+        let newer = |v: &Option<semver::Version>| match (v, &current) {
+            (Some(v), Some(c)) => v > c,
+            _ => false,
+        };
+        if newer(&wanted) || newer(&latest) {
+            rows.push(serde_json::json!({
+                "name": entry.name,
+                "version": entry.version,
+                "requirement": entry.requirement,
+                "wanted": wanted.map(|v| v.to_string()),
+                "latest": latest.map(|v| v.to_string()),
+                "source": entry.source,
+            }));
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("every shard installed from a registry is up to date");
+    } else {
+        println!(
+            "{:<20} {:<10} {:<10} {:<10}",
+            "name", "current", "wanted", "latest"
+        );
+        for r in &rows {
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<20} {:<10} {:<10} {:<10}",
+                s("name"),
+                s("version"),
+                s("wanted"),
+                s("latest")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_requests(inspection: &Inspection) {

@@ -1,6 +1,7 @@
 //! The frame's HTTP surface: its own API under `/api/frame/`, each shard's API under
 //! `/api/{shard}/`, and the dashboard at `/`.
 
+mod admin;
 mod dashboard;
 mod proxy;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 /// The frame's router; reachable from tests without a socket.
 pub fn app(frame: Arc<Frame>) -> Router {
     Router::new()
+        .merge(admin::routes(frame.clone()))
         .route("/", get(dashboard::page))
         .route("/api/frame/health", get(health))
         .route("/api/frame/shards", get(shards))

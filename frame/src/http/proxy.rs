@@ -26,10 +26,10 @@ fn split_path(uri: &Uri) -> Option<(&str, String)> {
 
 /// Serves one request through the named shard.
 pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Response {
-    let Some((name, path)) = split_path(request.uri()) else {
+    let Some((name, path)) = split_path(request.uri()).map(|(n, p)| (n.to_string(), p)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
     };
-    let Some(shard) = frame.shard(name) else {
+    let Some(shard) = frame.shard(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             "shard_not_found",
@@ -38,7 +38,7 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
             ),
         );
     };
-    let limit = frame.config().limits.max_request_bytes;
+    let limit = shard.limits().max_request_bytes;
     let (mut parts, body) = request.into_parts();
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -82,9 +82,81 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
         }
     };
     let request = http::Request::from_parts(parts, Full::new(body));
+    let max_response = shard.limits().max_response_bytes;
     match shard.handle(request).await {
-        Ok(response) => response.map(Body::new),
+        Ok(response) => {
+            let declared = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max_response) {
+                // Dropping the response stops reading from the guest, which then fails its
+                // writes and ends; its instance is discarded.
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "response_too_large",
+                    format!(
+                        "shard `{name}` sent a response larger than the limit of {max_response} bytes"
+                    ),
+                );
+            }
+            response.map(|body| {
+                Body::new(LimitedBody {
+                    inner: body,
+                    remaining: max_response,
+                })
+            })
+        }
         Err(e) => call_error(e),
+    }
+}
+
+/// A response body that fails once more than `remaining` bytes went through, for responses that
+/// did not declare their length.
+struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+}
+
+impl<B> http_body::Body for LimitedBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        return std::task::Poll::Ready(Some(Err(
+                            "the shard's response passed the response size limit".into(),
+                        )));
+                    }
+                    self.remaining -= len;
+                }
+                std::task::Poll::Ready(Some(Ok(frame)))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e.into()))),
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -95,6 +167,10 @@ fn call_error(e: CallError) -> Response {
         CallError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "shard_failed"),
         CallError::NoResponse(_) => (StatusCode::INTERNAL_SERVER_ERROR, "shard_no_response"),
         CallError::Guest { .. } => (StatusCode::BAD_GATEWAY, "shard_error"),
+        CallError::MemoryExceeded { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "shard_memory_exceeded")
+        }
+        CallError::FrameBusy => (StatusCode::SERVICE_UNAVAILABLE, "frame_busy"),
     };
     tracing::warn!(error = %e, "shard call failed");
     error(status, code, e.to_string())

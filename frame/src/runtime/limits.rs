@@ -1,6 +1,7 @@
 //! Resource limits for shard instances: the `[limits]` section of the frame config.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Limits applied to every shard instance.
@@ -21,6 +22,30 @@ pub struct LimitsConfig {
     pub event_timeout_ms: u64,
     /// Largest request body, in bytes; larger ones get 413.
     pub max_request_bytes: usize,
+    /// Largest response body, in bytes; a larger declared length gets 502, and a body that grows
+    /// past it while streaming is cut off.
+    pub max_response_bytes: u64,
+    /// Per-shard overrides, by shard name: `[limits.shards.packets]`.
+    pub shards: BTreeMap<String, LimitsOverride>,
+}
+
+/// Limits of one shard that differ from the defaults. Memory can only be lowered below
+/// `limits.memory_bytes`, which sizes the engine's instance slots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsOverride {
+    /// See [`LimitsConfig::memory_bytes`].
+    pub memory_bytes: Option<u64>,
+    /// See [`LimitsConfig::instances_per_shard`].
+    pub instances: Option<u32>,
+    /// See [`LimitsConfig::request_timeout_ms`].
+    pub request_timeout_ms: Option<u64>,
+    /// See [`LimitsConfig::event_timeout_ms`].
+    pub event_timeout_ms: Option<u64>,
+    /// See [`LimitsConfig::max_request_bytes`].
+    pub max_request_bytes: Option<usize>,
+    /// See [`LimitsConfig::max_response_bytes`].
+    pub max_response_bytes: Option<u64>,
 }
 
 impl Default for LimitsConfig {
@@ -33,11 +58,53 @@ impl Default for LimitsConfig {
             request_timeout_ms: 30_000,
             event_timeout_ms: 30_000,
             max_request_bytes: 16 << 20,
+            max_response_bytes: 64 << 20,
+            shards: BTreeMap::new(),
         }
     }
 }
 
+/// The limits one shard runs under: the defaults with its override applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardLimits {
+    /// Linear memory per instance.
+    pub memory_bytes: u64,
+    /// Table elements per instance.
+    pub table_elements: u32,
+    /// Concurrent instances.
+    pub instances: u32,
+    /// Request deadline.
+    pub request_timeout: Duration,
+    /// Event deadline.
+    pub event_timeout: Duration,
+    /// Largest request body.
+    pub max_request_bytes: usize,
+    /// Largest response body.
+    pub max_response_bytes: u64,
+}
+
 impl LimitsConfig {
+    /// The limits of the shard `name`.
+    pub fn for_shard(&self, name: &str) -> ShardLimits {
+        let o = self.shards.get(name).cloned().unwrap_or_default();
+        ShardLimits {
+            memory_bytes: o
+                .memory_bytes
+                .unwrap_or(self.memory_bytes)
+                .min(self.memory_bytes),
+            table_elements: self.table_elements,
+            instances: o.instances.unwrap_or(self.instances_per_shard).max(1),
+            request_timeout: Duration::from_millis(
+                o.request_timeout_ms.unwrap_or(self.request_timeout_ms),
+            ),
+            event_timeout: Duration::from_millis(
+                o.event_timeout_ms.unwrap_or(self.event_timeout_ms),
+            ),
+            max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
+            max_response_bytes: o.max_response_bytes.unwrap_or(self.max_response_bytes),
+        }
+    }
+
     /// The request deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
@@ -46,5 +113,30 @@ impl LimitsConfig {
     /// The event-delivery deadline.
     pub fn event_timeout(&self) -> Duration {
         Duration::from_millis(self.event_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_per_shard_and_memory_only_lowers() {
+        let mut limits = LimitsConfig::default();
+        limits.shards.insert(
+            "slow".into(),
+            LimitsOverride {
+                request_timeout_ms: Some(90_000),
+                memory_bytes: Some(u64::MAX),
+                ..Default::default()
+            },
+        );
+        let slow = limits.for_shard("slow");
+        assert_eq!(slow.request_timeout, Duration::from_secs(90));
+        assert_eq!(slow.memory_bytes, limits.memory_bytes);
+        assert_eq!(
+            limits.for_shard("other").request_timeout,
+            Duration::from_secs(30)
+        );
     }
 }

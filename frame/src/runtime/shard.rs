@@ -3,13 +3,15 @@
 use super::Runtime;
 use super::store::ShardState;
 use crate::bindings::event_handler;
+use crate::runtime::limits::ShardLimits;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
 use crate::services::events::{EventLog, EventTarget, EventsConfig, EventsCtx, StoredEvent};
 use crate::services::storage::{FsStore, StorageCtx};
-use crate::shards::manifest::Manifest;
+use crate::shards::grants::Grant;
+use crate::shards::manifest::{Manifest, Service};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre};
@@ -19,15 +21,14 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// The services a shard was granted, opened once when it is loaded.
+/// The services a shard declares, opened once when it is loaded. Whether a call may use one is
+/// decided per call by the shard's current [`Grant`].
 #[derive(Clone)]
 pub struct ShardServices {
-    /// Its database, if granted.
+    /// Its database, if declared.
     pub database: Option<SqliteDatabase>,
-    /// Its storage namespace, if granted.
+    /// Its storage namespace, if declared.
     pub storage: Option<FsStore>,
-    /// Whether it may publish events.
-    pub events: bool,
     /// Event limits.
     pub events_config: Arc<EventsConfig>,
     /// The log its publications go to.
@@ -56,6 +57,17 @@ pub enum CallError {
         /// What the trap said.
         message: String,
     },
+    /// The instance needed more memory than its limit.
+    #[error("shard `{shard}` ran out of its {limit_bytes}-byte memory limit and was stopped")]
+    MemoryExceeded {
+        /// The shard.
+        shard: String,
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// Every instance slot of the frame is in use.
+    #[error("the frame is at its limit of concurrent instances; retry shortly")]
+    FrameBusy,
     /// The shard returned without setting a response.
     #[error("shard `{0}` returned without sending a response")]
     NoResponse(String),
@@ -79,6 +91,8 @@ pub struct LoadedShard {
     http: ProxyIndices,
     handler: Option<event_handler::GuestIndices>,
     services: ShardServices,
+    grant: RwLock<Arc<Grant>>,
+    limits: ShardLimits,
     slots: Arc<Semaphore>,
 }
 
@@ -90,6 +104,7 @@ impl LoadedShard {
         digest: String,
         component: &Component,
         services: ShardServices,
+        grant: Grant,
     ) -> anyhow::Result<Self> {
         let pre = runtime.linker().instantiate_pre(component)?;
         let http = ProxyIndices::new(&pre)?;
@@ -98,9 +113,8 @@ impl LoadedShard {
         } else {
             Some(event_handler::GuestIndices::new(&pre)?)
         };
-        let slots = Arc::new(Semaphore::new(
-            runtime.limits().instances_per_shard.max(1) as usize
-        ));
+        let limits = runtime.limits().for_shard(&manifest.name);
+        let slots = Arc::new(Semaphore::new(limits.instances as usize));
         Ok(Self {
             name: manifest.name.as_str().into(),
             manifest,
@@ -110,8 +124,25 @@ impl LoadedShard {
             http,
             handler,
             services,
+            grant: RwLock::new(Arc::new(grant)),
+            limits,
             slots,
         })
+    }
+
+    /// The shard's current grant.
+    pub fn grant(&self) -> Arc<Grant> {
+        self.grant.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the shard's grant; calls starting after this see the new one.
+    pub fn set_grant(&self, grant: Grant) {
+        *self.grant.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(grant);
+    }
+
+    /// The limits the shard runs under.
+    pub fn limits(&self) -> &ShardLimits {
+        &self.limits
     }
 
     /// The shard's manifest.
@@ -126,24 +157,27 @@ impl LoadedShard {
 
     fn new_store(&self, timeout: Duration) -> Store<ShardState> {
         let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(self.runtime.limits().memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(
-                usize::try_from(self.runtime.limits().table_elements).unwrap_or(usize::MAX),
-            )
+            .memory_size(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(usize::try_from(self.limits.table_elements).unwrap_or(usize::MAX))
             .instances(64)
             .trap_on_grow_failure(true)
             .build();
+        let grant = self.grant();
         let s = &self.services;
-        let database = s
-            .database
-            .clone()
-            .map_or_else(DatabaseCtx::denied, DatabaseCtx::granted);
-        let storage = s
-            .storage
-            .clone()
-            .map_or_else(StorageCtx::denied, StorageCtx::granted);
-        let events = if s.events {
-            EventsCtx::granted(self.manifest.clone(), s.events_config.clone())
+        let database = match (&s.database, grant.has(Service::Database)) {
+            (Some(db), true) => DatabaseCtx::granted(db.clone()),
+            _ => DatabaseCtx::denied(),
+        };
+        let storage = match (&s.storage, grant.has(Service::Storage)) {
+            (Some(store), true) => StorageCtx::granted(store.clone()),
+            _ => StorageCtx::denied(),
+        };
+        let events = if grant.has(Service::Events) {
+            EventsCtx::granted(
+                self.manifest.clone(),
+                grant.clone(),
+                s.events_config.clone(),
+            )
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
@@ -171,9 +205,21 @@ impl LoadedShard {
                 limit_ms: timeout.as_millis(),
             };
         }
+        let message = format!("{error:#}");
+        // wasmtime reports these as plain errors: a refused `memory.grow` (StoreLimits with
+        // trap_on_grow_failure) and an exhausted pooling allocator.
+        if message.contains("forcing trap when growing memory") {
+            return CallError::MemoryExceeded {
+                shard: self.name.to_string(),
+                limit_bytes: self.limits.memory_bytes,
+            };
+        }
+        if message.contains("maximum concurrent") {
+            return CallError::FrameBusy;
+        }
         CallError::Trap {
             shard: self.name.to_string(),
-            message: format!("{error:#}"),
+            message,
         }
     }
 
@@ -188,7 +234,7 @@ impl LoadedShard {
             .clone()
             .try_acquire_owned()
             .map_err(|_| CallError::Busy(self.name.to_string()))?;
-        let timeout = self.runtime.limits().request_timeout();
+        let timeout = self.limits.request_timeout;
         let mut store = self.new_store(timeout);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let setup = (|| {
@@ -251,7 +297,7 @@ impl LoadedShard {
             return Err(format!("shard `{}` exports no event-handler", self.name));
         };
         let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
-        let timeout = self.runtime.limits().event_timeout();
+        let timeout = self.limits.event_timeout;
         let mut store = self.new_store(timeout);
         let event = event_handler::Event {
             id: event.id,
@@ -288,7 +334,7 @@ impl EventTarget for LoadedShard {
     }
 
     fn wants(&self, event_name: &str) -> bool {
-        self.manifest.subscribes_to(event_name)
+        self.manifest.subscribes_to(event_name) && self.grant().may_receive(event_name)
     }
 
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
@@ -299,7 +345,7 @@ impl EventTarget for LoadedShard {
 impl LoadedShard {
     /// Waits until no call into the shard is running (used at shutdown).
     pub async fn drain(&self) {
-        let all = self.runtime.limits().instances_per_shard.max(1);
+        let all = self.limits.instances;
         // Holding every slot means no call runs; the permits are released right away.
         let _ = self.slots.acquire_many(all).await;
     }

@@ -4,6 +4,7 @@
 use super::builder::{self, BuildError};
 use super::catalog::{Catalog, CatalogError, DataDirLock, InstalledShard};
 use super::compat::{self, Incompatibility};
+use super::grants::{Grant, Grants, GrantsError};
 use super::manifest::Manifest;
 use super::package::{self, Interfaces, PackageError};
 use crate::datadir::DataDir;
@@ -61,6 +62,9 @@ pub enum InstallError {
     /// `remove` of a shard that is not installed.
     #[error("no shard named `{0}` is installed; `arkham shard list` shows the installed shards")]
     NotInstalled(String),
+    /// The grants file could not be read or written.
+    #[error(transparent)]
+    Grants(#[from] GrantsError),
     /// Removing its data failed.
     #[error("cannot remove the data of `{name}` at {path}: {source}")]
     Purge {
@@ -206,6 +210,35 @@ pub fn remove(data: &DataDir, name: &str, purge: bool) -> Result<InstalledShard,
         }
     }
     Ok(removed)
+}
+
+/// Sets (or, with `None`, deletes) the grant of `name` in the data dir's grants file.
+pub fn save_grant(data: &DataDir, name: &str, grant: Option<Grant>) -> Result<(), InstallError> {
+    let mut grants = Grants::load(&data.grants())?;
+    match grant {
+        Some(grant) => grants.shards.insert(name.to_string(), grant),
+        None => grants.shards.remove(name),
+    };
+    Ok(grants.save(&data.grants())?)
+}
+
+/// What installing `manifest` would grant beyond what the shard already holds or the frame
+/// config pre-approves: empty means no consent is needed.
+pub fn consent_needed(
+    data: &DataDir,
+    preapproved: Option<&Grant>,
+    manifest: &Manifest,
+) -> Result<Grant, InstallError> {
+    let grants = Grants::load(&data.grants())?;
+    let mut held = grants
+        .shards
+        .get(&manifest.name)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(pre) = preapproved {
+        held = held.union(pre);
+    }
+    Ok(Grant::requested_by(manifest).minus(&held))
 }
 
 /// The current UTC time as RFC 3339 (seconds precision), without a date-time dependency.

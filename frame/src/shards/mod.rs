@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod catalog;
 pub mod compat;
+pub mod grants;
 pub mod install;
 pub mod manifest;
 pub mod package;

@@ -135,6 +135,11 @@ impl Frame {
         }
     }
 
+    /// The frame's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The frame's log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -214,4 +219,147 @@ pub fn data_dir(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("arkham.toml"), config).unwrap();
     dir
+}
+
+/// Runs `arkham` with `args`, the test environment and `envs`; returns (success, stdout, stderr).
+pub fn arkham_with(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(arkham_bin())
+        .args(args)
+        .env("ARKHAM_DATA_DIR", data)
+        .env("ARKHAM_CACHE_DIR", cache_dir())
+        .env("RUST_LOG", "warn")
+        .env_remove("ARKHAM_REGISTRY")
+        .env_remove("ARKHAM_REGISTRY_USERNAME")
+        .env_remove("ARKHAM_REGISTRY_PASSWORD")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Returns false (with a skip notice) when `program` is missing outside CI; panics in CI.
+pub fn require(program: &str, test: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs `{program}` (scripts/setup installs it) and CI=true"
+    );
+    eprintln!("SKIPPED {test}: `{program}` is not installed (scripts/setup installs it)");
+    false
+}
+
+/// Debian's `docker-registry` on a free loopback port, storing in a temp dir; killed on drop.
+pub struct Registry {
+    child: Child,
+    /// Holds the config, the storage and the htpasswd file.
+    pub dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+}
+
+impl Registry {
+    /// Starts a registry, with htpasswd basic auth for `user` when given; `None` (after a skip
+    /// notice) when `docker-registry` is not installed outside CI.
+    pub fn start(test: &str, user: Option<(&str, &str)>) -> Option<Self> {
+        if !require("docker-registry", test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let mut auth = String::new();
+        if let Some((name, password)) = user {
+            assert!(
+                require("htpasswd", test),
+                "htpasswd (apache2-utils) is missing"
+            );
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", name, password])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            auth = format!(
+                "auth: {{ htpasswd: {{ realm: test, path: {} }} }}\n",
+                file.display()
+            );
+        }
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: {host} }}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Self { child, dir, host };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = registry.v2_status();
+            if status == Some(if user.is_some() { 401 } else { 200 }) {
+                return Some(registry);
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn v2_status(&self) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.host).ok()?;
+        stream
+            .write_all(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
+            .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    /// The file holding blob `digest` (`sha256:…`) in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -10,7 +10,9 @@
 mod harness;
 
 mod events;
+mod hostile;
 mod http;
 mod install;
 mod packets;
+mod registry;
 mod sandbox;

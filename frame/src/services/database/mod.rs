@@ -4,6 +4,7 @@
 //! [`DatabaseCtx`] is a store's handle on its shard's pool. The `Host` traits are implemented on
 //! [`DatabaseView`], a borrow of the context and the store's resource table.
 
+mod authorizer;
 mod sqlite;
 
 use crate::bindings::database::{self, Error, Rows, Value};

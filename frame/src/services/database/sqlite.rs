@@ -11,7 +11,7 @@ use sqlx::{
 };
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An open transaction on a shard database.
 pub(super) type Tx = sqlx::Transaction<'static, Sqlite>;
@@ -49,6 +49,13 @@ impl SqliteDatabase {
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .min_connections(0)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    super::authorizer::install(handle.as_raw_handle());
+                    Ok(())
+                })
+            })
             .acquire_timeout(Duration::from_millis(config.statement_timeout_ms))
             .connect_with(options)
             .await
@@ -92,7 +99,7 @@ impl SqliteDatabase {
     pub(super) async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
         self.timed("the statement", async {
             let mut conn = self.pool.acquire().await.map_err(map_error)?;
-            execute_on(&mut conn, sql, params).await
+            execute_on(&mut conn, sql, params, self.timeout).await
         })
         .await
     }
@@ -100,7 +107,7 @@ impl SqliteDatabase {
     pub(super) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         self.timed("the query", async {
             let mut conn = self.pool.acquire().await.map_err(map_error)?;
-            query_on(&mut conn, sql, params, self.max_rows).await
+            query_on(&mut conn, sql, params, self.max_rows, self.timeout).await
         })
         .await
     }
@@ -139,7 +146,7 @@ impl SqliteDatabase {
         sql: String,
         params: Vec<Value>,
     ) -> Result<u64, Error> {
-        self.timed("the statement", execute_on(tx, sql, params))
+        self.timed("the statement", execute_on(tx, sql, params, self.timeout))
             .await
     }
 
@@ -149,8 +156,11 @@ impl SqliteDatabase {
         sql: String,
         params: Vec<Value>,
     ) -> Result<Rows, Error> {
-        self.timed("the query", query_on(tx, sql, params, self.max_rows))
-            .await
+        self.timed(
+            "the query",
+            query_on(tx, sql, params, self.max_rows, self.timeout),
+        )
+        .await
     }
 
     pub(super) async fn commit(&self, tx: Tx) -> Result<(), Error> {
@@ -214,12 +224,24 @@ fn bind_all<'q>(
     query
 }
 
+/// Makes SQLite itself abandon the statement about to run once `timeout` has passed, so a
+/// runaway query (an endless recursive CTE, say) stops instead of holding a worker thread.
+async fn arm_deadline(conn: &mut SqliteConnection, timeout: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    let mut handle = conn.lock_handle().await.map_err(map_error)?;
+    // Checked every 10k virtual-machine steps: microseconds of work.
+    handle.set_progress_handler(10_000, move || Instant::now() < deadline);
+    Ok(())
+}
+
 async fn execute_on(
     conn: &mut SqliteConnection,
     sql: String,
     params: Vec<Value>,
+    timeout: Duration,
 ) -> Result<u64, Error> {
     check_denied(&sql)?;
+    arm_deadline(conn, timeout).await?;
     let query = bind_all(sqlx::query(AssertSqlSafe(sql)), params);
     let done = conn.execute(query).await.map_err(map_error)?;
     Ok(done.rows_affected())
@@ -230,8 +252,10 @@ async fn query_on(
     sql: String,
     params: Vec<Value>,
     max_rows: usize,
+    timeout: Duration,
 ) -> Result<Rows, Error> {
     check_denied(&sql)?;
+    arm_deadline(conn, timeout).await?;
     // Preparing first gives the column names even when no row comes back; the statement is
     // cached on the connection, so this costs a lookup after the first time.
     let statement = conn
@@ -296,7 +320,13 @@ fn map_error(error: sqlx::Error) -> Error {
                 (_, Some(13)) => Error::LimitExceeded(format!(
                     "{message}: the shard's database reached its size limit"
                 )),
-                (_, Some(23)) => Error::Denied(message),
+                (_, Some(23)) => Error::Denied(format!(
+                    "{message}: shards may use only their own database (no ATTACH, extensions or PRAGMAs that change settings)"
+                )),
+                (_, Some(9)) => Error::LimitExceeded(
+                    "the statement ran past the statement time limit and was interrupted"
+                        .to_string(),
+                ),
                 (_, Some(1)) => Error::InvalidSql(message),
                 _ => Error::Other(message),
             }

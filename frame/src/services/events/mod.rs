@@ -8,6 +8,7 @@ mod dispatch;
 mod log;
 
 use crate::bindings::events::{self, Error};
+use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, validate_event_name};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -55,16 +56,17 @@ pub struct Pending {
 
 /// A store's events context: what its shard may publish, and what it published so far.
 pub struct EventsCtx {
-    manifest: Option<Arc<Manifest>>,
+    manifest: Option<(Arc<Manifest>, Arc<Grant>)>,
     config: Arc<EventsConfig>,
     pending: Vec<Pending>,
 }
 
 impl EventsCtx {
-    /// A context for a shard granted the events service.
-    pub fn granted(manifest: Arc<Manifest>, config: Arc<EventsConfig>) -> Self {
+    /// A context for a shard granted the events service; it may publish what both its manifest
+    /// declares and its grant allows.
+    pub fn granted(manifest: Arc<Manifest>, grant: Arc<Grant>, config: Arc<EventsConfig>) -> Self {
         Self {
-            manifest: Some(manifest),
+            manifest: Some((manifest, grant)),
             config,
             pending: Vec::new(),
         }
@@ -85,14 +87,14 @@ impl EventsCtx {
     }
 
     fn publish(&mut self, name: String, payload: String) -> Result<(), Error> {
-        let Some(manifest) = &self.manifest else {
+        let Some((manifest, grant)) = &self.manifest else {
             return Err(Error::Denied(
                 "the events service is not granted to this shard; declare `events` in its manifest's services"
                     .to_string(),
             ));
         };
         validate_event_name(&name).map_err(Error::InvalidName)?;
-        if !manifest.may_publish(&name) {
+        if !manifest.may_publish(&name) || !grant.may_publish(&name) {
             return Err(Error::Denied(format!(
                 "shard `{}` may not publish `{name}`: it publishes only names starting with `{}.` that its manifest lists in events.publishes",
                 manifest.name, manifest.name
@@ -162,7 +164,8 @@ mod tests {
             max_payload_bytes: 10,
             ..Default::default()
         };
-        EventsCtx::granted(Arc::new(manifest), Arc::new(config))
+        let grant = Arc::new(Grant::requested_by(&manifest));
+        EventsCtx::granted(Arc::new(manifest), grant, Arc::new(config))
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! `arkham registry login`, and fetching shards from registries for `shard add|update|inspect`:
+//! the manifest and config are read and checked before the component is downloaded.
+
+use crate::shards::compat;
+use crate::shards::manifest::Manifest;
+use crate::shards::package::Interfaces;
+use anyhow::Context as _;
+use arkham_registry::pull::{self, Artifact};
+use arkham_registry::reference::{Location, Selector, ShardRef};
+use arkham_registry::repo::{ConnectOptions, Repo};
+use arkham_registry::store::BlobStore;
+use std::io::IsTerminal as _;
+
+/// `arkham registry` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RegistryCommand {
+    /// Store credentials for a registry in the docker config (`~/.docker/config.json`, or
+    /// `$DOCKER_CONFIG/config.json`), where docker, oras and helm find them too.
+    Login {
+        /// The registry host, e.g. `ghcr.io` or `127.0.0.1:5000`.
+        host: String,
+        /// The username.
+        #[arg(long, short = 'u')]
+        username: String,
+        /// Read the password (or token) from stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
+    match command {
+        RegistryCommand::Login {
+            host,
+            username,
+            password_stdin,
+            json,
+        } => {
+            if !password_stdin && !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "no terminal to ask for the password; pipe it in with --password-stdin"
+                );
+            }
+            if !password_stdin {
+                eprint!(
+                    "password for {username}@{host} (input is echoed; prefer --password-stdin): "
+                );
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                anyhow::bail!("the password is empty");
+            }
+            let path = arkham_registry::auth::store_login(&host, &username, password)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "registry": host, "username": username, "config": path })
+                );
+            } else {
+                println!("credentials for {host} stored in {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A shard fetched from a registry and verified, not yet installed.
+pub struct Fetched {
+    /// The packaged component.
+    pub bytes: Vec<u8>,
+    /// Its manifest and config.
+    pub artifact: Artifact,
+    /// The repository.
+    pub location: Location,
+}
+
+/// The requirement text recorded in the lockfile for `selector`.
+pub fn requirement_text(selector: &Selector) -> String {
+    match selector {
+        Selector::Latest => "*".to_string(),
+        Selector::Requirement(req) => req.to_string(),
+        Selector::Tag(tag) => format!(":{tag}"),
+        Selector::Digest(d) => format!("@{d}"),
+    }
+}
+
+/// Parses a lockfile requirement back into a selector.
+pub fn selector_from_text(text: &str) -> anyhow::Result<Selector> {
+    Ok(if let Some(tag) = text.strip_prefix(':') {
+        Selector::Tag(tag.to_string())
+    } else if let Some(d) = text.strip_prefix('@') {
+        Selector::Digest(d.parse()?)
+    } else if text == "*" {
+        Selector::Latest
+    } else {
+        Selector::Requirement(
+            semver::VersionReq::parse(text)
+                .with_context(|| format!("requirement `{text}` in the lockfile"))?,
+        )
+    })
+}
+
+/// Resolves `shard_ref` to one artifact and checks it (shape, manifest, frame, imports) without
+/// downloading the component.
+pub async fn resolve_checked(
+    shard_ref: &ShardRef,
+    options: ConnectOptions,
+) -> anyhow::Result<(Repo, Artifact)> {
+    let repo = Repo::open(&shard_ref.location, options)?;
+    let resolved = pull::resolve(&repo, shard_ref).await?;
+    let artifact = pull::fetch_artifact(&repo, &resolved.target).await?;
+    precheck(&artifact)?;
+    Ok((repo, artifact))
+}
+
+/// Refuses, from the manifest annotations and the Wasm config alone, a shard this frame cannot
+/// run. Artifacts pushed by other tools may lack them; the component is then checked after download.
+pub fn precheck(artifact: &Artifact) -> anyhow::Result<()> {
+    let Some(text) = artifact.shard_manifest() else {
+        return Ok(());
+    };
+    let manifest = Manifest::parse(
+        text,
+        &format!("the manifest annotation of {}", artifact.reference),
+    )?;
+    let Some(component) = artifact.config.as_ref().and_then(|c| c.component.as_ref()) else {
+        return Ok(());
+    };
+    let interfaces = Interfaces {
+        imports: component.imports.clone(),
+        exports: component.exports.clone(),
+    };
+    let problems = compat::check(&manifest, &interfaces);
+    if !problems.is_empty() {
+        let list: String = problems.iter().map(|p| format!("\n  - {p}")).collect();
+        anyhow::bail!(
+            "shard `{}` {} ({}) cannot be installed (nothing was downloaded or changed):{list}",
+            manifest.name,
+            manifest.version,
+            artifact.reference
+        );
+    }
+    Ok(())
+}
+
+/// Downloads the component of a checked artifact, or takes it from `store` when it is there.
+pub async fn component(
+    repo: &Repo,
+    artifact: &Artifact,
+    store: &BlobStore,
+) -> anyhow::Result<Vec<u8>> {
+    let digest = artifact.component_digest()?;
+    if store.contains(&digest)
+        && let Ok(bytes) = store.get(&digest)
+    {
+        // The content is verified by its digest; the descriptor must agree on the size too.
+        if bytes.len() as u64 != artifact.layer.size {
+            return Err(arkham_registry::RegistryError::SizeMismatch {
+                what: "the component".to_string(),
+                location: artifact.reference.clone(),
+                expected: artifact.layer.size,
+                actual: bytes.len() as u64,
+            }
+            .into());
+        }
+        return Ok(bytes);
+    }
+    let terminal = std::io::stderr().is_terminal();
+    if terminal {
+        eprint!(
+            "downloading {} ({} KiB)…",
+            artifact.reference,
+            artifact.layer.size.div_ceil(1024)
+        );
+    }
+    let bytes = pull::fetch_component(repo, artifact).await;
+    if terminal {
+        eprintln!("{}", if bytes.is_ok() { " done" } else { " failed" });
+    }
+    Ok(bytes?)
+}
+
+/// Resolves, checks and downloads `shard_ref`.
+pub async fn fetch(
+    shard_ref: &ShardRef,
+    options: ConnectOptions,
+    store: &BlobStore,
+) -> anyhow::Result<Fetched> {
+    let (repo, artifact) = resolve_checked(shard_ref, options).await?;
+    let bytes = component(&repo, &artifact, store).await?;
+    Ok(Fetched {
+        bytes,
+        artifact,
+        location: shard_ref.location.clone(),
+    })
+}

@@ -1,0 +1,256 @@
+//! The hostile-shard suite: every attack of the `hostile` fixture (and a few of `trapper`)
+//! against a live frame with packets installed beside them. For each, the expected outcome is
+//! asserted, packets keeps answering correctly during and after, and the frame's memory returns
+//! to its baseline.
+
+use crate::harness::{Frame, arkham, data_dir, eventually, install, manifest_of, package_with};
+use serde_json::json;
+use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, TRAPPER};
+
+const CONFIG: &str = "
+[limits]
+memory_bytes = 268435456
+request_timeout_ms = 4000
+event_timeout_ms = 500
+
+[events]
+retry_base_ms = 50
+retry_max_ms = 200
+max_attempts = 3
+";
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Creates and reads back a packet: packets is alive and correct.
+async fn packets_answers(frame: &Frame, name: &str) -> String {
+    let (status, body) = frame
+        .call("POST", "/api/packets/", Some(json!({ "name": name })))
+        .await;
+    assert_eq!(
+        status, 201,
+        "packets failed to create during the attack: {body}"
+    );
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
+    assert_eq!((status, got["name"].as_str()), (200, Some(name)), "{got}");
+    id
+}
+
+async fn expect_error(frame: &Frame, method: &str, path: &str, status: u16, code: &str) {
+    let (got, body) = frame.call(method, path, None).await;
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{method} {path}: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_shards_fail_alone() {
+    let data = data_dir(CONFIG);
+    install(data.path(), &[&PACKETS, &RECORDER, &TRAPPER, &HOSTILE]);
+    let frame = Frame::start(data.path());
+
+    // Warm up every shard, then take the memory baseline.
+    for i in 0..20 {
+        packets_answers(&frame, &format!("warm-{i}")).await;
+        frame.call("GET", "/api/hostile/events", None).await;
+        frame.call("GET", "/api/trapper/ok", None).await;
+    }
+    let baseline = rss(frame.pid());
+
+    // Memory bomb: stopped at the instance's memory limit.
+    expect_error(
+        &frame,
+        "GET",
+        "/api/hostile/alloc?mb=1024",
+        503,
+        "shard_memory_exceeded",
+    )
+    .await;
+    packets_answers(&frame, "after memory bomb").await;
+
+    // Deep recursion: a stack overflow traps the instance.
+    expect_error(&frame, "GET", "/api/hostile/recurse", 500, "shard_failed").await;
+    // A panic and a trap.
+    expect_error(&frame, "GET", "/api/trapper/panic", 500, "shard_failed").await;
+    expect_error(&frame, "GET", "/api/trapper/trap", 500, "shard_failed").await;
+    packets_answers(&frame, "after traps").await;
+
+    // Endless loops and a flood of host calls, all at once, while packets serves.
+    let slow: Vec<_> = [
+        "/api/hostile/flood",
+        "/api/trapper/loop",
+        "/api/hostile/flood",
+    ]
+    .into_iter()
+    .map(|path| {
+        let client = frame.client.clone();
+        let url = format!("{}{path}", frame.base);
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+    })
+    .collect();
+    for i in 0..5 {
+        packets_answers(&frame, &format!("during loops {i}")).await;
+    }
+    for task in slow {
+        assert_eq!(task.await.unwrap(), 504);
+    }
+
+    // A 100 MiB response is refused at the response limit (64 MiB by default).
+    expect_error(
+        &frame,
+        "GET",
+        "/api/hostile/big?mb=100",
+        502,
+        "response_too_large",
+    )
+    .await;
+    packets_answers(&frame, "after big response").await;
+
+    // Every way out of its own database is denied, ATTACH of packets' file by path first.
+    let packets_db = data.path().join("shards/packets/database.sqlite");
+    let vacuum_target = data.path().join("stolen.sqlite");
+    let (status, escape) = frame
+        .call(
+            "GET",
+            &format!("/api/hostile/escape?path={}", packets_db.display()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{escape}");
+    for attempt in escape["attempts"].as_array().unwrap() {
+        assert_ne!(attempt["outcome"], "ok", "{attempt}");
+        assert_eq!(attempt["outcome"], "denied", "{attempt}");
+    }
+    let (_, escape) = frame
+        .call(
+            "GET",
+            &format!("/api/hostile/escape?path={}", vacuum_target.display()),
+            None,
+        )
+        .await;
+    assert!(
+        escape["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["outcome"] == "denied"),
+        "{escape}"
+    );
+    assert!(
+        !vacuum_target.exists(),
+        "VACUUM INTO wrote outside the shard's database"
+    );
+
+    // Storage keys cannot leave the namespace.
+    for bad in ["..%2F..%2Fpackets%2Fdatabase.sqlite", "%2Fetc%2Fpasswd"] {
+        let response = frame
+            .client
+            .put(format!("{}/api/trapper/blob/{bad}", frame.base))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad}");
+    }
+
+    // Publishing as packets is refused.
+    let (status, body) = frame
+        .call(
+            "POST",
+            "/api/hostile/publish",
+            Some(json!({"name": "packets.packet.created", "payload": {}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("denied")),
+        "{body}"
+    );
+
+    // An endless event handler: its deliveries time out and are retried, then dead-lettered,
+    // while packets' events still reach the recorder.
+    let (status, body) = frame
+        .call(
+            "POST",
+            "/api/hostile/publish",
+            Some(json!({"name": "hostile.loop.forever", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = packets_answers(&frame, "while a handler loops").await;
+    eventually("the recorder got packets' event", || async {
+        let (_, body) = frame.call("GET", "/api/recorder/events", None).await;
+        body.to_string().contains(&id)
+    })
+    .await;
+    eventually("the looping handler timed out", || async {
+        frame.log().contains("did not finish within 500 ms")
+    })
+    .await;
+
+    // Receives only what it subscribes to: no packets events ever reached hostile.
+    let (_, received) = frame.call("GET", "/api/hostile/events", None).await;
+    let names = received["events"].as_array().unwrap();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.as_str().unwrap().starts_with("hostile.")),
+        "{received}"
+    );
+
+    // Memory is back near the baseline: instances and their memories were released.
+    let settled = rss(frame.pid());
+    eprintln!(
+        "frame RSS: baseline {} MiB, after the attacks {} MiB",
+        baseline >> 20,
+        settled >> 20
+    );
+    assert!(
+        settled < baseline + (96 << 20),
+        "frame RSS grew from {} MiB to {} MiB",
+        baseline >> 20,
+        settled >> 20
+    );
+    packets_answers(&frame, "at the end").await;
+    frame.stop();
+}
+
+#[test]
+fn ungranted_imports_and_lying_manifests_are_refused_at_install() {
+    let data = data_dir("");
+    let work = tempfile::tempdir().unwrap();
+
+    let netreach = crate::harness::packaged(&NETREACH);
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", netreach.to_str().unwrap(), "--yes"],
+    );
+    assert!(!ok);
+    assert!(err.contains("imports `wasi:sockets/"), "{err}");
+
+    // hostile's component uses the database; a manifest that does not say so is refused.
+    let mut liar = manifest_of(&HOSTILE);
+    liar.services.required.retain(|s| s.as_str() != "database");
+    let path = work.path().join("liar.wasm");
+    package_with(&HOSTILE, &liar, &path);
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", path.to_str().unwrap(), "--yes"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("imports `arkham:shard/database@0.1.0` but its manifest does not declare"),
+        "{err}"
+    );
+}

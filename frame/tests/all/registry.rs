@@ -1,0 +1,553 @@
+//! Shards as OCI artifacts: push, add by requirement, lockfile, update, remove, against Debian's
+//! `docker-registry` on loopback (with and without basic auth) and local OCI layouts; every
+//! refusal leaves the installed shards and the lockfile as they were.
+
+use crate::harness::{Frame, Registry, arkham_with, data_dir, manifest_of, package_with, require};
+use arkham_registry::artifact::{self, ComponentInfo, annotations};
+use arkham_registry::digest::Digest;
+use arkham_registry::layout::Layout;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use test_shards::{PACKETS, TRAPPER};
+
+/// PACKETS packaged with `version`.
+fn packets_version(dir: &Path, version: &str) -> PathBuf {
+    let mut manifest = manifest_of(&PACKETS);
+    manifest.version = version.parse().unwrap();
+    let path = dir.join(format!("packets-{version}.shard.wasm"));
+    package_with(&PACKETS, &manifest, &path);
+    path
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn installed(data: &Path) -> serde_json::Value {
+    let (ok, out, err) = arkham_with(data, &["shard", "list", "--json"], &[]);
+    assert!(ok, "{err}");
+    json(&out)
+}
+
+/// What must not change when an add is refused.
+fn snapshot(data: &Path) -> (serde_json::Value, Option<Vec<u8>>) {
+    (
+        installed(data),
+        std::fs::read(data.join("arkham.lock")).ok(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_add_update_locked_remove_against_a_registry() {
+    let Some(registry) = Registry::start("registry round trip", None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let docker_config = docker.path().to_str().unwrap();
+    let env = [
+        ("ARKHAM_REGISTRY", registry.host.as_str()),
+        ("DOCKER_CONFIG", docker_config),
+    ];
+    let v010 = packets_version(work.path(), "0.1.0");
+    let v011 = packets_version(work.path(), "0.1.1");
+    let data = data_dir("");
+
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v010.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        json(&out)["reference"],
+        format!("{}/packets:0.1.0", registry.host)
+    );
+
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v011.to_str().unwrap()],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("pushed "), "{out}");
+    // A version is never overwritten, unless forced.
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v011.to_str().unwrap()],
+        &env,
+    );
+    assert!(
+        !ok && err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v011.to_str().unwrap(), "--force"],
+        &env,
+    );
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "list", "--outdated", "--json"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let outdated = json(&out);
+    assert_eq!(outdated[0]["name"], "packets");
+    assert_eq!(outdated[0]["wanted"], "0.1.1");
+
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "update", "--json"], &env);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)[0]["version"], "0.1.1", "{out}");
+    let list = installed(data.path());
+    assert_eq!(list[0]["version"], "0.1.1");
+    let digest = list[0]["digest"].as_str().unwrap().to_string();
+    let lock = std::fs::read_to_string(data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains(&digest) && lock.contains("requirement = \"^0.1\""),
+        "{lock}"
+    );
+
+    // The frame serves what was installed.
+    let frame = Frame::start(data.path());
+    let (status, body) = frame
+        .call(
+            "POST",
+            "/api/packets/",
+            Some(serde_json::json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    frame.stop();
+
+    // A second data dir with the same lockfile installs the same digest.
+    let second = data_dir("");
+    std::fs::copy(
+        data.path().join("arkham.lock"),
+        second.path().join("arkham.lock"),
+    )
+    .unwrap();
+    let (ok, out, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert_eq!(installed(second.path())[0]["digest"], digest.as_str());
+    // Already in the store: installs without the registry.
+    let offline = [
+        ("ARKHAM_REGISTRY", "127.0.0.1:1"),
+        ("DOCKER_CONFIG", docker_config),
+    ];
+    let (ok, _, err) = arkham_with(second.path(), &["shard", "add", "--locked"], &offline);
+    assert!(ok, "{err}");
+
+    // Inspect by reference, without installing.
+    let (ok, out, err) = arkham_with(
+        work.path(),
+        &["shard", "inspect", "packets@0.1", "--json"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let inspected = json(&out);
+    assert_eq!(inspected["shard"]["manifest"]["name"], "packets");
+    assert_eq!(inspected["shard"]["digest"], digest.as_str());
+
+    // Failures name the problem and change nothing.
+    let before = snapshot(data.path());
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "add", "packets@0.5", "--yes"], &env);
+    assert!(
+        !ok && err.contains("versions available: 0.1.0, 0.1.1"),
+        "{err}"
+    );
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "add", "nosuch@0.1", "--yes"], &env);
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.1", "--yes"],
+        &offline,
+    );
+    assert!(
+        !ok && err.contains("cannot reach the registry 127.0.0.1:1"),
+        "{err}"
+    );
+    assert_eq!(snapshot(data.path()), before);
+
+    std::fs::write(data.path().join("arkham.lock"), "[[shard]\nbroken").unwrap();
+    let before = snapshot(data.path());
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(!ok && err.contains("is corrupt"), "{err}");
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "remove", "packets"], &env);
+    assert!(!ok && err.contains("is corrupt"), "{err}");
+    assert_eq!(snapshot(data.path()), before);
+    std::fs::copy(
+        second.path().join("arkham.lock"),
+        data.path().join("arkham.lock"),
+    )
+    .unwrap();
+
+    // Interop: skopeo pulls what arkham pushed, intact.
+    if require("skopeo", "registry interop (skopeo)") {
+        let out_dir = work.path().join("skopeo-out");
+        let status = Command::new("skopeo")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/packets:0.1.1", registry.host),
+                &format!("oci:{}:pulled", out_dir.display()),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let layout = Layout::new(&out_dir);
+        let desc = layout.resolve_tag("pulled").unwrap();
+        let manifest: artifact::ImageManifest =
+            serde_json::from_slice(&layout.blob(&desc.digest).unwrap()).unwrap();
+        assert_eq!(manifest.layers.len(), 1);
+        assert_eq!(manifest.layers[0].media_type, "application/wasm");
+        assert_eq!(manifest.layers[0].digest, digest);
+        assert_eq!(
+            manifest.config.media_type,
+            "application/vnd.wasm.config.v0+json"
+        );
+        let bytes = layout.blob(&manifest.layers[0].digest).unwrap();
+        assert_eq!(Digest::of(&bytes).to_string(), digest);
+
+        // And arkham installs an artifact written and pushed by other tools: a layout written by
+        // hand, copied to the registry by skopeo, without arkham's annotations.
+        let foreign = work.path().join("foreign");
+        let component = std::fs::read(packets_version(work.path(), "0.2.0")).unwrap();
+        write_artifact(&foreign, "0.2.0", &component, None, BTreeMap::new(), 1);
+        let status = Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:0.2.0", foreign.display()),
+                &format!("docker://{}/mirror/packets:0.2.0", registry.host),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let third = data_dir("");
+        let (ok, out, err) = arkham_with(
+            third.path(),
+            &[
+                "shard",
+                "add",
+                &format!("{}/mirror/packets@0.2", registry.host),
+                "--yes",
+            ],
+            &env,
+        );
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("installed packets 0.2.0"), "{out}");
+    }
+
+    // A blob corrupted in the registry is refused and nothing is installed.
+    let layer = registry.blob_file(&digest);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let fresh = data_dir("");
+    let (ok, _, err) = arkham_with(
+        fresh.path(),
+        &["shard", "add", "packets@0.1", "--yes"],
+        &env,
+    );
+    assert!(!ok && err.contains("corrupt"), "{err}");
+    assert_eq!(installed(fresh.path()), serde_json::json!([]));
+    assert!(!fresh.path().join("arkham.lock").exists());
+
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "remove", "packets"], &env);
+    assert!(ok, "{err}");
+    let lock = std::fs::read_to_string(data.path().join("arkham.lock")).unwrap();
+    assert!(!lock.contains("packets"), "{lock}");
+}
+
+#[test]
+fn basic_auth_login_and_env_credentials() {
+    let Some(registry) = Registry::start("registry basic auth", Some(("ark", "s3cret-pw"))) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let docker_config = docker.path().to_str().unwrap();
+    let env = [
+        ("ARKHAM_REGISTRY", registry.host.as_str()),
+        ("DOCKER_CONFIG", docker_config),
+    ];
+    let v010 = packets_version(work.path(), "0.1.0");
+    let data = data_dir("");
+
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v010.to_str().unwrap()],
+        &env,
+    );
+    assert!(!ok, "pushed without credentials");
+    assert!(
+        err.contains(&format!("arkham registry login {}", registry.host)),
+        "{err}"
+    );
+
+    // Wrong password: refused, and the secret is not echoed.
+    let wrong = [
+        ("ARKHAM_REGISTRY", registry.host.as_str()),
+        ("DOCKER_CONFIG", docker_config),
+        ("ARKHAM_REGISTRY_USERNAME", "ark"),
+        ("ARKHAM_REGISTRY_PASSWORD", "not-the-pw"),
+    ];
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.1", "--yes"],
+        &wrong,
+    );
+    assert!(!ok && err.contains("registry login"), "{err}");
+    assert!(!err.contains("not-the-pw") && !out.contains("not-the-pw"));
+
+    let mut login = Command::new(crate::harness::arkham_bin())
+        .args([
+            "registry",
+            "login",
+            &registry.host,
+            "-u",
+            "ark",
+            "--password-stdin",
+            "--json",
+        ])
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        login
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"s3cret-pw\n")
+            .unwrap();
+    }
+    let out = login.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    let config = std::fs::read_to_string(docker.path().join("config.json")).unwrap();
+    assert!(
+        config.contains(&registry.host) && config.contains("\"auth\""),
+        "{config}"
+    );
+
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "push", v010.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.1", "--yes", "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("s3cret-pw"));
+
+    // Credentials from the environment alone.
+    let empty = tempfile::tempdir().unwrap();
+    let from_env = [
+        ("ARKHAM_REGISTRY", registry.host.as_str()),
+        ("DOCKER_CONFIG", empty.path().to_str().unwrap()),
+        ("ARKHAM_REGISTRY_USERNAME", "ark"),
+        ("ARKHAM_REGISTRY_PASSWORD", "s3cret-pw"),
+    ];
+    let other = data_dir("");
+    let (ok, out, err) = arkham_with(
+        other.path(),
+        &["shard", "add", "packets", "--yes"],
+        &from_env,
+    );
+    assert!(ok, "{out}{err}");
+}
+
+/// Writes a Wasm artifact into the layout `dir` by hand, tagged `tag`, with `layers` copies of the
+/// layer, `shard_manifest` as annotation and `imports` in the config.
+fn write_artifact(
+    dir: &Path,
+    tag: &str,
+    component: &[u8],
+    config: Option<ComponentInfo>,
+    notes: BTreeMap<String, String>,
+    layers: usize,
+) -> artifact::ImageManifest {
+    let layout = Layout::new(dir);
+    layout.put_blob(component).unwrap();
+    let (mut manifest, config_bytes) = artifact::build(
+        component,
+        "shard.wasm",
+        config.unwrap_or_default(),
+        "2026-01-01T00:00:00Z",
+        notes,
+    );
+    layout.put_blob(&config_bytes).unwrap();
+    let layer = manifest.layers[0].clone();
+    manifest.layers = vec![layer; layers];
+    layout
+        .put_manifest(
+            tag,
+            artifact::MANIFEST_MEDIA_TYPE,
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    manifest
+}
+
+#[test]
+fn local_layout_as_registry_and_bad_artifacts() {
+    let work = tempfile::tempdir().unwrap();
+    let shards = work.path().join("shards");
+    let default = format!("oci:{}", shards.display());
+    let env = [("ARKHAM_REGISTRY", default.as_str())];
+    let v010 = packets_version(work.path(), "0.1.0");
+    let v011 = packets_version(work.path(), "0.1.1");
+    let data = data_dir("");
+    for file in [&v010, &v011] {
+        let (ok, out, err) = arkham_with(
+            data.path(),
+            &["shard", "push", file.to_str().unwrap()],
+            &env,
+        );
+        assert!(ok, "{out}{err}");
+    }
+    assert!(shards.join("packets/oci-layout").is_file());
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.1"), "{out}");
+
+    // The bad artifacts below carry 0.1.1's component, which `probe`'s store does not hold.
+    let probe = data_dir("");
+    let (ok, out, err) = arkham_with(
+        probe.path(),
+        &["shard", "add", "packets@=0.1.0", "--yes"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    let before = snapshot(probe.path());
+
+    let component = std::fs::read(&v011).unwrap();
+    let good_manifest = manifest_of(&PACKETS).to_embedded_toml();
+    let add = |name: &str| {
+        arkham_with(
+            probe.path(),
+            &[
+                "shard",
+                "add",
+                &format!("oci:{}/{name}@0.1", shards.display()),
+                "--yes",
+            ],
+            &[],
+        )
+    };
+
+    // Size mismatch: the descriptor says one byte more than the blob has.
+    let layout = Layout::new(shards.join("sizes"));
+    layout.put_blob(&component).unwrap();
+    let (mut manifest, config) = artifact::build(
+        &component,
+        "x.wasm",
+        ComponentInfo::default(),
+        "now",
+        BTreeMap::new(),
+    );
+    layout.put_blob(&config).unwrap();
+    manifest.layers[0].size += 1;
+    layout
+        .put_manifest(
+            "0.1.1",
+            artifact::MANIFEST_MEDIA_TYPE,
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    let (ok, _, err) = add("sizes");
+    assert!(
+        !ok && err.contains("bytes but its descriptor says"),
+        "{err}"
+    );
+
+    // Digest mismatch: the blob's content was altered.
+    let layout_dir = shards.join("altered");
+    let m = write_artifact(&layout_dir, "0.1.1", &component, None, BTreeMap::new(), 1);
+    let blob = layout_dir
+        .join("blobs/sha256")
+        .join(m.layers[0].digest.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let (ok, _, err) = add("altered");
+    assert!(!ok && err.contains("is corrupt"), "{err}");
+
+    // More than one layer.
+    write_artifact(
+        &shards.join("twolayers"),
+        "0.1.1",
+        &component,
+        None,
+        BTreeMap::new(),
+        2,
+    );
+    let (ok, _, err) = add("twolayers");
+    assert!(!ok && err.contains("2 layers"), "{err}");
+
+    // No shard manifest in the component.
+    let raw = std::fs::read(TRAPPER.component).unwrap();
+    write_artifact(
+        &shards.join("bare"),
+        "0.1.0",
+        &raw,
+        None,
+        BTreeMap::new(),
+        1,
+    );
+    let (ok, _, err) = add("bare");
+    assert!(!ok && err.to_lowercase().contains("manifest"), "{err}");
+
+    // Incompatible frame version and a missing import: refused from the manifest and config,
+    // before the component is downloaded (here it is not even there).
+    let incompatible = good_manifest.replace("requires_frame = \"", "requires_frame = \">=99, ");
+    let manifest = write_artifact(
+        &shards.join("future"),
+        "0.1.1",
+        &component,
+        Some(ComponentInfo {
+            imports: vec!["wasi:sockets/tcp@0.2.0".into()],
+            exports: vec!["wasi:http/incoming-handler@0.2.6".into()],
+            target: None,
+        }),
+        BTreeMap::from([(annotations::SHARD_MANIFEST.to_string(), incompatible)]),
+        1,
+    );
+    std::fs::remove_file(
+        shards
+            .join("future/blobs/sha256")
+            .join(manifest.layers[0].digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let (ok, _, err) = add("future");
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(">=99") && err.contains("wasi:sockets/tcp@0.2.0"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was downloaded"), "{err}");
+
+    assert_eq!(snapshot(probe.path()), before);
+}

@@ -1,0 +1,158 @@
+//! Fixture shard `hostile`: everything a malicious or broken shard might try, one endpoint each,
+//! so the frame's tests can assert that it fails alone.
+//!
+//! HTTP (under `/api/hostile`):
+//! - `GET /alloc?mb=N` -> allocates and touches N MiB (a memory bomb past the limit)
+//! - `GET /recurse` -> unbounded recursion (stack overflow)
+//! - `GET /big?mb=N` -> an N MiB response
+//! - `GET /flood` -> calls the host (clock, logging) in an endless loop
+//! - `GET /escape?path=P` -> tries every way out of its own database: ATTACH of `P`, loading an
+//!   extension, raising its size limit, reading the database list; 200
+//!   `{"attempts":[{"sql","outcome"}...]}` where outcome is `ok` or the error code
+//! - `POST /publish` `{"name","payload"}` -> publishes; 200 or 403 with the error code
+//! - `GET /events` -> 200 `{"events":[names...]}`: every event it was ever delivered
+//!
+//! Events: it subscribes to `hostile.*` only. Its handler records each event; one named
+//! `hostile.loop.forever` makes it spin until the frame's deadline stops it.
+
+use arkham_shard_sdk::{
+    ApiError, Event, Params, Request, Response, Router, Shard, db, events, log, params,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+struct Hostile;
+
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS received (id INTEGER PRIMARY KEY, name TEXT NOT NULL);";
+
+impl Shard for Hostile {
+    fn handle(request: Request) -> Response {
+        Router::new()
+            .get("/alloc", alloc)
+            .get("/recurse", recurse)
+            .get("/big", big)
+            .get("/flood", flood)
+            .get("/escape", escape)
+            .post("/publish", publish)
+            .get("/events", received)
+            .handle(&request)
+    }
+
+    fn on_event(event: Event) -> Result<(), String> {
+        if event.name == "hostile.loop.forever" {
+            spin();
+        }
+        db::ensure_schema(1, SCHEMA).map_err(|e| e.message().to_string())?;
+        db::execute(
+            "INSERT INTO received (id, name) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            params![event.id as i64, event.name.as_str()],
+        )
+        .map_err(|e| e.message().to_string())?;
+        Ok(())
+    }
+}
+
+fn megabytes(request: &Request) -> usize {
+    request
+        .query_param("mb")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn alloc(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..megabytes(request) {
+        // Touch every page so the memory is really used, not just reserved.
+        blocks.push(vec![0xA5; 1 << 20]);
+    }
+    let total: usize = std::hint::black_box(&blocks).iter().map(Vec::len).sum();
+    Ok(Response::json(200, &json!({ "allocated": total })))
+}
+
+#[inline(never)]
+fn descend(depth: u64) -> u64 {
+    // black_box keeps each frame alive so the recursion is not turned into a loop.
+    std::hint::black_box(descend(std::hint::black_box(depth + 1))) + 1
+}
+
+fn recurse(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &json!({ "depth": descend(0) })))
+}
+
+fn big(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let body = vec![b'x'; megabytes(request) << 20];
+    Ok(Response::bytes(200, "application/octet-stream", body))
+}
+
+fn flood(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    let mut calls: u64 = 0;
+    loop {
+        calls = std::hint::black_box(calls.wrapping_add(1));
+        let _ = arkham_shard_sdk::time::now_unix_millis();
+        if calls % 1024 == 0 {
+            log::trace("still flooding");
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut turns: u64 = 0;
+    loop {
+        turns = std::hint::black_box(turns.wrapping_add(1));
+        std::hint::spin_loop();
+    }
+}
+
+fn escape(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let path = request
+        .query_param("path")
+        .unwrap_or("/tmp/other.sqlite")
+        .to_string();
+    let attach = format!("ATTACH DATABASE '{}' AS other", path.replace('\'', "''"));
+    let attempts: Vec<(String, bool)> = vec![
+        (attach, false),
+        ("SELECT load_extension('/tmp/evil.so')".to_string(), true),
+        ("PRAGMA max_page_count = 2147483647".to_string(), false),
+        ("PRAGMA database_list".to_string(), true),
+        ("PRAGMA journal_mode = OFF".to_string(), true),
+        (format!("VACUUM INTO '{}'", path.replace('\'', "''")), false),
+    ];
+    let mut out = Vec::new();
+    for (sql, is_query) in attempts {
+        let outcome = if is_query {
+            db::query(&sql, params![]).map(|_| ())
+        } else {
+            db::execute(&sql, params![]).map(|_| ())
+        };
+        let outcome = match outcome {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.code().to_string(),
+        };
+        out.push(json!({ "sql": sql, "outcome": outcome }));
+    }
+    Ok(Response::json(200, &json!({ "attempts": out })))
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    name: String,
+    payload: serde_json::Value,
+}
+
+fn publish(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let body: Publish = request.json()?;
+    match events::publish(&body.name, &body.payload) {
+        Ok(()) => Ok(Response::json(200, &json!({ "published": body.name }))),
+        Err(e) => Ok(Response::error(403, e.code(), e.message())),
+    }
+}
+
+fn received(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    db::ensure_schema(1, SCHEMA)?;
+    let names = db::query("SELECT name FROM received ORDER BY id", params![])?
+        .map(|row| row.get::<String>("name"))?;
+    Ok(Response::json(200, &json!({ "events": names })))
+}
+
+arkham_shard_sdk::export_shard!(Hostile);
