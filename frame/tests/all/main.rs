@@ -10,6 +10,7 @@
 mod harness;
 
 mod events;
+mod grants;
 mod hostile;
 mod http;
 mod install;
