@@ -11,7 +11,7 @@ use crate::runtime::{LoadedShard, Runtime, ShardServices};
 use crate::services::database::DatabaseService;
 use crate::services::events::{Dispatcher, EventLog};
 use crate::services::storage::StorageService;
-use crate::shards::catalog::{Catalog, InstalledShard};
+use crate::shards::catalog::{Catalog, DataDirLock, InstalledShard};
 use crate::shards::grants::{Grant, Grants};
 use crate::shards::manifest::Service;
 use crate::shards::{install, package};
@@ -292,7 +292,10 @@ impl Frame {
             .shard(name)
             .with_context(|| format!("no shard named `{name}` is running"))?;
         let effective = grant.intersection(&Grant::requested_by(shard.manifest()));
-        install::save_grant(&self.data, name, Some(effective.clone()))?;
+        {
+            let _lock = DataDirLock::acquire(&self.data.lock())?;
+            install::save_grant(&self.data, name, Some(effective.clone()))?;
+        }
         self.reconcile().await?;
         Ok(effective)
     }

@@ -1,5 +1,6 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
+mod grants;
 mod registry;
 mod serve;
 mod shard;

@@ -8,6 +8,10 @@ use serde_json::json;
 use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, TRAPPER};
 
 const CONFIG: &str = "
+[database]
+statement_timeout_ms = 1000
+max_size_bytes = 8388608
+
 [limits]
 memory_bytes = 268435456
 request_timeout_ms = 4000
@@ -152,6 +156,27 @@ async fn hostile_shards_fail_alone() {
         "VACUUM INTO wrote outside the shard's database"
     );
 
+    // A query that never ends is interrupted by SQLite at the statement time limit, and a
+    // database cannot grow past its size limit.
+    let (status, body) = frame.call("GET", "/api/hostile/slowquery", None).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("limit_exceeded")),
+        "{body}"
+    );
+    let (status, body) = frame.call("GET", "/api/hostile/fill?mb=32", None).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("limit_exceeded")),
+        "{body}"
+    );
+    assert!(body["rows"].as_i64().unwrap() < 8, "{body}");
+    let size = std::fs::metadata(data.path().join("shards/hostile/database.sqlite"))
+        .unwrap()
+        .len();
+    assert!(size <= 8 << 20, "database grew to {size} bytes");
+    packets_answers(&frame, "after database abuse").await;
+
     // Storage keys cannot leave the namespace.
     for bad in ["..%2F..%2Fpackets%2Fdatabase.sqlite", "%2Fetc%2Fpasswd"] {
         let response = frame
@@ -223,6 +248,28 @@ async fn hostile_shards_fail_alone() {
         settled >> 20
     );
     packets_answers(&frame, "at the end").await;
+    frame.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_at_its_instance_limit_gets_503() {
+    let data =
+        data_dir("[limits]\nrequest_timeout_ms = 2000\n[limits.shards.trapper]\ninstances = 1\n");
+    install(data.path(), &[&PACKETS, &TRAPPER]);
+    let frame = Frame::start(data.path());
+    let looping = {
+        let client = frame.client.clone();
+        let url = format!("{}/api/trapper/loop", frame.base);
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+    };
+    eventually("the loop holds trapper's only instance", || async {
+        frame.call("GET", "/api/trapper/ok", None).await.0 == 503
+    })
+    .await;
+    expect_error(&frame, "GET", "/api/trapper/ok", 503, "shard_busy").await;
+    packets_answers(&frame, "while trapper is full").await;
+    assert_eq!(looping.await.unwrap(), 504);
+    assert_eq!(frame.call("GET", "/api/trapper/ok", None).await.0, 200);
     frame.stop();
 }
 

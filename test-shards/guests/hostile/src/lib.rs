@@ -9,6 +9,8 @@
 //! - `GET /escape?path=P` -> tries every way out of its own database: ATTACH of `P`, loading an
 //!   extension, raising its size limit, reading the database list; 200
 //!   `{"attempts":[{"sql","outcome"}...]}` where outcome is `ok` or the error code
+//! - `GET /slowquery` -> a query that never ends (recursive CTE); 200 `{"outcome": code}`
+//! - `GET /fill?mb=N` -> inserts N MiB of blobs, 1 MiB per row; 200 `{"outcome": code, "rows": n}`
 //! - `POST /publish` `{"name","payload"}` -> publishes; 200 or 403 with the error code
 //! - `GET /events` -> 200 `{"events":[names...]}`: every event it was ever delivered
 //!
@@ -34,6 +36,8 @@ impl Shard for Hostile {
             .get("/big", big)
             .get("/flood", flood)
             .get("/escape", escape)
+            .get("/slowquery", slow_query)
+            .get("/fill", fill)
             .post("/publish", publish)
             .get("/events", received)
             .handle(&request)
@@ -132,6 +136,40 @@ fn escape(request: &Request, _: &Params) -> Result<Response, ApiError> {
         out.push(json!({ "sql": sql, "outcome": outcome }));
     }
     Ok(Response::json(200, &json!({ "attempts": out })))
+}
+
+fn slow_query(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    let outcome = db::query(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        params![],
+    );
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    Ok(Response::json(200, &json!({ "outcome": outcome })))
+}
+
+fn fill(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    db::execute_batch("CREATE TABLE IF NOT EXISTS filler (data BLOB NOT NULL);")?;
+    let chunk = vec![0x5Au8; 1 << 20];
+    let mut rows = 0;
+    for _ in 0..megabytes(request) {
+        if let Err(e) = db::execute(
+            "INSERT INTO filler (data) VALUES (?)",
+            params![chunk.as_slice()],
+        ) {
+            return Ok(Response::json(
+                200,
+                &json!({ "outcome": e.code(), "rows": rows }),
+            ));
+        }
+        rows += 1;
+    }
+    Ok(Response::json(
+        200,
+        &json!({ "outcome": "ok", "rows": rows }),
+    ))
 }
 
 #[derive(Deserialize)]
