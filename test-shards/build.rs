@@ -76,6 +76,14 @@ const GUESTS: &[Guest] = &[
         workspace: "test-shards/guests",
         doc: "Echoes requests and streams large bodies; calls no services.",
     },
+    Guest {
+        constant: "MINIMAL",
+        name: "minimal",
+        dir: "test-shards/guests/minimal",
+        artifact: "fixture_minimal",
+        workspace: "test-shards/guests",
+        doc: "Answers 200 `ok` to every request and calls no services; for benchmarks.",
+    },
 ];
 
 /// Inherited variables that would point a nested cargo at the outer build's target, flags or
