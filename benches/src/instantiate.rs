@@ -1,0 +1,191 @@
+//! Per-request instance creation, in process: a fresh `Store<ShardState>` and
+//! `InstancePre::instantiate_async` with the frame's engine settings, pooling allocator on vs
+//! off; and the same plus one `wasi:http` request through the minimal shard.
+
+use anyhow::{Context, Result};
+use arkham_frame::runtime::Runtime;
+use arkham_frame::runtime::limits::LimitsConfig;
+use arkham_frame::runtime::store::ShardState;
+use arkham_frame::services::database::DatabaseCtx;
+use arkham_frame::services::events::{EventsConfig, EventsCtx};
+use arkham_frame::services::storage::StorageCtx;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+/// Percentiles of one micro benchmark, in µs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Micro {
+    /// Median.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Timed iterations.
+    pub iterations: usize,
+}
+
+/// Results for one allocator.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Instantiation {
+    /// Store + instantiate.
+    pub instantiate: Micro,
+    /// Store + instantiate + one `GET /` through `wasi:http/incoming-handler`, body read.
+    pub request: Micro,
+}
+
+/// An engine like the frame's ([`Runtime`]) but with the on-demand allocator: the frame's
+/// `engine_config` minus the pool (`frame/src/runtime/mod.rs`).
+fn on_demand_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+    Ok(Engine::new(&config)?)
+}
+
+struct Bench {
+    engine: Engine,
+    pre: InstancePre<ShardState>,
+    http: ProxyIndices,
+    events: Arc<EventsConfig>,
+}
+
+impl Bench {
+    fn new(engine: Engine, linker: &Linker<ShardState>, component: &Component) -> Result<Self> {
+        let pre = linker.instantiate_pre(component)?;
+        let http = ProxyIndices::new(&pre)?;
+        Ok(Self {
+            engine,
+            pre,
+            http,
+            events: Arc::new(EventsConfig::default()),
+        })
+    }
+
+    /// What `LoadedShard::new_store` does (frame/src/runtime/shard.rs), for a shard granted no
+    /// services. Not reproduced: `store.limiter(..)`, because `ShardState::limits` is
+    /// crate-private; it only installs a pointer.
+    fn store(&self) -> Store<ShardState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(128 << 20)
+            .table_elements(20_000)
+            .instances(64)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = ShardState::new(
+            "minimal".into(),
+            limits,
+            DatabaseCtx::denied(),
+            EventsCtx::denied(self.events.clone()),
+            StorageCtx::denied(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    async fn instantiate(&self) -> Result<()> {
+        let mut store = self.store();
+        let _instance = self.pre.instantiate_async(&mut store).await?;
+        Ok(())
+    }
+
+    async fn request(&self) -> Result<()> {
+        let mut store = self.store();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = http::Request::builder()
+            .uri("http://localhost/")
+            .body(Full::new(Bytes::new()))?
+            .map(|body| BodyExt::map_err(body, |never| -> ErrorCode { match never {} }));
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let proxy = self.http.load(&mut store, &instance)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await?;
+        let response = receiver
+            .await?
+            .map_err(|code| anyhow::anyhow!("{code:?}"))?;
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
+        Ok(())
+    }
+}
+
+async fn time<F, Fut>(iterations: usize, mut f: F) -> Result<Micro>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..iterations / 10 + 10 {
+        f().await?;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        f().await?;
+        samples.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Ok(Micro {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        mean_us: samples.iter().sum::<f64>() / samples.len() as f64,
+        iterations,
+    })
+}
+
+/// Measures both allocators on `wasm`; returns (pooling, on-demand).
+pub fn run(wasm: &[u8], iterations: usize) -> Result<(Instantiation, Instantiation)> {
+    let cache = tempfile::tempdir().context("creating a cache dir")?;
+    let runtime = Runtime::new(LimitsConfig::default(), cache.path().to_path_buf())?;
+    let component = runtime.compile("bench-minimal", wasm)?;
+    let pooling = Bench::new(runtime.engine().clone(), runtime.linker(), &component)?;
+
+    let engine = on_demand_engine()?;
+    let linker = arkham_frame::runtime::linker::linker(&engine)?;
+    let component = Component::new(&engine, wasm)?;
+    let on_demand = Bench::new(engine, &linker, &component)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for bench in [&pooling, &on_demand] {
+            let instantiate = time(iterations, || bench.instantiate()).await?;
+            let request = time(iterations, || bench.request()).await?;
+            out.push(Instantiation {
+                instantiate,
+                request,
+            });
+        }
+        match out.as_slice() {
+            [a, b] => Ok((*a, *b)),
+            _ => anyhow::bail!("expected two results"),
+        }
+    })
+}

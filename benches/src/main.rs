@@ -1,0 +1,117 @@
+//! `arkham-bench`: the frame measured against native axum, `wasmtime serve` and itself.
+//!
+//! Run it through `scripts/bench`, which installs `wrk`, builds everything in release and writes
+//! `BENCHMARKS.md`. Directly:
+//!
+//! ```sh
+//! cargo build --release -p arkham-frame -p arkham-bench
+//! target/release/arkham-bench --runs 3 --seconds 10 --out target/bench
+//! ```
+//!
+//! It prints a markdown report on stdout and writes `results.json` and `report.md` to `--out`.
+//! It exits non-zero only when a scenario could not be measured, never because a target was
+//! missed.
+
+mod frame;
+mod instantiate;
+mod native;
+mod report;
+mod scenarios;
+mod wrk;
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Runs per HTTP row (the median is reported).
+    pub runs: usize,
+    /// `wrk -d` seconds.
+    pub seconds: u32,
+    /// Output directory (results.json, report.md, scratch data).
+    pub out: PathBuf,
+    /// The `arkham` binary (default: next to this one).
+    pub arkham: PathBuf,
+    /// The `wasmtime` CLI for the peer row, if any.
+    pub wasmtime: Option<PathBuf>,
+    /// Iterations of the instantiation micro benchmark.
+    pub iterations: usize,
+    /// Record a `perf` profile of the frame under load.
+    pub perf: bool,
+}
+
+fn options() -> Result<Options> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut options = Options {
+        runs: 3,
+        seconds: 10,
+        out: PathBuf::from("target/bench"),
+        arkham: exe.with_file_name("arkham"),
+        wasmtime: None,
+        iterations: 3000,
+        perf: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--runs" => options.runs = value()?.parse().context("--runs")?,
+            "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
+            "--out" => options.out = value()?.into(),
+            "--arkham" => options.arkham = value()?.into(),
+            "--wasmtime" => options.wasmtime = Some(value()?.into()),
+            "--iterations" => options.iterations = value()?.parse().context("--iterations")?,
+            "--perf" => options.perf = true,
+            "-h" | "--help" => {
+                println!(
+                    "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
+                     [--wasmtime BIN] [--iterations N] [--perf]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}; see --help"),
+        }
+    }
+    if options.runs == 0 || options.seconds == 0 || options.iterations == 0 {
+        bail!("--runs, --seconds and --iterations must be positive");
+    }
+    if !options.arkham.is_file() {
+        bail!(
+            "no arkham binary at {}; build it with `cargo build --release -p arkham-frame` or pass --arkham",
+            options.arkham.display()
+        );
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ok(true) when every scenario was measured.
+fn run() -> Result<bool> {
+    let options = options()?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let results = scenarios::all(&options)?;
+    let markdown = report::markdown(&results, &options);
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(options.out.join("report.md"), &markdown)?;
+    std::fs::write(options.out.join("results.json"), &json)?;
+    println!("{markdown}");
+    println!("```json\n{json}\n```");
+    let missing = results.unmeasured();
+    for what in &missing {
+        eprintln!("not measured: {what}");
+    }
+    Ok(missing.is_empty())
+}

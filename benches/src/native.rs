@@ -1,0 +1,228 @@
+//! The native baselines, served from this process on a runtime of their own: the minimal
+//! handler as a plain axum route, and the packets create/get endpoints with axum + sqlx on the
+//! same SQLite settings the frame gives shards (WAL, `synchronous=FULL`, 4 KiB pages, 8
+//! connections, foreign keys, busy timeout 5 s).
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A server running on its own Tokio runtime (two workers, like the frame's on this machine).
+pub struct NativeServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl NativeServer {
+    fn start(app: impl FnOnce() -> Result<Router> + Send + 'static) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("building the native server's runtime")?;
+        let addr: SocketAddr = runtime.block_on(async move {
+            let router = app()?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            anyhow::Ok(addr)
+        })?;
+        Ok(Self {
+            base: format!("http://{addr}"),
+            runtime,
+        })
+    }
+
+    /// Stops serving.
+    pub fn stop(self) {
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The minimal shard's handler as a plain axum route: 200 `ok` to anything.
+pub fn minimal() -> Result<NativeServer> {
+    NativeServer::start(|| Ok(Router::new().fallback(|| async { "ok" })))
+}
+
+/// The packets table, as the packets shard creates it.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS arkham_packets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'draft',
+    visibility TEXT NOT NULL DEFAULT 'private',
+    created_by TEXT NOT NULL DEFAULT 'system',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    contents_count INTEGER NOT NULL DEFAULT 0,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS idx_packets_status ON arkham_packets(status);
+CREATE INDEX IF NOT EXISTS idx_packets_creator ON arkham_packets(created_by);";
+
+/// `POST /api/packets/` and `GET /api/packets/{id}` over a database file at `path`.
+pub fn packets(path: &Path) -> Result<NativeServer> {
+    let path = path.to_path_buf();
+    NativeServer::start(move || {
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_millis(5000))
+            .pragma("page_size", "4096");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_millis(5000))
+            .connect_lazy_with(options);
+        Ok(Router::new()
+            .route("/api/packets/", post(create))
+            .route("/api/packets/{id}", get(read))
+            .with_state(pool))
+    })
+}
+
+async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(SCHEMA).execute(pool).await.map(|_| ())
+}
+
+fn uuid_v4() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("@{secs}")
+}
+
+fn failure(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({"error": {"code": "internal", "message": e.to_string()}})),
+    )
+        .into_response()
+}
+
+async fn create(State(pool): State<SqlitePool>, body: axum::body::Bytes) -> Response {
+    let Ok(input) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "bad json").into_response();
+    };
+    let Some(name) = input.get("name").and_then(Value::as_str) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "name is required").into_response();
+    };
+    if let Err(e) = ensure_schema_once(&pool).await {
+        return failure(e);
+    }
+    let id = uuid_v4();
+    let now = now_rfc3339();
+    let inserted = sqlx::query(
+        "INSERT INTO arkham_packets (id, name, description, status, visibility, created_by, \
+         created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(name)
+    .bind("")
+    .bind("draft")
+    .bind("private")
+    .bind("system")
+    .bind(&now)
+    .bind(&now)
+    .bind(1i64)
+    .bind(0i64)
+    .bind(0i64)
+    .bind(None::<String>)
+    .bind("{}")
+    .execute(&pool)
+    .await;
+    if let Err(e) = inserted {
+        return failure(e);
+    }
+    let packet = json!({
+        "id": id, "name": name, "description": "", "status": "draft", "visibility": "private",
+        "created_by": "system", "created_at": now, "updated_at": now, "version": 1,
+        "contents_count": 0, "size_bytes": 0, "checksum": null, "metadata": {}
+    });
+    (StatusCode::CREATED, axum::Json(packet)).into_response()
+}
+
+async fn read(State(pool): State<SqlitePool>, UrlPath(id): UrlPath<String>) -> Response {
+    if let Err(e) = ensure_schema_once(&pool).await {
+        return failure(e);
+    }
+    let row: Result<Option<PacketRow>, _> = sqlx::query_as(
+        "SELECT id, name, description, status, visibility, created_by, created_at, updated_at, \
+         version, contents_count, size_bytes, checksum, metadata FROM arkham_packets WHERE id = ?",
+    )
+    .bind(&id)
+    .fetch_optional(&pool)
+    .await;
+    match row {
+        Ok(Some(p)) => {
+            let metadata: Value = serde_json::from_str(&p.12).unwrap_or(Value::Null);
+            axum::Json(json!({
+                "id": p.0, "name": p.1, "description": p.2, "status": p.3, "visibility": p.4,
+                "created_by": p.5, "created_at": p.6, "updated_at": p.7, "version": p.8,
+                "contents_count": p.9, "size_bytes": p.10, "checksum": p.11, "metadata": metadata
+            }))
+            .into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such packet").into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+type PacketRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+);
+
+/// The schema is created by the first request, like the shard does (the shard then checks it
+/// with one SELECT per request; here a process-wide flag is enough).
+async fn ensure_schema_once(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_try_init(|| ensure_schema(pool))
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,315 @@
+//! The markdown report: tables, targets met or missed, commands, profile.
+
+use crate::Options;
+use crate::scenarios::{HttpRow, Results};
+use crate::wrk::WrkResult;
+use std::fmt::Write as _;
+
+fn latency(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn find<'a>(rows: &'a [HttpRow], target: &str) -> Option<&'a HttpRow> {
+    rows.iter().find(|r| r.target == target)
+}
+
+fn med(row: Option<&HttpRow>) -> Option<WrkResult> {
+    row.and_then(|r| r.median)
+}
+
+fn cell(row: Option<&HttpRow>, f: impl Fn(&WrkResult) -> String) -> String {
+    match row {
+        Some(HttpRow {
+            median: Some(m), ..
+        }) => f(m),
+        Some(HttpRow { note: Some(n), .. }) if n.starts_with("not measured") => {
+            "not measured".into()
+        }
+        Some(_) => "failed".into(),
+        None => "—".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// The report for `results`.
+pub fn markdown(results: &Results, options: &Options) -> String {
+    let mut md = String::new();
+    let m = &results.machine;
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs ({}), {} MiB RAM, Linux {}; load average at start {} (the machine is \
+         shared, so absolute figures drift; compare ratios, which come from the same run with \
+         targets interleaved).\n\nHTTP load: `{}` after a 3 s warm-up per target; {} runs each, \
+         per-field medians.\n",
+        m.cpus, m.cpu_model, m.memory_mib, m.kernel, m.load_average, results.load, options.runs
+    );
+
+    let _ = writeln!(md, "## Headline\n");
+    let _ = writeln!(
+        md,
+        "| scenario | metric | ours (frame) | native axum | wasmtime serve | ours / native | ours / wasmtime serve |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let frame = find(&results.minimal, "frame");
+    let native = find(&results.minimal, "native axum");
+    let peer = find(&results.minimal, "wasmtime serve");
+    let rps = |r: Option<&HttpRow>| med(r).map(|m| m.rps);
+    let p50 = |r: Option<&HttpRow>| med(r).map(|m| m.p50_us);
+    let p99 = |r: Option<&HttpRow>| med(r).map(|m| m.p99_us);
+    let cpu = |r: Option<&HttpRow>| r.and_then(|r| r.cpu_us_per_request);
+    let _ = writeln!(
+        md,
+        "| (1)(2) minimal shard, `GET` → 200 `ok` | requests/s | {} | {} | {} | {} | {} |",
+        cell(frame, |m| format!("{:.0}", m.rps)),
+        cell(native, |m| format!("{:.0}", m.rps)),
+        cell(peer, |m| format!("{:.0}", m.rps)),
+        ratio(rps(frame), rps(native)),
+        ratio(rps(frame), rps(peer)),
+    );
+    for (name, f) in [("p50", p50 as fn(_) -> _), ("p99", p99)] {
+        let _ = writeln!(
+            md,
+            "| | latency {name} | {} | {} | {} | {} | {} |",
+            f(frame).map_or("—".into(), latency),
+            f(native).map_or("—".into(), latency),
+            f(peer).map_or("—".into(), latency),
+            ratio(f(frame), f(native)),
+            ratio(f(frame), f(peer)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| | server CPU per request (user+sys) | {} | {} | {} | {} | {} |",
+        cpu(frame).map_or("—".into(), |c| format!("{c:.1} µs")),
+        cpu(native).map_or("—".into(), |c| format!("{c:.1} µs")),
+        cpu(peer).map_or("—".into(), |c| format!("{c:.1} µs")),
+        ratio(cpu(frame), cpu(native)),
+        ratio(cpu(frame), cpu(peer)),
+    );
+    let pframe = find(&results.packets, "frame");
+    let pnative = find(&results.packets, "native axum+sqlx");
+    let _ = writeln!(
+        md,
+        "| (3) packets, POST create / GET by id alternating | requests/s | {} | {} | n/a | {} | |",
+        cell(pframe, |m| format!("{:.0}", m.rps)),
+        cell(pnative, |m| format!("{:.0}", m.rps)),
+        ratio(rps(pframe), rps(pnative)),
+    );
+    for (name, f) in [("p50", p50 as fn(_) -> _), ("p99", p99)] {
+        let _ = writeln!(
+            md,
+            "| | latency {name} | {} | {} | n/a | {} | |",
+            f(pframe).map_or("—".into(), latency),
+            f(pnative).map_or("—".into(), latency),
+            ratio(f(pframe), f(pnative)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| | server CPU per request (user+sys) | {} | {} | n/a | {} | |",
+        cpu(pframe).map_or("—".into(), |c| format!("{c:.1} µs")),
+        cpu(pnative).map_or("—".into(), |c| format!("{c:.1} µs")),
+        ratio(cpu(pframe), cpu(pnative)),
+    );
+    let _ = writeln!(
+        md,
+        "\nEvery run (requests/s; non-2xx responses and socket errors summed over the runs):\n"
+    );
+    for row in results.minimal.iter().chain(&results.packets) {
+        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        let _ = writeln!(
+            md,
+            "- {}: [{}]{}{}",
+            row.target,
+            runs.join(", "),
+            row.median
+                .map(|m| format!(", errors {}", m.errors))
+                .unwrap_or_default(),
+            row.note
+                .as_ref()
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        );
+    }
+
+    let _ = writeln!(md, "\n## (4) Instantiation (in process, minimal shard)\n");
+    if let Some([pool, demand]) = &results.instantiation {
+        let _ = writeln!(
+            md,
+            "{} timed iterations each after a warm-up; a fresh `Store<ShardState>` (like \
+             `LoadedShard::new_store`, minus `store.limiter`, whose field is crate-private) and \
+             `InstancePre::instantiate_async` on the frame's engine (`Runtime::new`) vs the same \
+             config with `InstanceAllocationStrategy::OnDemand`.\n",
+            pool.instantiate.iterations
+        );
+        let _ = writeln!(
+            md,
+            "| | pooling p50 | pooling p99 | on-demand p50 | on-demand p99 | pooling / on-demand (p50) |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for (name, a, b) in [
+            ("store + instantiate", pool.instantiate, demand.instantiate),
+            (
+                "store + instantiate + one `GET /` (wasi:http, body read)",
+                pool.request,
+                demand.request,
+            ),
+        ] {
+            let _ = writeln!(
+                md,
+                "| {name} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}× |",
+                a.p50_us,
+                a.p99_us,
+                b.p50_us,
+                b.p99_us,
+                a.p50_us / b.p50_us
+            );
+        }
+    } else {
+        let _ = writeln!(md, "not measured (see errors)");
+    }
+
+    let _ = writeln!(
+        md,
+        "\n## (5) Cold start: `arkham serve` spawn → first 200\n"
+    );
+    let _ = writeln!(
+        md,
+        "The minimal component installed under N names (`minimal0`…), so N distinct components \
+         (the manifest is embedded, so the digests differ). 5 runs each; `GET /api/minimal0/` \
+         polled every 0.5 ms. \"without cache\": `ARKHAM_CACHE_DIR` is a new empty directory \
+         per run.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| shards | compiled cache | spawn → \"listening\" | spawn → first 200 | runs (ms) | idle RSS 1 s later |\n|---:|---|---:|---:|---|---:|"
+    );
+    for c in &results.cold_start {
+        let runs: Vec<String> = c.runs_ms.iter().map(|r| format!("{r:.0}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} ms | {:.1} ms | {} | {} |",
+            c.shards,
+            if c.cached { "warm" } else { "empty" },
+            c.listening_ms,
+            c.first_200_ms,
+            runs.join(", "),
+            c.idle_rss_mib.map_or("—".into(), |r| format!("{r:.1} MiB"))
+        );
+    }
+
+    let _ = writeln!(md, "\n## (7) Memory\n");
+    if let Some(mem) = &results.memory {
+        let _ = writeln!(
+            md,
+            "Idle RSS with 1 and 10 shards: the last column of the cold-start table.\n\n\
+             In-flight requests: {} connections each holding one request to trapper's `/loop` \
+             (a live instance spinning until its deadline). RSS idle {:.1} MiB, peak {:.1} MiB: \
+             **{:.0} KiB added per in-flight request**.\n\nCommand: `{}`",
+            mem.in_flight,
+            mem.idle_rss_mib,
+            mem.peak_rss_mib,
+            mem.added_kib_per_request,
+            mem.command
+        );
+    }
+
+    let _ = writeln!(md, "\n## Targets of issue 5\n");
+    let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    };
+    let peer_ratio = rps(frame).zip(rps(peer)).map(|(a, b)| a / b);
+    let p99_ok = p99(frame).zip(p99(peer)).map(|(a, b)| a <= b);
+    let _ = writeln!(
+        md,
+        "| fresh instance per request ≥ 1.5× `wasmtime serve` req/s, p99 no worse | {} req/s ratio, p99 {} vs {} | {} |",
+        peer_ratio.map_or("—".into(), |r| format!("{r:.2}×")),
+        p99(frame).map_or("—".into(), latency),
+        p99(peer).map_or("—".into(), latency),
+        verdict(peer_ratio.zip(p99_ok).map(|(r, ok)| r >= 1.5 && ok)),
+    );
+    let _ = writeln!(
+        md,
+        "| opt-in instance reuse ≥ 0.5× native axum | the frame has no reuse mode; fresh-instance ratio {} | **missed** (not implemented) |",
+        ratio(rps(frame), rps(native)),
+    );
+    let inst = results
+        .instantiation
+        .as_ref()
+        .map(|[p, _]| p.instantiate.p50_us);
+    let _ = writeln!(
+        md,
+        "| per-request instantiation p50 ≤ 12 µs with pooling | {} | {} |",
+        inst.map_or("—".into(), |v| format!("{v:.1} µs")),
+        verdict(inst.map(|v| v <= 12.0)),
+    );
+    let cold = |shards: usize, cached: bool| {
+        results
+            .cold_start
+            .iter()
+            .find(|c| c.shards == shards && c.cached == cached)
+    };
+    let warm10 = cold(10, true).map(|c| c.first_200_ms);
+    let empty10 = cold(10, false).map(|c| c.first_200_ms);
+    let _ = writeln!(
+        md,
+        "| cold start, 10 shards, < 100 ms with the cache (and the cache makes it so) | {} with, {} without | {} |",
+        warm10.map_or("—".into(), |v| format!("{v:.1} ms")),
+        empty10.map_or("—".into(), |v| format!("{v:.1} ms")),
+        verdict(warm10.zip(empty10).map(|(w, e)| w < 100.0 && e >= 100.0)),
+    );
+    let pratio = rps(pframe).zip(rps(pnative)).map(|(a, b)| a / b);
+    let _ = writeln!(
+        md,
+        "| packets create+get ≥ 0.7× native axum+sqlx | {} | {} |",
+        pratio.map_or("—".into(), |r| format!("{r:.2}×")),
+        verdict(pratio.map(|r| r >= 0.7)),
+    );
+    let rss10 = cold(10, true).and_then(|c| c.idle_rss_mib);
+    let _ = writeln!(
+        md,
+        "| idle RSS < 64 MiB with 10 shards | {} | {} |",
+        rss10.map_or("—".into(), |v| format!("{v:.1} MiB")),
+        verdict(rss10.map(|v| v < 64.0)),
+    );
+
+    let _ = writeln!(md, "\n## Commands (every row)\n");
+    let _ = writeln!(
+        md,
+        "Servers: the frame is `target/release/arkham serve --listen 127.0.0.1:0` with \
+         `ARKHAM_DATA_DIR`/`ARKHAM_CACHE_DIR` under `target/bench/scratch/<scenario>` and the \
+         shard installed by `arkham shard add FILE --yes` (the component packaged with its \
+         manifest by `embed_manifest`); the native servers run inside `arkham-bench` on a \
+         2-worker Tokio runtime.\n"
+    );
+    for row in results.minimal.iter().chain(&results.packets) {
+        let _ = writeln!(md, "- {}: `{}`", row.target, row.command);
+    }
+    if let Some(profile) = &results.profile {
+        let _ = writeln!(md, "\n## Profile of the frame serving the minimal shard\n");
+        let _ = writeln!(md, "`{}`\n", profile.command);
+        let _ = writeln!(
+            md,
+            "By shared object:\n\n```\n{}\n```\n\nBy symbol (self time, ≥ 0.7 %):\n\n```\n{}\n```",
+            profile.by_dso, profile.by_symbol
+        );
+    }
+    if !results.errors.is_empty() {
+        let _ = writeln!(md, "\n## Not measured\n");
+        for e in &results.errors {
+            let _ = writeln!(md, "- {e}");
+        }
+    }
+    md
+}

@@ -1,0 +1,654 @@
+//! The scenarios, each measured into [`Results`]; a scenario that cannot run records why and
+//! the others go on.
+
+use crate::Options;
+use crate::frame::{self, Env, Served};
+use crate::instantiate::{self, Instantiation};
+use crate::native;
+use crate::wrk::{self, Load, WrkResult};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Everything one run of the suite measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    /// The machine.
+    pub machine: Machine,
+    /// (1) + (2): the minimal shard through the frame, native axum, `wasmtime serve`.
+    pub minimal: Vec<HttpRow>,
+    /// (3): packets create+get through the frame and native axum+sqlx.
+    pub packets: Vec<HttpRow>,
+    /// (4): pooling, on-demand.
+    pub instantiation: Option<[Instantiation; 2]>,
+    /// (5): cold start.
+    pub cold_start: Vec<ColdStart>,
+    /// (7): memory.
+    pub memory: Option<Memory>,
+    /// `perf` profile of the frame serving the minimal shard.
+    pub profile: Option<Profile>,
+    /// What could not be measured, and why.
+    pub errors: Vec<String>,
+    /// The wrk load of the HTTP rows.
+    pub load: String,
+}
+
+impl Results {
+    /// Scenarios that could not be measured.
+    pub fn unmeasured(&self) -> Vec<String> {
+        let mut missing = self.errors.clone();
+        for row in self.minimal.iter().chain(&self.packets) {
+            if row.median.is_none() {
+                missing.push(format!(
+                    "{}: {}",
+                    row.target,
+                    row.note.as_deref().unwrap_or("no result")
+                ));
+            }
+        }
+        missing
+    }
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// MemTotal, MiB.
+    pub memory_mib: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// 1-minute load average when the suite started (other work on the machine).
+    pub load_average: String,
+}
+
+/// One HTTP target under one load.
+#[derive(Debug, Serialize)]
+pub struct HttpRow {
+    /// "frame", "native axum", "wasmtime serve".
+    pub target: String,
+    /// The command that reproduces the row (against a server started as described).
+    pub command: String,
+    /// Every run.
+    pub runs: Vec<WrkResult>,
+    /// Per-field medians of the runs.
+    pub median: Option<WrkResult>,
+    /// CPU time the server process spent per request (user + system), µs, median.
+    pub cpu_us_per_request: Option<f64>,
+    /// Why it is missing, or a remark.
+    pub note: Option<String>,
+}
+
+/// Process start to the first 200.
+#[derive(Debug, Serialize)]
+pub struct ColdStart {
+    /// Installed shards.
+    pub shards: usize,
+    /// Whether `ARKHAM_CACHE_DIR` held the compiled components.
+    pub cached: bool,
+    /// Spawn to "listening on", ms, median.
+    pub listening_ms: f64,
+    /// Spawn to the first 200 from a shard, ms, median.
+    pub first_200_ms: f64,
+    /// Every run's first-200 time, ms.
+    pub runs_ms: Vec<f64>,
+    /// VmRSS one second after the first 200 (cached runs only), MiB, median.
+    pub idle_rss_mib: Option<f64>,
+}
+
+/// Memory under concurrency.
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    /// Connections, each with one request in flight.
+    pub in_flight: u32,
+    /// VmRSS before the load, MiB.
+    pub idle_rss_mib: f64,
+    /// Peak VmRSS during the load, MiB.
+    pub peak_rss_mib: f64,
+    /// (peak - idle) / in_flight, KiB.
+    pub added_kib_per_request: f64,
+    /// How the load was made.
+    pub command: String,
+}
+
+/// Where the frame's CPU goes while serving the minimal shard.
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    /// `perf report --sort dso`.
+    pub by_dso: String,
+    /// `perf report --sort symbol`.
+    pub by_symbol: String,
+    /// How it was recorded.
+    pub command: String,
+}
+
+/// Runs every scenario.
+pub fn all(options: &Options) -> Result<Results> {
+    let scratch = options.out.join("scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let load = Load {
+        threads: 2,
+        connections: 32,
+        seconds: options.seconds,
+    };
+    let mut results = Results {
+        machine: machine(),
+        load: load.command("URL", None),
+        ..Results::default()
+    };
+    eprintln!("[bench] (1)+(2) minimal shard: frame vs native axum vs wasmtime serve");
+    if let Err(e) = minimal(options, &scratch, load, &mut results) {
+        results.errors.push(format!("minimal shard: {e:#}"));
+    }
+    eprintln!("[bench] (3) packets create+get: frame vs native axum+sqlx");
+    if let Err(e) = packets(options, &scratch, load, &mut results) {
+        results.errors.push(format!("packets: {e:#}"));
+    }
+    eprintln!("[bench] (4) instantiation: pooling vs on-demand");
+    match std::fs::read(test_shards::MINIMAL.component)
+        .context("reading the minimal component")
+        .and_then(|wasm| instantiate::run(&wasm, options.iterations))
+    {
+        Ok((pooling, on_demand)) => results.instantiation = Some([pooling, on_demand]),
+        Err(e) => results.errors.push(format!("instantiation: {e:#}")),
+    }
+    eprintln!("[bench] (5) cold start: 1 and 10 shards, with and without the compiled cache");
+    if let Err(e) = cold_start(options, &scratch, &mut results) {
+        results.errors.push(format!("cold start: {e:#}"));
+    }
+    eprintln!("[bench] (7) memory: RSS per in-flight request at 256 concurrency");
+    match memory(options, &scratch) {
+        Ok(memory) => results.memory = Some(memory),
+        Err(e) => results.errors.push(format!("memory: {e:#}")),
+    }
+    Ok(results)
+}
+
+fn machine() -> Machine {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let memory_mib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .unwrap_or(0);
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model,
+        memory_mib,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        load_average: read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// A frame on a fresh data dir with `shards` installed (each packaged under its own name).
+fn frame_env(
+    options: &Options,
+    scratch: &Path,
+    label: &str,
+    shards: &[(&test_shards::GuestShard, String)],
+) -> Result<Env> {
+    let root = scratch.join(label);
+    let env = Env {
+        bin: options.arkham.clone(),
+        data: root.join("data"),
+        cache: root.join("cache"),
+    };
+    std::fs::create_dir_all(&env.data)?;
+    std::fs::create_dir_all(&env.cache)?;
+    for (guest, name) in shards {
+        let file = frame::package(guest, name, &root)?;
+        env.install(&file)?;
+    }
+    Ok(env)
+}
+
+/// A server under test: where to send the load and whose CPU time to read.
+struct Target {
+    name: &'static str,
+    url: String,
+    pid: u32,
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn median_of(runs: &[WrkResult]) -> Option<WrkResult> {
+    if runs.is_empty() {
+        return None;
+    }
+    let of = |f: fn(&WrkResult) -> f64| median(runs.iter().map(f).collect());
+    Some(WrkResult {
+        rps: of(|r| r.rps),
+        p50_us: of(|r| r.p50_us),
+        p99_us: of(|r| r.p99_us),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        requests: runs.iter().map(|r| r.requests).sum(),
+    })
+}
+
+/// Warms every target up, then runs the load `runs` times, targets interleaved so drift on a
+/// shared machine hits them alike.
+fn measure(
+    targets: &[Target],
+    load: Load,
+    script: Option<&Path>,
+    runs: usize,
+    script_name: Option<&str>,
+) -> Vec<HttpRow> {
+    let tick = clock_ticks_per_second();
+    let warm = Load { seconds: 3, ..load };
+    let mut rows: Vec<HttpRow> = targets
+        .iter()
+        .map(|t| HttpRow {
+            target: t.name.to_string(),
+            command: load.command(&t.url, script_name),
+            runs: Vec::new(),
+            median: None,
+            cpu_us_per_request: None,
+            note: None,
+        })
+        .collect();
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for (target, row) in targets.iter().zip(rows.iter_mut()) {
+        if let Err(e) = wrk::run(warm, &target.url, script) {
+            row.note = Some(format!("warm-up failed: {e:#}"));
+        }
+    }
+    for run in 0..runs {
+        for (i, target) in targets.iter().enumerate() {
+            if rows[i].note.is_some() {
+                continue;
+            }
+            eprintln!("[bench]   run {}/{runs}: {}", run + 1, target.name);
+            let before = cpu_ticks(target.pid);
+            match wrk::run(load, &target.url, script) {
+                Ok(result) => {
+                    if let (Some(b), Some(a)) = (before, cpu_ticks(target.pid))
+                        && result.requests > 0
+                    {
+                        cpu[i].push((a - b) as f64 / tick * 1e6 / result.requests as f64);
+                    }
+                    rows[i].runs.push(result);
+                }
+                Err(e) => rows[i].note = Some(format!("{e:#}")),
+            }
+        }
+    }
+    for (row, cpu) in rows.iter_mut().zip(cpu) {
+        row.median = median_of(&row.runs);
+        if !cpu.is_empty() {
+            row.cpu_us_per_request = Some(median(cpu));
+        }
+    }
+    rows
+}
+
+/// `wasmtime serve -Scli` on the raw minimal component; the peer row.
+struct Peer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn start_peer(wasmtime: &Path, scratch: &Path) -> Result<Peer> {
+    if !wasmtime.is_file() {
+        bail!(
+            "no wasmtime CLI at {} (scripts/bench builds wasmtime-cli 48.0.8 into target/bench-tools; \
+             the build takes ~13 min)",
+            wasmtime.display()
+        );
+    }
+    let port = free_port()?;
+    let log = std::fs::File::create(scratch.join("wasmtime-serve.log"))?;
+    let child = Command::new(wasmtime)
+        .args(["serve", "-Scli", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(test_shards::MINIMAL.component)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting wasmtime serve")?;
+    let mut peer = Peer {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if frame::get_status(&peer.url, "/").ok() == Some(200) {
+            peer.url.push('/');
+            return Ok(peer);
+        }
+        if let Ok(Some(status)) = peer.child.try_wait() {
+            let log =
+                std::fs::read_to_string(scratch.join("wasmtime-serve.log")).unwrap_or_default();
+            bail!("wasmtime serve exited with {status}: {log}");
+        }
+        if Instant::now() > deadline {
+            bail!("wasmtime serve did not answer 200 within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results) -> Result<()> {
+    let env = frame_env(
+        options,
+        scratch,
+        "minimal",
+        &[(&test_shards::MINIMAL, "minimal".into())],
+    )?;
+    let served = env.serve()?;
+    served.until_ok("/api/minimal/", Duration::from_secs(60))?;
+    let native = native::minimal()?;
+    let self_pid = std::process::id();
+    let mut targets = vec![
+        Target {
+            name: "frame",
+            url: format!("{}/api/minimal/", served.base),
+            pid: served.pid(),
+        },
+        Target {
+            name: "native axum",
+            url: format!("{}/", native.base),
+            pid: self_pid,
+        },
+    ];
+    let wasmtime = options
+        .wasmtime
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench-tools/bin/wasmtime"));
+    let peer = match start_peer(&wasmtime, scratch) {
+        Ok(peer) => {
+            targets.push(Target {
+                name: "wasmtime serve",
+                url: peer.url.clone(),
+                pid: peer.child.id(),
+            });
+            Some(peer)
+        }
+        Err(e) => {
+            results.minimal.push(HttpRow {
+                target: "wasmtime serve".into(),
+                command: format!(
+                    "{} serve -Scli --addr 127.0.0.1:PORT {}; {}",
+                    wasmtime.display(),
+                    test_shards::MINIMAL.component,
+                    load.command("http://127.0.0.1:PORT/", None)
+                ),
+                runs: Vec::new(),
+                median: None,
+                cpu_us_per_request: None,
+                note: Some(format!("not measured: {e:#}")),
+            });
+            None
+        }
+    };
+    let mut rows = measure(&targets, load, None, options.runs, None);
+    rows.append(&mut results.minimal);
+    results.minimal = rows;
+    drop(peer);
+    native.stop();
+    if options.perf {
+        match profile(&served, load, scratch) {
+            Ok(profile) => results.profile = Some(profile),
+            Err(e) => results.errors.push(format!("perf profile: {e:#}")),
+        }
+    }
+    Ok(())
+}
+
+const PACKETS_LUA: &str = r#"-- POST a packet, then GET the last created one, alternating per thread.
+local last_id = nil
+local n = 0
+request = function()
+  n = n + 1
+  if last_id == nil or n % 2 == 1 then
+    return wrk.format("POST", "/api/packets/", {["Content-Type"] = "application/json"}, '{"name":"bench"}')
+  end
+  return wrk.format("GET", "/api/packets/" .. last_id)
+end
+response = function(status, headers, body)
+  local id = string.match(body, '"id":"([^"]+)"')
+  if id then last_id = id end
+end
+"#;
+
+fn packets(options: &Options, scratch: &Path, load: Load, results: &mut Results) -> Result<()> {
+    let env = frame_env(
+        options,
+        scratch,
+        "packets",
+        &[(&test_shards::PACKETS, "packets".into())],
+    )?;
+    let served = env.serve()?;
+    served.until_ok("/api/packets/health", Duration::from_secs(60))?;
+    let native = native::packets(&scratch.join("native-packets.db"))?;
+    let script = options.out.join("packets.lua");
+    std::fs::write(&script, PACKETS_LUA)?;
+    let targets = [
+        Target {
+            name: "frame",
+            url: format!("{}/api/packets/", served.base),
+            pid: served.pid(),
+        },
+        Target {
+            name: "native axum+sqlx",
+            url: format!("{}/api/packets/", native.base),
+            pid: std::process::id(),
+        },
+    ];
+    results.packets = measure(
+        &targets,
+        load,
+        Some(&script),
+        options.runs,
+        Some("target/bench/packets.lua"),
+    );
+    native.stop();
+    Ok(())
+}
+
+fn cold_start(options: &Options, scratch: &Path, results: &mut Results) -> Result<()> {
+    const RUNS: usize = 5;
+    for shards in [1usize, 10] {
+        let list: Vec<(&test_shards::GuestShard, String)> = (0..shards)
+            .map(|i| (&test_shards::MINIMAL, format!("minimal{i}")))
+            .collect();
+        let env = frame_env(options, scratch, &format!("cold{shards}"), &list)?;
+        for cached in [true, false] {
+            let mut first = Vec::new();
+            let mut listening = Vec::new();
+            let mut rss = Vec::new();
+            for run in 0..RUNS {
+                let mut env = env.clone();
+                if !cached {
+                    env.cache = scratch.join(format!("cold{shards}/empty-cache-{run}"));
+                    std::fs::create_dir_all(&env.cache)?;
+                }
+                let served: Served = env.serve()?;
+                let t = served.until_ok("/api/minimal0/", Duration::from_secs(120))?;
+                first.push(t.as_secs_f64() * 1e3);
+                listening.push(served.listening.as_secs_f64() * 1e3);
+                if cached {
+                    std::thread::sleep(Duration::from_secs(1));
+                    rss.push(frame::rss_kib(served.pid())? as f64 / 1024.0);
+                }
+            }
+            results.cold_start.push(ColdStart {
+                shards,
+                cached,
+                listening_ms: median(listening),
+                first_200_ms: median(first.clone()),
+                runs_ms: first,
+                idle_rss_mib: (!rss.is_empty()).then(|| median(rss)),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn memory(options: &Options, scratch: &Path) -> Result<Memory> {
+    const IN_FLIGHT: u32 = 256;
+    let env = frame_env(
+        options,
+        scratch,
+        "memory",
+        &[(&test_shards::TRAPPER, "trapper".into())],
+    )?;
+    // Requests to /loop spin until their deadline: every connection holds one live instance.
+    std::fs::write(
+        env.data.join("arkham.toml"),
+        "[limits]\nrequest_timeout_ms = 8000\n",
+    )?;
+    let served = env.serve()?;
+    served.until_ok("/api/trapper/ok", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = frame::rss_kib(served.pid())?;
+    let url = format!("{}/api/trapper/loop", served.base);
+    let args = [
+        "-t2".to_string(),
+        format!("-c{IN_FLIGHT}"),
+        "-d5s".into(),
+        "--timeout".into(),
+        "20s".into(),
+        url.clone(),
+    ];
+    let mut wrk = Command::new("wrk")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running wrk")?;
+    let mut peak = idle;
+    loop {
+        peak = peak.max(frame::rss_kib(served.pid())?);
+        if wrk.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Memory {
+        in_flight: IN_FLIGHT,
+        idle_rss_mib: idle as f64 / 1024.0,
+        peak_rss_mib: peak as f64 / 1024.0,
+        added_kib_per_request: peak.saturating_sub(idle) as f64 / f64::from(IN_FLIGHT),
+        command: format!(
+            "arkham.toml [limits] request_timeout_ms = 8000; wrk {}",
+            args.join(" ")
+        ),
+    })
+}
+
+fn profile(served: &Served, load: Load, scratch: &Path) -> Result<Profile> {
+    let data = scratch.join("perf.data");
+    let url = format!("{}/api/minimal/", served.base);
+    let long = Load {
+        seconds: load.seconds.max(8),
+        ..load
+    };
+    let wrk_url = url.clone();
+    let wrk = std::thread::spawn(move || wrk::run(long, &wrk_url, None));
+    std::thread::sleep(Duration::from_secs(1));
+    let record_seconds = long.seconds.saturating_sub(3).max(3);
+    let status = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-o"])
+        .arg(&data)
+        .arg("-p")
+        .arg(served.pid().to_string())
+        .args(["--", "sleep", &record_seconds.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running perf record (is perf installed?)")?;
+    let _ = wrk.join();
+    if !status.success() {
+        bail!("perf record failed ({status})");
+    }
+    let report = |sort: &str, limit: &str| -> Result<String> {
+        let out = Command::new("perf")
+            .args(["report", "-i"])
+            .arg(&data)
+            .args([
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--sort",
+                sort,
+                "--percent-limit",
+                limit,
+            ])
+            .output()
+            .context("running perf report")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(str::trim_end)
+            .take(45)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    };
+    Ok(Profile {
+        by_dso: report("dso", "0.5")?,
+        by_symbol: report("symbol", "0.7")?,
+        command: format!(
+            "perf record -e cpu-clock -F 1999 -g -p $FRAME_PID -- sleep {record_seconds} \
+             (during {}); perf report --no-children --sort dso|symbol",
+            long.command(&url, None)
+        ),
+    })
+}
