@@ -2,6 +2,7 @@
 //! `InstancePre::instantiate_async` with the frame's engine settings, pooling allocator on vs
 //! off; and the same plus one `wasi:http` request through the minimal shard.
 
+use crate::native::NativeServer;
 use anyhow::{Context, Result};
 use arkham_frame::runtime::Runtime;
 use arkham_frame::runtime::limits::LimitsConfig;
@@ -15,7 +16,10 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
+};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -50,6 +54,64 @@ fn on_demand_engine() -> Result<Engine> {
     config.epoch_interruption(true);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
     Ok(Engine::new(&config)?)
+}
+
+/// The frame's `engine_config` (frame/src/runtime/mod.rs) with the default limits, copied line
+/// for line; with `tuned`, plus the pool settings proposed in BENCHMARKS.md: keep the first pages
+/// of each slot resident and reset them in place instead of `madvise`-ing them away (which costs
+/// a TLB shootdown on every core per request, then page faults on the next instantiation).
+pub fn frame_engine(tuned: bool) -> Result<Engine> {
+    let limits = LimitsConfig::default();
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let instances = limits.instances_total.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances.saturating_mul(4));
+    pool.total_memories(instances.saturating_mul(2));
+    pool.total_tables(instances.saturating_mul(4));
+    pool.max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    pool.table_elements(usize::try_from(limits.table_elements).unwrap_or(usize::MAX));
+    if tuned {
+        pool.linear_memory_keep_resident(TUNED_MEMORY_KEEP_RESIDENT);
+        pool.table_keep_resident(TUNED_TABLE_KEEP_RESIDENT);
+        pool.async_stack_keep_resident(TUNED_STACK_KEEP_RESIDENT);
+        pool.pagemap_scan(Enabled::Auto);
+    }
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
+/// `linear_memory_keep_resident` of the tuned pool.
+pub const TUNED_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// `table_keep_resident` of the tuned pool.
+pub const TUNED_TABLE_KEEP_RESIDENT: usize = 64 << 10;
+/// `async_stack_keep_resident` of the tuned pool.
+pub const TUNED_STACK_KEEP_RESIDENT: usize = 256 << 10;
+
+/// An HTTP server in this process that serves every request like `LoadedShard::handle` does
+/// (fresh store, instantiate, `wasi:http` handle, body read) on [`frame_engine`]`(tuned)`,
+/// without the frame's proxy, semaphore and task spawn: the runtime part of a request alone.
+pub fn http_server(wasm: &[u8], tuned: bool) -> Result<NativeServer> {
+    let engine = frame_engine(tuned)?;
+    let linker = arkham_frame::runtime::linker::linker(&engine)?;
+    let component = Component::new(&engine, wasm)?;
+    let bench = Arc::new(Bench::new(engine, &linker, &component)?);
+    NativeServer::start(move || {
+        Ok(axum::Router::new().fallback(move || {
+            let bench = bench.clone();
+            async move {
+                match bench.respond().await {
+                    Ok(body) => (http::StatusCode::OK, body),
+                    Err(e) => (
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        Bytes::from(format!("{e:#}")),
+                    ),
+                }
+            }
+        }))
+    })
 }
 
 struct Bench {
@@ -108,6 +170,12 @@ impl Bench {
     }
 
     async fn request(&self) -> Result<()> {
+        let body = self.respond().await?;
+        anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
+        Ok(())
+    }
+
+    async fn respond(&self) -> Result<Bytes> {
         let mut store = self.store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = http::Request::builder()
@@ -128,9 +196,7 @@ impl Bench {
         let response = receiver
             .await?
             .map_err(|code| anyhow::anyhow!("{code:?}"))?;
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
-        Ok(())
+        Ok(response.into_body().collect().await?.to_bytes())
     }
 }
 
@@ -158,8 +224,8 @@ where
     })
 }
 
-/// Measures both allocators on `wasm`; returns (pooling, on-demand).
-pub fn run(wasm: &[u8], iterations: usize) -> Result<(Instantiation, Instantiation)> {
+/// Measures the allocators on `wasm`: pooling as the frame has it, on-demand, pooling tuned.
+pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
     let cache = tempfile::tempdir().context("creating a cache dir")?;
     let runtime = Runtime::new(LimitsConfig::default(), cache.path().to_path_buf())?;
     let component = runtime.compile("bench-minimal", wasm)?;
@@ -170,12 +236,17 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<(Instantiation, Instantiati
     let component = Component::new(&engine, wasm)?;
     let on_demand = Bench::new(engine, &linker, &component)?;
 
+    let engine = frame_engine(true)?;
+    let linker = arkham_frame::runtime::linker::linker(&engine)?;
+    let component = Component::new(&engine, wasm)?;
+    let tuned = Bench::new(engine, &linker, &component)?;
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut out = Vec::new();
-        for bench in [&pooling, &on_demand] {
+        for bench in [&pooling, &on_demand, &tuned] {
             let instantiate = time(iterations, || bench.instantiate()).await?;
             let request = time(iterations, || bench.request()).await?;
             out.push(Instantiation {
@@ -184,8 +255,8 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<(Instantiation, Instantiati
             });
         }
         match out.as_slice() {
-            [a, b] => Ok((*a, *b)),
-            _ => anyhow::bail!("expected two results"),
+            [a, b, c] => Ok([*a, *b, *c]),
+            _ => anyhow::bail!("expected three results"),
         }
     })
 }

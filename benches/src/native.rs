@@ -25,7 +25,8 @@ pub struct NativeServer {
 }
 
 impl NativeServer {
-    fn start(app: impl FnOnce() -> Result<Router> + Send + 'static) -> Result<Self> {
+    /// Serves the router `app` builds (inside the runtime) on a free loopback port.
+    pub fn start(app: impl FnOnce() -> Result<Router> + Send + 'static) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

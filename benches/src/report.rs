@@ -1,6 +1,7 @@
 //! The markdown report: tables, targets met or missed, commands, profile.
 
 use crate::Options;
+use crate::instantiate;
 use crate::scenarios::{HttpRow, Results};
 use crate::wrk::WrkResult;
 use std::fmt::Write as _;
@@ -141,36 +142,73 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         );
     }
 
+    let _ = writeln!(
+        md,
+        "\n### Where the frame loses: the runtime alone, pool as is vs tuned\n\n\
+         Two more servers inside `arkham-bench`, same load, same run: axum routes that serve each \
+         request the way `LoadedShard::handle` does (fresh store, instantiate, `wasi:http` \
+         handle, body read) without the frame's proxy, per-shard semaphore and task spawn; one on \
+         the frame's pool config, one on the tuned pool of section (4).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server | requests/s | p50 | p99 | CPU per request | vs frame (req/s) |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for name in [
+        "frame",
+        "runtime only, pool as in the frame",
+        "runtime only, pool tuned",
+        "native axum",
+    ] {
+        let row = find(&results.minimal, name);
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            cell(row, |m| format!("{:.0}", m.rps)),
+            p50(row).map_or("—".into(), latency),
+            p99(row).map_or("—".into(), latency),
+            cpu(row).map_or("—".into(), |c| format!("{c:.1} µs")),
+            ratio(rps(row), rps(frame)),
+        );
+    }
     let _ = writeln!(md, "\n## (4) Instantiation (in process, minimal shard)\n");
-    if let Some([pool, demand]) = &results.instantiation {
+    if let Some([pool, demand, tuned]) = &results.instantiation {
         let _ = writeln!(
             md,
-            "{} timed iterations each after a warm-up; a fresh `Store<ShardState>` (like \
-             `LoadedShard::new_store`, minus `store.limiter`, whose field is crate-private) and \
-             `InstancePre::instantiate_async` on the frame's engine (`Runtime::new`) vs the same \
-             config with `InstanceAllocationStrategy::OnDemand`.\n",
-            pool.instantiate.iterations
+            "{} timed iterations each after a warm-up, on one thread; a fresh \
+             `Store<ShardState>` (like `LoadedShard::new_store`, minus `store.limiter`, whose field \
+             is crate-private) and `InstancePre::instantiate_async`, the store dropped inside the \
+             timed region (so the slot's reset is counted). Engines: the frame's (`Runtime::new`), \
+             the same config with `InstanceAllocationStrategy::OnDemand`, and the frame's pool \
+             tuned (`linear_memory_keep_resident` {} KiB, `table_keep_resident` {} KiB, \
+             `async_stack_keep_resident` {} KiB, `pagemap_scan(Auto)`).\n",
+            pool.instantiate.iterations,
+            instantiate::TUNED_MEMORY_KEEP_RESIDENT >> 10,
+            instantiate::TUNED_TABLE_KEEP_RESIDENT >> 10,
+            instantiate::TUNED_STACK_KEEP_RESIDENT >> 10,
         );
         let _ = writeln!(
             md,
-            "| | pooling p50 | pooling p99 | on-demand p50 | on-demand p99 | pooling / on-demand (p50) |\n|---|---:|---:|---:|---:|---:|"
+            "| | pooling (frame) p50 / p99 | on-demand p50 / p99 | pooling tuned p50 / p99 |\n|---|---:|---:|---:|"
         );
-        for (name, a, b) in [
-            ("store + instantiate", pool.instantiate, demand.instantiate),
+        for (name, a, b, c) in [
+            (
+                "store + instantiate",
+                pool.instantiate,
+                demand.instantiate,
+                tuned.instantiate,
+            ),
             (
                 "store + instantiate + one `GET /` (wasi:http, body read)",
                 pool.request,
                 demand.request,
+                tuned.request,
             ),
         ] {
             let _ = writeln!(
                 md,
-                "| {name} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}× |",
-                a.p50_us,
-                a.p99_us,
-                b.p50_us,
-                b.p99_us,
-                a.p50_us / b.p50_us
+                "| {name} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} / {:.1} µs |",
+                a.p50_us, a.p99_us, b.p50_us, b.p99_us, c.p50_us, c.p99_us
             );
         }
     } else {
@@ -247,7 +285,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     let inst = results
         .instantiation
         .as_ref()
-        .map(|[p, _]| p.instantiate.p50_us);
+        .map(|[p, _, _]| p.instantiate.p50_us);
     let _ = writeln!(
         md,
         "| per-request instantiation p50 ≤ 12 µs with pooling | {} | {} |",

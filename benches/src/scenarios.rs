@@ -21,8 +21,8 @@ pub struct Results {
     pub minimal: Vec<HttpRow>,
     /// (3): packets create+get through the frame and native axum+sqlx.
     pub packets: Vec<HttpRow>,
-    /// (4): pooling, on-demand.
-    pub instantiation: Option<[Instantiation; 2]>,
+    /// (4): pooling as the frame has it, on-demand, pooling tuned.
+    pub instantiation: Option<[Instantiation; 3]>,
     /// (5): cold start.
     pub cold_start: Vec<ColdStart>,
     /// (7): memory.
@@ -155,7 +155,7 @@ pub fn all(options: &Options) -> Result<Results> {
         .context("reading the minimal component")
         .and_then(|wasm| instantiate::run(&wasm, options.iterations))
     {
-        Ok((pooling, on_demand)) => results.instantiation = Some([pooling, on_demand]),
+        Ok(all) => results.instantiation = Some(all),
         Err(e) => results.errors.push(format!("instantiation: {e:#}")),
     }
     eprintln!("[bench] (5) cold start: 1 and 10 shards, with and without the compiled cache");
@@ -406,6 +406,19 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
             pid: self_pid,
         },
     ];
+    let wasm = std::fs::read(test_shards::MINIMAL.component)?;
+    let in_process = instantiate::http_server(&wasm, false)?;
+    let in_process_tuned = instantiate::http_server(&wasm, true)?;
+    for (name, server) in [
+        ("runtime only, pool as in the frame", &in_process),
+        ("runtime only, pool tuned", &in_process_tuned),
+    ] {
+        targets.push(Target {
+            name,
+            url: format!("{}/", server.base),
+            pid: self_pid,
+        });
+    }
     let wasmtime = options
         .wasmtime
         .clone()
@@ -441,6 +454,8 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
     results.minimal = rows;
     drop(peer);
     native.stop();
+    in_process.stop();
+    in_process_tuned.stop();
     if options.perf {
         match profile(&served, load, scratch) {
             Ok(profile) => results.profile = Some(profile),
