@@ -40,6 +40,15 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
+    /// Scenarios to run (minimal, packets, instantiation, cold, memory); empty = all.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    /// Whether the scenario `name` is to run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 fn options() -> Result<Options> {
@@ -52,6 +61,7 @@ fn options() -> Result<Options> {
         wasmtime: None,
         iterations: 3000,
         perf: false,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,10 +74,12 @@ fn options() -> Result<Options> {
             "--wasmtime" => options.wasmtime = Some(value()?.into()),
             "--iterations" => options.iterations = value()?.parse().context("--iterations")?,
             "--perf" => options.perf = true,
+            "--only" => options.only = value()?.split(',').map(str::to_string).collect(),
             "-h" | "--help" => {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
-                     [--wasmtime BIN] [--iterations N] [--perf]"
+                     [--wasmtime BIN] [--iterations N] [--perf] \
+                     [--only minimal,packets,instantiation,cold,memory]"
                 );
                 std::process::exit(0);
             }

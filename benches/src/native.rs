@@ -77,27 +77,48 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS arkham_packets (
 CREATE INDEX IF NOT EXISTS idx_packets_status ON arkham_packets(status);
 CREATE INDEX IF NOT EXISTS idx_packets_creator ON arkham_packets(created_by);";
 
-/// `POST /api/packets/` and `GET /api/packets/{id}` over a database file at `path`.
-pub fn packets(path: &Path) -> Result<NativeServer> {
+/// Both databases of the native packets server.
+#[derive(Clone)]
+struct Db {
+    packets: SqlitePool,
+    /// With `Some`, every create also appends one row to an event log in a second file, as the
+    /// frame does for `packets.packet.created` (its `frame.db`).
+    events: Option<SqlitePool>,
+    /// Set once the packets table exists.
+    schema: std::sync::Arc<tokio::sync::OnceCell<()>>,
+}
+
+fn open_pool(path: &Path) -> SqlitePool {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(5000))
+        .pragma("page_size", "4096");
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_millis(5000))
+        .connect_lazy_with(options)
+}
+
+/// `POST /api/packets/` and `GET /api/packets/{id}` over a database file at `path`; with
+/// `events`, each create also appends to an event log at that path.
+pub fn packets(path: &Path, events: Option<&Path>) -> Result<NativeServer> {
     let path = path.to_path_buf();
+    let events = events.map(Path::to_path_buf);
     NativeServer::start(move || {
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(5000))
-            .pragma("page_size", "4096");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_millis(5000))
-            .connect_lazy_with(options);
+        let db = Db {
+            packets: open_pool(&path),
+            events: events.as_deref().map(open_pool),
+            schema: Default::default(),
+        };
         Ok(Router::new()
             .route("/api/packets/", post(create))
             .route("/api/packets/{id}", get(read))
-            .with_state(pool))
+            .with_state(db))
     })
 }
 
@@ -127,6 +148,11 @@ fn now_rfc3339() -> String {
 }
 
 fn failure(e: impl std::fmt::Display) -> Response {
+    // Shown once, so a broken baseline is not mistaken for a fast one.
+    static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("[bench] native packets server failed a request: {e}");
+    }
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         axum::Json(json!({"error": {"code": "internal", "message": e.to_string()}})),
@@ -134,14 +160,15 @@ fn failure(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn create(State(pool): State<SqlitePool>, body: axum::body::Bytes) -> Response {
+async fn create(State(db): State<Db>, body: axum::body::Bytes) -> Response {
+    let pool = &db.packets;
     let Ok(input) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, "bad json").into_response();
     };
     let Some(name) = input.get("name").and_then(Value::as_str) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, "name is required").into_response();
     };
-    if let Err(e) = ensure_schema_once(&pool).await {
+    if let Err(e) = ensure_schema_once(&db).await {
         return failure(e);
     }
     let id = uuid_v4();
@@ -164,10 +191,29 @@ async fn create(State(pool): State<SqlitePool>, body: axum::body::Bytes) -> Resp
     .bind(0i64)
     .bind(None::<String>)
     .bind("{}")
-    .execute(&pool)
+    .execute(pool)
     .await;
     if let Err(e) = inserted {
         return failure(e);
+    }
+    if let Some(events) = &db.events {
+        let payload = json!({"id": id, "name": name, "created_by": "system"}).to_string();
+        let appended = async {
+            sqlx::raw_sql(EVENTS_SCHEMA).execute(events).await?;
+            sqlx::query(
+                "INSERT INTO events (name, source, payload, published_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind("packets.packet.created")
+            .bind("packets")
+            .bind(payload)
+            .bind(0i64)
+            .execute(events)
+            .await
+        }
+        .await;
+        if let Err(e) = appended {
+            return failure(e);
+        }
     }
     let packet = json!({
         "id": id, "name": name, "description": "", "status": "draft", "visibility": "private",
@@ -177,8 +223,9 @@ async fn create(State(pool): State<SqlitePool>, body: axum::body::Bytes) -> Resp
     (StatusCode::CREATED, axum::Json(packet)).into_response()
 }
 
-async fn read(State(pool): State<SqlitePool>, UrlPath(id): UrlPath<String>) -> Response {
-    if let Err(e) = ensure_schema_once(&pool).await {
+async fn read(State(db): State<Db>, UrlPath(id): UrlPath<String>) -> Response {
+    let pool = &db.packets;
+    if let Err(e) = ensure_schema_once(&db).await {
         return failure(e);
     }
     let row: Result<Option<PacketRow>, _> = sqlx::query_as(
@@ -186,7 +233,7 @@ async fn read(State(pool): State<SqlitePool>, UrlPath(id): UrlPath<String>) -> R
          version, contents_count, size_bytes, checksum, metadata FROM arkham_packets WHERE id = ?",
     )
     .bind(&id)
-    .fetch_optional(&pool)
+    .fetch_optional(pool)
     .await;
     match row {
         Ok(Some(p)) => {
@@ -219,11 +266,16 @@ type PacketRow = (
     String,
 );
 
+/// The frame's event log table, reduced to what an append writes.
+const EVENTS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY \
+     AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL, payload BLOB NOT NULL, \
+     published_at INTEGER NOT NULL)";
+
 /// The schema is created by the first request, like the shard does (the shard then checks it
-/// with one SELECT per request; here a process-wide flag is enough).
-async fn ensure_schema_once(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    DONE.get_or_try_init(|| ensure_schema(pool))
+/// with one SELECT per request; here a flag per server is enough).
+async fn ensure_schema_once(db: &Db) -> Result<(), sqlx::Error> {
+    db.schema
+        .get_or_try_init(|| ensure_schema(&db.packets))
         .await
         .map(|_| ())
 }

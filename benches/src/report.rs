@@ -121,6 +121,14 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         cpu(pnative).map_or("—".into(), |c| format!("{c:.1} µs")),
         ratio(cpu(pframe), cpu(pnative)),
     );
+    let pev = find(&results.packets, "native axum+sqlx + event log");
+    let _ = writeln!(
+        md,
+        "| | requests/s, native with the frame's second durable write (an event-log append per create in another SQLite file) | {} | {} | n/a | {} | |",
+        cell(pframe, |m| format!("{:.0}", m.rps)),
+        cell(pev, |m| format!("{:.0}", m.rps)),
+        ratio(rps(pframe), rps(pev)),
+    );
     let _ = writeln!(
         md,
         "\nEvery run (requests/s; non-2xx responses and socket errors summed over the runs):\n"

@@ -143,29 +143,39 @@ pub fn all(options: &Options) -> Result<Results> {
         ..Results::default()
     };
     eprintln!("[bench] (1)+(2) minimal shard: frame vs native axum vs wasmtime serve");
-    if let Err(e) = minimal(options, &scratch, load, &mut results) {
+    if options.runs("minimal")
+        && let Err(e) = minimal(options, &scratch, load, &mut results)
+    {
         results.errors.push(format!("minimal shard: {e:#}"));
     }
     eprintln!("[bench] (3) packets create+get: frame vs native axum+sqlx");
-    if let Err(e) = packets(options, &scratch, load, &mut results) {
+    if options.runs("packets")
+        && let Err(e) = packets(options, &scratch, load, &mut results)
+    {
         results.errors.push(format!("packets: {e:#}"));
     }
     eprintln!("[bench] (4) instantiation: pooling vs on-demand");
-    match std::fs::read(test_shards::MINIMAL.component)
-        .context("reading the minimal component")
-        .and_then(|wasm| instantiate::run(&wasm, options.iterations))
-    {
-        Ok(all) => results.instantiation = Some(all),
-        Err(e) => results.errors.push(format!("instantiation: {e:#}")),
+    if options.runs("instantiation") {
+        match std::fs::read(test_shards::MINIMAL.component)
+            .context("reading the minimal component")
+            .and_then(|wasm| instantiate::run(&wasm, options.iterations))
+        {
+            Ok(all) => results.instantiation = Some(all),
+            Err(e) => results.errors.push(format!("instantiation: {e:#}")),
+        }
     }
     eprintln!("[bench] (5) cold start: 1 and 10 shards, with and without the compiled cache");
-    if let Err(e) = cold_start(options, &scratch, &mut results) {
+    if options.runs("cold")
+        && let Err(e) = cold_start(options, &scratch, &mut results)
+    {
         results.errors.push(format!("cold start: {e:#}"));
     }
     eprintln!("[bench] (7) memory: RSS per in-flight request at 256 concurrency");
-    match memory(options, &scratch) {
-        Ok(memory) => results.memory = Some(memory),
-        Err(e) => results.errors.push(format!("memory: {e:#}")),
+    if options.runs("memory") {
+        match memory(options, &scratch) {
+            Ok(memory) => results.memory = Some(memory),
+            Err(e) => results.errors.push(format!("memory: {e:#}")),
+        }
     }
     Ok(results)
 }
@@ -490,7 +500,11 @@ fn packets(options: &Options, scratch: &Path, load: Load, results: &mut Results)
     )?;
     let served = env.serve()?;
     served.until_ok("/api/packets/health", Duration::from_secs(60))?;
-    let native = native::packets(&scratch.join("native-packets.db"))?;
+    let native = native::packets(&scratch.join("native-packets.db"), None)?;
+    let native_events = native::packets(
+        &scratch.join("native-packets-ev.db"),
+        Some(&scratch.join("native-events.db")),
+    )?;
     let script = options.out.join("packets.lua");
     std::fs::write(&script, PACKETS_LUA)?;
     let targets = [
@@ -504,6 +518,11 @@ fn packets(options: &Options, scratch: &Path, load: Load, results: &mut Results)
             url: format!("{}/api/packets/", native.base),
             pid: std::process::id(),
         },
+        Target {
+            name: "native axum+sqlx + event log",
+            url: format!("{}/api/packets/", native_events.base),
+            pid: std::process::id(),
+        },
     ];
     results.packets = measure(
         &targets,
@@ -513,6 +532,7 @@ fn packets(options: &Options, scratch: &Path, load: Load, results: &mut Results)
         Some("target/bench/packets.lua"),
     );
     native.stop();
+    native_events.stop();
     Ok(())
 }
 
