@@ -16,7 +16,6 @@ use arkham_registry::lockfile::{self, LockedShard, Lockfile};
 use arkham_registry::reference::{Selector, ShardRef};
 use arkham_registry::repo::{ConnectOptions, Repo};
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 /// Options for commands that talk to registries.
@@ -94,12 +93,17 @@ pub enum ShardCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a shard holds; revoke or restore grants.
+    Grants(super::grants::GrantsArgs),
     /// Update shards installed from registries to the newest version their requirement allows.
     Update {
         /// The shards to update [default: all in arkham.lock].
         names: Vec<String>,
         #[command(flatten)]
         data_dir: DataDirArg,
+        /// Grant without asking what a new version requests beyond its current grant.
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         registry: RegistryArgs,
         /// Print JSON.
@@ -177,17 +181,9 @@ fn print_installed(installed: &Installed) {
     }
 }
 
-fn ask(yes: bool, json: bool, inspection: &Inspection) -> anyhow::Result<()> {
-    if !yes && !json {
-        print_requests(inspection);
-        if !confirm(&format!(
-            "Install {} {}?",
-            inspection.manifest.name, inspection.manifest.version
-        ))? {
-            anyhow::bail!("not installed");
-        }
-    }
-    Ok(())
+/// Asks for consent to what the shard requests beyond its current grant (see `cli::grants`).
+fn ask(data: &DataDir, yes: bool, inspection: &Inspection) -> anyhow::Result<()> {
+    super::grants::consent(data, &inspection.manifest, yes)
 }
 
 pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
@@ -220,17 +216,19 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
         } => {
             let data = data_dir.get();
             if locked {
-                add_locked(&data, &sources, registry.options(), json).await
+                add_locked(&data, &sources, yes, registry.options(), json).await
             } else {
                 add(&data, &sources, yes, registry.options(), json).await
             }
         }
+        ShardCommand::Grants(args) => super::grants::run(args),
         ShardCommand::Update {
             names,
             data_dir,
+            yes,
             registry,
             json,
-        } => update(&data_dir.get(), &names, registry.options(), json).await,
+        } => update(&data_dir.get(), &names, yes, registry.options(), json).await,
         ShardCommand::List {
             data_dir,
             outdated,
@@ -449,7 +447,7 @@ async fn add(
             };
             let origin = source.display().to_string();
             let inspection = install::inspect(&bytes, &origin)?;
-            ask(yes, json, &inspection)?;
+            ask(data, yes, &inspection)?;
             let installed = install_bytes(data, &runtime, bytes, origin).await?;
             // A local install replaces any registry pin of the same name.
             if lock.remove(&installed.shard.name) {
@@ -466,7 +464,7 @@ async fn add(
         })?;
         let fetched = fetch::fetch(&shard_ref, options, &data.store()).await?;
         let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
-        ask(yes, json, &inspection)?;
+        ask(data, yes, &inspection)?;
         let installed = install_bytes(
             data,
             &runtime,
@@ -497,6 +495,7 @@ async fn add(
 async fn add_locked(
     data: &DataDir,
     names: &[String],
+    yes: bool,
     options: ConnectOptions,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -538,6 +537,7 @@ async fn add_locked(
                 fetch::component(&repo, &artifact, &store).await?
             }
         };
+        ask(data, yes, &install::inspect(&bytes, &reference)?)?;
         let installed = install_bytes(data, &runtime, bytes, reference).await?;
         if !json {
             print_installed(&installed);
@@ -578,6 +578,7 @@ async fn newest(
 async fn update(
     data: &DataDir,
     names: &[String],
+    yes: bool,
     options: ConnectOptions,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -613,6 +614,8 @@ async fn update(
             ..shard_ref
         };
         let fetched = fetch::fetch(&exact, options, &data.store()).await?;
+        let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
+        ask(data, yes, &inspection)?;
         let installed = install_bytes(
             data,
             &runtime,
@@ -683,35 +686,6 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
         }
     }
     Ok(())
-}
-
-fn print_requests(inspection: &Inspection) {
-    let m = &inspection.manifest;
-    eprintln!("{} {} requests:", m.name, m.version);
-    for s in &m.services.required {
-        eprintln!("  service {s} (required)");
-    }
-    for s in &m.services.optional {
-        eprintln!("  service {s} (optional)");
-    }
-    for p in &m.events.publishes {
-        eprintln!("  publish {p}");
-    }
-    for p in &m.events.subscribes {
-        eprintln!("  subscribe {p}");
-    }
-}
-
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "refusing to install without confirmation: stdin is not a terminal; pass --yes to install anyway"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn print_inspection(i: &Inspection) {

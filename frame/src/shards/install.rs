@@ -179,6 +179,8 @@ pub fn install(
         installed_at: now_rfc3339(),
     };
     let replaced = catalog.upsert(shard.clone());
+    // The grant first: a catalog entry never exists without the grant its install approved.
+    save_grant(data, &manifest.name, Some(Grant::requested_by(&manifest)))?;
     catalog.save(&data.catalog())?;
     Ok(Installed {
         shard,
@@ -195,6 +197,7 @@ pub fn remove(data: &DataDir, name: &str, purge: bool) -> Result<InstalledShard,
         .remove(name)
         .ok_or_else(|| InstallError::NotInstalled(name.to_string()))?;
     catalog.save(&data.catalog())?;
+    save_grant(data, name, None)?;
     if purge {
         let dir = data.shard(name);
         match std::fs::remove_dir_all(&dir) {

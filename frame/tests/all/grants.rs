@@ -1,6 +1,8 @@
 //! Grants, the admin API and its token, and a running frame following installs and removals.
 
-use crate::harness::{Frame, arkham, data_dir, eventually, install, packaged};
+use crate::harness::{
+    Frame, arkham, data_dir, eventually, install, manifest_of, package_with, packaged,
+};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt as _;
 use test_shards::{ECHO, TRAPPER};
@@ -202,5 +204,107 @@ async fn a_running_frame_follows_installs_and_removals() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(frame.call("GET", "/api/trapper/ok", None).await.0, 404);
+    frame.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_preapproval_updates_and_cli_revocation() {
+    let work = tempfile::tempdir().unwrap();
+    // Pre-approved in the frame config: a headless install needs no --yes.
+    let data = data_dir(
+        "[grants.trapper]\nservices = [\"storage\", \"events\"]\npublishes = [\"trapper.thing.happened\"]\n",
+    );
+    let trapper = packaged(&TRAPPER);
+    let (ok, out, err) = arkham(data.path(), &["shard", "add", trapper.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+
+    // An update that requests more than was granted stops and shows the difference.
+    let other = data_dir("");
+    let mut smaller = manifest_of(&TRAPPER);
+    smaller.events.publishes.clear();
+    let smaller_path = work.path().join("smaller.wasm");
+    package_with(&TRAPPER, &smaller, &smaller_path);
+    let (ok, _, err) = arkham(
+        other.path(),
+        &["shard", "add", smaller_path.to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = arkham(other.path(), &["shard", "add", trapper.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("requests more than it was granted"), "{err}");
+    assert!(
+        err.contains("+ publish trapper.thing.happened") && !err.contains("+ service"),
+        "{err}"
+    );
+    let (ok, _, err) = arkham(
+        other.path(),
+        &["shard", "add", trapper.to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "{err}");
+    // Re-adding within the grant needs no consent.
+    let (ok, _, err) = arkham(other.path(), &["shard", "add", trapper.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    // `arkham shard grants` shows and revokes; a running frame applies it.
+    let frame = Frame::start(data.path());
+    let blob = format!("{}/api/trapper/blob/k", frame.base);
+    assert_eq!(
+        frame
+            .client
+            .put(&blob)
+            .body("v")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "grants", "trapper", "--revoke", "storage"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("requested but not granted:\n  service storage"),
+        "{out}"
+    );
+    eventually("storage is revoked in the running frame", || async {
+        frame
+            .client
+            .put(&blob)
+            .body("v")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 400
+    })
+    .await;
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "grants", "trapper", "--grant", "database"],
+    );
+    assert!(!ok && err.contains("does not request"), "{err}");
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "grants", "trapper", "--grant", "storage", "--json"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"storage\""), "{out}");
+    eventually("storage is granted again", || async {
+        frame
+            .client
+            .put(&blob)
+            .body("v")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    })
+    .await;
     frame.stop();
 }
