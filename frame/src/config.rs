@@ -14,6 +14,10 @@ use std::path::Path;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrameConfig {
+    /// The registry short references (`packets@0.1`) resolve under, e.g. `ghcr.io/my-org`,
+    /// `localhost:5000/shards` or `oci:/srv/shards`; `$ARKHAM_REGISTRY` overrides it. Unset: the
+    /// local OCI layout `registry/` in the data dir.
+    pub registry: Option<String>,
     /// Limits on shard instances.
     pub limits: LimitsConfig,
     /// The database service.

@@ -9,6 +9,7 @@
 //! {data}/store/blobs/sha256/…     components, content-addressed
 //! {data}/cache/compiled/…         compiled components
 //! {data}/frame.db                 event log
+//! {data}/registry/{name}/        local OCI layouts: the default registry when none is configured
 //! {data}/shards/{name}/…          each shard's database and storage
 //! ```
 
@@ -61,6 +62,11 @@ impl DataDir {
     /// The admin API token (created at the frame's first start, mode 0600).
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin-token")
+    }
+
+    /// The local OCI image layout used as the default registry when none is configured.
+    pub fn local_registry(&self) -> PathBuf {
+        self.root.join("registry")
     }
 
     /// The lock file guarding the catalog.

@@ -50,6 +50,8 @@ pub enum ShardCommand {
         /// A `.wasm`, a shard folder, or a reference like `packets@0.1`.
         source: String,
         #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
         registry: RegistryArgs,
         /// Print JSON.
         #[arg(long)]
@@ -60,8 +62,10 @@ pub enum ShardCommand {
         /// A shard folder (built first if needed) or a packaged `.wasm`.
         source: PathBuf,
         /// Where to: a repository like `ghcr.io/org/packets` or `oci:DIR/packets`
-        /// [default: $ARKHAM_REGISTRY/{name}].
+        /// [default: {default registry}/{name}; see `arkham shard add`].
         reference: Option<String>,
+        #[command(flatten)]
+        data_dir: DataDirArg,
         /// Embed this shard.toml (replacing any embedded manifest).
         #[arg(long)]
         manifest: Option<PathBuf>,
@@ -142,11 +146,22 @@ fn lock_path(data: &DataDir) -> PathBuf {
     data.root().join(lockfile::FILE_NAME)
 }
 
-fn parse_ref(text: &str) -> anyhow::Result<ShardRef> {
-    Ok(ShardRef::parse(
-        text,
-        ShardRef::default_registry().as_deref(),
-    )?)
+/// The registry short references (`packets@0.1`) live under: `$ARKHAM_REGISTRY`, else `registry`
+/// in the frame config, else the local OCI layout `oci:{data dir}/registry`, which the quickstart
+/// publishes to, so a plain `arkham shard add packets@0.1` works with no configuration.
+fn default_registry(data: &DataDir) -> anyhow::Result<String> {
+    if let Some(registry) = ShardRef::default_registry() {
+        return Ok(registry);
+    }
+    let config = FrameConfig::load(&data.config_file())?;
+    Ok(match config.registry {
+        Some(registry) => registry,
+        None => format!("oci:{}", data.local_registry().display()),
+    })
+}
+
+fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
+    Ok(ShardRef::parse(text, Some(&default_registry(data)?))?)
 }
 
 fn runtime_for(data: &DataDir) -> anyhow::Result<Runtime> {
@@ -195,17 +210,31 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
         }
         ShardCommand::Inspect {
             source,
+            data_dir,
             registry,
             json,
-        } => inspect(&source, registry.options(), json).await,
+        } => inspect(&data_dir.get(), &source, registry.options(), json).await,
         ShardCommand::Push {
             source,
             reference,
+            data_dir,
             manifest,
             force,
             registry,
             json,
-        } => push(source, reference, manifest, force, registry.options(), json).await,
+        } => {
+            let data = data_dir.get();
+            push(
+                &data,
+                source,
+                reference,
+                manifest,
+                force,
+                registry.options(),
+                json,
+            )
+            .await
+        }
         ShardCommand::Add {
             sources,
             data_dir,
@@ -289,7 +318,12 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn inspect(source: &str, options: ConnectOptions, json: bool) -> anyhow::Result<()> {
+async fn inspect(
+    data: &DataDir,
+    source: &str,
+    options: ConnectOptions,
+    json: bool,
+) -> anyhow::Result<()> {
     let path = Path::new(source);
     if path.exists() {
         let path = path.to_path_buf();
@@ -302,7 +336,7 @@ async fn inspect(source: &str, options: ConnectOptions, json: bool) -> anyhow::R
         }
         return Ok(());
     }
-    let shard_ref = parse_ref(source)?;
+    let shard_ref = parse_ref(data, source)?;
     let repo = Repo::open(&shard_ref.location, options)?;
     let resolved = arkham_registry::pull::resolve(&repo, &shard_ref).await?;
     let artifact = arkham_registry::pull::fetch_artifact(&repo, &resolved.target).await?;
@@ -329,6 +363,7 @@ async fn inspect(source: &str, options: ConnectOptions, json: bool) -> anyhow::R
 }
 
 async fn push(
+    data: &DataDir,
     source: PathBuf,
     reference: Option<String>,
     manifest_file: Option<PathBuf>,
@@ -354,10 +389,8 @@ async fn push(
     }
     let manifest = &inspection.manifest;
     let target = match reference {
-        Some(text) => parse_ref(&text)?,
-        None => parse_ref(&manifest.name).context(
-            "no REF given: pass one like `ghcr.io/org/NAME` or `oci:DIR/NAME`, or set ARKHAM_REGISTRY",
-        )?,
+        Some(text) => parse_ref(data, &text)?,
+        None => parse_ref(data, &manifest.name)?,
     };
     match &target.selector {
         Selector::Latest => {}
@@ -459,7 +492,7 @@ async fn add(
             results.push(installed);
             continue;
         }
-        let shard_ref = parse_ref(text).with_context(|| {
+        let shard_ref = parse_ref(data, text).with_context(|| {
             format!("`{text}` is neither an existing path nor a shard reference")
         })?;
         let fetched = fetch::fetch(&shard_ref, options, &data.store()).await?;

@@ -2,7 +2,9 @@
 //! `docker-registry` on loopback (with and without basic auth) and local OCI layouts; every
 //! refusal leaves the installed shards and the lockfile as they were.
 
-use crate::harness::{Frame, Registry, arkham_with, data_dir, manifest_of, package_with, require};
+use crate::harness::{
+    Frame, Registry, arkham, arkham_with, data_dir, manifest_of, package_with, require,
+};
 use arkham_registry::artifact::{self, ComponentInfo, annotations};
 use arkham_registry::digest::Digest;
 use arkham_registry::layout::Layout;
@@ -550,4 +552,32 @@ fn local_layout_as_registry_and_bad_artifacts() {
     assert!(err.contains("nothing was downloaded"), "{err}");
 
     assert_eq!(snapshot(probe.path()), before);
+}
+
+#[test]
+fn the_data_dirs_local_registry_is_the_default_and_unreachable_registries_are_named() {
+    let data = data_dir("");
+    let work = tempfile::tempdir().unwrap();
+    let file = packets_version(work.path(), "0.1.0");
+    // No ARKHAM_REGISTRY, no config: push and add go to the data dir's own OCI layout.
+    let (ok, out, err) = arkham(data.path(), &["shard", "push", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(data.path().join("registry/packets/index.json").is_file());
+    let (ok, out, err) = arkham(data.path(), &["shard", "add", "packets@0.1", "--yes"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+
+    // A registry nobody listens on: the error names it and what to check; nothing changes.
+    let before = snapshot(data.path());
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.1", "--yes"],
+        &[("ARKHAM_REGISTRY", "127.0.0.1:9/shards")],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot reach the registry 127.0.0.1:9"),
+        "{err}"
+    );
+    assert_eq!(snapshot(data.path()), before);
 }
