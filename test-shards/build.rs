@@ -84,6 +84,14 @@ const GUESTS: &[Guest] = &[
         workspace: "test-shards/guests",
         doc: "Answers 200 `ok` to every request and calls no services; for benchmarks.",
     },
+    Guest {
+        constant: "MINIMAL_RAW",
+        name: "minimal-raw",
+        dir: "test-shards/guests/minimal-raw",
+        artifact: "fixture_minimal_raw",
+        workspace: "test-shards/guests",
+        doc: "MINIMAL's handler on plain `wasi:http/proxy` (no SDK): what `wasmtime serve` runs.",
+    },
 ];
 
 /// Inherited variables that would point a nested cargo at the outer build's target, flags or

@@ -365,7 +365,7 @@ fn start_peer(wasmtime: &Path, scratch: &Path) -> Result<Peer> {
     let child = Command::new(wasmtime)
         .args(["serve", "-Scli", "--addr"])
         .arg(format!("127.0.0.1:{port}"))
-        .arg(test_shards::MINIMAL.component)
+        .arg(test_shards::MINIMAL_RAW.component)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -448,7 +448,7 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
                 command: format!(
                     "{} serve -Scli --addr 127.0.0.1:PORT {}; {}",
                     wasmtime.display(),
-                    test_shards::MINIMAL.component,
+                    test_shards::MINIMAL_RAW.component,
                     load.command("http://127.0.0.1:PORT/", None)
                 ),
                 runs: Vec::new(),
