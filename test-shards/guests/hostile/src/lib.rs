@@ -75,6 +75,10 @@ fn alloc(request: &Request, _: &Params) -> Result<Response, ApiError> {
 }
 
 #[inline(never)]
+#[expect(
+    unconditional_recursion,
+    reason = "the fixture exists to overflow the stack"
+)]
 fn descend(depth: u64) -> u64 {
     // black_box keeps each frame alive so the recursion is not turned into a loop.
     std::hint::black_box(descend(std::hint::black_box(depth + 1))) + 1
@@ -94,7 +98,7 @@ fn flood(_: &Request, _: &Params) -> Result<Response, ApiError> {
     loop {
         calls = std::hint::black_box(calls.wrapping_add(1));
         let _ = arkham_shard_sdk::time::now_unix_millis();
-        if calls % 1024 == 0 {
+        if calls.is_multiple_of(1024) {
             log::trace("still flooding");
         }
     }
