@@ -62,10 +62,14 @@ fn folder_build_inspect_add_list_remove() {
     assert!(out.contains("installed trapper 0.1.0 sha256:"), "{out}");
     assert_eq!(installed(data.path())[0]["name"], "trapper");
 
-    // Without --yes and without a terminal, add refuses.
-    let (ok, _, err) = arkham(data.path(), &["shard", "add", &built]);
+    // Without --yes and without a terminal, a first install refuses; re-adding what is already
+    // granted needs no consent.
+    let fresh = data_dir("");
+    let (ok, _, err) = arkham(fresh.path(), &["shard", "add", &built]);
     assert!(!ok);
     assert!(err.contains("--yes"), "{err}");
+    let (ok, _, err) = arkham(data.path(), &["shard", "add", &built]);
+    assert!(ok, "{err}");
 
     let shard_data = data.path().join("shards/trapper");
     std::fs::create_dir_all(&shard_data).unwrap();
