@@ -347,8 +347,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         let _ = writeln!(md, "`{}`\n", profile.command);
         let _ = writeln!(
             md,
-            "By shared object:\n\n```\n{}\n```\n\nBy symbol (self time, ≥ 0.7 %):\n\n```\n{}\n```",
-            profile.by_dso, profile.by_symbol
+            "By shared object:\n\n```\n{}\n```\n\nBy symbol (self time, ≥ 0.7 %):\n\n```\n{}\n```\n\n\
+             Key frames, inclusive (children, self):\n\n```\n{}\n```",
+            profile.by_dso, profile.by_symbol, profile.inclusive
         );
     }
     if !results.errors.is_empty() {

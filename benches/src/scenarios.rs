@@ -123,6 +123,9 @@ pub struct Profile {
     pub by_dso: String,
     /// `perf report --sort symbol`.
     pub by_symbol: String,
+    /// `perf report --children --sort symbol`, the frames that explain the time (pool reset,
+    /// page faults, TCP, the guest's handler), inclusive.
+    pub inclusive: String,
     /// How it was recorded.
     pub command: String,
 }
@@ -652,13 +655,13 @@ fn profile(served: &Served, load: Load, scratch: &Path) -> Result<Profile> {
     if !status.success() {
         bail!("perf record failed ({status})");
     }
-    let report = |sort: &str, limit: &str| -> Result<String> {
+    let report_with = |children: &str, sort: &str, limit: &str| -> Result<String> {
         let out = Command::new("perf")
             .args(["report", "-i"])
             .arg(&data)
             .args([
                 "--stdio",
-                "--no-children",
+                children,
                 "-g",
                 "none",
                 "--sort",
@@ -677,9 +680,27 @@ fn profile(served: &Served, load: Load, scratch: &Path) -> Result<Profile> {
             .collect::<Vec<_>>()
             .join("\n"))
     };
+    let report = |sort: &str, limit: &str| report_with("--no-children", sort, limit);
+    const KEY_FRAMES: &[&str] = &[
+        "decommit_pages",
+        "flush_tlb_mm_range",
+        "asm_exc_page_fault",
+        "do_wp_page",
+        "tcp_sendmsg",
+        "incoming-handler",
+        "instantiate",
+        "LoadedShard::handle",
+        "proxy::forward",
+    ];
+    let inclusive = report_with("--children", "symbol", "0.5")?
+        .lines()
+        .filter(|l| KEY_FRAMES.iter().any(|k| l.contains(k)))
+        .collect::<Vec<_>>()
+        .join("\n");
     Ok(Profile {
         by_dso: report("dso", "0.5")?,
         by_symbol: report("symbol", "0.7")?,
+        inclusive,
         command: format!(
             "perf record -e cpu-clock -F 1999 -g -p $FRAME_PID -- sleep {record_seconds} \
              (during {}); perf report --no-children --sort dso|symbol",
