@@ -90,6 +90,15 @@ fn engine_config(limits: &LimitsConfig) -> Config {
     pool.total_tables(instances.saturating_mul(4));
     pool.max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
     pool.table_elements(usize::try_from(limits.table_elements).unwrap_or(usize::MAX));
+    // Resetting a slot with madvise after every request (and faulting the pages back in on the
+    // next one) was the largest cost per request; resetting the first pages in place instead
+    // halved instantiation time (BENCHMARKS.md). Warm slots are capped so their resident pages
+    // stay bounded.
+    pool.linear_memory_keep_resident(2 << 20);
+    pool.table_keep_resident(64 << 10);
+    pool.async_stack_keep_resident(256 << 10);
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
+    pool.max_unused_warm_slots(64);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
