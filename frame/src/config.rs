@@ -106,6 +106,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\nregistry").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("arkham.toml");
+        std::fs::write(&path, &readme[start..end]).unwrap();
+        let config = FrameConfig::load(&path).unwrap();
+        assert_eq!(config.registry.as_deref(), Some("ghcr.io/my-org"));
+        assert!(config.grants.contains_key("packets"));
+        assert_eq!(
+            config.limits.shards["packets"].request_timeout_ms,
+            Some(60000)
+        );
+    }
+
+    #[test]
     fn defaults_overrides_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("arkham.toml");

@@ -190,18 +190,45 @@ impl Frame {
             .map_err(anyhow::Error::from)
             .context("compiling")?;
         let declared = manifest.services.declared();
+        let overrides = self
+            .config
+            .limits
+            .shards
+            .get(&manifest.name)
+            .cloned()
+            .unwrap_or_default();
         let database = if declared.contains(&Service::Database) {
-            Some(self.database.open(&manifest.name).await?)
+            let mut config = self.config.database.clone();
+            if let Some(v) = overrides.database_max_size_bytes {
+                config.max_size_bytes = v;
+            }
+            if let Some(v) = overrides.statement_timeout_ms {
+                config.statement_timeout_ms = v;
+            }
+            Some(self.database.open_with(&manifest.name, &config).await?)
         } else {
             None
         };
-        let storage = declared
-            .contains(&Service::Storage)
-            .then(|| self.storage.namespace(&manifest.name));
+        let storage = declared.contains(&Service::Storage).then(|| {
+            let mut config = self.config.storage.clone();
+            if let Some(v) = overrides.storage_max_total_bytes {
+                config.max_total_bytes = v;
+            }
+            if let Some(v) = overrides.storage_max_object_bytes {
+                config.max_object_bytes = v;
+            }
+            self.storage.namespace_with(&manifest.name, &config)
+        });
         let services = ShardServices {
             database,
             storage,
-            events_config: Arc::new(self.config.events.clone()),
+            events_config: Arc::new({
+                let mut config = self.config.events.clone();
+                if let Some(v) = overrides.events_max_per_call {
+                    config.max_per_call = v;
+                }
+                config
+            }),
             log: self.log.clone(),
         };
         let grant = grants.effective(&manifest);

@@ -46,6 +46,16 @@ pub struct LimitsOverride {
     pub max_request_bytes: Option<usize>,
     /// See [`LimitsConfig::max_response_bytes`].
     pub max_response_bytes: Option<u64>,
+    /// The shard's `database.max_size_bytes`.
+    pub database_max_size_bytes: Option<u64>,
+    /// The shard's `database.statement_timeout_ms`.
+    pub statement_timeout_ms: Option<u64>,
+    /// The shard's `storage.max_total_bytes`.
+    pub storage_max_total_bytes: Option<u64>,
+    /// The shard's `storage.max_object_bytes`.
+    pub storage_max_object_bytes: Option<u64>,
+    /// The shard's `events.max_per_call`.
+    pub events_max_per_call: Option<usize>,
 }
 
 impl Default for LimitsConfig {

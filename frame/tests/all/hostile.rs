@@ -301,3 +301,45 @@ fn ungranted_imports_and_lying_manifests_are_refused_at_install() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_limits_can_be_overridden_per_shard() {
+    let data = data_dir(
+        "[limits.shards.trapper]\nstorage_max_total_bytes = 16\nevents_max_per_call = 0\n",
+    );
+    install(data.path(), &[&TRAPPER, &HOSTILE]);
+    let frame = Frame::start(data.path());
+    let put = |key: &str, len: usize| {
+        frame
+            .client
+            .put(format!("{}/api/trapper/blob/{key}", frame.base))
+            .body(vec![b'x'; len])
+            .send()
+    };
+    assert_eq!(put("a", 10).await.unwrap().status().as_u16(), 200);
+    let response = put("b", 10).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("limit_exceeded"));
+    let (status, body) = frame
+        .call(
+            "POST",
+            "/api/trapper/publish",
+            Some(json!({"name": "trapper.thing.happened", "payload": {}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("limit_exceeded")),
+        "{body}"
+    );
+    // Other shards keep the defaults.
+    let (status, body) = frame
+        .call(
+            "POST",
+            "/api/hostile/publish",
+            Some(json!({"name": "hostile.thing.done", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    frame.stop();
+}

@@ -84,6 +84,16 @@ impl DatabaseService {
 
     /// The database of `shard`, opened (and created) if needed.
     pub async fn open(&self, shard: &str) -> Result<SqliteDatabase, DatabaseServiceError> {
+        self.open_with(shard, &self.config).await
+    }
+
+    /// The database of `shard` with its own settings (per-shard limit overrides), opened if
+    /// needed; a pool already open keeps the settings it was opened with.
+    pub async fn open_with(
+        &self,
+        shard: &str,
+        config: &DatabaseConfig,
+    ) -> Result<SqliteDatabase, DatabaseServiceError> {
         if let Some(db) = self.lock().get(shard) {
             return Ok(db.clone());
         }
@@ -92,7 +102,7 @@ impl DatabaseService {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = SqliteDatabase::open(shard, &dir.join("database.sqlite"), &self.config).await?;
+        let db = SqliteDatabase::open(shard, &dir.join("database.sqlite"), config).await?;
         // Another task may have opened it meanwhile; keep the first so all share one pool.
         Ok(self.lock().entry(shard.to_string()).or_insert(db).clone())
     }

@@ -58,12 +58,16 @@ impl StorageService {
 
     /// The namespace of `shard`; one shared value per shard, so its usage is counted once.
     pub fn namespace(&self, shard: &str) -> FsStore {
+        self.namespace_with(shard, &self.config)
+    }
+
+    /// The namespace of `shard` with its own limits (per-shard overrides); a namespace already in
+    /// use keeps the limits it was created with.
+    pub fn namespace_with(&self, shard: &str, config: &StorageConfig) -> FsStore {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         namespaces
             .entry(shard.to_string())
-            .or_insert_with(|| {
-                FsStore::new(self.root.join(shard).join("storage"), self.config.clone())
-            })
+            .or_insert_with(|| FsStore::new(self.root.join(shard).join("storage"), config.clone()))
             .clone()
     }
 
