@@ -87,6 +87,18 @@ pub enum RegistryError {
         /// The reference.
         reference: String,
     },
+    /// A transfer broke off (the connection dropped, or the body ended early).
+    #[error(
+        "downloading {what} from {location} broke off ({message}); nothing was installed or kept, run the command again"
+    )]
+    Interrupted {
+        /// What was being downloaded.
+        what: String,
+        /// Registry and repository.
+        location: String,
+        /// The transport's message.
+        message: String,
+    },
     /// The registry answered something unexpected.
     #[error("registry {registry}: {message}")]
     Protocol {
@@ -157,6 +169,11 @@ pub(crate) fn from_oci(
                 message: error_chain(r),
             }
         }
+        E::RequestError(ref r) if r.is_body() || r.is_decode() => RegistryError::Interrupted {
+            what: what.to_string(),
+            location: format!("{registry}/{repository}"),
+            message: error_chain(r),
+        },
         E::DigestError(d) => RegistryError::DigestMismatch {
             what: what.to_string(),
             location: format!("{registry}/{repository}"),

@@ -581,3 +581,116 @@ fn the_data_dirs_local_registry_is_the_default_and_unreachable_registries_are_na
     );
     assert_eq!(snapshot(data.path()), before);
 }
+
+/// A loopback TCP proxy to `upstream` that cuts every response to a request for `cut_path`
+/// after `keep` bytes, as a dropped connection or a killed download would.
+fn cutting_proxy(upstream: String, cut_path: String, keep: usize) -> String {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                return;
+            };
+            let cut = Arc::new(AtomicBool::new(false));
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (flag, path) = (cut.clone(), cut_path.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = client_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if String::from_utf8_lossy(&buf[..n]).contains(&path) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    if server_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                let mut sent = 0;
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let n = if cut.load(Ordering::SeqCst) {
+                        n.min(keep.saturating_sub(sent))
+                    } else {
+                        n
+                    };
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if cut.load(Ordering::SeqCst) && sent >= keep {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn a_download_cut_midway_installs_nothing_and_the_next_add_completes() {
+    let Some(registry) = Registry::start("interrupted download", None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let file = packets_version(work.path(), "0.1.0");
+    let data = data_dir("");
+    let env = [("ARKHAM_REGISTRY", registry.host.as_str())];
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "push", file.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    let layer = Digest::of(&std::fs::read(&file).unwrap());
+
+    let fresh = data_dir("");
+    let proxy = cutting_proxy(registry.host.clone(), format!("/blobs/{layer}"), 64 * 1024);
+    let (ok, _, err) = arkham_with(
+        fresh.path(),
+        &["shard", "add", &format!("{proxy}/packets@0.1"), "--yes"],
+        &[],
+    );
+    assert!(!ok, "an interrupted download was installed");
+    assert!(
+        err.contains("broke off") && err.contains("run the command again"),
+        "{err}"
+    );
+    assert_eq!(installed(fresh.path()), serde_json::json!([]));
+    assert!(
+        !fresh
+            .path()
+            .join("store/blobs/sha256")
+            .join(layer.hex())
+            .exists(),
+        "a partial blob was kept"
+    );
+    assert!(
+        !fresh.path().join("arkham.lock").exists()
+            || !std::fs::read_to_string(fresh.path().join("arkham.lock"))
+                .unwrap()
+                .contains("packets")
+    );
+
+    let (ok, out, err) = arkham_with(
+        fresh.path(),
+        &["shard", "add", "packets@0.1", "--yes"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+}
