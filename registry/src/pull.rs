@@ -149,3 +149,13 @@ pub async fn fetch_artifact(repo: &Repo, target: &str) -> Result<Artifact, Regis
 pub async fn fetch_component(repo: &Repo, artifact: &Artifact) -> Result<Vec<u8>, RegistryError> {
     repo.blob(&artifact.layer, "the component").await
 }
+
+/// Like [`fetch_component`], calling `progress(received, total)` as bytes arrive.
+pub async fn fetch_component_with_progress(
+    repo: &Repo,
+    artifact: &Artifact,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Vec<u8>, RegistryError> {
+    repo.blob_with_progress(&artifact.layer, "the component", progress)
+        .await
+}

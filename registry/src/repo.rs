@@ -196,6 +196,16 @@ impl Repo {
         descriptor: &Descriptor,
         what: &str,
     ) -> Result<Vec<u8>, RegistryError> {
+        self.blob_with_progress(descriptor, what, &|_, _| {}).await
+    }
+
+    /// Like [`Repo::blob`], calling `progress(received, total)` as bytes arrive.
+    pub async fn blob_with_progress(
+        &self,
+        descriptor: &Descriptor,
+        what: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<Vec<u8>, RegistryError> {
         let bytes = match self {
             Repo::Layout(layout, _) => layout.blob(&descriptor.digest)?,
             Repo::Remote {
@@ -208,13 +218,18 @@ impl Repo {
                 client
                     .store_auth_if_needed(registry, &credentials.to_oci())
                     .await;
-                let mut out =
-                    Vec::with_capacity(usize::try_from(descriptor.size).unwrap_or(0).min(1 << 28));
+                let mut out = Counting {
+                    bytes: Vec::with_capacity(
+                        usize::try_from(descriptor.size).unwrap_or(0).min(1 << 28),
+                    ),
+                    total: descriptor.size,
+                    progress,
+                };
                 client
                     .pull_blob(&reference, descriptor.digest.as_str(), &mut out)
                     .await
                     .map_err(|e| from_oci(e, registry, repository, what))?;
-                out
+                out.bytes
             }
         };
         verify(&bytes, descriptor, what, &self.location(), true)?;
@@ -332,5 +347,39 @@ mod tests {
         for host in ["ghcr.io", "10.0.0.1:5000", "example.com:443"] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+}
+
+/// A download buffer that reports how much has arrived.
+struct Counting<'a> {
+    bytes: Vec<u8>,
+    total: u64,
+    progress: &'a (dyn Fn(u64, u64) + Send + Sync),
+}
+
+impl tokio::io::AsyncWrite for Counting<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.bytes.extend_from_slice(buf);
+        (this.progress)(this.bytes.len() as u64, this.total);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

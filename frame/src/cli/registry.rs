@@ -172,19 +172,34 @@ pub async fn component(
         }
         return Ok(bytes);
     }
+    // A progress bar on a terminal; nothing otherwise, so scripts and logs stay clean.
     let terminal = std::io::stderr().is_terminal();
+    let name = artifact.reference.clone();
+    let bar = move |received: u64, total: u64| {
+        if terminal {
+            eprint!("\r{}", progress_line(&name, received, total));
+        }
+    };
+    let bytes = pull::fetch_component_with_progress(repo, artifact, &bar).await;
     if terminal {
-        eprint!(
-            "downloading {} ({} KiB)…",
-            artifact.reference,
-            artifact.layer.size.div_ceil(1024)
-        );
-    }
-    let bytes = pull::fetch_component(repo, artifact).await;
-    if terminal {
-        eprintln!("{}", if bytes.is_ok() { " done" } else { " failed" });
+        eprintln!("{}", if bytes.is_ok() { "" } else { " failed" });
     }
     Ok(bytes?)
+}
+
+/// `downloading REF [#########           ]  45%  180/400 KiB`
+fn progress_line(name: &str, received: u64, total: u64) -> String {
+    const WIDTH: u64 = 24;
+    let total = total.max(1);
+    let filled = (received.min(total) * WIDTH / total) as usize;
+    format!(
+        "downloading {name} [{}{}] {:>3}%  {}/{} KiB",
+        "#".repeat(filled),
+        " ".repeat(WIDTH as usize - filled),
+        received.min(total) * 100 / total,
+        received.div_ceil(1024),
+        total.div_ceil(1024)
+    )
 }
 
 /// Resolves, checks and downloads `shard_ref`.
@@ -200,4 +215,20 @@ pub async fn fetch(
         artifact,
         location: shard_ref.location.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_line_fills_with_the_download() {
+        assert_eq!(
+            super::progress_line("r", 0, 2048),
+            "downloading r [                        ]   0%  0/2 KiB"
+        );
+        assert_eq!(
+            super::progress_line("r", 1024, 2048),
+            "downloading r [############            ]  50%  1/2 KiB"
+        );
+        assert!(super::progress_line("r", 2048, 2048).contains("[########################] 100%"));
+    }
 }
