@@ -329,27 +329,6 @@ fn verify(
     Ok(actual)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "[::1]:5000",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in ["ghcr.io", "10.0.0.1:5000", "example.com:443"] {
-            assert!(!is_loopback(host), "{host}");
-        }
-    }
-}
-
 /// A download buffer that reports how much has arrived.
 struct Counting<'a> {
     bytes: Vec<u8>,
@@ -381,5 +360,26 @@ impl tokio::io::AsyncWrite for Counting<'_> {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["ghcr.io", "10.0.0.1:5000", "example.com:443"] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }
