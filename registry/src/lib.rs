@@ -22,6 +22,7 @@ pub mod artifact;
 pub mod auth;
 pub mod digest;
 pub mod error;
+pub mod fsutil;
 pub mod layout;
 pub mod lockfile;
 pub mod pull;

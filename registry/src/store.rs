@@ -4,9 +4,9 @@
 //! whole; reads verify the content against its name, so a corrupted blob is reported, never used.
 
 use crate::digest::Digest;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 
 /// An error of the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +32,6 @@ pub enum StoreError {
         /// The digest of what was read.
         actual: Digest,
     },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// A content-addressed store rooted at a folder.
@@ -70,27 +63,8 @@ impl BlobStore {
         if path.is_file() {
             return Ok(digest);
         }
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", digest.hex(), std::process::id()));
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&dir)?.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(StoreError::Io { path, source: e });
-        }
+        crate::fsutil::write_atomically(&path, bytes, 0o644)
+            .map_err(|source| StoreError::Io { path, source })?;
         Ok(digest)
     }
 

@@ -5,7 +5,6 @@
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -99,20 +98,7 @@ impl CompiledCache {
 }
 
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    arkham_registry::fsutil::write_atomically(path, bytes, 0o600)
 }
 
 /// Lowercase hex of `bytes`.

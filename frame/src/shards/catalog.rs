@@ -4,7 +4,7 @@
 use arkham_registry::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// One installed shard.
@@ -103,30 +103,9 @@ impl Catalog {
     }
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename, then syncs the folder.
+/// Writes `bytes` to `path` atomically and durably (see [`arkham_registry::fsutil`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    arkham_registry::fsutil::write_atomically(path, bytes, 0o644)
 }
 
 /// An exclusive lock on a data dir, held while the catalog changes; released on drop.

@@ -8,7 +8,7 @@
 use super::StorageConfig;
 use crate::bindings::storage::{Error, Object, ObjectInfo};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,7 +87,6 @@ impl FsStore {
             create_dirs_within(&root, &parent)?;
             write_atomically(&meta_path, content_type.as_bytes())?;
             write_atomically(&data_path, &data)?;
-            sync_dir(&parent)?;
             info_of(key, &data_path, content_type)
         })
         .await?;
@@ -209,20 +208,7 @@ fn create_dirs_within(root: &Path, dir: &Path) -> io::Result<()> {
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("object path has no folder"))?;
-    let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    arkham_registry::fsutil::write_atomically(path, data, 0o644)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
