@@ -21,8 +21,8 @@ use wasmtime::{
     StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
 /// Percentiles of one micro benchmark, in µs.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -44,6 +44,8 @@ pub struct Instantiation {
     pub instantiate: Micro,
     /// Store + instantiate + one `GET /` through `wasi:http/incoming-handler`, body read.
     pub request: Micro,
+    /// One `GET /` on an instance that already served requests (the reuse mode's cost).
+    pub reused: Micro,
 }
 
 /// An engine like the frame's ([`Runtime`]) but with the on-demand allocator: the frame's
@@ -175,11 +177,53 @@ impl Bench {
         Ok(())
     }
 
+    /// One `GET /` on an instance that already served requests, as in the frame's reuse mode.
+    async fn reused(&self, iterations: usize) -> Result<Micro> {
+        let mut store = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let proxy = self.http.load(&mut store, &instance)?;
+        let mut samples = Vec::with_capacity(iterations);
+        for i in 0..iterations + iterations / 10 + 10 {
+            let start = Instant::now();
+            let body = Self::call(&mut store, &proxy).await?;
+            if i >= iterations / 10 + 10 {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
+        }
+        Ok(Micro::of(samples))
+    }
+
+    async fn call(store: &mut Store<ShardState>, proxy: &Proxy) -> Result<Bytes> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = http::Request::builder()
+            .uri("http://localhost/")
+            // As the frame forwards it (frame/src/http/proxy.rs).
+            .header(http::header::CONTENT_LENGTH, 0)
+            .body(Full::new(Bytes::new()))?
+            .map(|body| BodyExt::map_err(body, |never| -> ErrorCode { match never {} }));
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut *store, req, out)
+            .await?;
+        let response = receiver
+            .await?
+            .map_err(|code| anyhow::anyhow!("{code:?}"))?;
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+
     async fn respond(&self) -> Result<Bytes> {
         let mut store = self.store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = http::Request::builder()
             .uri("http://localhost/")
+            // As the frame forwards it (frame/src/http/proxy.rs).
+            .header(http::header::CONTENT_LENGTH, 0)
             .body(Full::new(Bytes::new()))?
             .map(|body| BodyExt::map_err(body, |never| -> ErrorCode { match never {} }));
         let req = store
@@ -214,14 +258,25 @@ where
         f().await?;
         samples.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Ok(Micro {
-        p50_us: at(0.50),
-        p99_us: at(0.99),
-        mean_us: samples.iter().sum::<f64>() / samples.len() as f64,
-        iterations,
-    })
+    Ok(Micro::of(samples))
+}
+
+impl Micro {
+    fn of(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            samples
+                .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Micro {
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            mean_us: samples.iter().sum::<f64>() / samples.len().max(1) as f64,
+            iterations: samples.len(),
+        }
+    }
 }
 
 /// Measures the allocators on `wasm`: pooling as the frame has it, on-demand, pooling tuned.
@@ -249,9 +304,11 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
         for bench in [&pooling, &on_demand, &tuned] {
             let instantiate = time(iterations, || bench.instantiate()).await?;
             let request = time(iterations, || bench.request()).await?;
+            let reused = bench.reused(iterations).await?;
             out.push(Instantiation {
                 instantiate,
                 request,
+                reused,
             });
         }
         match out.as_slice() {

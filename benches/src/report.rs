@@ -96,6 +96,37 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         ratio(cpu(frame), cpu(native)),
         ratio(cpu(frame), cpu(peer)),
     );
+    let rframe = find(&results.minimal, "frame, instance reuse");
+    let rpeer = find(&results.minimal, "wasmtime serve, instance reuse");
+    let _ = writeln!(
+        md,
+        "| (1)(2) the same, opt-in instance reuse (frame: `instance_reuse = 10000`; peer: `--max-instance-reuse-count 10000`) | requests/s | {} | {} | {} | {} | {} |",
+        cell(rframe, |m| format!("{:.0}", m.rps)),
+        cell(native, |m| format!("{:.0}", m.rps)),
+        cell(rpeer, |m| format!("{:.0}", m.rps)),
+        ratio(rps(rframe), rps(native)),
+        ratio(rps(rframe), rps(rpeer)),
+    );
+    for (name, f) in [("p50", p50 as fn(_) -> _), ("p99", p99)] {
+        let _ = writeln!(
+            md,
+            "| | latency {name} | {} | {} | {} | {} | {} |",
+            f(rframe).map_or("—".into(), latency),
+            f(native).map_or("—".into(), latency),
+            f(rpeer).map_or("—".into(), latency),
+            ratio(f(rframe), f(native)),
+            ratio(f(rframe), f(rpeer)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| | server CPU per request (user+sys) | {} | {} | {} | {} | {} |",
+        cpu(rframe).map_or("—".into(), |c| format!("{c:.1} µs")),
+        cpu(native).map_or("—".into(), |c| format!("{c:.1} µs")),
+        cpu(rpeer).map_or("—".into(), |c| format!("{c:.1} µs")),
+        ratio(cpu(rframe), cpu(native)),
+        ratio(cpu(rframe), cpu(rpeer)),
+    );
     let pframe = find(&results.packets, "frame");
     let pnative = find(&results.packets, "native axum+sqlx");
     let _ = writeln!(
@@ -212,6 +243,12 @@ pub fn markdown(results: &Results, options: &Options) -> String {
                 demand.request,
                 tuned.request,
             ),
+            (
+                "one `GET /` on a reused instance (the reuse mode's call)",
+                pool.reused,
+                demand.reused,
+                tuned.reused,
+            ),
         ] {
             let _ = writeln!(
                 md,
@@ -285,10 +322,13 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         p99(peer).map_or("—".into(), latency),
         verdict(peer_ratio.zip(p99_ok).map(|(r, ok)| r >= 1.5 && ok)),
     );
+    let reuse_ratio = rps(rframe).zip(rps(native)).map(|(a, b)| a / b);
     let _ = writeln!(
         md,
-        "| opt-in instance reuse ≥ 0.5× native axum | the frame has no reuse mode; fresh-instance ratio {} | **missed** (not implemented) |",
-        ratio(rps(frame), rps(native)),
+        "| opt-in instance reuse ≥ 0.5× native axum | {} req/s ratio ({} vs `wasmtime serve` reusing instances) | {} |",
+        reuse_ratio.map_or("—".into(), |r| format!("{r:.2}×")),
+        ratio(rps(rframe), rps(rpeer)),
+        verdict(reuse_ratio.map(|r| r >= 0.5)),
     );
     let inst = results
         .instantiation
@@ -337,7 +377,11 @@ pub fn markdown(results: &Results, options: &Options) -> String {
          `ARKHAM_DATA_DIR`/`ARKHAM_CACHE_DIR` under `target/bench/scratch/<scenario>` and the \
          shard installed by `arkham shard add FILE --yes` (the component packaged with its \
          manifest by `embed_manifest`); the native servers run inside `arkham-bench` on a \
-         2-worker Tokio runtime.\n"
+         2-worker Tokio runtime. The frame serving the minimal shard also serves it under the \
+         name `reuse`, with `[limits.shards.reuse] instance_reuse = 10000` in its arkham.toml. \
+         The peer is `target/bench-tools/bin/wasmtime serve -Scli --addr 127.0.0.1:PORT \
+         {}` (with `--max-instance-reuse-count 10000` for its reuse row).\n",
+        test_shards::MINIMAL_RAW.component
     );
     for row in results.minimal.iter().chain(&results.packets) {
         let _ = writeln!(md, "- {}: `{}`", row.target, row.command);

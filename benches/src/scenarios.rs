@@ -355,7 +355,23 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn start_peer(wasmtime: &Path, scratch: &Path) -> Result<Peer> {
+/// Requests per instance in the instance-reuse rows, for the frame and the peer alike.
+const REUSE_COUNT: u32 = 10_000;
+
+/// `wasmtime serve` arguments, `{addr}` standing for the address.
+fn peer_args(reuse: u32) -> Vec<String> {
+    let mut args: Vec<String> = ["serve", "-Scli", "--addr", "{addr}"]
+        .map(String::from)
+        .into();
+    if reuse > 1 {
+        args.push("--max-instance-reuse-count".into());
+        args.push(reuse.to_string());
+    }
+    args.push(test_shards::MINIMAL_RAW.component.into());
+    args
+}
+
+fn start_peer(wasmtime: &Path, scratch: &Path, reuse: u32) -> Result<Peer> {
     if !wasmtime.is_file() {
         bail!(
             "no wasmtime CLI at {} (scripts/bench builds wasmtime-cli 48.0.8 into target/bench-tools; \
@@ -364,11 +380,11 @@ fn start_peer(wasmtime: &Path, scratch: &Path) -> Result<Peer> {
         );
     }
     let port = free_port()?;
-    let log = std::fs::File::create(scratch.join("wasmtime-serve.log"))?;
+    let log_path = scratch.join(format!("wasmtime-serve-{reuse}.log"));
+    let log = std::fs::File::create(&log_path)?;
+    let addr = format!("127.0.0.1:{port}");
     let child = Command::new(wasmtime)
-        .args(["serve", "-Scli", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(test_shards::MINIMAL_RAW.component)
+        .args(peer_args(reuse).iter().map(|a| a.replace("{addr}", &addr)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -385,8 +401,7 @@ fn start_peer(wasmtime: &Path, scratch: &Path) -> Result<Peer> {
             return Ok(peer);
         }
         if let Ok(Some(status)) = peer.child.try_wait() {
-            let log =
-                std::fs::read_to_string(scratch.join("wasmtime-serve.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("wasmtime serve exited with {status}: {log}");
         }
         if Instant::now() > deadline {
@@ -401,7 +416,15 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
         options,
         scratch,
         "minimal",
-        &[(&test_shards::MINIMAL, "minimal".into())],
+        &[
+            (&test_shards::MINIMAL, "minimal".into()),
+            (&test_shards::MINIMAL, "reuse".into()),
+        ],
+    )?;
+    // The same component under a second name that opts into instance reuse (README).
+    std::fs::write(
+        env.data.join("arkham.toml"),
+        format!("[limits.shards.reuse]\ninstance_reuse = {REUSE_COUNT}\n"),
     )?;
     let served = env.serve()?;
     served.until_ok("/api/minimal/", Duration::from_secs(60))?;
@@ -417,6 +440,11 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
             name: "native axum",
             url: format!("{}/", native.base),
             pid: self_pid,
+        },
+        Target {
+            name: "frame, instance reuse",
+            url: format!("{}/api/reuse/", served.base),
+            pid: served.pid(),
         },
     ];
     let wasm = std::fs::read(test_shards::MINIMAL.component)?;
@@ -436,36 +464,43 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
         .wasmtime
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/bench-tools/bin/wasmtime"));
-    let peer = match start_peer(&wasmtime, scratch) {
-        Ok(peer) => {
-            targets.push(Target {
-                name: "wasmtime serve",
-                url: peer.url.clone(),
-                pid: peer.child.id(),
-            });
-            Some(peer)
+    let mut peers = Vec::new();
+    for (name, reuse) in [
+        ("wasmtime serve", 1),
+        ("wasmtime serve, instance reuse", REUSE_COUNT),
+    ] {
+        match start_peer(&wasmtime, scratch, reuse) {
+            Ok(peer) => {
+                targets.push(Target {
+                    name,
+                    url: peer.url.clone(),
+                    pid: peer.child.id(),
+                });
+                peers.push(peer);
+            }
+            Err(e) => {
+                results.minimal.push(HttpRow {
+                    target: name.into(),
+                    command: format!(
+                        "{} {}; {}",
+                        wasmtime.display(),
+                        peer_args(reuse)
+                            .join(" ")
+                            .replace("{addr}", "127.0.0.1:PORT"),
+                        load.command("http://127.0.0.1:PORT/", None)
+                    ),
+                    runs: Vec::new(),
+                    median: None,
+                    cpu_us_per_request: None,
+                    note: Some(format!("not measured: {e:#}")),
+                });
+            }
         }
-        Err(e) => {
-            results.minimal.push(HttpRow {
-                target: "wasmtime serve".into(),
-                command: format!(
-                    "{} serve -Scli --addr 127.0.0.1:PORT {}; {}",
-                    wasmtime.display(),
-                    test_shards::MINIMAL_RAW.component,
-                    load.command("http://127.0.0.1:PORT/", None)
-                ),
-                runs: Vec::new(),
-                median: None,
-                cpu_us_per_request: None,
-                note: Some(format!("not measured: {e:#}")),
-            });
-            None
-        }
-    };
+    }
     let mut rows = measure(&targets, load, None, options.runs, None);
     rows.append(&mut results.minimal);
     results.minimal = rows;
-    drop(peer);
+    drop(peers);
     native.stop();
     in_process.stop();
     in_process_tuned.stop();

@@ -81,6 +81,13 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
             );
         }
     };
+    // The body is buffered: state its exact length, which shards may rely on (the SDK skips
+    // reading an empty body).
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from(body.len()),
+    );
     let request = http::Request::from_parts(parts, Full::new(body));
     let max_response = shard.limits().max_response_bytes;
     match shard.handle(request).await {

@@ -56,6 +56,9 @@ pub struct LimitsOverride {
     pub storage_max_object_bytes: Option<u64>,
     /// The shard's `events.max_per_call`.
     pub events_max_per_call: Option<usize>,
+    /// Requests one instance may serve in a row (README, "Instance reuse"). Absent or 1: a
+    /// fresh instance per request, the default and the strongest isolation.
+    pub instance_reuse: Option<u32>,
 }
 
 impl Default for LimitsConfig {
@@ -91,6 +94,8 @@ pub struct ShardLimits {
     pub max_request_bytes: usize,
     /// Largest response body.
     pub max_response_bytes: u64,
+    /// Requests one instance serves before it is discarded; 1 means a fresh instance each.
+    pub instance_reuse: u32,
 }
 
 impl LimitsConfig {
@@ -112,6 +117,7 @@ impl LimitsConfig {
             ),
             max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
             max_response_bytes: o.max_response_bytes.unwrap_or(self.max_response_bytes),
+            instance_reuse: o.instance_reuse.unwrap_or(1).max(1),
         }
     }
 

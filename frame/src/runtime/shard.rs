@@ -11,14 +11,17 @@ use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, Service};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// The services a shard declares, opened once when it is loaded. Whether a call may use one is
@@ -81,7 +84,26 @@ pub enum CallError {
     },
 }
 
-/// A loaded shard: one `InstancePre`, a fresh instance per request or event.
+/// Idle instances kept per shard in reuse mode, at most. Past it, an instance that finishes a
+/// request is discarded instead of kept, so a burst does not leave its peak of memory resident.
+const MAX_IDLE_INSTANCES: usize = 32;
+
+/// Bytes an instance may print (stdout + stderr, over its life) and still be reused; its output
+/// pipes are bounded, so a chatty instance is replaced before they fill.
+const MAX_REUSED_OUTPUT: usize = 64 << 10;
+
+/// An instance kept between requests by a shard that opted into instance reuse.
+struct Warm {
+    store: Store<ShardState>,
+    proxy: Proxy,
+    /// Requests it has served.
+    served: u32,
+    /// The shard's grant generation when its store was created.
+    generation: u64,
+}
+
+/// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
+/// opted in, an instance reused for a bounded number of requests).
 pub struct LoadedShard {
     manifest: Arc<Manifest>,
     name: Arc<str>,
@@ -94,6 +116,10 @@ pub struct LoadedShard {
     grant: RwLock<Arc<Grant>>,
     limits: ShardLimits,
     slots: Arc<Semaphore>,
+    /// Idle instances, most recently used last; empty unless `limits.instance_reuse > 1`.
+    warm: Mutex<Vec<Warm>>,
+    /// Bumped by every grant change; instances created under an older grant are not reused.
+    generation: AtomicU64,
 }
 
 impl LoadedShard {
@@ -127,6 +153,8 @@ impl LoadedShard {
             grant: RwLock::new(Arc::new(grant)),
             limits,
             slots,
+            warm: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -135,9 +163,13 @@ impl LoadedShard {
         self.grant.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the shard's grant; calls starting after this see the new one.
+    /// Replaces the shard's grant; calls starting after this see the new one, and no instance
+    /// created under the old one serves another request.
     pub fn set_grant(&self, grant: Grant) {
         *self.grant.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(grant);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let retired = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(retired);
     }
 
     /// The limits the shard runs under.
@@ -155,7 +187,7 @@ impl LoadedShard {
         &self.digest
     }
 
-    fn new_store(&self, timeout: Duration) -> Store<ShardState> {
+    fn new_store(&self) -> Store<ShardState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX))
             .table_elements(usize::try_from(self.limits.table_elements).unwrap_or(usize::MAX))
@@ -184,18 +216,39 @@ impl LoadedShard {
         let state = ShardState::new(self.name.clone(), limits, database, events, storage);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        let deadline = Instant::now() + timeout;
-        // Checked every epoch tick: past the deadline the guest traps; before it, the guest yields
-        // so one busy shard cannot hold an executor thread.
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
         store
+    }
+
+    /// An idle instance created under the current grant, if the shard reuses instances.
+    fn take_warm(&self) -> Option<Warm> {
+        if self.limits.instance_reuse <= 1 {
+            return None;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(warm) = idle.pop() {
+            if warm.generation == generation {
+                return Some(warm);
+            }
+        }
+        None
+    }
+
+    /// Keeps an instance that just served a request successfully for the next one, if the
+    /// reuse rules allow it (README, "Instance reuse"); otherwise it is dropped here.
+    fn keep_warm(&self, warm: Warm) {
+        let state = warm.store.data();
+        let reusable = warm.served < self.limits.instance_reuse
+            && warm.generation == self.generation.load(Ordering::Acquire)
+            && !state.holds_resources()
+            && state.output_len() < MAX_REUSED_OUTPUT;
+        if !reusable {
+            return;
+        }
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_INSTANCES.min(self.limits.instances as usize) {
+            idle.push(warm);
+        }
     }
 
     fn classify(&self, error: wasmtime::Error, timeout: Duration) -> CallError {
@@ -223,8 +276,9 @@ impl LoadedShard {
         }
     }
 
-    /// Serves one HTTP request in a fresh instance. The path must already be relative to the
-    /// shard's prefix. Events the shard publishes are logged when the handler returns.
+    /// Serves one HTTP request in a fresh instance (or a reused one, when the shard opted in).
+    /// The path must already be relative to the shard's prefix. Events the shard publishes are
+    /// logged when the handler returns.
     pub async fn handle(
         self: &Arc<Self>,
         request: http::Request<http_body_util::Full<Bytes>>,
@@ -235,8 +289,13 @@ impl LoadedShard {
             .try_acquire_owned()
             .map_err(|_| CallError::Busy(self.name.to_string()))?;
         let timeout = self.limits.request_timeout;
-        let mut store = self.new_store(timeout);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let generation = self.generation.load(Ordering::Acquire);
+        let (mut store, warm) = match self.take_warm() {
+            Some(warm) => (warm.store, Some((warm.proxy, warm.served))),
+            None => (self.new_store(), None),
+        };
+        set_deadline(&mut store, timeout);
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let setup = (|| {
             let http = store.data_mut();
             let req = http.http().new_incoming_request(
@@ -251,44 +310,72 @@ impl LoadedShard {
         let (req, out) = setup.map_err(|e| self.classify(e, timeout))?;
 
         let this = self.clone();
-        // The guest keeps running after it sets the response, to stream the body: run it on its
-        // own task, which also owns the instance until it is done.
-        let task = tokio::spawn(async move {
+        let call = async move {
             let _permit = permit;
-            let result = async {
-                let instance = this.pre.instantiate_async(&mut store).await?;
-                let proxy = this.http.load(&mut store, &instance)?;
+            let result: wasmtime::Result<(Proxy, u32)> = async {
+                let (proxy, served) = match warm {
+                    Some(warm) => warm,
+                    None => {
+                        let instance = this.pre.instantiate_async(&mut store).await?;
+                        (this.http.load(&mut store, &instance)?, 0)
+                    }
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
-                    .await
+                    .await?;
+                Ok((proxy, served + 1))
             }
             .await;
-            store.data().flush_output();
-            if result.is_ok() {
-                let pending = store.data_mut().events.take_pending();
-                if let Err(e) = this.services.log.append(&this.name, &pending).await {
-                    tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged");
-                }
+            store.data_mut().flush_output();
+            let (proxy, served) = result?;
+            let pending = store.data_mut().events.take_pending();
+            if let Err(e) = this.services.log.append(&this.name, &pending).await {
+                tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged");
             }
-            result
-        });
+            this.keep_warm(Warm {
+                store,
+                proxy,
+                served,
+                generation,
+            });
+            Ok(())
+        };
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(CallError::Guest {
-                shard: self.name.to_string(),
-                code,
-            }),
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(CallError::NoResponse(self.name.to_string())),
-                Ok(Err(e)) => Err(self.classify(e, timeout)),
-                Err(join) => Err(CallError::Trap {
-                    shard: self.name.to_string(),
-                    message: format!("the call's task failed: {join}"),
-                }),
+        // The guest runs on this task until it either returns or sets its response and waits
+        // (streaming a body, awaiting the database, ...); only then does it move to a task of its
+        // own. A small response thus costs no task spawn and no cross-thread wake-up.
+        let mut call = RunToCompletion::new(call, self.name.clone());
+        let step = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = call.poll_call(cx) {
+                return Poll::Ready(Step::Returned(result));
+            }
+            Pin::new(&mut receiver).poll(cx).map(Step::Answered)
+        })
+        .await;
+        let answer = match step {
+            Step::Returned(result) => match receiver.try_recv() {
+                Ok(answer) => answer,
+                Err(_) => {
+                    return Err(match result {
+                        Ok(()) => CallError::NoResponse(self.name.to_string()),
+                        Err(e) => self.classify(e, timeout),
+                    });
+                }
             },
-        }
+            Step::Answered(Ok(answer)) => answer,
+            // The guest dropped its response outparam without setting it.
+            Step::Answered(Err(_)) => {
+                return Err(match call.finish().await {
+                    Ok(()) => CallError::NoResponse(self.name.to_string()),
+                    Err(e) => self.classify(e, timeout),
+                });
+            }
+        };
+        answer.map_err(|code| CallError::Guest {
+            shard: self.name.to_string(),
+            code,
+        })
     }
 
     /// Delivers one event to the shard's `event-handler` in a fresh instance.
@@ -298,7 +385,8 @@ impl LoadedShard {
         };
         let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let timeout = self.limits.event_timeout;
-        let mut store = self.new_store(timeout);
+        let mut store = self.new_store();
+        set_deadline(&mut store, timeout);
         let event = event_handler::Event {
             id: event.id,
             name: event.name,
@@ -312,7 +400,7 @@ impl LoadedShard {
             guest.call_handle(&mut store, &event).await
         }
         .await;
-        store.data().flush_output();
+        store.data_mut().flush_output();
         match result {
             Ok(Ok(())) => {
                 let pending = store.data_mut().events.take_pending();
@@ -348,5 +436,89 @@ impl LoadedShard {
         let all = self.limits.instances;
         // Holding every slot means no call runs; the permits are released right away.
         let _ = self.slots.acquire_many(all).await;
+    }
+}
+
+/// Arms the store's deadline for one call: checked every epoch tick, past `timeout` the guest
+/// traps; before it, the guest yields, so one busy shard cannot hold an executor thread.
+fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+}
+
+/// What happened first in an HTTP call: the guest returned, or it answered (set or dropped its
+/// response outparam) while still running.
+enum Step {
+    Returned(wasmtime::Result<()>),
+    Answered(
+        Result<
+            Result<http::Response<HyperOutgoingBody>, ErrorCode>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
+    ),
+}
+
+type CallFuture = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
+
+/// A call into a guest that always runs to completion: the shard's writes and the logging of
+/// its events must not stop halfway because the response went out first or the client went
+/// away. Polled in place while someone waits for it; dropped unfinished, it continues on a task
+/// of its own.
+struct RunToCompletion {
+    call: Option<CallFuture>,
+    shard: Arc<str>,
+}
+
+impl RunToCompletion {
+    fn new(
+        call: impl Future<Output = wasmtime::Result<()>> + Send + 'static,
+        shard: Arc<str>,
+    ) -> Self {
+        Self {
+            call: Some(Box::pin(call)),
+            shard,
+        }
+    }
+
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<wasmtime::Result<()>> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let result = std::task::ready!(call.as_mut().poll(cx));
+        self.call = None;
+        Poll::Ready(result)
+    }
+
+    async fn finish(mut self) -> wasmtime::Result<()> {
+        std::future::poll_fn(|cx| self.poll_call(cx)).await
+    }
+}
+
+impl Drop for RunToCompletion {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        let shard = self.shard.clone();
+        let rest = async move {
+            if let Err(e) = call.await {
+                tracing::warn!(shard = &*shard, error = %format!("{e:#}"), "the shard failed after sending its response");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(rest)),
+            // Only outside a runtime (never while serving): the call cannot continue.
+            Err(_) => tracing::error!(
+                shard = &*self.shard,
+                "a call into the shard was abandoned unfinished"
+            ),
+        }
     }
 }

@@ -27,6 +27,9 @@ pub struct ShardState {
     pub(crate) storage: StorageCtx,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// Bytes of stdout and stderr already written to the log (an instance that serves several
+    /// requests keeps its pipes).
+    flushed: [usize; 2],
     hooks: DenyOutgoing,
 }
 
@@ -57,21 +60,35 @@ impl ShardState {
             storage,
             stdout,
             stderr,
+            flushed: [0; 2],
             hooks: DenyOutgoing,
         }
     }
 
-    /// Writes what the shard printed to the frame's log, tagged with the shard.
-    pub fn flush_output(&self) {
-        for (pipe, stream) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
+    /// Writes what the shard printed since the last flush to the frame's log, tagged with the
+    /// shard.
+    pub fn flush_output(&mut self) {
+        let pipes = [(&self.stdout, "stdout"), (&self.stderr, "stderr")];
+        for ((pipe, stream), flushed) in pipes.into_iter().zip(&mut self.flushed) {
             let bytes = pipe.contents();
-            if bytes.is_empty() {
+            let Some(new) = bytes.get(*flushed..).filter(|new| !new.is_empty()) else {
                 continue;
-            }
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            };
+            *flushed = bytes.len();
+            for line in String::from_utf8_lossy(new).lines() {
                 tracing::info!(target: "arkham::shard", shard = &*self.shard, stream, "{line}");
             }
         }
+    }
+
+    /// Bytes the shard has printed to stdout and stderr in this store's life.
+    pub fn output_len(&self) -> usize {
+        self.flushed.iter().sum()
+    }
+
+    /// Whether the guest still holds host resources (open transactions, streams, bodies).
+    pub fn holds_resources(&self) -> bool {
+        !self.table.is_empty()
     }
 
     pub(crate) fn database(&mut self) -> DatabaseView<'_> {

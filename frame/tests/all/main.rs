@@ -16,4 +16,5 @@ mod http;
 mod install;
 mod packets;
 mod registry;
+mod reuse;
 mod sandbox;

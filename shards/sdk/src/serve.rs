@@ -60,7 +60,16 @@ fn read_request(incoming: &IncomingRequest) -> Result<Request, ApiError> {
     };
     // `headers()` is a child of the request: take the entries and drop the handle at once.
     let headers = incoming.headers().entries();
-    let body = read_body(incoming)?;
+    // The frame buffers every request body and always states its length, so a request that says
+    // 0 has nothing to read: skipping the body's resources saves six host calls per GET.
+    let empty = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-length") && value.as_slice() == b"0"
+    });
+    let body = if empty {
+        Vec::new()
+    } else {
+        read_body(incoming)?
+    };
     Ok(Request {
         method,
         path,

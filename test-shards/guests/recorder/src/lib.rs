@@ -8,10 +8,17 @@
 //!   ordered by id; `payload` is the string as published.
 //! - `PUT /fail` with `{"fail":true|false}` -> 200 `{"fail":...}`; while set, every delivery
 //!   returns `Err("recorder is set to fail")` and nothing is recorded.
+//!
+//! For the frame's instance-reuse tests, every request counts itself in the instance's memory:
+//! - `GET /served` -> 200 `{"served":N}`, N = requests this instance has served, this one included
+//! - `GET /leak` -> 200, leaving a host resource (a clock pollable) open in the instance
+//! - `GET /panic` -> the instance traps
 
+use arkham_shard_sdk::bindings::wasi::clocks::monotonic_clock;
 use arkham_shard_sdk::{ApiError, Event, Params, Request, Response, Router, Shard, db, params};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -29,8 +36,12 @@ CREATE TABLE IF NOT EXISTS settings (
 
 struct Recorder;
 
+/// Requests served by this instance; more than 1 only when the frame reuses instances.
+static SERVED: AtomicU32 = AtomicU32::new(0);
+
 impl Shard for Recorder {
     fn handle(request: Request) -> Response {
+        SERVED.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = db::ensure_schema(1, SCHEMA) {
             return ApiError::from(error).into_response();
         }
@@ -38,6 +49,16 @@ impl Shard for Recorder {
             .get("/health", health)
             .get("/events", list_events)
             .put("/fail", set_fail)
+            .get("/served", |_, _| {
+                let served = SERVED.load(Ordering::Relaxed);
+                Ok(Response::json(200, &json!({ "served": served })))
+            })
+            .get("/leak", |_, _| {
+                // Never dropped: the pollable stays in the frame's resource table.
+                std::mem::forget(monotonic_clock::subscribe_duration(1_000_000_000));
+                Ok(Response::json(200, &json!({ "leaked": true })))
+            })
+            .get("/panic", panic_now)
             .handle(&request)
     }
 
@@ -49,6 +70,11 @@ impl Shard for Recorder {
         }
         record(&event).map_err(describe)
     }
+}
+
+#[expect(clippy::panic, reason = "the reuse tests need an instance that traps")]
+fn panic_now(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    panic!("recorder was asked to panic")
 }
 
 /// What `on_event` answers while the `fail` setting is on.
