@@ -92,6 +92,22 @@ const GUESTS: &[Guest] = &[
         workspace: "test-shards/guests",
         doc: "MINIMAL's handler on plain `wasi:http/proxy` (no SDK): what `wasmtime serve` runs.",
     },
+    Guest {
+        constant: "PUBLISHER",
+        name: "publisher",
+        dir: "test-shards/guests/publisher",
+        artifact: "fixture_publisher",
+        workspace: "test-shards/guests",
+        doc: "`POST /publish?n=K` publishes K events stamped with their send time (µs); for benchmarks.",
+    },
+    Guest {
+        constant: "SUBSCRIBER",
+        name: "subscriber",
+        dir: "test-shards/guests/subscriber",
+        artifact: "fixture_subscriber",
+        workspace: "test-shards/guests",
+        doc: "Records the publish-to-delivery latency of publisher's events; `GET /stats`; for benchmarks.",
+    },
 ];
 
 /// Inherited variables that would point a nested cargo at the outer build's target, flags or

@@ -46,6 +46,26 @@ impl Env {
         command
     }
 
+    /// `arkham ARGS…` with `envs` added; its stdout, or an error carrying its output.
+    pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Result<String> {
+        let output = self
+            .command()
+            .args(args)
+            .envs(envs.iter().copied())
+            .output()
+            .with_context(|| format!("running arkham {}", args.join(" ")))?;
+        if !output.status.success() {
+            bail!(
+                "arkham {} failed ({}): {}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `arkham shard add FILE --yes`.
     pub fn install(&self, file: &Path) -> Result<()> {
         let output = self
@@ -153,6 +173,30 @@ pub fn get_status(base: &str, path: &str) -> Result<u16> {
     stream.read_exact(&mut head)?;
     let text = std::str::from_utf8(&head[9..12])?;
     Ok(text.parse()?)
+}
+
+/// One request over a fresh connection, as HTTP/1.0 so the body ends with the connection (no
+/// chunked decoding needed); the status code and the body.
+pub fn request(base: &str, method: &str, path: &str) -> Result<(u16, String)> {
+    let authority = base.strip_prefix("http://").unwrap_or(base);
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{method} {path}: no complete response head"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("{method} {path}: no status in {head:?}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// `VmRSS` of a process, in KiB.

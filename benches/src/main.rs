@@ -12,11 +12,15 @@
 //! It exits non-zero only when a scenario could not be measured, never because a target was
 //! missed.
 
+mod add;
+mod events;
 mod frame;
 mod instantiate;
 mod native;
+mod native_events;
 mod report;
 mod scenarios;
+mod sections;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
@@ -40,7 +44,7 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, memory); empty = all.
+    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory); empty = all.
     pub only: Vec<String>,
 }
 
@@ -79,12 +83,31 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] \
-                     [--only minimal,packets,instantiation,cold,memory]"
+                     [--only minimal,packets,instantiation,cold,add,events,memory]"
                 );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}; see --help"),
         }
+    }
+    const SCENARIOS: &[&str] = &[
+        "minimal",
+        "packets",
+        "instantiation",
+        "cold",
+        "add",
+        "events",
+        "memory",
+    ];
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|o| !SCENARIOS.contains(&o.as_str()))
+    {
+        bail!(
+            "--only: unknown scenario {unknown:?}; known: {}",
+            SCENARIOS.join(",")
+        );
     }
     if options.runs == 0 || options.seconds == 0 || options.iterations == 0 {
         bail!("--runs, --seconds and --iterations must be positive");

@@ -27,13 +27,23 @@ pub struct NativeServer {
 impl NativeServer {
     /// Serves the router `app` builds (inside the runtime) on a free loopback port.
     pub fn start(app: impl FnOnce() -> Result<Router> + Send + 'static) -> Result<Self> {
+        Self::start_async(|| async move { app() })
+    }
+
+    /// Like [`NativeServer::start`], for a router that needs async set-up (opening databases,
+    /// starting tasks) on the server's own runtime.
+    pub fn start_async<F, Fut>(app: F) -> Result<Self>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Router>>,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("building the native server's runtime")?;
         let addr: SocketAddr = runtime.block_on(async move {
-            let router = app()?;
+            let router = app().await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             tokio::spawn(async move {
@@ -88,7 +98,8 @@ struct Db {
     schema: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
-fn open_pool(path: &Path) -> SqlitePool {
+/// A pool with the settings the frame gives shard databases.
+pub fn open_pool(path: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

@@ -3,6 +3,7 @@
 use crate::Options;
 use crate::instantiate;
 use crate::scenarios::{HttpRow, Results};
+use crate::sections;
 use crate::wrk::WrkResult;
 use std::fmt::Write as _;
 
@@ -287,6 +288,13 @@ pub fn markdown(results: &Results, options: &Options) -> String {
             runs.join(", "),
             c.idle_rss_mib.map_or("—".into(), |r| format!("{r:.1} MiB"))
         );
+    }
+
+    if options.runs("add") {
+        sections::add(&mut md, results.add.as_ref());
+    }
+    if options.runs("events") {
+        sections::events(&mut md, results.events.as_ref());
     }
 
     let _ = writeln!(md, "\n## (7) Memory\n");

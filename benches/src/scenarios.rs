@@ -2,6 +2,8 @@
 //! the others go on.
 
 use crate::Options;
+use crate::add::{self, Add};
+use crate::events::{self, Events};
 use crate::frame::{self, Env, Served};
 use crate::instantiate::{self, Instantiation};
 use crate::native;
@@ -25,6 +27,10 @@ pub struct Results {
     pub instantiation: Option<[Instantiation; 3]>,
     /// (5): cold start.
     pub cold_start: Vec<ColdStart>,
+    /// (5): `arkham shard add` from a loopback registry and its baselines.
+    pub add: Option<Add>,
+    /// (6): events, publish to delivery.
+    pub events: Option<Events>,
     /// (7): memory.
     pub memory: Option<Memory>,
     /// `perf` profile of the frame serving the minimal shard.
@@ -46,6 +52,39 @@ impl Results {
                     row.target,
                     row.note.as_deref().unwrap_or("no result")
                 ));
+            }
+        }
+        if let Some(events) = &self.events {
+            for row in &events.publish {
+                if row.median.is_none() {
+                    missing.push(format!(
+                        "events, {}: {}",
+                        row.target,
+                        row.note.as_deref().unwrap_or("no result")
+                    ));
+                }
+            }
+            for row in &events.delivery {
+                if row.median.is_none() {
+                    missing.push(format!(
+                        "events, {} with {} subscriber(s), {:?}: {}",
+                        row.pipeline,
+                        row.subscribers,
+                        row.mode,
+                        row.note.as_deref().unwrap_or("no result")
+                    ));
+                }
+            }
+        }
+        if let Some(add) = &self.add {
+            for row in &add.rows {
+                if row.median_ms.is_none() {
+                    missing.push(format!(
+                        "shard add, {}: {}",
+                        row.name,
+                        row.note.as_deref().unwrap_or("no result")
+                    ));
+                }
             }
         }
         missing
@@ -173,6 +212,20 @@ pub fn all(options: &Options) -> Result<Results> {
     {
         results.errors.push(format!("cold start: {e:#}"));
     }
+    eprintln!("[bench] (5) arkham shard add: loopback registry vs OCI layout vs file");
+    if options.runs("add") {
+        match add::run(options, &scratch) {
+            Ok(add) => results.add = Some(add),
+            Err(e) => results.errors.push(format!("shard add: {e:#}")),
+        }
+    }
+    eprintln!("[bench] (6) events: publish to delivery, 1 and 3 subscribers");
+    if options.runs("events") {
+        match events::run(options, &scratch, load) {
+            Ok(events) => results.events = Some(events),
+            Err(e) => results.errors.push(format!("events: {e:#}")),
+        }
+    }
     eprintln!("[bench] (7) memory: RSS per in-flight request at 256 concurrency");
     if options.runs("memory") {
         match memory(options, &scratch) {
@@ -211,7 +264,7 @@ fn machine() -> Machine {
 }
 
 /// A frame on a fresh data dir with `shards` installed (each packaged under its own name).
-fn frame_env(
+pub(crate) fn frame_env(
     options: &Options,
     scratch: &Path,
     label: &str,
@@ -233,10 +286,13 @@ fn frame_env(
 }
 
 /// A server under test: where to send the load and whose CPU time to read.
-struct Target {
-    name: &'static str,
-    url: String,
-    pid: u32,
+pub(crate) struct Target {
+    /// The row's name.
+    pub name: &'static str,
+    /// Where `wrk` sends the load.
+    pub url: String,
+    /// The process whose CPU time is read.
+    pub pid: u32,
 }
 
 fn cpu_ticks(pid: u32) -> Option<u64> {
@@ -257,7 +313,7 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -282,7 +338,7 @@ fn median_of(runs: &[WrkResult]) -> Option<WrkResult> {
 
 /// Warms every target up, then runs the load `runs` times, targets interleaved so drift on a
 /// shared machine hits them alike.
-fn measure(
+pub(crate) fn measure(
     targets: &[Target],
     load: Load,
     script: Option<&Path>,
@@ -350,7 +406,7 @@ impl Drop for Peer {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

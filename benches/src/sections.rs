@@ -1,0 +1,360 @@
+//! The report's sections for (5) `arkham shard add` and (6) events.
+
+use crate::add::{self, Add};
+use crate::events::{BURST_PER_REQUEST, DeliveryRow, Events, Mode, POST_LUA};
+use crate::scenarios::{HttpRow, median};
+use crate::wrk::WrkResult;
+use std::fmt::Write as _;
+
+fn ms(value: f64) -> String {
+    format!("{value:.1} ms")
+}
+
+fn latency(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// Requests answered 2xx per second.
+fn ok_rps(run: &WrkResult) -> f64 {
+    if run.requests == 0 {
+        return 0.0;
+    }
+    run.rps * run.requests.saturating_sub(run.errors) as f64 / run.requests as f64
+}
+
+/// `## (5) arkham shard add` …
+pub fn add(md: &mut String, add: Option<&Add>) {
+    let _ = writeln!(
+        md,
+        "\n## (5) `arkham shard add minimal@0.1 --yes` from a loopback registry\n"
+    );
+    let Some(add) = add else {
+        let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "The minimal component ({:.0} KiB packaged) pushed with `arkham shard push FILE` to Debian's \
+         `docker-registry` ({}) on 127.0.0.1 and to an OCI layout folder, then added {} times per \
+         row, rows interleaved. Every run gets a new empty data dir (so the blob store is empty \
+         and everything is downloaded); \"empty\" cache = a new empty `ARKHAM_CACHE_DIR` (the add \
+         precompiles with Cranelift), \"warm\" = a cache that already holds the compiled \
+         component (the add loads it). Wall time from spawn to exit of the `arkham` process.\n",
+        add.component_bytes as f64 / 1024.0,
+        if add.registry.is_empty() {
+            "not installed"
+        } else {
+            &add.registry
+        },
+        add::RUNS
+    );
+    let _ = writeln!(
+        md,
+        "| source | compiled cache | median | runs (ms) | vs packaged file, same cache |\n|---|---|---:|---|---:|"
+    );
+    let median_of = |name: &str| add.row(name).and_then(|r| r.median_ms);
+    for row in &add.rows {
+        let (cache, baseline) = match row.name.as_str() {
+            "registry" | "layout" | "file" => ("empty", median_of("file")),
+            "registry warm" | "layout warm" | "file warm" => ("warm", median_of("file warm")),
+            _ => ("empty", None),
+        };
+        let runs: Vec<String> = row.runs_ms.iter().map(|r| format!("{r:.0}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {cache} | {} | {} | {} |",
+            row.description,
+            row.median_ms
+                .map_or_else(|| row.note.clone().unwrap_or("—".into()), ms),
+            runs.join(", "),
+            ratio(row.median_ms, baseline),
+        );
+    }
+    let diff = |a: &str, b: &str| median_of(a).zip(median_of(b)).map(|(a, b)| ms(a - b));
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        md,
+        "\nSplit (differences of medians): precompile {} (registry, empty − warm cache; {} from \
+         the file); the registry's share {} with an empty cache and {} with a warm one \
+         (registry − file: resolve the `0.1` requirement from the tag list, fetch manifest, config \
+         and layer, verify digests and sizes, write `arkham.lock`); resolve + pull alone {} \
+         (`shard inspect` − `shard list`), of which {} is the registry's over the layout \
+         folder's (HTTP client set-up, which loads the system's TLS roots even for plain HTTP, \
+         and the round trips).\n",
+        or_dash(diff("registry", "registry warm")),
+        or_dash(diff("file", "file warm")),
+        or_dash(diff("registry", "file")),
+        or_dash(diff("registry warm", "file warm")),
+        or_dash(diff("inspect registry", "floor")),
+        or_dash(diff("inspect registry", "inspect layout")),
+    );
+    let _ = writeln!(md, "Commands:\n");
+    for row in &add.rows {
+        let _ = writeln!(md, "- {}: `{}`", row.name, row.command);
+    }
+}
+
+fn delivery_runs(row: &DeliveryRow) -> String {
+    let runs: Vec<String> = row
+        .runs
+        .iter()
+        .map(|r| format!("{:.0}/s p99 {}", r.delivered_per_s, latency(r.p99_us)))
+        .collect();
+    runs.join("; ")
+}
+
+/// `## (6) Events` …
+pub fn events(md: &mut String, events: Option<&Events>) {
+    let _ = writeln!(
+        md,
+        "\n## (6) Events: publish to delivery, 1 and 3 subscribers\n"
+    );
+    let Some(ev) = events else {
+        let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Fixtures (test-shards/guests): `publisher`, whose `POST /publish?n=K` publishes K \
+         events `publisher.tick.sent` with `{{\"sent_us\":T}}` in the payload, and `subscriber`, \
+         installed as `subscriber0`…`subscriber2`, which records per event its id, `sent_us` and \
+         its own `delivered_us` with one INSERT into its database, and serves them back \
+         (`/stats`, `/latencies`).\n\n\
+         **Clock and latency.** T is the WASI wall clock (`wasi:clocks/wall-clock`, which \
+         wasmtime-wasi reads from the host's `CLOCK_REALTIME`) in µs, read by the publisher just \
+         before each `publish`; `delivered_us` is the same clock read first thing in the \
+         subscriber's event handler. Both run in the same process on the same host clock, so \
+         there is no skew between them. Latency = delivered − sent, over every delivery to every \
+         subscriber: the rest of the publishing request, the append to the event log (one \
+         durable SQLite commit, after the response has gone out), the dispatcher's wake-up and \
+         read, and a fresh instance of the subscriber up to its handler's first line; not the \
+         subscriber's own INSERT. Throughput = deliveries (all subscribers) ÷ (last delivery − \
+         first send).\n\n\
+         **Native baseline** (in `arkham-bench`, same run): the frame's own `EventLog` and \
+         `Dispatcher` (same code, same `frame.db` settings) fed by an axum route that publishes \
+         the same payloads in the frame's order (response first, then the append, at most 1000 \
+         pending), and native subscribers that make the same INSERT into a SQLite file with the \
+         settings the frame gives shard databases. So frame ÷ native is what the shard boundary \
+         costs: an instance per request and per delivery, and database calls through the \
+         sandbox. Both deliver to one subscriber at a time, in order, with one durable cursor \
+         update per event.\n"
+    );
+
+    let _ = writeln!(md, "### Publish cost, no subscriber\n");
+    let _ = writeln!(
+        md,
+        "`{}` (Lua: `{}`) after a 3 s warm-up, runs interleaved. The frame answers before it \
+         appends the request's events, and the instance slot stays taken until the append is \
+         durable: once appends fall behind, pending ones fill the shard's 1000 slots and further \
+         requests get 503 (\"at its limit of concurrent instances\"). So what counts is the \
+         rate of 2xx answers: every 2xx is an event appended. Latencies mix 2xx and 503s.\n",
+        ev.publish_load,
+        POST_LUA.trim()
+    );
+    let _ = writeln!(
+        md,
+        "| request | 2xx/s (= events/s logged) | answered 503 | p50 | p99 | server CPU per request | 2xx/s vs frame n=0 | 2xx/s vs native |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let ok = |row: &HttpRow| -> Option<f64> {
+        (!row.runs.is_empty()).then(|| median(row.runs.iter().map(ok_rps).collect()))
+    };
+    let nothing = ev
+        .publish
+        .iter()
+        .find(|r| r.target.contains("n=0"))
+        .and_then(ok);
+    let native = ev
+        .publish
+        .iter()
+        .find(|r| r.target.starts_with("native"))
+        .and_then(ok);
+    for row in &ev.publish {
+        let Some(m) = row.median else {
+            let _ = writeln!(
+                md,
+                "| {} | {} | | | | | | |",
+                row.target,
+                row.note.as_deref().unwrap_or("failed")
+            );
+            continue;
+        };
+        let shed = if m.requests == 0 {
+            0.0
+        } else {
+            m.errors as f64 * 100.0 / m.requests as f64
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {shed:.1} % | {} | {} | {} | {} | {} |",
+            row.target,
+            ok(row).unwrap_or(0.0),
+            latency(m.p50_us),
+            latency(m.p99_us),
+            row.cpu_us_per_request
+                .map_or("—".into(), |c| format!("{c:.1} µs")),
+            ratio(ok(row), nothing),
+            ratio(ok(row), native),
+        );
+    }
+
+    let _ = writeln!(md, "\n### Delivery capacity: a burst\n");
+    let _ = writeln!(
+        md,
+        "A fixed number of events published by sequential requests of {BURST_PER_REQUEST}, then \
+         delivered; the size comes from two warm-up bursts on the frame (100 and 300 events) so \
+         that delivery takes about `--seconds`, and the native pipeline gets the same size. \
+         Latencies here are mostly queueing (an event waits for those before it), so they grow \
+         with the burst; the paced table below has the pipeline's own latency.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| subscribers | pipeline | events published | published in | first send → last delivery | deliveries/s (all subscribers) | per subscriber | frame ÷ native | latency p50 / p99 |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let rate = |p: &str, s: usize, mode: Mode| {
+        ev.row(p, s, mode)
+            .and_then(|r| r.median)
+            .map(|m| m.delivered_per_s)
+    };
+    for subscribers in [1, 3] {
+        for pipeline in ["frame", "native"] {
+            let Some(row) = ev.row(pipeline, subscribers, Mode::Burst) else {
+                continue;
+            };
+            let Some(m) = row.median else {
+                let _ = writeln!(
+                    md,
+                    "| {subscribers} | {pipeline} | {} | {} | | | | | |",
+                    row.events,
+                    row.note.as_deref().unwrap_or("failed")
+                );
+                continue;
+            };
+            let versus = if pipeline == "frame" {
+                ratio(
+                    rate("frame", subscribers, Mode::Burst),
+                    rate("native", subscribers, Mode::Burst),
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {subscribers} | {pipeline} | {} | {} | {} | {:.0} | {:.0} | {versus} | {} / {} |",
+                row.events,
+                ms(m.publish_ms),
+                ms(m.span_ms),
+                m.delivered_per_s,
+                m.delivered_per_s / subscribers as f64,
+                latency(m.p50_us),
+                latency(m.p99_us),
+            );
+        }
+    }
+
+    let _ = writeln!(md, "\n### Latency below capacity: paced publishing\n");
+    let _ = writeln!(
+        md,
+        "One event per request, `wrk -t1 -c1` with `delay()` {} ms between requests: 1000 ÷ \
+         {:.0} events/s, half the frame's per-subscriber capacity with 3 subscribers (burst \
+         above), rounded; the request's own time makes the rate a little lower (column 3). The \
+         same script for every row, so no queue should build up. Lua: `{}`.\n",
+        ev.paced_delay_ms,
+        ev.paced_target_per_s,
+        ev.paced_script.trim().replace('\n', " ")
+    );
+    let _ = writeln!(
+        md,
+        "| subscribers | pipeline | events/s published | deliveries | latency p50 | p99 | max | frame ÷ native p50 / p99 |\n|---:|---|---:|---:|---:|---:|---:|---:|"
+    );
+    let paced = |p: &str, s: usize| ev.row(p, s, Mode::Paced).and_then(|r| r.median);
+    for subscribers in [1, 3] {
+        for pipeline in ["frame", "native"] {
+            let Some(row) = ev.row(pipeline, subscribers, Mode::Paced) else {
+                continue;
+            };
+            let Some(m) = row.median else {
+                let _ = writeln!(
+                    md,
+                    "| {subscribers} | {pipeline} | {} | | | | | |",
+                    row.note.as_deref().unwrap_or("failed")
+                );
+                continue;
+            };
+            let versus = if pipeline == "frame" {
+                let f = paced("frame", subscribers);
+                let n = paced("native", subscribers);
+                format!(
+                    "{} / {}",
+                    ratio(f.map(|m| m.p50_us), n.map(|m| m.p50_us)),
+                    ratio(f.map(|m| m.p99_us), n.map(|m| m.p99_us))
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {subscribers} | {pipeline} | {:.0} | {} | {} | {} | {} | {versus} |",
+                m.published_per_s,
+                m.delivered,
+                latency(m.p50_us),
+                latency(m.p99_us),
+                latency(m.max_us),
+            );
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\nEvery run (deliveries/s all subscribers, latency p99):\n"
+    );
+    for row in &ev.delivery {
+        let _ = writeln!(
+            md,
+            "- {} with {} subscriber(s), {:?}: {}{}",
+            row.pipeline,
+            row.subscribers,
+            row.mode,
+            delivery_runs(row),
+            row.note
+                .as_ref()
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        );
+    }
+    for row in &ev.publish {
+        let runs: Vec<String> = row
+            .runs
+            .iter()
+            .map(|r| format!("{:.0}", ok_rps(r)))
+            .collect();
+        let _ = writeln!(md, "- {}: 2xx/s [{}]", row.target, runs.join(", "));
+    }
+
+    let _ = writeln!(
+        md,
+        "\nCommands: frames as in \"Commands (every row)\" below, with `publisher` and \
+         `subscriber0`…`subscriberN` installed (`target/bench/scratch/events{{0,1,3}}`); the \
+         native pipeline serves the same paths.\n"
+    );
+    for row in &ev.publish {
+        let _ = writeln!(md, "- {}: `{}`", row.target, row.command);
+    }
+    for row in &ev.delivery {
+        let _ = writeln!(
+            md,
+            "- {} with {} subscriber(s), {:?}: `{}`",
+            row.pipeline, row.subscribers, row.mode, row.command
+        );
+    }
+}
