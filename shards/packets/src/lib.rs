@@ -20,8 +20,8 @@ struct Packets;
 
 impl Shard for Packets {
     fn handle(request: Request) -> Response {
-        // Every request runs in a fresh instance; the check costs one SELECT once the schema
-        // exists. The health check answers without the database.
+        // Every request runs in a fresh instance; once the frame has seen the schema current,
+        // the check runs no SQL. The health check answers without the database.
         if request.path.trim_end_matches('/') != "/health"
             && let Err(error) = store::ensure_schema()
         {

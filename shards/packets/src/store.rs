@@ -7,7 +7,7 @@ use arkham_shard_sdk::params;
 use crate::model::{Content, Packet, Share, Status, Version};
 use crate::validate::ListFilter;
 
-/// Bump when `SCHEMA` changes; `SCHEMA` must stay idempotent.
+/// Bump when `SCHEMA` changes; `SCHEMA` must work on a new database and on any older version.
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS arkham_packet_versions (
 CREATE INDEX IF NOT EXISTS idx_versions_packet ON arkham_packet_versions(packet_id);
 ";
 
-/// Creates the tables on first use; afterwards one cheap SELECT.
+/// Creates the tables on first use; afterwards the frame answers from memory.
 pub fn ensure_schema() -> Result<(), db::Error> {
     db::ensure_schema(SCHEMA_VERSION, SCHEMA)
 }

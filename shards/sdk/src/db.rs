@@ -47,28 +47,16 @@ pub fn begin() -> Result<Transaction, Error> {
     raw::begin().map(|inner| Transaction { inner })
 }
 
-/// Brings the schema up to `version` by running `script` once, cheaply on every later call.
+/// Brings the schema up to `version` by running `script` once, at no cost on every later call.
 ///
-/// The version lives in a table `arkham_schema` (one row). When it is missing or older than
-/// `version`, `script` runs together with the version update as one atomic batch, so `script`
-/// must be idempotent (`CREATE TABLE IF NOT EXISTS ...`): two first requests may race to run it.
-/// When it is current, the cost is one indexed SELECT. Meant for the start of every request,
-/// since every request runs in a fresh instance.
+/// When the database records no version or an older one, the host runs `script` together with
+/// the version update as one atomic batch, one caller at a time; the version lives in a table
+/// `arkham_schema` (one row). `script` must work both on a new database and on one at any older
+/// version: `CREATE TABLE IF NOT EXISTS ...`, then migrations appended as `version` grows. The
+/// host remembers the version in place, so once it is current this runs no SQL at all: meant for
+/// the start of every request, since every request runs in a fresh instance.
 pub fn ensure_schema(version: i64, script: &str) -> Result<(), Error> {
-    match query_opt("SELECT version FROM arkham_schema WHERE id = 1", &[]) {
-        Ok(Some(row)) if row.get::<i64>("version")? >= version => return Ok(()),
-        // A missing table reads as invalid SQL: the database is new.
-        Ok(_) | Err(Error::InvalidSql(_)) => {}
-        Err(error) => return Err(error),
-    }
-    let script = script.trim_end().trim_end_matches(';');
-    execute_batch(&format!(
-        "{script};\n\
-         CREATE TABLE IF NOT EXISTS arkham_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);\n\
-         INSERT INTO arkham_schema (id, version) VALUES (1, {version}) \
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version \
-         WHERE arkham_schema.version < excluded.version"
-    ))
+    raw::ensure_schema(version, script)
 }
 
 /// Something that runs statements: [`Autocommit`] (each statement on its own) or a

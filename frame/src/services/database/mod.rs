@@ -223,6 +223,17 @@ impl database::Host for DatabaseView<'_> {
         })
     }
 
+    async fn ensure_schema(
+        &mut self,
+        version: i64,
+        script: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(match self.db() {
+            Ok(db) => db.ensure_schema(version, script).await,
+            Err(e) => Err(e),
+        })
+    }
+
     async fn begin(&mut self) -> wasmtime::Result<Result<Resource<Transaction>, Error>> {
         let db = match self.db() {
             Ok(db) => db.clone(),

@@ -11,6 +11,7 @@ use sqlx::{
 };
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 /// An open transaction on a shard database.
@@ -19,6 +20,11 @@ pub(super) type Tx = sqlx::Transaction<'static, Sqlite>;
 /// SQLite's page size for new databases; `max_page_count` is derived from it.
 const PAGE_SIZE: u64 = 4096;
 
+/// Where `ensure-schema` records the schema version; the guest SDK used the same table before
+/// the host took the check over, so existing databases keep their version.
+const SCHEMA_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS arkham_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)";
+
 /// A shard's database: a pool of connections to its file.
 #[derive(Clone)]
 pub struct SqliteDatabase {
@@ -26,6 +32,9 @@ pub struct SqliteDatabase {
     timeout: Duration,
     max_rows: usize,
     shard: Arc<str>,
+    /// The highest schema version known to be in place (`i64::MIN` until one is seen). Versions
+    /// only go up, so a request asking for this one or a lower one needs no SQL.
+    schema: Arc<AtomicI64>,
 }
 
 impl SqliteDatabase {
@@ -69,6 +78,7 @@ impl SqliteDatabase {
             timeout: Duration::from_millis(config.statement_timeout_ms),
             max_rows: config.max_rows,
             shard: shard.into(),
+            schema: Arc::new(AtomicI64::new(i64::MIN)),
         })
     }
 
@@ -124,6 +134,50 @@ impl SqliteDatabase {
                 .await
                 .map_err(map_error)?;
             tx.commit().await.map_err(map_error)
+        })
+        .await
+    }
+
+    pub(super) async fn ensure_schema(&self, version: i64, script: String) -> Result<(), Error> {
+        // Every request runs in a fresh instance and asks: answer from memory once we know.
+        if self.schema.load(Ordering::Acquire) >= version {
+            return Ok(());
+        }
+        self.timed("the schema migration", async {
+            check_denied(&script)?;
+            // The write lock first: concurrent first requests wait here, and the one after the
+            // migration reads its version instead of running the script again.
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(map_error)?;
+            tx.execute(SCHEMA_TABLE).await.map_err(map_error)?;
+            let recorded: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM arkham_schema WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+            let in_place = match recorded {
+                Some(recorded) if recorded >= version => recorded,
+                _ => {
+                    tx.execute(sqlx::raw_sql(AssertSqlSafe(script)))
+                        .await
+                        .map_err(map_error)?;
+                    sqlx::query(
+                        "INSERT INTO arkham_schema (id, version) VALUES (1, ?) \
+                         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                    )
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+                    version
+                }
+            };
+            tx.commit().await.map_err(map_error)?;
+            self.schema.fetch_max(in_place, Ordering::AcqRel);
+            Ok(())
         })
         .await
     }

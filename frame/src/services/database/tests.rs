@@ -146,3 +146,95 @@ async fn denied_without_the_service() {
         .unwrap();
     assert!(matches!(result, Err(Error::Denied(_))));
 }
+
+/// `ensure-schema` through the `Host` trait.
+async fn ensure(ctx: &DatabaseCtx, version: i64, script: &str) -> Result<(), Error> {
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx,
+        table: &mut table,
+    };
+    Host::ensure_schema(&mut view, version, script.into())
+        .await
+        .unwrap()
+}
+
+/// Whether table `t` exists with column `column`.
+async fn has_column(ctx: &DatabaseCtx, column: &str) -> bool {
+    let mut resources = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx,
+        table: &mut resources,
+    };
+    Host::query(&mut view, format!("SELECT {column} FROM t"), vec![])
+        .await
+        .unwrap()
+        .is_ok()
+}
+
+// The scripts below are deliberately not idempotent: running one a second time fails, which is
+// how the tests see that it did not run again.
+const V1: &str = "CREATE TABLE t (a INTEGER)";
+const V2: &str = "CREATE TABLE IF NOT EXISTS t (a INTEGER); ALTER TABLE t ADD COLUMN b TEXT";
+
+#[tokio::test]
+async fn ensure_schema_runs_each_version_once_and_remembers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = DatabaseService::new(dir.path().to_path_buf(), DatabaseConfig::default());
+    let db = service.open("demo").await.unwrap();
+    let ctx = DatabaseCtx::granted(db.clone());
+
+    // A new database gets the script and the version.
+    ensure(&ctx, 1, V1).await.unwrap();
+    ensure(&ctx, 1, V1).await.unwrap();
+    assert!(has_column(&ctx, "a").await && !has_column(&ctx, "b").await);
+    // A newer version runs its script once; an older one asks for nothing.
+    ensure(&ctx, 2, V2).await.unwrap();
+    ensure(&ctx, 2, V2).await.unwrap();
+    ensure(&ctx, 1, V1).await.unwrap();
+    assert!(has_column(&ctx, "b").await);
+
+    // A current version is answered from memory: no SQL runs, so even a closed pool answers.
+    db.close().await;
+    ensure(&ctx, 2, V2).await.unwrap();
+
+    // The version is in the file: a frame opening it again (an upgrade, a restart) reads it.
+    let service = DatabaseService::new(dir.path().to_path_buf(), DatabaseConfig::default());
+    let ctx = DatabaseCtx::granted(service.open("demo").await.unwrap());
+    ensure(&ctx, 2, V2).await.unwrap();
+    ensure(&ctx, 1, V1).await.unwrap();
+}
+
+#[tokio::test]
+async fn ensure_schema_is_atomic_and_checked() {
+    let (_dir, ctx) = service().await;
+    // A failing script leaves nothing behind, not even its first statement or a version.
+    let failed = ensure(
+        &ctx,
+        1,
+        "CREATE TABLE t (a INTEGER); CREATE TABLE t (a INTEGER)",
+    )
+    .await;
+    assert!(matches!(failed, Err(Error::InvalidSql(_))), "{failed:?}");
+    ensure(&ctx, 1, V1).await.unwrap();
+    // The script is checked like any other statement.
+    let denied = ensure(&ctx, 2, "ATTACH DATABASE '/tmp/x.db' AS x").await;
+    assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
+    ensure(&ctx, 2, V2).await.unwrap();
+    let denied = ensure(&DatabaseCtx::denied(), 1, V1).await;
+    assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_run_the_script_once() {
+    let (_dir, ctx) = service().await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { ensure(&ctx, 1, V1).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+}

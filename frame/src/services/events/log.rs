@@ -1,5 +1,10 @@
 //! The durable event log: an append-only table of events and one cursor per subscriber, in the
 //! frame's own SQLite database.
+//!
+//! Appends are group-committed: one writer task owns the inserts into `events`. It takes every
+//! append queued while its previous commit ran and writes them in one transaction, so concurrent
+//! publishers share one fsync instead of paying one each. Cursors and dead letters are written
+//! through the pool directly; SQLite serialises those writes with the writer's.
 
 use super::Pending;
 use sqlx::sqlite::{
@@ -8,18 +13,40 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most appends written in one transaction; the rest wait for the next one.
+const MAX_BATCH: usize = 256;
+
+/// Appends that may wait for the writer before `append` itself waits for room.
+const QUEUE: usize = 1024;
+
+/// Events per INSERT: 4 parameters each stays far below SQLite's limit of 32766.
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// An error of the event log.
 #[derive(Debug, thiserror::Error)]
-#[error("event log {what}: {source}")]
-pub struct EventLogError {
-    what: &'static str,
-    source: sqlx::Error,
+pub enum EventLogError {
+    /// A statement on the log's database failed.
+    #[error("event log {what}: {source}")]
+    Sql {
+        /// What the log was doing.
+        what: &'static str,
+        /// SQLite's error.
+        source: sqlx::Error,
+    },
+    /// The log was closed by [`EventLog::close`] (the frame is shutting down).
+    #[error("event log is closed (the frame is shutting down); the events were not logged")]
+    Closed,
+    /// The writer task ended without answering, which only happens when its runtime shuts down.
+    #[error(
+        "event log writer stopped before confirming the append; the events may not have been logged"
+    )]
+    Interrupted,
 }
 
 fn err(what: &'static str) -> impl FnOnce(sqlx::Error) -> EventLogError {
-    move |source| EventLogError { what, source }
+    move |source| EventLogError::Sql { what, source }
 }
 
 /// An event as stored in the log.
@@ -60,11 +87,34 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 ";
 
 /// The frame's event log.
+///
+/// Cheap to clone; the writer task ends once every clone is dropped or [`close`](Self::close)
+/// is called, after writing every append queued before that.
 #[derive(Clone)]
 pub struct EventLog {
     pool: SqlitePool,
     /// The id of the newest event; dispatchers wait on it.
     head: watch::Sender<u64>,
+    writer: mpsc::Sender<Command>,
+    /// Closed (its sender dropped) when the writer task has ended.
+    writer_done: watch::Receiver<()>,
+}
+
+/// What the writer task is asked to do.
+enum Command {
+    Append(Append),
+    /// Write what is queued, refuse what comes after, and end.
+    Close,
+}
+
+/// One `append` call: atomic on its own, whatever it is batched with.
+struct Append {
+    source: String,
+    events: Vec<Pending>,
+    /// `published_at` of every event: when `append` was called.
+    at: i64,
+    /// The ids given to `events`, ascending.
+    reply: oneshot::Sender<Result<Vec<u64>, EventLogError>>,
 }
 
 fn now_ms() -> u64 {
@@ -74,7 +124,7 @@ fn now_ms() -> u64 {
 }
 
 impl EventLog {
-    /// Opens (creating) the log in the SQLite file at `path`.
+    /// Opens (creating) the log in the SQLite file at `path` and starts its writer task.
     pub async fn open(path: &Path) -> Result<Self, EventLogError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -96,39 +146,47 @@ impl EventLog {
             .await
             .map_err(err("cannot be read"))?;
         let (head, _) = watch::channel(head as u64);
-        Ok(Self { pool, head })
+        let (writer, commands) = mpsc::channel(QUEUE);
+        let (done, writer_done) = watch::channel(());
+        tokio::spawn(write_loop(pool.clone(), head.clone(), commands, done));
+        Ok(Self {
+            pool,
+            head,
+            writer,
+            writer_done,
+        })
     }
 
     /// Appends events published by `source`, atomically, and wakes the dispatchers.
+    ///
+    /// Returns once the events are durable, with ids after every event appended before; `head`
+    /// has reached them by then. Concurrent calls share one commit. After [`close`](Self::close)
+    /// it fails with [`EventLogError::Closed`]; an empty `events` always succeeds at once.
     pub async fn append(&self, source: &str, events: &[Pending]) -> Result<(), EventLogError> {
+        self.append_ids(source, events).await.map(drop)
+    }
+
+    /// [`append`](Self::append), returning the ids the events were given.
+    async fn append_ids(
+        &self,
+        source: &str,
+        events: &[Pending],
+    ) -> Result<Vec<u64>, EventLogError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let at = now_ms() as i64;
-        let mut builder =
-            QueryBuilder::new("INSERT INTO events (name, source, payload, published_at) ");
-        builder.push_values(events, |mut row, event| {
-            row.push_bind(&event.name)
-                .push_bind(source)
-                .push_bind(&event.payload)
-                .push_bind(at);
-        });
-        builder.push(" RETURNING id");
-        let ids: Vec<i64> = builder
-            .build_query_scalar()
-            .fetch_all(&self.pool)
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            source: source.to_string(),
+            events: events.to_vec(),
+            at: now_ms() as i64,
+            reply,
+        };
+        self.writer
+            .send(Command::Append(append))
             .await
-            .map_err(err("append failed"))?;
-        if let Some(last) = ids.iter().max() {
-            self.head.send_if_modified(|head| {
-                let newer = (*last as u64) > *head;
-                if newer {
-                    *head = *last as u64;
-                }
-                newer
-            });
-        }
-        Ok(())
+            .map_err(|_| EventLogError::Closed)?;
+        answer.await.map_err(|_| EventLogError::Interrupted)?
     }
 
     /// A receiver that changes whenever events are appended.
@@ -255,10 +313,113 @@ impl EventLog {
             .collect())
     }
 
-    /// Closes the log's connections.
+    /// Writes the appends already queued, refuses later ones, and closes the log's connections.
     pub async fn close(&self) {
+        // Fails only if the writer already stopped taking commands; it may still be draining.
+        let _ = self.writer.send(Command::Close).await;
+        let mut done = self.writer_done.clone();
+        // The writer never sends on this channel: this returns when it drops its end, i.e. ends.
+        while done.changed().await.is_ok() {}
         self.pool.close().await;
     }
+}
+
+/// The writer task: takes whatever is queued (up to [`MAX_BATCH`] appends) and writes it in one
+/// transaction, until every [`EventLog`] is dropped or one asks it to close.
+async fn write_loop(
+    pool: SqlitePool,
+    head: watch::Sender<u64>,
+    mut commands: mpsc::Receiver<Command>,
+    _done: watch::Sender<()>,
+) {
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    while commands.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let mut batch = Vec::with_capacity(received.len());
+        for command in received.drain(..) {
+            match command {
+                Command::Append(append) => batch.push(append),
+                // Appends already in the queue are still received, and written, before
+                // `recv_many` reports the end.
+                Command::Close => commands.close(),
+            }
+        }
+        write(&pool, &head, batch).await;
+    }
+}
+
+/// Writes `batch` in one transaction, advances `head`, then answers each caller. If the
+/// transaction fails, each append is retried in a transaction of its own, so that only the one
+/// at fault (if any) fails.
+async fn write(pool: &SqlitePool, head: &watch::Sender<u64>, batch: Vec<Append>) {
+    if batch.is_empty() {
+        return;
+    }
+    let answers = match insert(pool, &batch).await {
+        Ok(ids) => ids.into_iter().map(Ok).collect(),
+        Err(error) if batch.len() == 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::warn!(%error, appends = batch.len(), "a group commit of the event log failed; writing its appends one at a time");
+            let mut answers = Vec::with_capacity(batch.len());
+            for append in &batch {
+                let alone = insert(pool, std::slice::from_ref(append)).await;
+                answers.push(alone.map(|ids| ids.into_iter().flatten().collect()));
+            }
+            answers
+        }
+    };
+    let last = answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().ok()?.last())
+        .max();
+    // Before answering: a caller that sees its append succeed also sees `head` at its ids.
+    if let Some(&last) = last {
+        head.send_if_modified(|head| {
+            let newer = last > *head;
+            if newer {
+                *head = last;
+            }
+            newer
+        });
+    }
+    for (append, answer) in batch.into_iter().zip(answers) {
+        // The caller may have gone away; its events are logged all the same.
+        let _ = append.reply.send(answer);
+    }
+}
+
+/// Inserts the events of `appends` in one transaction; the ids of each append, ascending.
+async fn insert(pool: &SqlitePool, appends: &[Append]) -> Result<Vec<Vec<u64>>, EventLogError> {
+    // IMMEDIATE takes the write lock up front, waiting (busy timeout) for cursor writes.
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(err("append failed"))?;
+    let mut all = Vec::with_capacity(appends.len());
+    for append in appends {
+        let mut ids = Vec::with_capacity(append.events.len());
+        for chunk in append.events.chunks(ROWS_PER_STATEMENT) {
+            let mut builder =
+                QueryBuilder::new("INSERT INTO events (name, source, payload, published_at) ");
+            builder.push_values(chunk, |mut row, event| {
+                row.push_bind(&event.name)
+                    .push_bind(&append.source)
+                    .push_bind(&event.payload)
+                    .push_bind(append.at);
+            });
+            builder.push(" RETURNING id");
+            let chunk_ids: Vec<i64> = builder
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err("append failed"))?;
+            ids.extend(chunk_ids.into_iter().map(|id| id as u64));
+        }
+        // SQLite does not promise RETURNING's order.
+        ids.sort_unstable();
+        all.push(ids);
+    }
+    tx.commit().await.map_err(err("append not committed"))?;
+    Ok(all)
 }
 
 #[cfg(test)]
@@ -301,5 +462,243 @@ mod tests {
             log.dead_letters("sub").await.unwrap(),
             [(3, "boom".to_string())]
         );
+    }
+
+    async fn count(log: &EventLog) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&log.pool)
+            .await
+            .unwrap()
+    }
+
+    fn queued(
+        source: &str,
+        names: &[&str],
+    ) -> (Command, oneshot::Receiver<Result<Vec<u64>, EventLogError>>) {
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            source: source.into(),
+            events: names.iter().map(|n| pending(n)).collect(),
+            at: 1,
+            reply,
+        };
+        (Command::Append(append), answer)
+    }
+
+    /// Makes SQLite refuse any event named `poison`. No append the frame makes can fail on its
+    /// own (the columns are NOT NULL, but Rust strings never are; statements stay under the
+    /// variable limit); short of a payload over SQLite's 1 GB string limit, a trigger is the way
+    /// to have one append of a batch fail inside the transaction.
+    async fn poison(log: &EventLog) {
+        sqlx::raw_sql(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned event'); END",
+        )
+        .execute(&log.pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_land_in_order_and_contiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let mut head = log.subscribe_head();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let source = format!("s{i}");
+                    let names: Vec<_> = (0..3)
+                        .map(|k| pending(&format!("{source}.e.{k}")))
+                        .collect();
+                    let ids = log.append_ids(&source, &names).await.unwrap();
+                    // Once `append` returns, `head` has reached the caller's events.
+                    assert!(log.head() >= *ids.last().unwrap());
+                    (source, ids)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            let (source, ids) = task.await.unwrap();
+            assert_eq!(ids.len(), 3);
+            assert!(
+                ids.windows(2).all(|w| w[1] == w[0] + 1),
+                "{source}: {ids:?}"
+            );
+            all.push((source, ids));
+        }
+        let mut every: Vec<u64> = all.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        every.sort_unstable();
+        every.dedup();
+        assert_eq!(every, (1..=192).collect::<Vec<u64>>());
+        assert_eq!(count(&log).await, 192);
+        assert_eq!(log.head(), 192);
+        assert_eq!(*head.borrow_and_update(), 192);
+
+        // The table agrees with what each caller was told, names in publication order.
+        let stored = log.read_after(0, 1000).await.unwrap();
+        for (source, ids) in &all {
+            let mine: Vec<_> = stored.iter().filter(|e| &e.source == source).collect();
+            assert_eq!(mine.iter().map(|e| e.id).collect::<Vec<_>>(), *ids);
+            let names: Vec<_> = mine.iter().map(|e| e.name.clone()).collect();
+            assert_eq!(
+                names,
+                (0..3)
+                    .map(|k| format!("{source}.e.{k}"))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_append_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        poison(&log).await;
+        // One batch, as the writer would take it from its queue.
+        let (mut batch, mut answers) = (Vec::new(), Vec::new());
+        for names in [&["a.x.1", "a.x.2"][..], &["a.x.3", "poison"], &["a.x.4"]] {
+            let (Command::Append(append), answer) = queued("a", names) else {
+                unreachable!()
+            };
+            batch.push(append);
+            answers.push(answer);
+        }
+        write(&log.pool, &log.head, batch).await;
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap(), &[1, 2]);
+        assert!(
+            matches!(&results[1], Err(EventLogError::Sql { source, .. }) if source.to_string().contains("poisoned event")),
+            "{:?}",
+            results[1]
+        );
+        // The failed append is all or nothing: its good event was not kept either.
+        let ok = results[2].as_ref().unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(count(&log).await, 3);
+        assert_eq!(log.head(), ok[0]);
+        let names: Vec<_> = log
+            .read_after(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["a.x.1", "a.x.2", "a.x.4"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_append_among_concurrent_ones_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        poison(&log).await;
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let name = if i == 7 { "poison" } else { "a.x.y" };
+                    log.append("a", &[pending(name)]).await
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            assert_eq!(result.is_err(), i == 7, "append {i}: {result:?}");
+        }
+        assert_eq!(count(&log).await, 31);
+        assert_eq!(log.head(), 31);
+    }
+
+    #[tokio::test]
+    async fn close_writes_what_is_queued_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frame.db");
+        let log = EventLog::open(&path).await.unwrap();
+        // Queued behind a close: whatever the queue accepted must be written.
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let (command, answer) = queued("a", &[&format!("a.before.{i}")]);
+            log.writer.send(command).await.unwrap();
+            answers.push(answer);
+        }
+        log.writer.send(Command::Close).await.unwrap();
+        let mut accepted = 5;
+        for i in 0..5 {
+            let (command, answer) = queued("a", &[&format!("a.after.{i}")]);
+            if log.writer.try_send(command).is_ok() {
+                answers.push(answer);
+                accepted += 1;
+            }
+        }
+        for answer in answers {
+            assert!(answer.await.unwrap().is_ok());
+        }
+        log.close().await;
+        assert!(matches!(
+            log.append("a", &[pending("a.x.late")]).await,
+            Err(EventLogError::Closed)
+        ));
+        // An empty append never reaches the writer.
+        assert!(log.append("a", &[]).await.is_ok());
+
+        let log = EventLog::open(&path).await.unwrap();
+        assert_eq!(count(&log).await, accepted);
+        assert_eq!(log.head(), accepted as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_racing_close_are_durable_exactly_when_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frame.db");
+        let log = EventLog::open(&path).await.unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(&format!("s{i}"), &[pending("x.y.z")]).await })
+            })
+            .collect();
+        log.close().await;
+        let mut ok = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(()) => ok.push(format!("s{i}")),
+                Err(EventLogError::Closed) => {}
+                Err(e) => panic!("append {i}: {e}"),
+            }
+        }
+        let log = EventLog::open(&path).await.unwrap();
+        let mut stored: Vec<_> = log
+            .read_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.source)
+            .collect();
+        stored.sort();
+        ok.sort();
+        assert_eq!(stored, ok);
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_with_the_last_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let mut head = log.subscribe_head();
+        let clone = log.clone();
+        drop(log);
+        clone.append("a", &[pending("a.x.y")]).await.unwrap();
+        drop(clone);
+        // `head` closes when its last sender, the writer's, is dropped: the writer has ended.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while head.changed().await.is_ok() {}
+        })
+        .await
+        .unwrap();
+        assert_eq!(*head.borrow(), 1);
     }
 }
