@@ -215,7 +215,8 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if let Some([pool, demand, tuned]) = &results.instantiation {
         let _ = writeln!(
             md,
-            "{} timed iterations each after a warm-up, on one thread; a fresh \
+            "{} timed iterations each after a warm-up, on one thread, {} repetitions with the \
+             engines taking turns (each cell: the repetition with the median p50); a fresh \
              `Store<ShardState>` (like `LoadedShard::new_store`, minus `store.limiter`, whose field \
              is crate-private) and `InstancePre::instantiate_async`, the store dropped inside the \
              timed region (so the slot's reset is counted). Engines: the frame's (`Runtime::new`), \
@@ -223,6 +224,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
              tuned (`linear_memory_keep_resident` {} KiB, `table_keep_resident` {} KiB, \
              `async_stack_keep_resident` {} KiB, `pagemap_scan(Auto)`).\n",
             pool.instantiate.iterations,
+            instantiate::REPETITIONS,
             instantiate::TUNED_MEMORY_KEEP_RESIDENT >> 10,
             instantiate::TUNED_TABLE_KEEP_RESIDENT >> 10,
             instantiate::TUNED_STACK_KEEP_RESIDENT >> 10,
