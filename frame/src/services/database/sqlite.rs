@@ -9,13 +9,18 @@ use sqlx::sqlite::{
 use sqlx::{
     AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Sqlite, Statement, TypeInfo, ValueRef,
 };
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// An open transaction on a shard database.
-pub(super) type Tx = sqlx::Transaction<'static, Sqlite>;
+pub(super) struct Tx {
+    inner: sqlx::Transaction<'static, Sqlite>,
+    /// Whether a statement in it changed the schema: other connections learn it at commit.
+    changes_schema: bool,
+}
 
 /// SQLite's page size for new databases; `max_page_count` is derived from it.
 const PAGE_SIZE: u64 = 4096;
@@ -35,6 +40,67 @@ pub struct SqliteDatabase {
     /// The highest schema version known to be in place (`i64::MIN` until one is seen). Versions
     /// only go up, so a request asking for this one or a lower one needs no SQL.
     schema: Arc<AtomicI64>,
+    watch: SchemaWatch,
+}
+
+/// Schema changes made through a database, so that no connection decodes rows with a stale
+/// statement. sqlx caches each prepared statement with its column list; SQLite re-prepares a
+/// statement whose tables another connection altered, but the cached list stays, and sqlx then
+/// panics or returns no rows (`SELECT *` after `ALTER TABLE ... ADD COLUMN`). Every statement a
+/// shard runs goes through the frame, so counting the ones that may change the schema and
+/// clearing a connection's cache when it last saw an older count closes that gap for every query
+/// that starts after the change has returned (one racing it can still see the old columns).
+#[derive(Clone, Default)]
+struct SchemaWatch {
+    changes: Arc<AtomicU64>,
+    /// The count each connection's cache was last valid for, by its `sqlite3` handle.
+    seen: Arc<Mutex<HashMap<usize, u64>>>,
+}
+
+/// Connections tracked before the map is reset (each then clears its cache once).
+const MAX_TRACKED_CONNECTIONS: usize = 256;
+
+impl SchemaWatch {
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether the connection with `handle` must clear its statement cache before a query.
+    fn stale(&self, handle: usize) -> bool {
+        let now = self.changes.load(Ordering::Acquire);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_TRACKED_CONNECTIONS {
+            seen.clear();
+        }
+        // A connection not seen yet may hold statements from before any count: clear it too.
+        seen.insert(handle, now) != Some(now)
+    }
+
+    /// Clears `conn`'s statement cache if a schema change happened since it was last valid.
+    async fn refresh(&self, conn: &mut SqliteConnection, handle: usize) -> Result<(), Error> {
+        if self.stale(handle) {
+            // A connection reloads a changed schema only when a statement reads it, and a
+            // statement prepared before that is compiled against the old one: read it first.
+            conn.execute(sqlx::raw_sql("SELECT count(*) FROM sqlite_master"))
+                .await
+                .map_err(map_error)?;
+            sqlx::Connection::clear_cached_statements(conn)
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `sql` may change the schema: it has a CREATE, ALTER or DROP keyword. A false positive
+/// (the word in a string) only costs connections their statement caches once.
+fn changes_schema(sql: &str) -> bool {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| {
+            ["create", "alter", "drop"]
+                .iter()
+                .any(|k| word.eq_ignore_ascii_case(k))
+        })
 }
 
 impl SqliteDatabase {
@@ -79,6 +145,7 @@ impl SqliteDatabase {
             max_rows: config.max_rows,
             shard: shard.into(),
             schema: Arc::new(AtomicI64::new(i64::MIN)),
+            watch: SchemaWatch::default(),
         })
     }
 
@@ -107,35 +174,55 @@ impl SqliteDatabase {
     }
 
     pub(super) async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
-        self.timed("the statement", async {
-            let mut conn = self.pool.acquire().await.map_err(map_error)?;
-            execute_on(&mut conn, sql, params, self.timeout).await
-        })
-        .await
+        let ddl = changes_schema(&sql);
+        let done = self
+            .timed("the statement", async {
+                let mut conn = self.pool.acquire().await.map_err(map_error)?;
+                execute_on(&mut conn, sql, params, self.timeout).await
+            })
+            .await;
+        if ddl {
+            self.watch.changed();
+        }
+        done
     }
 
     pub(super) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         self.timed("the query", async {
             let mut conn = self.pool.acquire().await.map_err(map_error)?;
-            query_on(&mut conn, sql, params, self.max_rows, self.timeout).await
+            query_on(
+                &mut conn,
+                &self.watch,
+                sql,
+                params,
+                self.max_rows,
+                self.timeout,
+            )
+            .await
         })
         .await
     }
 
     pub(super) async fn execute_batch(&self, sql: String) -> Result<(), Error> {
-        self.timed("the batch", async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(map_error)?;
-            check_denied(&sql)?;
-            tx.execute(sqlx::raw_sql(AssertSqlSafe(sql)))
-                .await
-                .map_err(map_error)?;
-            tx.commit().await.map_err(map_error)
-        })
-        .await
+        let ddl = changes_schema(&sql);
+        let done = self
+            .timed("the batch", async {
+                let mut tx = self
+                    .pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(map_error)?;
+                check_denied(&sql)?;
+                tx.execute(sqlx::raw_sql(AssertSqlSafe(sql)))
+                    .await
+                    .map_err(map_error)?;
+                tx.commit().await.map_err(map_error)
+            })
+            .await;
+        if ddl {
+            self.watch.changed();
+        }
+        done
     }
 
     pub(super) async fn ensure_schema(&self, version: i64, script: String) -> Result<(), Error> {
@@ -176,6 +263,9 @@ impl SqliteDatabase {
                 }
             };
             tx.commit().await.map_err(map_error)?;
+            if in_place == version {
+                self.watch.changed();
+            }
             self.schema.fetch_max(in_place, Ordering::AcqRel);
             Ok(())
         })
@@ -186,10 +276,15 @@ impl SqliteDatabase {
         // IMMEDIATE takes the write lock now, so the transaction cannot fail later on a lock
         // upgrade that another writer won.
         self.timed("starting the transaction", async {
-            self.pool
+            let inner = self
+                .pool
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(map_error)
+                .map_err(map_error)?;
+            Ok(Tx {
+                inner,
+                changes_schema: false,
+            })
         })
         .await
     }
@@ -200,8 +295,12 @@ impl SqliteDatabase {
         sql: String,
         params: Vec<Value>,
     ) -> Result<u64, Error> {
-        self.timed("the statement", execute_on(tx, sql, params, self.timeout))
-            .await
+        tx.changes_schema |= changes_schema(&sql);
+        self.timed(
+            "the statement",
+            execute_on(&mut tx.inner, sql, params, self.timeout),
+        )
+        .await
     }
 
     pub(super) async fn query_in(
@@ -212,19 +311,34 @@ impl SqliteDatabase {
     ) -> Result<Rows, Error> {
         self.timed(
             "the query",
-            query_on(tx, sql, params, self.max_rows, self.timeout),
+            query_on(
+                &mut tx.inner,
+                &self.watch,
+                sql,
+                params,
+                self.max_rows,
+                self.timeout,
+            ),
         )
         .await
     }
 
     pub(super) async fn commit(&self, tx: Tx) -> Result<(), Error> {
-        self.timed("the commit", async { tx.commit().await.map_err(map_error) })
-            .await
+        let ddl = tx.changes_schema;
+        let done = self
+            .timed("the commit", async {
+                tx.inner.commit().await.map_err(map_error)
+            })
+            .await;
+        if ddl {
+            self.watch.changed();
+        }
+        done
     }
 
     pub(super) async fn rollback(&self, tx: Tx) -> Result<(), Error> {
         self.timed("the rollback", async {
-            tx.rollback().await.map_err(map_error)
+            tx.inner.rollback().await.map_err(map_error)
         })
         .await
     }
@@ -280,12 +394,14 @@ fn bind_all<'q>(
 
 /// Makes SQLite itself abandon the statement about to run once `timeout` has passed, so a
 /// runaway query (an endless recursive CTE, say) stops instead of holding a worker thread.
-async fn arm_deadline(conn: &mut SqliteConnection, timeout: Duration) -> Result<(), Error> {
+/// Arms the statement deadline on `conn`; returns the connection's `sqlite3` handle address,
+/// which identifies it for [`SchemaWatch`].
+async fn arm_deadline(conn: &mut SqliteConnection, timeout: Duration) -> Result<usize, Error> {
     let deadline = Instant::now() + timeout;
     let mut handle = conn.lock_handle().await.map_err(map_error)?;
     // Checked every 10k virtual-machine steps: microseconds of work.
     handle.set_progress_handler(10_000, move || Instant::now() < deadline);
-    Ok(())
+    Ok(handle.as_raw_handle().as_ptr() as usize)
 }
 
 async fn execute_on(
@@ -303,13 +419,15 @@ async fn execute_on(
 
 async fn query_on(
     conn: &mut SqliteConnection,
+    watch: &SchemaWatch,
     sql: String,
     params: Vec<Value>,
     max_rows: usize,
     timeout: Duration,
 ) -> Result<Rows, Error> {
     check_denied(&sql)?;
-    arm_deadline(conn, timeout).await?;
+    let handle = arm_deadline(conn, timeout).await?;
+    watch.refresh(conn, handle).await?;
     // Preparing first gives the column names even when no row comes back; the statement is
     // cached on the connection, so this costs a lookup after the first time.
     let statement = conn
@@ -403,5 +521,68 @@ mod tests {
         assert!(check_denied("VACUUM INTO '/tmp/x'").is_err());
         assert!(check_denied("VACUUM").is_ok());
         assert!(check_denied("SELECT attached_at FROM t").is_ok());
+    }
+
+    #[test]
+    fn schema_changes_are_recognised_by_keyword() {
+        assert!(changes_schema("ALTER TABLE t ADD COLUMN y"));
+        assert!(changes_schema("  create index i on t(x);"));
+        assert!(changes_schema("INSERT INTO t VALUES (1); DROP TABLE u"));
+        assert!(!changes_schema("SELECT created_at, dropped FROM t"));
+        assert!(!changes_schema("UPDATE t SET x = 1"));
+    }
+
+    async fn select(db: &SqliteDatabase, conn: &mut SqliteConnection) -> Result<Rows, Error> {
+        let timeout = Duration::from_secs(5);
+        query_on(
+            conn,
+            &db.watch,
+            "SELECT * FROM t".into(),
+            vec![],
+            100,
+            timeout,
+        )
+        .await
+    }
+
+    /// sqlx caches statements with their columns; a `SELECT *` cached on one connection must
+    /// see columns another connection added, through a plain statement and a transaction.
+    #[tokio::test]
+    async fn a_cached_statement_sees_a_schema_changed_by_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(
+            "demo",
+            &dir.path().join("db.sqlite"),
+            &DatabaseConfig::default(),
+        )
+        .await
+        .unwrap();
+        db.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);".into())
+            .await
+            .unwrap();
+        // Held for the whole test, so the other statements run on other connections.
+        let mut a = db.pool().acquire().await.unwrap();
+        let before = select(&db, &mut a).await.unwrap();
+        assert_eq!((before.columns.len(), before.rows.len()), (1, 1));
+
+        db.execute("ALTER TABLE t ADD COLUMN y TEXT DEFAULT 'z'".into(), vec![])
+            .await
+            .unwrap();
+        let after = select(&db, &mut a).await.unwrap();
+        assert_eq!(after.columns, ["x", "y"]);
+        // The bindings' `Value` has no PartialEq: compare its debug form.
+        assert_eq!(
+            format!("{:?}", after.rows),
+            r#"[[Value::Integer(1), Value::Text("z")]]"#
+        );
+
+        let mut tx = db.begin().await.unwrap();
+        db.execute_in(&mut tx, "ALTER TABLE t ADD COLUMN w INTEGER".into(), vec![])
+            .await
+            .unwrap();
+        db.commit(tx).await.unwrap();
+        let last = select(&db, &mut a).await.unwrap();
+        assert_eq!(last.columns, ["x", "y", "w"]);
+        assert_eq!(last.rows.len(), 1);
     }
 }
