@@ -126,21 +126,55 @@ async fn run(
                 _ = stopped(&mut stop, &mut shutdown) => return,
             }
         }
+        // The cursor is saved once per batch rather than once per event: one durable commit
+        // instead of one per delivery. Delivery is at least once, so a crash redelivers at most
+        // the batch; a stop, and a delivery that has to wait for a retry, save it first.
+        let mut unsaved = Cursor {
+            log: &log,
+            subscriber: &name,
+            position: None,
+        };
         for event in batch {
             let id = event.id;
             if target.wants(&event.name) {
-                let Some(()) =
-                    deliver_with_retries(&log, &config, &*target, event, &mut stop, &mut shutdown)
-                        .await
-                else {
-                    // Stopped mid-retry: the cursor stays, so the event is delivered next time.
+                let settled = deliver_with_retries(
+                    &log,
+                    &config,
+                    &*target,
+                    event,
+                    &mut unsaved,
+                    &mut stop,
+                    &mut shutdown,
+                )
+                .await;
+                if settled.is_none() {
+                    // Stopped mid-retry: this event stays after the cursor, so it is delivered
+                    // next time; the ones before it are saved.
+                    unsaved.save().await;
                     return;
-                };
+                }
             }
             position = id;
-            if let Err(e) = log.advance(&name, position).await {
-                tracing::error!(shard = %name, error = %e, "cursor not saved; the event may be delivered again");
-            }
+            unsaved.position = Some(id);
+        }
+        unsaved.save().await;
+    }
+}
+
+/// A subscriber's position not yet saved to the log.
+struct Cursor<'a> {
+    log: &'a EventLog,
+    subscriber: &'a str,
+    position: Option<u64>,
+}
+
+impl Cursor<'_> {
+    async fn save(&mut self) {
+        let Some(position) = self.position.take() else {
+            return;
+        };
+        if let Err(e) = self.log.advance(self.subscriber, position).await {
+            tracing::error!(shard = %self.subscriber, error = %e, "cursor not saved; events may be delivered again");
         }
     }
 }
@@ -151,6 +185,7 @@ async fn deliver_with_retries(
     config: &EventsConfig,
     target: &dyn EventTarget,
     event: StoredEvent,
+    unsaved: &mut Cursor<'_>,
     stop: &mut watch::Receiver<bool>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<()> {
@@ -162,6 +197,8 @@ async fn deliver_with_retries(
             Err(error) => error,
         };
         tracing::warn!(shard = target.name(), event = %event.name, id = event.id, attempt, %error, "event delivery failed");
+        // What was delivered before this event must not wait for its retries.
+        unsaved.save().await;
         if attempt == max_attempts {
             tracing::error!(shard = target.name(), event = %event.name, id = event.id, "giving up on the event after {max_attempts} attempts");
             if let Err(e) = log
@@ -247,5 +284,68 @@ mod tests {
         dispatcher.shutdown().await;
         assert_eq!(*target.got.lock().unwrap(), [1, 3]);
         assert_eq!(log.cursor("flaky").await.unwrap(), Some(3));
+    }
+
+    /// Fails every delivery of `a.x.bad`.
+    struct Picky {
+        got: Mutex<Vec<u64>>,
+    }
+
+    impl EventTarget for Picky {
+        fn name(&self) -> &str {
+            "picky"
+        }
+        fn wants(&self, _: &str) -> bool {
+            true
+        }
+        fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                if event.name == "a.x.bad" {
+                    return Err("never".into());
+                }
+                self.got.lock().unwrap().push(event.id);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cursor_is_saved_before_a_retry_waits_and_at_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        // Retries far apart: the dispatcher sits in the back-off after the first failure.
+        let config = EventsConfig {
+            retry_base_ms: 60_000,
+            ..Default::default()
+        };
+        let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
+        let target = Arc::new(Picky {
+            got: Mutex::default(),
+        });
+        dispatcher.start(target.clone()).await;
+        while log.cursor("picky").await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+        let events: Vec<Pending> = ["a.x.one", "a.x.two", "a.x.bad", "a.x.four"]
+            .iter()
+            .map(|n| Pending {
+                name: n.to_string(),
+                payload: "{}".into(),
+            })
+            .collect();
+        log.append("a", &events).await.unwrap();
+        // Events 1 and 2 are delivered in the same batch as 3, which now waits a minute: their
+        // position is saved anyway.
+        for _ in 0..500 {
+            if log.cursor("picky").await.unwrap() == Some(2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(log.cursor("picky").await.unwrap(), Some(2));
+        dispatcher.shutdown().await;
+        assert_eq!(*target.got.lock().unwrap(), [1, 2]);
+        // Stopped mid-retry: event 3 stays after the cursor, to be delivered next time.
+        assert_eq!(log.cursor("picky").await.unwrap(), Some(2));
     }
 }
