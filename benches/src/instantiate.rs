@@ -4,9 +4,9 @@
 
 use crate::native::NativeServer;
 use anyhow::{Context, Result};
-use arkham_frame::runtime::Runtime;
 use arkham_frame::runtime::limits::LimitsConfig;
 use arkham_frame::runtime::store::ShardState;
+use arkham_frame::runtime::{Runtime, set_deadline};
 use arkham_frame::services::database::DatabaseCtx;
 use arkham_frame::services::events::{EventsConfig, EventsCtx};
 use arkham_frame::services::storage::StorageCtx;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimitsBuilder, Trap, UpdateDeadline,
+    StoreLimitsBuilder,
 };
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -153,15 +153,7 @@ impl Bench {
             StorageCtx::denied(),
         );
         let mut store = Store::new(&self.engine, state);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
+        set_deadline(&mut store, Duration::from_secs(30));
         store
     }
 
@@ -217,30 +209,12 @@ impl Bench {
         Ok(response.into_body().collect().await?.to_bytes())
     }
 
+    /// Store + instantiate + one request: what the frame does per request by default.
     async fn respond(&self) -> Result<Bytes> {
         let mut store = self.store();
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let request = http::Request::builder()
-            .uri("http://localhost/")
-            // As the frame forwards it (frame/src/http/proxy.rs).
-            .header(http::header::CONTENT_LENGTH, 0)
-            .body(Full::new(Bytes::new()))?
-            .map(|body| BodyExt::map_err(body, |never| -> ErrorCode { match never {} }));
-        let req = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)?;
-        let out = store.data_mut().http().new_response_outparam(sender)?;
         let instance = self.pre.instantiate_async(&mut store).await?;
         let proxy = self.http.load(&mut store, &instance)?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, req, out)
-            .await?;
-        let response = receiver
-            .await?
-            .map_err(|code| anyhow::anyhow!("{code:?}"))?;
-        Ok(response.into_body().collect().await?.to_bytes())
+        Self::call(&mut store, &proxy).await
     }
 }
 

@@ -4,15 +4,14 @@
 //! connections, foreign keys, busy timeout 5 s).
 
 use anyhow::{Context, Result};
+use arkham_frame::services::database::{DatabaseConfig, connect_options};
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -98,21 +97,14 @@ struct Db {
     schema: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
-/// A pool with the settings the frame gives shard databases.
+/// A pool with the settings the frame gives shard databases (its default `[database]`).
 pub fn open_pool(path: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_millis(5000))
-        .pragma("page_size", "4096");
+    let config = DatabaseConfig::default();
     SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(config.max_connections.max(1))
         .min_connections(0)
-        .acquire_timeout(Duration::from_millis(5000))
-        .connect_lazy_with(options)
+        .acquire_timeout(Duration::from_millis(config.statement_timeout_ms))
+        .connect_lazy_with(connect_options(path, &config))
 }
 
 /// `POST /api/packets/` and `GET /api/packets/{id}` over a database file at `path`; with

@@ -441,7 +441,7 @@ impl LoadedShard {
 
 /// Arms the store's deadline for one call: checked every epoch tick, past `timeout` the guest
 /// traps; before it, the guest yields, so one busy shard cannot hold an executor thread.
-fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
+pub fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {

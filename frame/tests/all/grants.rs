@@ -1,15 +1,11 @@
 //! Grants, the admin API and its token, and a running frame following installs and removals.
 
 use crate::harness::{
-    Frame, arkham, data_dir, eventually, install, manifest_of, package_with, packaged,
+    Frame, admin_token, arkham, data_dir, eventually, install, manifest_of, package_with, packaged,
 };
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt as _;
 use test_shards::{ECHO, TRAPPER};
-
-fn token(data: &std::path::Path) -> String {
-    std::fs::read_to_string(data.join("admin-token")).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_api_needs_the_token() {
@@ -40,7 +36,7 @@ async fn admin_api_needs_the_token() {
     let response = frame
         .client
         .get(&url)
-        .bearer_auth(token(data.path()))
+        .bearer_auth(admin_token(data.path()))
         .send()
         .await
         .unwrap();
@@ -58,7 +54,7 @@ async fn revoking_a_grant_takes_effect_on_the_next_request() {
     let data = data_dir("");
     install(data.path(), &[&TRAPPER]);
     let frame = Frame::start(data.path());
-    let token = token(data.path());
+    let token = admin_token(data.path());
     let grants_url = format!("{}/api/frame/admin/shards/trapper/grants", frame.base);
     let blob = format!("{}/api/trapper/blob/k", frame.base);
 
@@ -183,7 +179,7 @@ async fn a_running_frame_follows_installs_and_removals() {
     let response = frame
         .client
         .post(format!("{}/api/frame/admin/shards", frame.base))
-        .bearer_auth(token(data.path()))
+        .bearer_auth(admin_token(data.path()))
         .body(bytes)
         .send()
         .await
@@ -198,7 +194,7 @@ async fn a_running_frame_follows_installs_and_removals() {
     let response = frame
         .client
         .delete(format!("{}/api/frame/admin/shards/trapper", frame.base))
-        .bearer_auth(token(data.path()))
+        .bearer_auth(admin_token(data.path()))
         .send()
         .await
         .unwrap();

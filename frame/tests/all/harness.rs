@@ -214,6 +214,11 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// The admin API token a frame created in `data`.
+pub fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin-token")).unwrap()
+}
+
 /// A fresh data dir with `config` as its arkham.toml.
 pub fn data_dir(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

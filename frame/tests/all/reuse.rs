@@ -1,7 +1,7 @@
 //! Instance reuse (README, "Instance reuse"): opt-in per shard, bounded, and an instance is
 //! discarded whenever it could carry more than its own memory into the next request.
 
-use crate::harness::{Frame, data_dir, install};
+use crate::harness::{Frame, admin_token, data_dir, install};
 use serde_json::json;
 use test_shards::RECORDER;
 
@@ -58,14 +58,13 @@ async fn reused_instances_are_bounded_and_discarded_when_tainted() {
 
     // And a grant change: nothing created under the old grant serves again.
     assert_eq!(served(&frame).await, 2);
-    let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
     let response = frame
         .client
         .put(format!(
             "{}/api/frame/admin/shards/recorder/grants",
             frame.base
         ))
-        .bearer_auth(token)
+        .bearer_auth(admin_token(data.path()))
         .json(&json!({"services": ["database"], "subscribes": ["packets.*"]}))
         .send()
         .await

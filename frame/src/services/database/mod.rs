@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
-pub use sqlite::SqliteDatabase;
+pub use sqlite::{SqliteDatabase, connect_options};
 
 /// The `[database]` section of the frame config.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,6 +30,22 @@ const PAGE_SIZE: u64 = 4096;
 const SCHEMA_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS arkham_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)";
 
+/// The connection settings of a shard database at `path`; the benchmarks' native baseline opens
+/// its database with them too, so both sides run on identical SQLite settings.
+pub fn connect_options(path: &Path, config: &DatabaseConfig) -> SqliteConnectOptions {
+    let max_pages = (config.max_size_bytes / PAGE_SIZE).max(16);
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL syncs the WAL on every commit: a commit the shard saw survives power loss.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(config.statement_timeout_ms))
+        .pragma("page_size", PAGE_SIZE.to_string())
+        .pragma("max_page_count", max_pages.to_string())
+}
+
 /// A shard's database: a pool of connections to its file.
 #[derive(Clone)]
 pub struct SqliteDatabase {
@@ -110,17 +126,7 @@ impl SqliteDatabase {
         path: &Path,
         config: &DatabaseConfig,
     ) -> Result<Self, DatabaseServiceError> {
-        let max_pages = (config.max_size_bytes / PAGE_SIZE).max(16);
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL syncs the WAL on every commit: a commit the shard saw survives power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(config.statement_timeout_ms))
-            .pragma("page_size", PAGE_SIZE.to_string())
-            .pragma("max_page_count", max_pages.to_string());
+        let options = connect_options(path, config);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .min_connections(0)

@@ -224,124 +224,109 @@ mod tests {
     use crate::services::events::Pending;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    struct Flaky {
-        fail_first: u32,
+    /// A subscriber that records what it is delivered and fails as its `fails` says.
+    struct Recording {
+        name: &'static str,
+        wants: fn(&str) -> bool,
+        /// Whether the delivery numbered `call` (from 0, over all events) of `event` fails.
+        fails: fn(&StoredEvent, u32) -> bool,
         calls: AtomicU32,
         got: Mutex<Vec<u64>>,
     }
 
-    impl EventTarget for Flaky {
+    impl EventTarget for Recording {
         fn name(&self) -> &str {
-            "flaky"
+            self.name
         }
         fn wants(&self, event_name: &str) -> bool {
-            event_name.starts_with("a.")
+            (self.wants)(event_name)
         }
         fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
             Box::pin(async move {
-                if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-                    return Err("not yet".into());
+                let call = self.calls.fetch_add(1, Ordering::SeqCst);
+                if (self.fails)(&event, call) {
+                    return Err("not now".into());
                 }
                 self.got.lock().unwrap().push(event.id);
                 Ok(())
             })
+        }
+    }
+
+    /// Starts delivering to `target`, waits for its cursor, then publishes `names`.
+    async fn dispatch(
+        target: Arc<Recording>,
+        config: EventsConfig,
+        names: &[&str],
+    ) -> (tempfile::TempDir, EventLog, Dispatcher) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
+        dispatcher.start(target.clone()).await;
+        // Let the task create its cursor at the (empty) head before publishing.
+        while log.cursor(target.name).await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+        let events: Vec<Pending> = names
+            .iter()
+            .map(|n| Pending {
+                name: n.to_string(),
+                payload: "{}".into(),
+            })
+            .collect();
+        log.append("a", &events).await.unwrap();
+        (dir, log, dispatcher)
+    }
+
+    async fn until_cursor(log: &EventLog, subscriber: &str, position: u64) {
+        for _ in 0..500 {
+            if log.cursor(subscriber).await.unwrap() == Some(position) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     #[tokio::test]
     async fn delivers_matching_events_in_order_with_retries() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let target = Arc::new(Recording {
+            name: "flaky",
+            wants: |name| name.starts_with("a."),
+            fails: |_, call| call < 2,
+            calls: AtomicU32::new(0),
+            got: Mutex::default(),
+        });
         let config = EventsConfig {
             retry_base_ms: 1,
             ..Default::default()
         };
-        let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
-        let target = Arc::new(Flaky {
-            fail_first: 2,
-            calls: AtomicU32::new(0),
-            got: Mutex::default(),
-        });
-        dispatcher.start(target.clone()).await;
-        // Let the task create its cursor at the (empty) head before publishing.
-        while log.cursor("flaky").await.unwrap().is_none() {
-            tokio::task::yield_now().await;
-        }
-        let events: Vec<Pending> = ["a.x.one", "b.x.skip", "a.x.two"]
-            .iter()
-            .map(|n| Pending {
-                name: n.to_string(),
-                payload: "{}".into(),
-            })
-            .collect();
-        log.append("a", &events).await.unwrap();
-        for _ in 0..500 {
-            if log.cursor("flaky").await.unwrap() == Some(3) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (_dir, log, dispatcher) =
+            dispatch(target.clone(), config, &["a.x.one", "b.x.skip", "a.x.two"]).await;
+        until_cursor(&log, "flaky", 3).await;
         dispatcher.shutdown().await;
         assert_eq!(*target.got.lock().unwrap(), [1, 3]);
         assert_eq!(log.cursor("flaky").await.unwrap(), Some(3));
     }
 
-    /// Fails every delivery of `a.x.bad`.
-    struct Picky {
-        got: Mutex<Vec<u64>>,
-    }
-
-    impl EventTarget for Picky {
-        fn name(&self) -> &str {
-            "picky"
-        }
-        fn wants(&self, _: &str) -> bool {
-            true
-        }
-        fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async move {
-                if event.name == "a.x.bad" {
-                    return Err("never".into());
-                }
-                self.got.lock().unwrap().push(event.id);
-                Ok(())
-            })
-        }
-    }
-
     #[tokio::test]
     async fn the_cursor_is_saved_before_a_retry_waits_and_at_a_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(&dir.path().join("frame.db")).await.unwrap();
+        let target = Arc::new(Recording {
+            name: "picky",
+            wants: |_| true,
+            fails: |event, _| event.name == "a.x.bad",
+            calls: AtomicU32::new(0),
+            got: Mutex::default(),
+        });
         // Retries far apart: the dispatcher sits in the back-off after the first failure.
         let config = EventsConfig {
             retry_base_ms: 60_000,
             ..Default::default()
         };
-        let dispatcher = Dispatcher::new(log.clone(), Arc::new(config));
-        let target = Arc::new(Picky {
-            got: Mutex::default(),
-        });
-        dispatcher.start(target.clone()).await;
-        while log.cursor("picky").await.unwrap().is_none() {
-            tokio::task::yield_now().await;
-        }
-        let events: Vec<Pending> = ["a.x.one", "a.x.two", "a.x.bad", "a.x.four"]
-            .iter()
-            .map(|n| Pending {
-                name: n.to_string(),
-                payload: "{}".into(),
-            })
-            .collect();
-        log.append("a", &events).await.unwrap();
+        let names = ["a.x.one", "a.x.two", "a.x.bad", "a.x.four"];
+        let (_dir, log, dispatcher) = dispatch(target.clone(), config, &names).await;
         // Events 1 and 2 are delivered in the same batch as 3, which now waits a minute: their
         // position is saved anyway.
-        for _ in 0..500 {
-            if log.cursor("picky").await.unwrap() == Some(2) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_cursor(&log, "picky", 2).await;
         assert_eq!(log.cursor("picky").await.unwrap(), Some(2));
         dispatcher.shutdown().await;
         assert_eq!(*target.got.lock().unwrap(), [1, 2]);
