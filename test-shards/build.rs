@@ -93,6 +93,14 @@ const GUESTS: &[Guest] = &[
         doc: "MINIMAL's handler on plain `wasi:http/proxy` (no SDK): what `wasmtime serve` runs.",
     },
     Guest {
+        constant: "STREAMER",
+        name: "streamer",
+        dir: "test-shards/guests/streamer",
+        artifact: "fixture_streamer",
+        workspace: "test-shards/guests",
+        doc: "Raw `wasi:http` (no SDK): streams, counts its requests, misbehaves on request.",
+    },
+    Guest {
         constant: "PUBLISHER",
         name: "publisher",
         dir: "test-shards/guests/publisher",

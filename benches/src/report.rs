@@ -184,11 +184,53 @@ pub fn markdown(results: &Results, options: &Options) -> String {
 
     let _ = writeln!(
         md,
+        "\n### Entry point: `arkham:shard/http-handler` vs `wasi:http`, and the peer's own component\n\n\
+         The minimal shard is built with the SDK, which also exports `arkham:shard/http-handler` \
+         (one call per request, whole request in, whole response out); the frame prefers it to \
+         `wasi:http/incoming-handler`. `wasmtime serve` cannot load that component (it imports \
+         arkham's services), so the peer runs `minimal-raw`, the same handler on plain `wasi:http`. \
+         The frame serves `minimal-raw` too, in the same process and run, which compares the two \
+         runtimes on one component.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server | component, entry point | requests/s | p50 | p99 | CPU per request | vs native (req/s) |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    for (name, what) in [
+        ("frame", "minimal, http-handler"),
+        (
+            "frame, the peer's component (wasi:http)",
+            "minimal-raw, wasi:http",
+        ),
+        ("wasmtime serve", "minimal-raw, wasi:http"),
+        ("frame, instance reuse", "minimal, http-handler"),
+        (
+            "frame, the peer's component (wasi:http), instance reuse",
+            "minimal-raw, wasi:http",
+        ),
+        ("wasmtime serve, instance reuse", "minimal-raw, wasi:http"),
+        ("native axum", "—"),
+    ] {
+        let row = find(&results.minimal, name);
+        let _ = writeln!(
+            md,
+            "| {name} | {what} | {} | {} | {} | {} | {} |",
+            cell(row, |m| format!("{:.0}", m.rps)),
+            p50(row).map_or("—".into(), latency),
+            p99(row).map_or("—".into(), latency),
+            cpu(row).map_or("—".into(), |c| format!("{c:.1} µs")),
+            ratio(rps(row), rps(native)),
+        );
+    }
+
+    let _ = writeln!(
+        md,
         "\n### Where the frame loses: the runtime alone, pool as is vs tuned\n\n\
          Two more servers inside `arkham-bench`, same load, same run: axum routes that serve each \
-         request the way `LoadedShard::handle` does (fresh store, instantiate, `wasi:http` \
-         handle, body read) without the frame's proxy, per-shard semaphore and task spawn; one on \
-         the frame's pool config, one on the tuned pool of section (4).\n"
+         request the way `LoadedShard::handle` does through `wasi:http` (fresh store, instantiate, \
+         `wasi:http` handle, body read) without the frame's proxy and per-shard semaphore; one on \
+         the frame's pool config, one on the tuned pool of section (4). Compare them with the \
+         frame's `wasi:http` row; the frame's first row uses `http-handler`.\n"
     );
     let _ = writeln!(
         md,
@@ -196,6 +238,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     );
     for name in [
         "frame",
+        "frame, the peer's component (wasi:http)",
         "runtime only, pool as in the frame",
         "runtime only, pool tuned",
         "native axum",

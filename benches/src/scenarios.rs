@@ -475,12 +475,19 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
         &[
             (&test_shards::MINIMAL, "minimal".into()),
             (&test_shards::MINIMAL, "reuse".into()),
+            (&test_shards::MINIMAL_RAW, "raw".into()),
+            (&test_shards::MINIMAL_RAW, "raw-reuse".into()),
         ],
     )?;
-    // The same component under a second name that opts into instance reuse (README).
+    // The same components under second names that opt into instance reuse (README). `minimal`
+    // (SDK) exports `arkham:shard/http-handler`, which the frame prefers; `raw` is the peer's
+    // component, plain `wasi:http`.
     std::fs::write(
         env.data.join("arkham.toml"),
-        format!("[limits.shards.reuse]\ninstance_reuse = {REUSE_COUNT}\n"),
+        format!(
+            "[limits.shards.reuse]\ninstance_reuse = {REUSE_COUNT}\n\
+             [limits.shards.raw-reuse]\ninstance_reuse = {REUSE_COUNT}\n"
+        ),
     )?;
     let served = env.serve()?;
     served.until_ok("/api/minimal/", Duration::from_secs(60))?;
@@ -500,6 +507,16 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
         Target {
             name: "frame, instance reuse",
             url: format!("{}/api/reuse/", served.base),
+            pid: served.pid(),
+        },
+        Target {
+            name: "frame, the peer's component (wasi:http)",
+            url: format!("{}/api/raw/", served.base),
+            pid: served.pid(),
+        },
+        Target {
+            name: "frame, the peer's component (wasi:http), instance reuse",
+            url: format!("{}/api/raw-reuse/", served.base),
             pid: served.pid(),
         },
     ];

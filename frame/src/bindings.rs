@@ -1,11 +1,12 @@
-//! The one `bindgen!` for the `arkham:shard/shard` world.
+//! The one `bindgen!`, for the `arkham:shard/buffered-shard` world: the `shard` world plus the
+//! optional `http-handler` export.
 //!
 //! WASI interfaces come from `wasmtime-wasi` and `wasmtime-wasi-http` (through `with:`), so only
 //! arkham's own interfaces are generated here. Resources map to the host types that back them.
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "arkham:shard/shard",
+    world: "arkham:shard/buffered-shard",
     imports: { default: async | trappable },
     exports: { default: async },
     require_store_data_send: true,
@@ -20,4 +21,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use arkham::shard::{database, events, logging, storage};
-pub use exports::arkham::shard::event_handler;
+pub use exports::arkham::shard::{event_handler, http_handler};

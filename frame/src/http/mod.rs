@@ -58,13 +58,14 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
         .shards()
         .into_iter()
         .map(|(installed, status)| {
-            let (status, manifest, error) = match &status {
+            let (status, manifest, http_interface, error) = match &status {
                 ShardStatus::Running(shard) => (
                     "running",
                     serde_json::to_value(&**shard.manifest()).ok(),
+                    Some(shard.http_interface()),
                     None,
                 ),
-                ShardStatus::Failed { error, .. } => ("failed", None, Some(error.clone())),
+                ShardStatus::Failed { error, .. } => ("failed", None, None, Some(error.clone())),
             };
             json!({
                 "name": installed.name,
@@ -74,6 +75,7 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
                 "installed_at": installed.installed_at,
                 "api_prefix": format!("/api/{}", installed.name),
                 "status": status,
+                "http_interface": http_interface,
                 "error": error,
                 "manifest": manifest,
             })

@@ -2,12 +2,12 @@
 
 use super::error;
 use crate::frame::Frame;
-use crate::runtime::CallError;
+use crate::runtime::{CallError, ShardBody};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::Response;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 
 /// Splits `/api/{shard}/rest?q` into the shard's name and the path the shard sees (`/rest?q`).
@@ -88,15 +88,18 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
         header::CONTENT_LENGTH,
         header::HeaderValue::from(body.len()),
     );
-    let request = http::Request::from_parts(parts, Full::new(body));
+    let request = http::Request::from_parts(parts, body);
     let max_response = shard.limits().max_response_bytes;
     match shard.handle(request).await {
         Ok(response) => {
-            let declared = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
+            let declared = match response.body() {
+                ShardBody::Whole(body) => body.as_ref().map(|b| b.len() as u64),
+                ShardBody::Streamed(_) => response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok()),
+            };
             if declared.is_some_and(|len| len > max_response) {
                 // Dropping the response stops reading from the guest, which then fails its
                 // writes and ends; its instance is discarded.
@@ -174,6 +177,7 @@ fn call_error(e: CallError) -> Response {
         CallError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "shard_failed"),
         CallError::NoResponse(_) => (StatusCode::INTERNAL_SERVER_ERROR, "shard_no_response"),
         CallError::Guest { .. } => (StatusCode::BAD_GATEWAY, "shard_error"),
+        CallError::InvalidResponse { .. } => (StatusCode::BAD_GATEWAY, "shard_invalid_response"),
         CallError::MemoryExceeded { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "shard_memory_exceeded")
         }

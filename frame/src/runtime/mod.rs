@@ -18,7 +18,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use shard::{CallError, LoadedShard, ShardServices, set_deadline};
+pub use shard::{CallError, LoadedShard, ShardBody, ShardServices, set_deadline};
 
 /// How often the epoch advances; deadlines are checked at this granularity, and a guest that
 /// runs without calling the host yields to other tasks at least this often.

@@ -2,7 +2,7 @@
 
 use super::Runtime;
 use super::store::ShardState;
-use crate::bindings::event_handler;
+use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
 use crate::services::events::{EventLog, EventTarget, EventsConfig, EventsCtx, StoredEvent};
@@ -23,6 +23,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 /// The services a shard declares, opened once when it is loaded. Whether a call may use one is
 /// decided per call by the shard's current [`Grant`].
@@ -74,6 +75,14 @@ pub enum CallError {
     /// The shard returned without setting a response.
     #[error("shard `{0}` returned without sending a response")]
     NoResponse(String),
+    /// The shard's `http-handler` returned a response that cannot be sent.
+    #[error("shard `{shard}` returned an invalid response: {reason}")]
+    InvalidResponse {
+        /// The shard.
+        shard: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The shard answered with a `wasi:http` error code instead of a response.
     #[error("shard `{shard}` answered with an error: {code:?}")]
     Guest {
@@ -95,11 +104,103 @@ const MAX_REUSED_OUTPUT: usize = 64 << 10;
 /// An instance kept between requests by a shard that opted into instance reuse.
 struct Warm {
     store: Store<ShardState>,
-    proxy: Proxy,
+    entry: Entry,
     /// Requests it has served.
     served: u32,
     /// The shard's grant generation when its store was created.
     generation: u64,
+}
+
+/// One HTTP call's arguments, for the export the shard serves HTTP through.
+enum Invocation {
+    Buffered {
+        indices: http_handler::GuestIndices,
+        request: http_handler::Request,
+        sender: tokio::sync::oneshot::Sender<http_handler::Response>,
+    },
+    Wasi {
+        request: wasmtime::component::Resource<HostIncomingRequest>,
+        out: wasmtime::component::Resource<HostResponseOutparam>,
+    },
+}
+
+/// The HTTP export of an instance, loaded.
+enum Entry {
+    /// `arkham:shard/http-handler`.
+    Buffered(http_handler::Guest),
+    /// `wasi:http/incoming-handler`.
+    Wasi(Proxy),
+}
+
+/// Response headers the frame sets itself (from the body it sends) and ignores from a shard's
+/// `http-handler`: the body's framing and the connection's, which are not the shard's to say.
+const FRAME_SET_HEADERS: [http::HeaderName; 6] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+];
+
+/// The body of a shard's response.
+pub enum ShardBody {
+    /// Whole, from `http-handler` (`None` once sent, or when empty).
+    Whole(Option<Bytes>),
+    /// Streamed from the guest as it writes it, from `wasi:http/incoming-handler`.
+    Streamed(HyperOutgoingBody),
+}
+
+impl http_body::Body for ShardBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ShardBody::Whole(body) => {
+                Poll::Ready(body.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+            ShardBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ShardBody::Whole(body) => body.is_none(),
+            ShardBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ShardBody::Whole(body) => {
+                http_body::SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ShardBody::Streamed(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The request record of `http-handler` for `request` (its target already relative to the
+/// shard's prefix).
+fn buffered_request(request: http::Request<Bytes>) -> http_handler::Request {
+    let (parts, body) = request.into_parts();
+    http_handler::Request {
+        method: parts.method.as_str().to_owned(),
+        path_with_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body: body.into(),
+    }
 }
 
 /// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
@@ -111,6 +212,8 @@ pub struct LoadedShard {
     runtime: Runtime,
     pre: InstancePre<ShardState>,
     http: ProxyIndices,
+    /// Its `http-handler`, preferred to `http` when exported.
+    buffered: Option<http_handler::GuestIndices>,
     handler: Option<event_handler::GuestIndices>,
     services: ShardServices,
     grant: RwLock<Arc<Grant>>,
@@ -134,6 +237,7 @@ impl LoadedShard {
     ) -> anyhow::Result<Self> {
         let pre = runtime.linker().instantiate_pre(component)?;
         let http = ProxyIndices::new(&pre)?;
+        let buffered = http_handler::GuestIndices::new(&pre).ok();
         let handler = if manifest.events.subscribes.is_empty() {
             None
         } else {
@@ -148,6 +252,7 @@ impl LoadedShard {
             runtime: runtime.clone(),
             pre,
             http,
+            buffered,
             handler,
             services,
             grant: RwLock::new(Arc::new(grant)),
@@ -180,6 +285,15 @@ impl LoadedShard {
     /// The shard's manifest.
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// The export the frame serves the shard's HTTP API through.
+    pub fn http_interface(&self) -> &'static str {
+        if self.buffered.is_some() {
+            "arkham:shard/http-handler"
+        } else {
+            "wasi:http/incoming-handler"
+        }
     }
 
     /// The content digest of its component.
@@ -276,75 +390,111 @@ impl LoadedShard {
         }
     }
 
-    /// Serves one HTTP request in a fresh instance (or a reused one, when the shard opted in).
-    /// The path must already be relative to the shard's prefix. Events the shard publishes are
-    /// logged when the handler returns.
+    /// Serves one HTTP request in a fresh instance (or a reused one, when the shard opted in),
+    /// through the shard's `http-handler` if it exports one, else its
+    /// `wasi:http/incoming-handler`. The path must already be relative to the shard's prefix.
+    /// Events the shard publishes are logged when the handler returns.
     pub async fn handle(
         self: &Arc<Self>,
-        request: http::Request<http_body_util::Full<Bytes>>,
-    ) -> Result<http::Response<HyperOutgoingBody>, CallError> {
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<ShardBody>, CallError> {
         let permit = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| CallError::Busy(self.name.to_string()))?;
-        let timeout = self.limits.request_timeout;
         let generation = self.generation.load(Ordering::Acquire);
         let (mut store, warm) = match self.take_warm() {
-            Some(warm) => (warm.store, Some((warm.proxy, warm.served))),
+            Some(warm) => (warm.store, Some((warm.entry, warm.served))),
             None => (self.new_store(), None),
         };
-        set_deadline(&mut store, timeout);
-        let (sender, mut receiver) = tokio::sync::oneshot::channel();
-        let setup = (|| {
-            let http = store.data_mut();
-            let req = http.http().new_incoming_request(
-                Scheme::Http,
-                request.map(|body| {
-                    http_body_util::BodyExt::map_err(body, |never| -> ErrorCode { match never {} })
-                }),
-            )?;
-            let out = store.data_mut().http().new_response_outparam(sender)?;
-            wasmtime::Result::Ok((req, out))
-        })();
-        let (req, out) = setup.map_err(|e| self.classify(e, timeout))?;
+        set_deadline(&mut store, self.limits.request_timeout);
+        match &self.buffered {
+            Some(indices) => {
+                let is_head = request.method() == http::Method::HEAD;
+                let request = buffered_request(request);
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let invocation = Invocation::Buffered {
+                    indices: indices.clone(),
+                    request,
+                    sender,
+                };
+                let response = self
+                    .run(store, warm, generation, permit, receiver, invocation)
+                    .await?;
+                self.buffered_response(response, is_head)
+            }
+            None => {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let setup = (|| {
+                    let request = request.map(|body| {
+                        http_body_util::BodyExt::map_err(
+                            http_body_util::Full::new(body),
+                            |never| -> ErrorCode { match never {} },
+                        )
+                    });
+                    let http = store.data_mut();
+                    let req = http.http().new_incoming_request(Scheme::Http, request)?;
+                    let out = store.data_mut().http().new_response_outparam(sender)?;
+                    wasmtime::Result::Ok((req, out))
+                })();
+                let (req, out) =
+                    setup.map_err(|e| self.classify(e, self.limits.request_timeout))?;
+                let invocation = Invocation::Wasi { request: req, out };
+                let answer = self
+                    .run(store, warm, generation, permit, receiver, invocation)
+                    .await?;
+                match answer {
+                    Ok(response) => Ok(response.map(ShardBody::Streamed)),
+                    Err(code) => Err(CallError::Guest {
+                        shard: self.name.to_string(),
+                        code,
+                    }),
+                }
+            }
+        }
+    }
 
+    /// Runs `invocation` (one HTTP call into the instance in `store`) to completion and returns
+    /// the answer sent on `receiver` as soon as it is sent, even if the guest is still running
+    /// (streaming a body, say). Once the call returns, logs the events it published and keeps
+    /// the instance for another request if the reuse rules allow.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        mut store: Store<ShardState>,
+        warm: Option<(Entry, u32)>,
+        generation: u64,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        mut receiver: tokio::sync::oneshot::Receiver<T>,
+        invocation: Invocation,
+    ) -> Result<T, CallError> {
+        let timeout = self.limits.request_timeout;
         let this = self.clone();
+        let (entry, served) = match warm {
+            Some((entry, served)) => (Some(entry), served),
+            None => (None, 0),
+        };
         let call = async move {
             let _permit = permit;
-            let result: wasmtime::Result<(Proxy, u32)> = async {
-                let (proxy, served) = match warm {
-                    Some(warm) => warm,
-                    None => {
-                        let instance = this.pre.instantiate_async(&mut store).await?;
-                        (this.http.load(&mut store, &instance)?, 0)
-                    }
-                };
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await?;
-                Ok((proxy, served + 1))
-            }
-            .await;
+            let result = this.invoke(&mut store, entry, invocation).await;
             store.data_mut().flush_output();
-            let (proxy, served) = result?;
+            let entry = result?;
             let pending = store.data_mut().events.take_pending();
             if let Err(e) = this.services.log.append(&this.name, &pending).await {
                 tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged");
             }
             this.keep_warm(Warm {
                 store,
-                proxy,
-                served,
+                entry,
+                served: served + 1,
                 generation,
             });
             Ok(())
         };
 
-        // The guest runs on this task until it either returns or sets its response and waits
-        // (streaming a body, awaiting the database, ...); only then does it move to a task of its
-        // own. A small response thus costs no task spawn and no cross-thread wake-up.
+        // The guest runs on this task until it either returns or answers and waits (streaming a
+        // body, awaiting the database, ...); only then does it move to a task of its own. A
+        // small response thus costs no task spawn and no cross-thread wake-up.
         let mut call = RunToCompletion::new(call, self.name.clone());
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = call.poll_call(cx) {
@@ -353,29 +503,110 @@ impl LoadedShard {
             Pin::new(&mut receiver).poll(cx).map(Step::Answered)
         })
         .await;
-        let answer = match step {
-            Step::Returned(result) => match receiver.try_recv() {
-                Ok(answer) => answer,
-                Err(_) => {
-                    return Err(match result {
-                        Ok(()) => CallError::NoResponse(self.name.to_string()),
-                        Err(e) => self.classify(e, timeout),
-                    });
-                }
-            },
-            Step::Answered(Ok(answer)) => answer,
+        match step {
+            Step::Returned(result) => receiver.try_recv().map_err(|_| match result {
+                Ok(()) => CallError::NoResponse(self.name.to_string()),
+                Err(e) => self.classify(e, timeout),
+            }),
+            Step::Answered(Ok(answer)) => Ok(answer),
             // The guest dropped its response outparam without setting it.
-            Step::Answered(Err(_)) => {
-                return Err(match call.finish().await {
-                    Ok(()) => CallError::NoResponse(self.name.to_string()),
-                    Err(e) => self.classify(e, timeout),
-                });
+            Step::Answered(Err(_)) => Err(match call.finish().await {
+                Ok(()) => CallError::NoResponse(self.name.to_string()),
+                Err(e) => self.classify(e, timeout),
+            }),
+        }
+    }
+
+    /// Makes one HTTP call into the instance in `store`: `warm`'s, or a new one.
+    async fn invoke(
+        &self,
+        store: &mut Store<ShardState>,
+        warm: Option<Entry>,
+        invocation: Invocation,
+    ) -> wasmtime::Result<Entry> {
+        let entry = match warm {
+            Some(entry) => entry,
+            None => {
+                let instance = self.pre.instantiate_async(&mut *store).await?;
+                match &invocation {
+                    Invocation::Buffered { indices, .. } => {
+                        Entry::Buffered(indices.load(&mut *store, &instance)?)
+                    }
+                    Invocation::Wasi { .. } => Entry::Wasi(self.http.load(&mut *store, &instance)?),
+                }
             }
         };
-        answer.map_err(|code| CallError::Guest {
+        match (entry, invocation) {
+            (
+                Entry::Buffered(guest),
+                Invocation::Buffered {
+                    request, sender, ..
+                },
+            ) => {
+                let response = guest.call_handle(&mut *store, &request).await?;
+                // Answered as soon as the guest returns, like a `wasi:http` guest that sets its
+                // response before returning; its events are logged after.
+                let _ = sender.send(response);
+                Ok(Entry::Buffered(guest))
+            }
+            (Entry::Wasi(proxy), Invocation::Wasi { request, out }) => {
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, request, out)
+                    .await?;
+                Ok(Entry::Wasi(proxy))
+            }
+            // A shard's exports do not change while it is loaded, so a kept instance always
+            // serves through the export it was loaded for; this would be a frame bug.
+            _ => Err(wasmtime::format_err!(
+                "internal error: a kept instance was loaded for the other HTTP export"
+            )),
+        }
+    }
+
+    /// The HTTP response for what a shard's `http-handler` returned.
+    fn buffered_response(
+        &self,
+        response: http_handler::Response,
+        is_head: bool,
+    ) -> Result<http::Response<ShardBody>, CallError> {
+        let invalid = |reason: String| CallError::InvalidResponse {
             shard: self.name.to_string(),
-            code,
-        })
+            reason,
+        };
+        let status = http::StatusCode::from_u16(response.status)
+            .ok()
+            .filter(|status| (100..=599).contains(&status.as_u16()))
+            .ok_or_else(|| invalid(format!("status {} is not in 100..=599", response.status)))?;
+        let mut headers = http::HeaderMap::with_capacity(response.headers.len() + 1);
+        for (name, value) in response.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
+            if FRAME_SET_HEADERS.contains(&name) {
+                continue;
+            }
+            let value = http::HeaderValue::from_bytes(&value)
+                .map_err(|_| invalid(format!("the value of header `{name}` is not valid")))?;
+            headers.append(name, value);
+        }
+        let bodiless = status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED;
+        let body = if bodiless {
+            Bytes::new()
+        } else {
+            if !is_head {
+                headers.insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from(response.body.len()),
+                );
+            }
+            Bytes::from(response.body)
+        };
+        let mut out = http::Response::new(ShardBody::Whole(Some(body).filter(|b| !b.is_empty())));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
     }
 
     /// Delivers one event to the shard's `event-handler` in a fresh instance.
@@ -453,16 +684,11 @@ pub fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
     store.set_epoch_deadline(1);
 }
 
-/// What happened first in an HTTP call: the guest returned, or it answered (set or dropped its
-/// response outparam) while still running.
-enum Step {
+/// What happened first in an HTTP call: the guest returned, or it answered (sent or dropped its
+/// response) while still running.
+enum Step<T> {
     Returned(wasmtime::Result<()>),
-    Answered(
-        Result<
-            Result<http::Response<HyperOutgoingBody>, ErrorCode>,
-            tokio::sync::oneshot::error::RecvError,
-        >,
-    ),
+    Answered(Result<T, tokio::sync::oneshot::error::RecvError>),
 }
 
 type CallFuture = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;

@@ -256,7 +256,7 @@ async fn a_shard_at_its_instance_limit_gets_503() {
     // The loop holds the instance until its deadline: long enough for a loaded CI machine to
     // see the 503 in that window.
     let data =
-        data_dir("[limits]\nrequest_timeout_ms = 6000\n[limits.shards.trapper]\ninstances = 1\n");
+        data_dir("[limits]\nrequest_timeout_ms = 10000\n[limits.shards.trapper]\ninstances = 1\n");
     install(data.path(), &[&PACKETS, &TRAPPER]);
     let frame = Frame::start(data.path());
     let looping = {

@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod entry;
 mod events;
 mod grants;
 mod hostile;

@@ -34,6 +34,22 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method named `name` (as sent on the wire, so case-sensitive: `"GET"`).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            "CONNECT" => Method::Connect,
+            "TRACE" => Method::Trace,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
     /// The method's name as it appears on the wire, e.g. `"GET"`.
     pub fn as_str(&self) -> &str {
         match self {

@@ -1,5 +1,7 @@
-//! The glue behind `export_shard!`: WASI HTTP resources in, `Shard` calls, WASI HTTP out.
+//! The glue behind `export_shard!`: a request in (one `http-handler` record, or WASI HTTP
+//! resources), `Shard` calls, the response out the same way.
 
+use crate::bindings::exports::arkham::shard::http_handler;
 use crate::bindings::wasi::http::types::{
     self as wasi_http, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -30,6 +32,27 @@ pub fn serve_http<S: Shard>(request: IncomingRequest, response_out: ResponseOutp
     write_response(response, is_head, response_out);
 }
 
+/// Runs `S::handle` for one `arkham:shard/http-handler.handle` call: the whole request in, the
+/// whole response out, in one call.
+pub fn serve_buffered<S: Shard>(request: http_handler::Request) -> http_handler::Response {
+    let method = Method::from_name(&request.method);
+    let is_head = method == Method::Head;
+    let mut response = S::handle(new_request(
+        method,
+        request.path_with_query,
+        request.headers,
+        request.body,
+    ));
+    if is_head || is_bodiless(response.status) {
+        response.body.clear();
+    }
+    http_handler::Response {
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+    }
+}
+
 /// Runs `S::on_event` for one `arkham:shard/event-handler.handle` call.
 pub fn serve_event<S: Shard>(event: Event) -> Result<(), String> {
     S::on_event(event)
@@ -49,15 +72,6 @@ fn read_request(incoming: &IncomingRequest) -> Result<Request, ApiError> {
         wasi_http::Method::Other(name) => Method::Other(name),
     };
     let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let (path, query) = match path_with_query.split_once('?') {
-        Some((path, query)) => (path.to_owned(), url::parse_query(query)),
-        None => (path_with_query, Vec::new()),
-    };
-    let path = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path
-    };
     // `headers()` is a child of the request: take the entries and drop the handle at once.
     let headers = incoming.headers().entries();
     // The frame buffers every request body and always states its length, so a request that says
@@ -70,13 +84,36 @@ fn read_request(incoming: &IncomingRequest) -> Result<Request, ApiError> {
     } else {
         read_body(incoming)?
     };
-    Ok(Request {
+    Ok(new_request(method, path_with_query, headers, body))
+}
+
+fn new_request(
+    method: Method,
+    path_with_query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+) -> Request {
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((path, query)) => (path.to_owned(), url::parse_query(query)),
+        None => (path_with_query, Vec::new()),
+    };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
+    Request {
         method,
         path,
         query,
         headers,
         body,
-    })
+    }
+}
+
+/// Statuses that never carry a body.
+fn is_bodiless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
 }
 
 fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
@@ -119,8 +156,7 @@ fn read_stream(stream: &InputStream) -> Result<Vec<u8>, ApiError> {
 }
 
 fn write_response(mut response: Response, is_head: bool, response_out: ResponseOutparam) {
-    let bodiless_status = response.status < 200 || response.status == 204 || response.status == 304;
-    if bodiless_status || is_head {
+    if is_bodiless(response.status) || is_head {
         response.body.clear();
     } else if response.header("content-length").is_none() {
         response.headers.push((

@@ -9,6 +9,8 @@
 //! - `GET /bytes/{n}` -> 200 with `n` bytes (byte `i` is `i % 251`), `n` up to 64 MiB
 //! - `GET /status/{code}` -> that status (100..=599) with `{"status":code}` (no body for 1xx, 204,
 //!   304)
+//! - `GET /header?name=N&value=V` -> 200 `ok` with the header `N: V` added as given, unchecked (so
+//!   tests can see what the frame does with invalid or framing headers)
 
 use arkham_shard_sdk::{ApiError, Params, Request, Response, Router, Shard};
 use serde_json::json;
@@ -31,6 +33,7 @@ impl Shard for Echo {
             .post("/mirror", mirror)
             .get("/bytes/{n}", bytes)
             .get("/status/{code}", status)
+            .get("/header", header)
             .handle(&request)
     }
 }
@@ -82,6 +85,12 @@ fn status(_: &Request, params: &Params) -> Result<Response, ApiError> {
             ApiError::validation("bad status").with_field("code", "must be 100..=599")
         })?;
     Ok(Response::json(code, &json!({ "status": code })))
+}
+
+fn header(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let name = request.query_param("name").unwrap_or_default();
+    let value = request.query_param("value").unwrap_or_default();
+    Ok(Response::text(200, "ok").with_header(name, value))
 }
 
 arkham_shard_sdk::export_shard!(Echo);
