@@ -4,6 +4,7 @@
 
 use crate::native::NativeServer;
 use anyhow::{Context, Result};
+use arkham_frame::bindings::http_handler;
 use arkham_frame::runtime::limits::LimitsConfig;
 use arkham_frame::runtime::store::ShardState;
 use arkham_frame::runtime::{Runtime, set_deadline};
@@ -46,6 +47,11 @@ pub struct Instantiation {
     pub request: Micro,
     /// One `GET /` on an instance that already served requests (the reuse mode's cost).
     pub reused: Micro,
+    /// Store + instantiate + one `GET /` through `arkham:shard/http-handler`.
+    pub buffered_request: Micro,
+    /// One `GET /` through `arkham:shard/http-handler` on an instance that already served
+    /// requests.
+    pub buffered_reused: Micro,
 }
 
 /// An engine like the frame's ([`Runtime`]) but with the on-demand allocator: the frame's
@@ -120,6 +126,7 @@ struct Bench {
     engine: Engine,
     pre: InstancePre<ShardState>,
     http: ProxyIndices,
+    buffered: http_handler::GuestIndices,
     events: Arc<EventsConfig>,
 }
 
@@ -127,10 +134,12 @@ impl Bench {
     fn new(engine: Engine, linker: &Linker<ShardState>, component: &Component) -> Result<Self> {
         let pre = linker.instantiate_pre(component)?;
         let http = ProxyIndices::new(&pre)?;
+        let buffered = http_handler::GuestIndices::new(&pre)?;
         Ok(Self {
             engine,
             pre,
             http,
+            buffered,
             events: Arc::new(EventsConfig::default()),
         })
     }
@@ -209,6 +218,53 @@ impl Bench {
         Ok(response.into_body().collect().await?.to_bytes())
     }
 
+    /// One `GET /` through `http-handler`, as the frame sends it (`LoadedShard::handle`).
+    async fn call_buffered(
+        store: &mut Store<ShardState>,
+        guest: &http_handler::Guest,
+    ) -> Result<Vec<u8>> {
+        let request = http_handler::Request {
+            method: "GET".into(),
+            path_with_query: "/".into(),
+            headers: vec![
+                ("host".into(), b"localhost".to_vec()),
+                ("content-length".into(), b"0".to_vec()),
+            ],
+            body: Vec::new(),
+        };
+        let response = guest.call_handle(&mut *store, &request).await?;
+        anyhow::ensure!(response.status == 200, "status {}", response.status);
+        Ok(response.body)
+    }
+
+    /// Store + instantiate + one request through `http-handler`: what the frame does per
+    /// request by default for a shard built with the SDK.
+    async fn request_buffered(&self) -> Result<()> {
+        let mut store = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let guest = self.buffered.load(&mut store, &instance)?;
+        let body = Self::call_buffered(&mut store, &guest).await?;
+        anyhow::ensure!(body == b"ok", "unexpected body {body:?}");
+        Ok(())
+    }
+
+    /// One `GET /` through `http-handler` on an instance that already served requests.
+    async fn reused_buffered(&self, iterations: usize) -> Result<Micro> {
+        let mut store = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let guest = self.buffered.load(&mut store, &instance)?;
+        let mut samples = Vec::with_capacity(iterations);
+        for i in 0..iterations + iterations / 10 + 10 {
+            let start = Instant::now();
+            let body = Self::call_buffered(&mut store, &guest).await?;
+            if i >= iterations / 10 + 10 {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            anyhow::ensure!(body == b"ok", "unexpected body {body:?}");
+        }
+        Ok(Micro::of(samples))
+    }
+
     /// Store + instantiate + one request: what the frame does per request by default.
     async fn respond(&self) -> Result<Bytes> {
         let mut store = self.store();
@@ -282,10 +338,14 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
                 let instantiate = time(iterations, || bench.instantiate()).await?;
                 let request = time(iterations, || bench.request()).await?;
                 let reused = bench.reused(iterations).await?;
+                let buffered_request = time(iterations, || bench.request_buffered()).await?;
+                let buffered_reused = bench.reused_buffered(iterations).await?;
                 out.push(Instantiation {
                     instantiate,
                     request,
                     reused,
+                    buffered_request,
+                    buffered_reused,
                 });
             }
         }
@@ -310,5 +370,7 @@ fn median_run(runs: &[Instantiation]) -> Result<Instantiation> {
         instantiate: pick(|r| r.instantiate)?,
         request: pick(|r| r.request)?,
         reused: pick(|r| r.reused)?,
+        buffered_request: pick(|r| r.buffered_request)?,
+        buffered_reused: pick(|r| r.buffered_reused)?,
     })
 }

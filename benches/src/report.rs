@@ -295,6 +295,18 @@ pub fn markdown(results: &Results, options: &Options) -> String {
                 demand.reused,
                 tuned.reused,
             ),
+            (
+                "store + instantiate + one `GET /` through `http-handler` (what the frame does)",
+                pool.buffered_request,
+                demand.buffered_request,
+                tuned.buffered_request,
+            ),
+            (
+                "one `GET /` through `http-handler` on a reused instance",
+                pool.buffered_reused,
+                demand.buffered_reused,
+                tuned.buffered_reused,
+            ),
         ] {
             let _ = writeln!(
                 md,
