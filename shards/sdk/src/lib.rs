@@ -52,8 +52,8 @@ pub use events::Event;
 pub use http::{ApiError, Method, Request, Response};
 pub use router::{Handler, Params, Router};
 
-/// The raw bindings generated from the `arkham:shard/buffered-shard` world (and the WASI interfaces it
-/// uses). Shards rarely need them directly; [`export_shard!`] refers to them.
+/// The raw bindings generated from the `arkham:shard/buffered-shard` world (and the WASI
+/// interfaces it uses). Shards rarely need them directly; [`export_shard!`] refers to them.
 #[expect(missing_docs, reason = "generated code; documented in the WIT files")]
 pub mod bindings {
     wit_bindgen::generate!({
