@@ -374,3 +374,29 @@ fn median_run(runs: &[Instantiation]) -> Result<Instantiation> {
         buffered_reused: pick(|r| r.buffered_reused)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The micro benchmark's calls go through both HTTP exports of the SDK-built minimal shard,
+    /// each checking the body is `ok`. This is also the one place CI runs the SDK's `wasi:http`
+    /// export: the frame calls SDK shards through `http-handler`.
+    #[test]
+    fn the_minimal_shard_answers_through_both_exports() {
+        let wasm = std::fs::read(test_shards::MINIMAL.component).unwrap();
+        for engine in super::run(&wasm, 20).unwrap() {
+            for micro in [
+                engine.instantiate,
+                engine.request,
+                engine.reused,
+                engine.buffered_request,
+                engine.buffered_reused,
+            ] {
+                assert_eq!(micro.iterations, 20);
+                assert!(
+                    micro.p50_us > 0.0 && micro.p99_us >= micro.p50_us,
+                    "{micro:?}"
+                );
+            }
+        }
+    }
+}
