@@ -172,25 +172,45 @@ impl Bench {
         Ok(())
     }
 
-    async fn request(&self) -> Result<()> {
-        let body = self.respond().await?;
-        anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
+    /// A fresh instance with `export` loaded.
+    async fn load(&self, store: &mut Store<ShardState>, export: Export) -> Result<Loaded> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        Ok(match export {
+            Export::Wasi => Loaded::Wasi(self.http.load(&mut *store, &instance)?),
+            Export::Buffered => Loaded::Buffered(self.buffered.load(&mut *store, &instance)?),
+        })
+    }
+
+    /// One `GET /` through `loaded`, checking the answer is `ok`.
+    async fn get(store: &mut Store<ShardState>, loaded: &Loaded) -> Result<()> {
+        let body = match loaded {
+            Loaded::Wasi(proxy) => Self::call(store, proxy).await?.to_vec(),
+            Loaded::Buffered(guest) => Self::call_buffered(store, guest).await?,
+        };
+        anyhow::ensure!(body == b"ok", "unexpected body {body:?}");
         Ok(())
     }
 
-    /// One `GET /` on an instance that already served requests, as in the frame's reuse mode.
-    async fn reused(&self, iterations: usize) -> Result<Micro> {
+    /// Store + instantiate + one request through `export`: what the frame does per request by
+    /// default (through `Buffered` for a shard built with the SDK).
+    async fn fresh(&self, export: Export) -> Result<()> {
         let mut store = self.store();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let proxy = self.http.load(&mut store, &instance)?;
+        let loaded = self.load(&mut store, export).await?;
+        Self::get(&mut store, &loaded).await
+    }
+
+    /// One `GET /` through `export` on an instance that already served requests, as in the
+    /// frame's reuse mode.
+    async fn reused(&self, export: Export, iterations: usize) -> Result<Micro> {
+        let mut store = self.store();
+        let loaded = self.load(&mut store, export).await?;
         let mut samples = Vec::with_capacity(iterations);
         for i in 0..iterations + iterations / 10 + 10 {
             let start = Instant::now();
-            let body = Self::call(&mut store, &proxy).await?;
+            Self::get(&mut store, &loaded).await?;
             if i >= iterations / 10 + 10 {
                 samples.push(start.elapsed().as_secs_f64() * 1e6);
             }
-            anyhow::ensure!(&body[..] == b"ok", "unexpected body {body:?}");
         }
         Ok(Micro::of(samples))
     }
@@ -237,41 +257,26 @@ impl Bench {
         Ok(response.body)
     }
 
-    /// Store + instantiate + one request through `http-handler`: what the frame does per
-    /// request by default for a shard built with the SDK.
-    async fn request_buffered(&self) -> Result<()> {
-        let mut store = self.store();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let guest = self.buffered.load(&mut store, &instance)?;
-        let body = Self::call_buffered(&mut store, &guest).await?;
-        anyhow::ensure!(body == b"ok", "unexpected body {body:?}");
-        Ok(())
-    }
-
-    /// One `GET /` through `http-handler` on an instance that already served requests.
-    async fn reused_buffered(&self, iterations: usize) -> Result<Micro> {
-        let mut store = self.store();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let guest = self.buffered.load(&mut store, &instance)?;
-        let mut samples = Vec::with_capacity(iterations);
-        for i in 0..iterations + iterations / 10 + 10 {
-            let start = Instant::now();
-            let body = Self::call_buffered(&mut store, &guest).await?;
-            if i >= iterations / 10 + 10 {
-                samples.push(start.elapsed().as_secs_f64() * 1e6);
-            }
-            anyhow::ensure!(body == b"ok", "unexpected body {body:?}");
-        }
-        Ok(Micro::of(samples))
-    }
-
-    /// Store + instantiate + one request: what the frame does per request by default.
+    /// Store + instantiate + one request through `wasi:http`, returning the body.
     async fn respond(&self) -> Result<Bytes> {
         let mut store = self.store();
         let instance = self.pre.instantiate_async(&mut store).await?;
         let proxy = self.http.load(&mut store, &instance)?;
         Self::call(&mut store, &proxy).await
     }
+}
+
+/// The HTTP export a micro benchmark calls.
+#[derive(Clone, Copy)]
+enum Export {
+    Wasi,
+    Buffered,
+}
+
+/// An instance's HTTP export, loaded.
+enum Loaded {
+    Wasi(Proxy),
+    Buffered(http_handler::Guest),
 }
 
 async fn time<F, Fut>(iterations: usize, mut f: F) -> Result<Micro>
@@ -336,10 +341,10 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
         for _ in 0..REPETITIONS {
             for (bench, out) in [&pooling, &on_demand, &tuned].into_iter().zip(&mut reps) {
                 let instantiate = time(iterations, || bench.instantiate()).await?;
-                let request = time(iterations, || bench.request()).await?;
-                let reused = bench.reused(iterations).await?;
-                let buffered_request = time(iterations, || bench.request_buffered()).await?;
-                let buffered_reused = bench.reused_buffered(iterations).await?;
+                let request = time(iterations, || bench.fresh(Export::Wasi)).await?;
+                let reused = bench.reused(Export::Wasi, iterations).await?;
+                let buffered_request = time(iterations, || bench.fresh(Export::Buffered)).await?;
+                let buffered_reused = bench.reused(Export::Buffered, iterations).await?;
                 out.push(Instantiation {
                     instantiate,
                     request,

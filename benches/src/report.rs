@@ -19,6 +19,13 @@ fn find<'a>(rows: &'a [HttpRow], target: &str) -> Option<&'a HttpRow> {
     rows.iter().find(|r| r.target == target)
 }
 
+/// A headline metric: its label, how to read it from a row (if measured), how to print it.
+struct Metric {
+    name: &'static str,
+    value: fn(Option<&HttpRow>) -> Option<f64>,
+    show: fn(f64) -> String,
+}
+
 fn med(row: Option<&HttpRow>) -> Option<WrkResult> {
     row.and_then(|r| r.median)
 }
@@ -68,66 +75,67 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     let p50 = |r: Option<&HttpRow>| med(r).map(|m| m.p50_us);
     let p99 = |r: Option<&HttpRow>| med(r).map(|m| m.p99_us);
     let cpu = |r: Option<&HttpRow>| r.and_then(|r| r.cpu_us_per_request);
-    let _ = writeln!(
-        md,
-        "| (1)(2) minimal shard, `GET` → 200 `ok` | requests/s | {} | {} | {} | {} | {} |",
-        cell(frame, |m| format!("{:.0}", m.rps)),
-        cell(native, |m| format!("{:.0}", m.rps)),
-        cell(peer, |m| format!("{:.0}", m.rps)),
-        ratio(rps(frame), rps(native)),
-        ratio(rps(frame), rps(peer)),
-    );
-    for (name, f) in [("p50", p50 as fn(_) -> _), ("p99", p99)] {
-        let _ = writeln!(
-            md,
-            "| | latency {name} | {} | {} | {} | {} | {} |",
-            f(frame).map_or("—".into(), latency),
-            f(native).map_or("—".into(), latency),
-            f(peer).map_or("—".into(), latency),
-            ratio(f(frame), f(native)),
-            ratio(f(frame), f(peer)),
-        );
-    }
-    let _ = writeln!(
-        md,
-        "| | server CPU per request (user+sys) | {} | {} | {} | {} | {} |",
-        cpu(frame).map_or("—".into(), |c| format!("{c:.1} µs")),
-        cpu(native).map_or("—".into(), |c| format!("{c:.1} µs")),
-        cpu(peer).map_or("—".into(), |c| format!("{c:.1} µs")),
-        ratio(cpu(frame), cpu(native)),
-        ratio(cpu(frame), cpu(peer)),
-    );
     let rframe = find(&results.minimal, "frame, instance reuse");
     let rpeer = find(&results.minimal, "wasmtime serve, instance reuse");
-    let _ = writeln!(
-        md,
-        "| (1)(2) the same, opt-in instance reuse (frame: `instance_reuse = 10000`; peer: `--max-instance-reuse-count 10000`) | requests/s | {} | {} | {} | {} | {} |",
-        cell(rframe, |m| format!("{:.0}", m.rps)),
-        cell(native, |m| format!("{:.0}", m.rps)),
-        cell(rpeer, |m| format!("{:.0}", m.rps)),
-        ratio(rps(rframe), rps(native)),
-        ratio(rps(rframe), rps(rpeer)),
-    );
-    for (name, f) in [("p50", p50 as fn(_) -> _), ("p99", p99)] {
-        let _ = writeln!(
-            md,
-            "| | latency {name} | {} | {} | {} | {} | {} |",
-            f(rframe).map_or("—".into(), latency),
-            f(native).map_or("—".into(), latency),
-            f(rpeer).map_or("—".into(), latency),
-            ratio(f(rframe), f(native)),
-            ratio(f(rframe), f(rpeer)),
-        );
+    for (scenario, ours, peer) in [
+        ("(1)(2) minimal shard, `GET` → 200 `ok`", frame, peer),
+        (
+            "(1)(2) the same, opt-in instance reuse (frame: `instance_reuse = 10000`; peer: `--max-instance-reuse-count 10000`)",
+            rframe,
+            rpeer,
+        ),
+    ] {
+        let metrics = [
+            Metric {
+                name: "requests/s",
+                value: rps,
+                show: |v| format!("{v:.0}"),
+            },
+            Metric {
+                name: "latency p50",
+                value: p50,
+                show: latency,
+            },
+            Metric {
+                name: "latency p99",
+                value: p99,
+                show: latency,
+            },
+            Metric {
+                name: "server CPU per request (user+sys)",
+                value: cpu,
+                show: |c| format!("{c:.1} µs"),
+            },
+        ];
+        for (
+            i,
+            Metric {
+                name: metric,
+                value,
+                show,
+            },
+        ) in metrics.into_iter().enumerate()
+        {
+            // The first row says why a server has no figures ("not measured", "failed").
+            let shown = |row| match i {
+                0 => cell(row, |m| show(m.rps)),
+                _ => value(row).map_or("—".into(), show),
+            };
+            let lead = match i {
+                0 => format!("| {scenario} |"),
+                _ => "| |".to_string(),
+            };
+            let _ = writeln!(
+                md,
+                "{lead} {metric} | {} | {} | {} | {} | {} |",
+                shown(ours),
+                shown(native),
+                shown(peer),
+                ratio(value(ours), value(native)),
+                ratio(value(ours), value(peer)),
+            );
+        }
     }
-    let _ = writeln!(
-        md,
-        "| | server CPU per request (user+sys) | {} | {} | {} | {} | {} |",
-        cpu(rframe).map_or("—".into(), |c| format!("{c:.1} µs")),
-        cpu(native).map_or("—".into(), |c| format!("{c:.1} µs")),
-        cpu(rpeer).map_or("—".into(), |c| format!("{c:.1} µs")),
-        ratio(cpu(rframe), cpu(native)),
-        ratio(cpu(rframe), cpu(rpeer)),
-    );
     let pframe = find(&results.packets, "frame");
     let pnative = find(&results.packets, "native axum+sqlx");
     let _ = writeln!(

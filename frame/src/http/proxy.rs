@@ -111,11 +111,13 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
                     ),
                 );
             }
-            response.map(|body| {
-                Body::new(LimitedBody {
+            response.map(|body| match body {
+                // Whole: its length was checked above.
+                ShardBody::Whole(_) => Body::new(body),
+                ShardBody::Streamed(_) => Body::new(LimitedBody {
                     inner: body,
                     remaining: max_response,
-                })
+                }),
             })
         }
         Err(e) => call_error(e),

@@ -76,7 +76,10 @@ pub enum CallError {
     #[error("shard `{0}` returned without sending a response")]
     NoResponse(String),
     /// The shard's `http-handler` returned a response that cannot be sent.
-    #[error("shard `{shard}` returned an invalid response: {reason}")]
+    #[error(
+        "shard `{shard}` returned an invalid response: {reason}; its `http-handler` must return a \
+         status in 100..=599 and header names and values HTTP allows (fix the shard)"
+    )]
     InvalidResponse {
         /// The shard.
         shard: String,
