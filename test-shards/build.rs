@@ -101,6 +101,14 @@ const GUESTS: &[Guest] = &[
         doc: "Raw `wasi:http` (no SDK): streams, counts its requests, misbehaves on request.",
     },
     Guest {
+        constant: "DUAL",
+        name: "dual",
+        dir: "test-shards/guests/dual",
+        artifact: "fixture_dual",
+        workspace: "test-shards/guests",
+        doc: "Exports both HTTP entry points (no SDK); each answers with its own name.",
+    },
+    Guest {
         constant: "PUBLISHER",
         name: "publisher",
         dir: "test-shards/guests/publisher",

@@ -1,6 +1,7 @@
 //! Per-request instance creation, in process: a fresh `Store<ShardState>` and
 //! `InstancePre::instantiate_async` with the frame's engine settings, pooling allocator on vs
-//! off; and the same plus one `wasi:http` request through the minimal shard.
+//! off; and the same plus one request, through `http-handler` (the SDK-built minimal shard) and
+//! through `wasi:http` (`minimal-raw`, the peer's component).
 
 use crate::native::NativeServer;
 use anyhow::{Context, Result};
@@ -41,13 +42,17 @@ pub struct Micro {
 /// Results for one allocator.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Instantiation {
-    /// Store + instantiate.
+    /// Store + instantiate, the SDK-built minimal shard.
     pub instantiate: Micro,
-    /// Store + instantiate + one `GET /` through `wasi:http/incoming-handler`, body read.
+    /// Store + instantiate, `minimal-raw` (no SDK, `wasi:http`).
+    pub instantiate_raw: Micro,
+    /// Store + instantiate + one `GET /` through `wasi:http/incoming-handler` (`minimal-raw`),
+    /// body read.
     pub request: Micro,
-    /// One `GET /` on an instance that already served requests (the reuse mode's cost).
+    /// One `GET /` through `wasi:http` on an instance that already served requests (the reuse
+    /// mode's cost).
     pub reused: Micro,
-    /// Store + instantiate + one `GET /` through `arkham:shard/http-handler`.
+    /// Store + instantiate + one `GET /` through `arkham:shard/http-handler` (the minimal shard).
     pub buffered_request: Micro,
     /// One `GET /` through `arkham:shard/http-handler` on an instance that already served
     /// requests.
@@ -99,18 +104,20 @@ pub const TUNED_TABLE_KEEP_RESIDENT: usize = 64 << 10;
 pub const TUNED_STACK_KEEP_RESIDENT: usize = 256 << 10;
 
 /// An HTTP server in this process that serves every request like `LoadedShard::handle` does
-/// (fresh store, instantiate, `wasi:http` handle, body read) on [`frame_engine`]`(tuned)`,
-/// without the frame's proxy, semaphore and task spawn: the runtime part of a request alone.
+/// for a `wasi:http` component (`wasm`; fresh store, instantiate, `wasi:http` handle, body read)
+/// on [`frame_engine`]`(tuned)`, without the frame's proxy, semaphore and task spawn: the runtime
+/// part of a request alone.
 pub fn http_server(wasm: &[u8], tuned: bool) -> Result<NativeServer> {
     let engine = frame_engine(tuned)?;
     let linker = arkham_frame::runtime::linker::linker(&engine)?;
-    let component = Component::new(&engine, wasm)?;
-    let bench = Arc::new(Bench::new(engine, &linker, &component)?);
+    let component = Prepared::new(&linker, &Component::new(&engine, wasm)?)?;
+    let bench = Arc::new((Bench::new(engine), component));
     NativeServer::start(move || {
         Ok(axum::Router::new().fallback(move || {
             let bench = bench.clone();
             async move {
-                match bench.respond().await {
+                let (bench, component) = &*bench;
+                match bench.respond(component).await {
                     Ok(body) => (http::StatusCode::OK, body),
                     Err(e) => (
                         http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,26 +129,77 @@ pub fn http_server(wasm: &[u8], tuned: bool) -> Result<NativeServer> {
     })
 }
 
+/// A component linked and ready to instantiate, with the HTTP export the frame would call.
+struct Prepared {
+    pre: InstancePre<ShardState>,
+    export: Export,
+}
+
+/// The HTTP export of a component, as `LoadedShard::new` picks it: `http-handler` when exported.
+enum Export {
+    Buffered(http_handler::GuestIndices),
+    Wasi(ProxyIndices),
+}
+
+impl Prepared {
+    fn new(linker: &Linker<ShardState>, component: &Component) -> Result<Self> {
+        let pre = linker.instantiate_pre(component)?;
+        let export = match http_handler::GuestIndices::new(&pre) {
+            Ok(indices) => Export::Buffered(indices),
+            Err(_) => Export::Wasi(ProxyIndices::new(&pre)?),
+        };
+        Ok(Self { pre, export })
+    }
+}
+
+/// The components the micro benchmarks run, compiled for one engine.
+struct Components {
+    bench: Bench,
+    /// The SDK-built minimal shard (`http-handler`).
+    sdk: Prepared,
+    /// `minimal-raw` (`wasi:http`).
+    raw: Prepared,
+}
+
+impl Components {
+    fn new(engine: Engine, linker: &Linker<ShardState>, sdk: &[u8], raw: &[u8]) -> Result<Self> {
+        let sdk = Prepared::new(linker, &Component::new(&engine, sdk)?)?;
+        let raw = Prepared::new(linker, &Component::new(&engine, raw)?)?;
+        anyhow::ensure!(
+            matches!(sdk.export, Export::Buffered(_)) && matches!(raw.export, Export::Wasi(_)),
+            "the minimal shard must export http-handler and minimal-raw only wasi:http"
+        );
+        Ok(Self {
+            bench: Bench::new(engine),
+            sdk,
+            raw,
+        })
+    }
+
+    async fn measure(&self, iterations: usize) -> Result<Instantiation> {
+        let b = &self.bench;
+        Ok(Instantiation {
+            instantiate: time(iterations, || b.instantiate(&self.sdk)).await?,
+            instantiate_raw: time(iterations, || b.instantiate(&self.raw)).await?,
+            request: time(iterations, || b.fresh(&self.raw)).await?,
+            reused: b.reused(&self.raw, iterations).await?,
+            buffered_request: time(iterations, || b.fresh(&self.sdk)).await?,
+            buffered_reused: b.reused(&self.sdk, iterations).await?,
+        })
+    }
+}
+
 struct Bench {
     engine: Engine,
-    pre: InstancePre<ShardState>,
-    http: ProxyIndices,
-    buffered: http_handler::GuestIndices,
     events: Arc<EventsConfig>,
 }
 
 impl Bench {
-    fn new(engine: Engine, linker: &Linker<ShardState>, component: &Component) -> Result<Self> {
-        let pre = linker.instantiate_pre(component)?;
-        let http = ProxyIndices::new(&pre)?;
-        let buffered = http_handler::GuestIndices::new(&pre)?;
-        Ok(Self {
+    fn new(engine: Engine) -> Self {
+        Self {
             engine,
-            pre,
-            http,
-            buffered,
             events: Arc::new(EventsConfig::default()),
-        })
+        }
     }
 
     /// What `LoadedShard::new_store` does (frame/src/runtime/shard.rs), for a shard granted no
@@ -166,18 +224,18 @@ impl Bench {
         store
     }
 
-    async fn instantiate(&self) -> Result<()> {
+    async fn instantiate(&self, component: &Prepared) -> Result<()> {
         let mut store = self.store();
-        let _instance = self.pre.instantiate_async(&mut store).await?;
+        let _instance = component.pre.instantiate_async(&mut store).await?;
         Ok(())
     }
 
-    /// A fresh instance with `export` loaded.
-    async fn load(&self, store: &mut Store<ShardState>, export: Export) -> Result<Loaded> {
-        let instance = self.pre.instantiate_async(&mut *store).await?;
-        Ok(match export {
-            Export::Wasi => Loaded::Wasi(self.http.load(&mut *store, &instance)?),
-            Export::Buffered => Loaded::Buffered(self.buffered.load(&mut *store, &instance)?),
+    /// A fresh instance of `component` with its HTTP export loaded.
+    async fn load(&self, store: &mut Store<ShardState>, component: &Prepared) -> Result<Loaded> {
+        let instance = component.pre.instantiate_async(&mut *store).await?;
+        Ok(match &component.export {
+            Export::Wasi(indices) => Loaded::Wasi(indices.load(&mut *store, &instance)?),
+            Export::Buffered(indices) => Loaded::Buffered(indices.load(&mut *store, &instance)?),
         })
     }
 
@@ -191,19 +249,18 @@ impl Bench {
         Ok(())
     }
 
-    /// Store + instantiate + one request through `export`: what the frame does per request by
-    /// default (through `Buffered` for a shard built with the SDK).
-    async fn fresh(&self, export: Export) -> Result<()> {
+    /// Store + instantiate + one request: what the frame does per request by default.
+    async fn fresh(&self, component: &Prepared) -> Result<()> {
         let mut store = self.store();
-        let loaded = self.load(&mut store, export).await?;
+        let loaded = self.load(&mut store, component).await?;
         Self::get(&mut store, &loaded).await
     }
 
-    /// One `GET /` through `export` on an instance that already served requests, as in the
+    /// One `GET /` on an instance of `component` that already served requests, as in the
     /// frame's reuse mode.
-    async fn reused(&self, export: Export, iterations: usize) -> Result<Micro> {
+    async fn reused(&self, component: &Prepared, iterations: usize) -> Result<Micro> {
         let mut store = self.store();
-        let loaded = self.load(&mut store, export).await?;
+        let loaded = self.load(&mut store, component).await?;
         let mut samples = Vec::with_capacity(iterations);
         for i in 0..iterations + iterations / 10 + 10 {
             let start = Instant::now();
@@ -258,19 +315,13 @@ impl Bench {
     }
 
     /// Store + instantiate + one request through `wasi:http`, returning the body.
-    async fn respond(&self) -> Result<Bytes> {
+    async fn respond(&self, component: &Prepared) -> Result<Bytes> {
         let mut store = self.store();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let proxy = self.http.load(&mut store, &instance)?;
+        let Loaded::Wasi(proxy) = self.load(&mut store, component).await? else {
+            anyhow::bail!("the component does not serve HTTP through wasi:http");
+        };
         Self::call(&mut store, &proxy).await
     }
-}
-
-/// The HTTP export a micro benchmark calls.
-#[derive(Clone, Copy)]
-enum Export {
-    Wasi,
-    Buffered,
 }
 
 /// An instance's HTTP export, loaded.
@@ -314,22 +365,20 @@ impl Micro {
     }
 }
 
-/// Measures the allocators on `wasm`: pooling as the frame has it, on-demand, pooling tuned.
-pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
+/// Measures the allocators on `sdk` (the SDK-built minimal shard) and `raw` (`minimal-raw`):
+/// pooling as the frame has it, on-demand, pooling tuned.
+pub fn run(sdk: &[u8], raw: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
     let cache = tempfile::tempdir().context("creating a cache dir")?;
     let runtime = Runtime::new(LimitsConfig::default(), cache.path().to_path_buf())?;
-    let component = runtime.compile("bench-minimal", wasm)?;
-    let pooling = Bench::new(runtime.engine().clone(), runtime.linker(), &component)?;
+    let pooling = Components::new(runtime.engine().clone(), runtime.linker(), sdk, raw)?;
 
     let engine = on_demand_engine()?;
     let linker = arkham_frame::runtime::linker::linker(&engine)?;
-    let component = Component::new(&engine, wasm)?;
-    let on_demand = Bench::new(engine, &linker, &component)?;
+    let on_demand = Components::new(engine, &linker, sdk, raw)?;
 
     let engine = frame_engine(true)?;
     let linker = arkham_frame::runtime::linker::linker(&engine)?;
-    let component = Component::new(&engine, wasm)?;
-    let tuned = Bench::new(engine, &linker, &component)?;
+    let tuned = Components::new(engine, &linker, sdk, raw)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -339,19 +388,8 @@ pub fn run(wasm: &[u8], iterations: usize) -> Result<[Instantiation; 3]> {
         // median p50, so one burst of noise on this shared machine does not decide a verdict.
         let mut reps: [Vec<Instantiation>; 3] = Default::default();
         for _ in 0..REPETITIONS {
-            for (bench, out) in [&pooling, &on_demand, &tuned].into_iter().zip(&mut reps) {
-                let instantiate = time(iterations, || bench.instantiate()).await?;
-                let request = time(iterations, || bench.fresh(Export::Wasi)).await?;
-                let reused = bench.reused(Export::Wasi, iterations).await?;
-                let buffered_request = time(iterations, || bench.fresh(Export::Buffered)).await?;
-                let buffered_reused = bench.reused(Export::Buffered, iterations).await?;
-                out.push(Instantiation {
-                    instantiate,
-                    request,
-                    reused,
-                    buffered_request,
-                    buffered_reused,
-                });
+            for (components, out) in [&pooling, &on_demand, &tuned].into_iter().zip(&mut reps) {
+                out.push(components.measure(iterations).await?);
             }
         }
         let [a, b, c] = reps.map(|runs| median_run(&runs));
@@ -373,6 +411,7 @@ fn median_run(runs: &[Instantiation]) -> Result<Instantiation> {
     };
     Ok(Instantiation {
         instantiate: pick(|r| r.instantiate)?,
+        instantiate_raw: pick(|r| r.instantiate_raw)?,
         request: pick(|r| r.request)?,
         reused: pick(|r| r.reused)?,
         buffered_request: pick(|r| r.buffered_request)?,
@@ -382,15 +421,16 @@ fn median_run(runs: &[Instantiation]) -> Result<Instantiation> {
 
 #[cfg(test)]
 mod tests {
-    /// The micro benchmark's calls go through both HTTP exports of the SDK-built minimal shard,
-    /// each checking the body is `ok`. This is also the one place CI runs the SDK's `wasi:http`
-    /// export: the frame calls SDK shards through `http-handler`.
+    /// The micro benchmarks' calls go through both HTTP exports (the minimal shard's
+    /// `http-handler`, minimal-raw's `wasi:http`), each checking the body is `ok`.
     #[test]
-    fn the_minimal_shard_answers_through_both_exports() {
-        let wasm = std::fs::read(test_shards::MINIMAL.component).unwrap();
-        for engine in super::run(&wasm, 20).unwrap() {
+    fn the_micro_benchmarks_answer_through_both_exports() {
+        let sdk = std::fs::read(test_shards::MINIMAL.component).unwrap();
+        let raw = std::fs::read(test_shards::MINIMAL_RAW.component).unwrap();
+        for engine in super::run(&sdk, &raw, 20).unwrap() {
             for micro in [
                 engine.instantiate,
+                engine.instantiate_raw,
                 engine.request,
                 engine.reused,
                 engine.buffered_request,

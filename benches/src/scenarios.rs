@@ -198,9 +198,12 @@ pub fn all(options: &Options) -> Result<Results> {
     }
     eprintln!("[bench] (4) instantiation: pooling vs on-demand");
     if options.runs("instantiation") {
-        match std::fs::read(test_shards::MINIMAL.component)
-            .context("reading the minimal component")
-            .and_then(|wasm| instantiate::run(&wasm, options.iterations))
+        let read = |shard: &test_shards::GuestShard| {
+            std::fs::read(shard.component).with_context(|| format!("reading {}", shard.component))
+        };
+        match read(&test_shards::MINIMAL)
+            .and_then(|sdk| Ok((sdk, read(&test_shards::MINIMAL_RAW)?)))
+            .and_then(|(sdk, raw)| instantiate::run(&sdk, &raw, options.iterations))
         {
             Ok(all) => results.instantiation = Some(all),
             Err(e) => results.errors.push(format!("instantiation: {e:#}")),
@@ -520,7 +523,7 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
             pid: served.pid(),
         },
     ];
-    let wasm = std::fs::read(test_shards::MINIMAL.component)?;
+    let wasm = std::fs::read(test_shards::MINIMAL_RAW.component)?;
     let in_process = instantiate::http_server(&wasm, false)?;
     let in_process_tuned = instantiate::http_server(&wasm, true)?;
     for (name, server) in [

@@ -1,8 +1,9 @@
-//! The one `bindgen!`, for the `arkham:shard/buffered-shard` world: the `shard` world plus the
-//! optional `http-handler` export.
+//! The one `bindgen!`, for the `arkham:shard/buffered-shard` world: arkham's imports and its two
+//! exports (`http-handler`, `event-handler`). `wasi:http/incoming-handler`, the `shard` world's
+//! export, is loaded through `wasmtime-wasi-http`'s `ProxyIndices`.
 //!
-//! WASI interfaces come from `wasmtime-wasi` and `wasmtime-wasi-http` (through `with:`), so only
-//! arkham's own interfaces are generated here. Resources map to the host types that back them.
+//! WASI interfaces come from `wasmtime-wasi` (through `with:`), so only arkham's own interfaces
+//! are generated here. Resources map to the host types that back them.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -15,7 +16,6 @@ wasmtime::component::bindgen!({
         "wasi:cli": wasmtime_wasi::p2::bindings::cli,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "arkham:shard/database.transaction": crate::services::database::Transaction,
     },
 });

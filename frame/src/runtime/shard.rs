@@ -122,9 +122,18 @@ enum Invocation {
         sender: tokio::sync::oneshot::Sender<http_handler::Response>,
     },
     Wasi {
+        indices: ProxyIndices,
         request: wasmtime::component::Resource<HostIncomingRequest>,
         out: wasmtime::component::Resource<HostResponseOutparam>,
     },
+}
+
+/// The export a shard serves HTTP through, found when it is loaded.
+enum HttpExport {
+    /// `arkham:shard/http-handler`, preferred when a component exports both.
+    Buffered(http_handler::GuestIndices),
+    /// `wasi:http/incoming-handler`.
+    Wasi(ProxyIndices),
 }
 
 /// The HTTP export of an instance, loaded.
@@ -214,9 +223,7 @@ pub struct LoadedShard {
     digest: String,
     runtime: Runtime,
     pre: InstancePre<ShardState>,
-    http: ProxyIndices,
-    /// Its `http-handler`, preferred to `http` when exported.
-    buffered: Option<http_handler::GuestIndices>,
+    http: HttpExport,
     handler: Option<event_handler::GuestIndices>,
     services: ShardServices,
     grant: RwLock<Arc<Grant>>,
@@ -239,8 +246,17 @@ impl LoadedShard {
         grant: Grant,
     ) -> anyhow::Result<Self> {
         let pre = runtime.linker().instantiate_pre(component)?;
-        let http = ProxyIndices::new(&pre)?;
-        let buffered = http_handler::GuestIndices::new(&pre).ok();
+        let http = match http_handler::GuestIndices::new(&pre) {
+            Ok(indices) => HttpExport::Buffered(indices),
+            Err(buffered) => match ProxyIndices::new(&pre) {
+                Ok(indices) => HttpExport::Wasi(indices),
+                Err(wasi) => anyhow::bail!(
+                    "the component exports no HTTP entry point: neither \
+                     `arkham:shard/http-handler` ({buffered:#}) nor \
+                     `wasi:http/incoming-handler` ({wasi:#})"
+                ),
+            },
+        };
         let handler = if manifest.events.subscribes.is_empty() {
             None
         } else {
@@ -255,7 +271,6 @@ impl LoadedShard {
             runtime: runtime.clone(),
             pre,
             http,
-            buffered,
             handler,
             services,
             grant: RwLock::new(Arc::new(grant)),
@@ -292,10 +307,9 @@ impl LoadedShard {
 
     /// The export the frame serves the shard's HTTP API through.
     pub fn http_interface(&self) -> &'static str {
-        if self.buffered.is_some() {
-            "arkham:shard/http-handler"
-        } else {
-            "wasi:http/incoming-handler"
+        match self.http {
+            HttpExport::Buffered(_) => "arkham:shard/http-handler",
+            HttpExport::Wasi(_) => "wasi:http/incoming-handler",
         }
     }
 
@@ -412,8 +426,8 @@ impl LoadedShard {
             None => (self.new_store(), None),
         };
         set_deadline(&mut store, self.limits.request_timeout);
-        match &self.buffered {
-            Some(indices) => {
+        match &self.http {
+            HttpExport::Buffered(indices) => {
                 let is_head = request.method() == http::Method::HEAD;
                 let request = buffered_request(request);
                 let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -427,7 +441,7 @@ impl LoadedShard {
                     .await?;
                 self.buffered_response(response, is_head)
             }
-            None => {
+            HttpExport::Wasi(indices) => {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 let setup = (|| {
                     let request = request.map(|body| {
@@ -443,7 +457,11 @@ impl LoadedShard {
                 })();
                 let (req, out) =
                     setup.map_err(|e| self.classify(e, self.limits.request_timeout))?;
-                let invocation = Invocation::Wasi { request: req, out };
+                let invocation = Invocation::Wasi {
+                    indices: indices.clone(),
+                    request: req,
+                    out,
+                };
                 let answer = self
                     .run(store, warm, generation, permit, receiver, invocation)
                     .await?;
@@ -535,7 +553,9 @@ impl LoadedShard {
                     Invocation::Buffered { indices, .. } => {
                         Entry::Buffered(indices.load(&mut *store, &instance)?)
                     }
-                    Invocation::Wasi { .. } => Entry::Wasi(self.http.load(&mut *store, &instance)?),
+                    Invocation::Wasi { indices, .. } => {
+                        Entry::Wasi(indices.load(&mut *store, &instance)?)
+                    }
                 }
             }
         };
@@ -552,7 +572,7 @@ impl LoadedShard {
                 let _ = sender.send(response);
                 Ok(Entry::Buffered(guest))
             }
-            (Entry::Wasi(proxy), Invocation::Wasi { request, out }) => {
+            (Entry::Wasi(proxy), Invocation::Wasi { request, out, .. }) => {
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, request, out)

@@ -42,6 +42,11 @@ pub enum Incompatibility {
     /// A missing export.
     #[error("it does not export `{0}`")]
     MissingExport(String),
+    /// Neither HTTP entry point is exported.
+    #[error(
+        "it exports no HTTP entry point: build it for the `arkham:shard/buffered-shard` world (export `arkham:shard/http-handler@0.1.0`, as the Rust SDK does) or the `arkham:shard/shard` world (export `wasi:http/incoming-handler@{WASI_VERSION}`)"
+    )]
+    NoHttpExport,
 }
 
 /// Every reason the component described by `manifest` and `interfaces` cannot run on this frame.
@@ -87,10 +92,10 @@ pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibilit
         .iter()
         .map(|e| split_versioned(e).0)
         .collect();
-    if !exports_bare.contains(&"wasi:http/incoming-handler") {
-        problems.push(Incompatibility::MissingExport(format!(
-            "wasi:http/incoming-handler@{WASI_VERSION}"
-        )));
+    if !exports_bare.contains(&"arkham:shard/http-handler")
+        && !exports_bare.contains(&"wasi:http/incoming-handler")
+    {
+        problems.push(Incompatibility::NoHttpExport);
     }
     if !manifest.events.subscribes.is_empty()
         && !exports_bare.contains(&"arkham:shard/event-handler")
@@ -125,11 +130,16 @@ mod tests {
     #[test]
     fn compatible_component_passes() {
         let m = manifest("[services]\nrequired = [\"database\"]\n");
-        let i = interfaces(
-            &["wasi:io/poll@0.2.6", "arkham:shard/database@0.1.0"],
-            &["wasi:http/incoming-handler@0.2.6"],
-        );
-        assert_eq!(check(&m, &i), []);
+        for export in [
+            "wasi:http/incoming-handler@0.2.6",
+            "arkham:shard/http-handler@0.1.0",
+        ] {
+            let i = interfaces(
+                &["wasi:io/poll@0.2.6", "arkham:shard/database@0.1.0"],
+                &[export],
+            );
+            assert_eq!(check(&m, &i), [], "exporting {export}");
+        }
     }
 
     #[test]
@@ -150,7 +160,7 @@ mod tests {
         assert!(text[1].contains("wasi:sockets/tcp@0.2.0"));
         assert!(text[2].contains("wasi:http/types@0.3.0"));
         assert!(text[3].contains("`storage` service"));
-        assert!(text[4].contains("incoming-handler"));
+        assert!(text[4].contains("http-handler") && text[4].contains("incoming-handler"));
         assert!(text[5].contains("event-handler"));
     }
 }

@@ -1,9 +1,9 @@
 //! The two HTTP entry points a shard may export: `arkham:shard/http-handler` (one call, whole
-//! request and response; what the SDK builds) is preferred, and `wasi:http/incoming-handler`
-//! (streamed) serves every other component.
+//! request and response; what the SDK builds) and `wasi:http/incoming-handler` (streamed). A
+//! component that exports both is called through `http-handler`.
 
 use crate::harness::{Frame, data_dir, install};
-use test_shards::{ECHO, STREAMER};
+use test_shards::{DUAL, ECHO, STREAMER};
 
 async fn get(frame: &Frame, path: &str) -> reqwest::Response {
     frame
@@ -17,7 +17,7 @@ async fn get(frame: &Frame, path: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_shard_is_served_through_the_entry_point_it_exports() {
     let data = data_dir("[limits]\nmax_response_bytes = 1048576\n");
-    install(data.path(), &[&ECHO, &STREAMER]);
+    install(data.path(), &[&ECHO, &STREAMER, &DUAL]);
     let frame = Frame::start(data.path());
 
     let (status, listing) = frame.call("GET", "/api/frame/shards", None).await;
@@ -40,6 +40,15 @@ async fn each_shard_is_served_through_the_entry_point_it_exports() {
         "wasi:http/incoming-handler",
         "{listing}"
     );
+    assert_eq!(
+        interface("dual").unwrap(),
+        "arkham:shard/http-handler",
+        "{listing}"
+    );
+    // Exporting both, `dual` answers with the name of the entry point it was called through.
+    let response = get(&frame, "/api/dual/").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "http-handler");
 
     // wasi:http: a body written in chunks with no stated length streams through whole ...
     let response = get(&frame, "/api/streamer/bytes/1000000").await;

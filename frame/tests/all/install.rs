@@ -50,7 +50,7 @@ fn folder_build_inspect_add_list_remove() {
     assert!(
         inspection["exports"]
             .to_string()
-            .contains("wasi:http/incoming-handler")
+            .contains("arkham:shard/http-handler")
     );
     assert_eq!(inspection["problems"], serde_json::json!([]));
 

@@ -1,9 +1,9 @@
 //! Rust guest SDK for arkham shards.
 //!
-//! A shard is a `wasm32-wasip2` component that targets the `arkham:shard/shard` WIT world (this
-//! crate builds it for `arkham:shard/buffered-shard`, which adds the one-call `http-handler` the
-//! frame prefers). The frame serves its HTTP API under `/api/{shard-name}/` and runs every request
-//! and every event in a fresh instance. This crate hides the generated bindings behind plain Rust:
+//! A shard is a `wasm32-wasip2` component. This crate builds it for the
+//! `arkham:shard/buffered-shard` WIT world: the frame calls its HTTP API through the one-call
+//! `http-handler` export (whole request in, whole response out), serves it under
+//! `/api/{shard-name}/`, and runs every request and every event in a fresh instance. This crate hides the generated bindings behind plain Rust:
 //!
 //! - [`Shard`]: the two entry points a shard implements, wired up by [`export_shard!`];
 //! - [`Request`], [`Response`], [`ApiError`] and a small [`Router`] with `{param}` captures;
@@ -53,7 +53,7 @@ pub use http::{ApiError, Method, Request, Response};
 pub use router::{Handler, Params, Router};
 
 /// The raw bindings generated from the `arkham:shard/buffered-shard` world (and the WASI
-/// interfaces it uses). Shards rarely need them directly; [`export_shard!`] refers to them.
+/// interfaces it imports). Shards rarely need them directly; [`export_shard!`] refers to them.
 #[expect(missing_docs, reason = "generated code; documented in the WIT files")]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -81,8 +81,7 @@ pub trait Shard {
     }
 }
 
-/// Exports a [`Shard`] implementation as the component's `wasi:http/incoming-handler`,
-/// `arkham:shard/http-handler` (the one-call entry point the frame prefers) and
+/// Exports a [`Shard`] implementation as the component's `arkham:shard/http-handler` and
 /// `arkham:shard/event-handler`. Invoke it once per shard crate, at the top level:
 ///
 /// ```ignore
@@ -93,17 +92,6 @@ macro_rules! export_shard {
     ($shard:ty) => {
         const _: () = {
             struct __ArkhamShardExport;
-
-            impl $crate::bindings::exports::wasi::http::incoming_handler::Guest
-                for __ArkhamShardExport
-            {
-                fn handle(
-                    request: $crate::bindings::wasi::http::types::IncomingRequest,
-                    response_out: $crate::bindings::wasi::http::types::ResponseOutparam,
-                ) {
-                    $crate::__private::serve_http::<$shard>(request, response_out);
-                }
-            }
 
             impl $crate::bindings::exports::arkham::shard::http_handler::Guest
                 for __ArkhamShardExport
@@ -145,6 +133,6 @@ macro_rules! params {
 /// Support for [`export_shard!`]; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::serve::{serve_buffered, serve_event, serve_http};
+    pub use crate::serve::{serve_buffered, serve_event};
     pub use std::string::String;
 }
