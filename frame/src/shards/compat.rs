@@ -42,6 +42,16 @@ pub enum Incompatibility {
     /// A missing export.
     #[error("it does not export `{0}`")]
     MissingExport(String),
+    /// An export of a version the frame does not call.
+    #[error(
+        "it exports `{export}`, but the frame calls version {expected}; rebuild it against this frame's WIT (the `wit/` folder of arkham {FRAME_VERSION})"
+    )]
+    ExportVersion {
+        /// The export.
+        export: String,
+        /// The version the frame calls.
+        expected: String,
+    },
     /// Neither HTTP entry point is exported.
     #[error(
         "it exports no HTTP entry point: build it for the `arkham:shard/buffered-shard` world (export `arkham:shard/http-handler@0.1.0`, as the Rust SDK does) or the `arkham:shard/shard` world (export `wasi:http/incoming-handler@{WASI_VERSION}`)"
@@ -87,25 +97,64 @@ pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibilit
             });
         }
     }
-    let exports_bare: Vec<_> = interfaces
-        .exports
-        .iter()
-        .map(|e| split_versioned(e).0)
-        .collect();
-    if !exports_bare.contains(&"arkham:shard/http-handler")
-        && !exports_bare.contains(&"wasi:http/incoming-handler")
-    {
-        problems.push(Incompatibility::NoHttpExport);
+    let http = [HTTP_HANDLER, INCOMING_HANDLER].map(|called| exported(interfaces, called));
+    if !http.iter().any(|e| matches!(e, Exported::Compatible)) {
+        let mut refused = http.into_iter().filter_map(|e| match e {
+            Exported::Incompatible(problem) => Some(problem),
+            _ => None,
+        });
+        match refused.next() {
+            // The frame would call neither: name the versions it would call instead.
+            Some(first) => problems.extend(std::iter::once(first).chain(refused)),
+            None => problems.push(Incompatibility::NoHttpExport),
+        }
     }
-    if !manifest.events.subscribes.is_empty()
-        && !exports_bare.contains(&"arkham:shard/event-handler")
-    {
-        problems.push(Incompatibility::MissingExport(
-            "arkham:shard/event-handler@0.1.0 (required because the manifest subscribes to events)"
-                .to_string(),
-        ));
+    if !manifest.events.subscribes.is_empty() {
+        match exported(interfaces, EVENT_HANDLER) {
+            Exported::Compatible => {}
+            Exported::Incompatible(problem) => problems.push(problem),
+            Exported::Missing => problems.push(Incompatibility::MissingExport(format!(
+                "{}@{} (required because the manifest subscribes to events)",
+                EVENT_HANDLER.0, EVENT_HANDLER.1
+            ))),
+        }
     }
     problems
+}
+
+/// The exports the frame calls, by name without version, with the version it calls.
+const HTTP_HANDLER: (&str, &str) = ("arkham:shard/http-handler", "0.1.0");
+const INCOMING_HANDLER: (&str, &str) = ("wasi:http/incoming-handler", WASI_VERSION);
+const EVENT_HANDLER: (&str, &str) = ("arkham:shard/event-handler", "0.1.0");
+
+/// Whether a component exports `called`, at a version the frame can call (the semver rule the
+/// linker applies to imports, which wasmtime also applies when looking up exports).
+enum Exported {
+    Compatible,
+    Incompatible(Incompatibility),
+    Missing,
+}
+
+fn exported(interfaces: &Interfaces, (name, expected): (&str, &str)) -> Exported {
+    let Some(export) = interfaces
+        .exports
+        .iter()
+        .find(|e| split_versioned(e).0 == name)
+    else {
+        return Exported::Missing;
+    };
+    let compatible = match (split_versioned(export).1, semver::Version::parse(expected)) {
+        (Some(have), Ok(want)) => version_compatible(&have, &want),
+        _ => false,
+    };
+    if compatible {
+        Exported::Compatible
+    } else {
+        Exported::Incompatible(Incompatibility::ExportVersion {
+            export: export.clone(),
+            expected: expected.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +211,39 @@ mod tests {
         assert!(text[3].contains("`storage` service"));
         assert!(text[4].contains("http-handler") && text[4].contains("incoming-handler"));
         assert!(text[5].contains("event-handler"));
+    }
+
+    #[test]
+    fn an_export_is_counted_only_at_a_version_the_frame_calls() {
+        let m = manifest("[events]\nsubscribes = [\"a.*\"]\n");
+        // Only an http-handler of another minor version, and such an event-handler: refused,
+        // naming each with the version the frame calls.
+        let i = interfaces(
+            &[],
+            &[
+                "arkham:shard/http-handler@0.2.0",
+                "arkham:shard/event-handler@1.0.0",
+            ],
+        );
+        let text: Vec<String> = check(&m, &i).iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:#?}");
+        assert!(
+            text[0].contains("arkham:shard/http-handler@0.2.0") && text[0].contains("0.1.0"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].contains("arkham:shard/event-handler@1.0.0"),
+            "{text:#?}"
+        );
+        // The same with a wasi:http export the frame can call: served through that one.
+        let i = interfaces(
+            &[],
+            &[
+                "arkham:shard/http-handler@0.2.0",
+                "wasi:http/incoming-handler@0.2.6",
+                "arkham:shard/event-handler@0.1.0",
+            ],
+        );
+        assert_eq!(check(&m, &i), []);
     }
 }
