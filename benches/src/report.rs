@@ -43,6 +43,21 @@ fn cell(row: Option<&HttpRow>, f: impl Fn(&WrkResult) -> String) -> String {
     }
 }
 
+/// A load row's requests/s, p50, p99 and CPU-per-request table cells, `|`-separated.
+fn load_cells(row: Option<&HttpRow>) -> String {
+    let or_dash = |cell: Option<String>| cell.unwrap_or_else(|| "—".into());
+    format!(
+        "{} | {} | {} | {}",
+        cell(row, |m| format!("{:.0}", m.rps)),
+        or_dash(med(row).map(|m| latency(m.p50_us))),
+        or_dash(med(row).map(|m| latency(m.p99_us))),
+        or_dash(
+            row.and_then(|r| r.cpu_us_per_request)
+                .map(|c| format!("{c:.1} µs"))
+        ),
+    )
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.3}×", a / b),
@@ -222,11 +237,8 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         let row = find(&results.minimal, name);
         let _ = writeln!(
             md,
-            "| {name} | {what} | {} | {} | {} | {} | {} |",
-            cell(row, |m| format!("{:.0}", m.rps)),
-            p50(row).map_or("—".into(), latency),
-            p99(row).map_or("—".into(), latency),
-            cpu(row).map_or("—".into(), |c| format!("{c:.1} µs")),
+            "| {name} | {what} | {} | {} |",
+            load_cells(row),
             ratio(rps(row), rps(native)),
         );
     }
@@ -255,11 +267,8 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         let row = find(&results.minimal, name);
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {} |",
-            cell(row, |m| format!("{:.0}", m.rps)),
-            p50(row).map_or("—".into(), latency),
-            p99(row).map_or("—".into(), latency),
-            cpu(row).map_or("—".into(), |c| format!("{c:.1} µs")),
+            "| {name} | {} | {} |",
+            load_cells(row),
             ratio(rps(row), rps(frame)),
         );
     }

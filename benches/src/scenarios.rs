@@ -496,32 +496,25 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
     served.until_ok("/api/minimal/", Duration::from_secs(60))?;
     let native = native::minimal()?;
     let self_pid = std::process::id();
+    // The frame serves the minimal shard and the peer's component, each fresh and reused.
+    let shard = |name, shard: &str| Target {
+        name,
+        url: format!("{}/api/{shard}/", served.base),
+        pid: served.pid(),
+    };
     let mut targets = vec![
-        Target {
-            name: "frame",
-            url: format!("{}/api/minimal/", served.base),
-            pid: served.pid(),
-        },
+        shard("frame", "minimal"),
         Target {
             name: "native axum",
             url: format!("{}/", native.base),
             pid: self_pid,
         },
-        Target {
-            name: "frame, instance reuse",
-            url: format!("{}/api/reuse/", served.base),
-            pid: served.pid(),
-        },
-        Target {
-            name: "frame, the peer's component (wasi:http)",
-            url: format!("{}/api/raw/", served.base),
-            pid: served.pid(),
-        },
-        Target {
-            name: "frame, the peer's component (wasi:http), instance reuse",
-            url: format!("{}/api/raw-reuse/", served.base),
-            pid: served.pid(),
-        },
+        shard("frame, instance reuse", "reuse"),
+        shard("frame, the peer's component (wasi:http)", "raw"),
+        shard(
+            "frame, the peer's component (wasi:http), instance reuse",
+            "raw-reuse",
+        ),
     ];
     let wasm = std::fs::read(test_shards::MINIMAL_RAW.component)?;
     let in_process = instantiate::http_server(&wasm, false)?;

@@ -117,12 +117,10 @@ struct Warm {
 /// One HTTP call's arguments, for the export the shard serves HTTP through.
 enum Invocation {
     Buffered {
-        indices: http_handler::GuestIndices,
         request: http_handler::Request,
         sender: tokio::sync::oneshot::Sender<http_handler::Response>,
     },
     Wasi {
-        indices: ProxyIndices,
         request: wasmtime::component::Resource<HostIncomingRequest>,
         out: wasmtime::component::Resource<HostResponseOutparam>,
     },
@@ -427,21 +425,17 @@ impl LoadedShard {
         };
         set_deadline(&mut store, self.limits.request_timeout);
         match &self.http {
-            HttpExport::Buffered(indices) => {
+            HttpExport::Buffered(_) => {
                 let is_head = request.method() == http::Method::HEAD;
                 let request = buffered_request(request);
                 let (sender, receiver) = tokio::sync::oneshot::channel();
-                let invocation = Invocation::Buffered {
-                    indices: indices.clone(),
-                    request,
-                    sender,
-                };
+                let invocation = Invocation::Buffered { request, sender };
                 let response = self
                     .run(store, warm, generation, permit, receiver, invocation)
                     .await?;
                 self.buffered_response(response, is_head)
             }
-            HttpExport::Wasi(indices) => {
+            HttpExport::Wasi(_) => {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 let setup = (|| {
                     let request = request.map(|body| {
@@ -457,11 +451,7 @@ impl LoadedShard {
                 })();
                 let (req, out) =
                     setup.map_err(|e| self.classify(e, self.limits.request_timeout))?;
-                let invocation = Invocation::Wasi {
-                    indices: indices.clone(),
-                    request: req,
-                    out,
-                };
+                let invocation = Invocation::Wasi { request: req, out };
                 let answer = self
                     .run(store, warm, generation, permit, receiver, invocation)
                     .await?;
@@ -549,30 +539,23 @@ impl LoadedShard {
             Some(entry) => entry,
             None => {
                 let instance = self.pre.instantiate_async(&mut *store).await?;
-                match &invocation {
-                    Invocation::Buffered { indices, .. } => {
+                match &self.http {
+                    HttpExport::Buffered(indices) => {
                         Entry::Buffered(indices.load(&mut *store, &instance)?)
                     }
-                    Invocation::Wasi { indices, .. } => {
-                        Entry::Wasi(indices.load(&mut *store, &instance)?)
-                    }
+                    HttpExport::Wasi(indices) => Entry::Wasi(indices.load(&mut *store, &instance)?),
                 }
             }
         };
         match (entry, invocation) {
-            (
-                Entry::Buffered(guest),
-                Invocation::Buffered {
-                    request, sender, ..
-                },
-            ) => {
+            (Entry::Buffered(guest), Invocation::Buffered { request, sender }) => {
                 let response = guest.call_handle(&mut *store, &request).await?;
                 // Answered as soon as the guest returns, like a `wasi:http` guest that sets its
                 // response before returning; its events are logged after.
                 let _ = sender.send(response);
                 Ok(Entry::Buffered(guest))
             }
-            (Entry::Wasi(proxy), Invocation::Wasi { request, out, .. }) => {
+            (Entry::Wasi(proxy), Invocation::Wasi { request, out }) => {
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, request, out)

@@ -7,14 +7,9 @@ use crate::{Event, Shard, url};
 /// Runs `S::handle` for one `arkham:shard/http-handler.handle` call: the whole request in, the
 /// whole response out, in one call.
 pub fn serve_buffered<S: Shard>(request: http_handler::Request) -> http_handler::Response {
-    let method = Method::from_name(&request.method);
-    let is_head = method == Method::Head;
-    let mut response = S::handle(new_request(
-        method,
-        request.path_with_query,
-        request.headers,
-        request.body,
-    ));
+    let request = from_record(request);
+    let is_head = request.method == Method::Head;
+    let mut response = S::handle(request);
     if is_head || is_bodiless(response.status) {
         response.body.clear();
     }
@@ -30,15 +25,11 @@ pub fn serve_event<S: Shard>(event: Event) -> Result<(), String> {
     S::on_event(event)
 }
 
-fn new_request(
-    method: Method,
-    path_with_query: String,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
-) -> Request {
-    let (path, query) = match path_with_query.split_once('?') {
+/// The SDK's request for an `http-handler` record: the query split off the path and parsed.
+fn from_record(record: http_handler::Request) -> Request {
+    let (path, query) = match record.path_with_query.split_once('?') {
         Some((path, query)) => (path.to_owned(), url::parse_query(query)),
-        None => (path_with_query, Vec::new()),
+        None => (record.path_with_query, Vec::new()),
     };
     let path = if path.is_empty() {
         "/".to_owned()
@@ -46,11 +37,11 @@ fn new_request(
         path
     };
     Request {
-        method,
+        method: Method::from_name(&record.method),
         path,
         query,
-        headers,
-        body,
+        headers: record.headers,
+        body: record.body,
     }
 }
 
