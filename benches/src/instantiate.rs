@@ -6,6 +6,7 @@
 use crate::native::NativeServer;
 use anyhow::{Context, Result};
 use arkham_frame::bindings::http_handler;
+use arkham_frame::runtime::limiter::ShardLimiter;
 use arkham_frame::runtime::limits::LimitsConfig;
 use arkham_frame::runtime::store::ShardState;
 use arkham_frame::runtime::{Runtime, set_deadline};
@@ -20,7 +21,6 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimitsBuilder,
 };
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -203,23 +203,24 @@ impl Bench {
     }
 
     /// What `LoadedShard::new_store` does (frame/src/runtime/shard.rs), for a shard granted no
-    /// services. Not reproduced: `store.limiter(..)`, because `ShardState::limits` is
-    /// crate-private; it only installs a pointer.
+    /// services, with the default limits.
     fn store(&self) -> Store<ShardState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(128 << 20)
-            .table_elements(20_000)
-            .instances(64)
-            .trap_on_grow_failure(true)
-            .build();
+        let l = LimitsConfig::default();
+        let limiter = ShardLimiter::new(
+            l.memory_bytes,
+            u64::from(l.table_elements),
+            l.max_core_instances_per_component,
+            l.max_memories_per_component,
+            l.max_tables_per_component,
+        );
         let state = ShardState::new(
             "minimal".into(),
-            limits,
+            limiter,
             DatabaseCtx::denied(),
             EventsCtx::denied(self.events.clone()),
             StorageCtx::denied(),
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = state.into_store(&self.engine);
         set_deadline(&mut store, Duration::from_secs(30));
         store
     }

@@ -282,8 +282,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
              wasmtime was measured on such a component). \
              {} timed iterations each after a warm-up, on one thread, {} repetitions with the \
              engines taking turns (each cell: the repetition with the median p50); a fresh \
-             `Store<ShardState>` (like `LoadedShard::new_store`, minus `store.limiter`, whose field \
-             is crate-private) and `InstancePre::instantiate_async`, the store dropped inside the \
+             `Store<ShardState>` (like `LoadedShard::new_store`, its limiter installed) and `InstancePre::instantiate_async`, the store dropped inside the \
              timed region (so the slot's reset is counted). Engines: the frame's (`Runtime::new`), \
              the same config with `InstanceAllocationStrategy::OnDemand`, and the frame's pool \
              tuned (`linear_memory_keep_resident` {} KiB, `table_keep_resident` {} KiB, \

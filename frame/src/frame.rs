@@ -327,9 +327,10 @@ impl Frame {
         Ok(effective)
     }
 
-    /// Stops event delivery, waits (up to `grace`) for calls still running in shards, and closes
-    /// the databases. Undelivered events stay in the log for the next start.
+    /// Stops event delivery, waits (up to `grace` in all) for calls still running in shards,
+    /// and closes the databases. Undelivered events stay in the log for the next start.
     pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.dispatcher.shutdown().await;
         let running: Vec<_> = self
             .read()
@@ -339,11 +340,12 @@ impl Frame {
                 ShardStatus::Failed { .. } => None,
             })
             .collect();
-        for shard in running {
-            if tokio::time::timeout(grace, shard.drain()).await.is_err() {
+        let drains = running.iter().map(|shard| async move {
+            if tokio::time::timeout_at(deadline, shard.drain()).await.is_err() {
                 tracing::warn!(shard = %shard.manifest().name, "calls still running at shutdown were abandoned");
             }
-        }
+        });
+        futures::future::join_all(drains).await;
         self.database.close_all().await;
         self.log.close().await;
     }

@@ -49,10 +49,9 @@ async fn require_token(State(frame): State<Arc<Frame>>, request: Request, next: 
         _ => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            format!(
-                "the admin API needs `Authorization: Bearer <token>`; the token is in {}",
-                frame.data().admin_token().display()
-            ),
+            // Not the path: where the data dir is is not for whoever can reach the port.
+            "the admin API needs `Authorization: Bearer <token>`; the token is in the file \
+             `admin-token` in the frame's data dir",
         ),
     }
 }

@@ -184,6 +184,7 @@ fn call_error(e: CallError) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "shard_memory_exceeded")
         }
         CallError::FrameBusy => (StatusCode::SERVICE_UNAVAILABLE, "frame_busy"),
+        CallError::EventsNotLogged { .. } => (StatusCode::SERVICE_UNAVAILABLE, "events_not_logged"),
     };
     tracing::warn!(error = %e, "shard call failed");
     error(status, code, e.to_string())

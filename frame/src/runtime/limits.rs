@@ -8,17 +8,30 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Linear memory one instance may grow to, in bytes.
+    /// Memory one instance may use, in bytes: all its linear memories together.
     pub memory_bytes: u64,
-    /// Table elements one instance may have.
+    /// Table elements one instance may have, all its tables together.
     pub table_elements: u32,
     /// Instances alive at once across all shards (the pooling allocator's slots).
     pub instances_total: u32,
-    /// Instances alive at once for one shard; requests past it get 503.
+    /// Instances alive at once for one shard; requests past it get 503. Kept well below
+    /// `instances_total` so that no shard can hold every slot.
     pub instances_per_shard: u32,
-    /// CPU time one request may use, in milliseconds; past it the request gets 504.
+    /// Instances reserved for each shard: it gets them even while other shards hold every other
+    /// slot. Reservations take at most half of `instances_total`.
+    pub instances_reserved_per_shard: u32,
+    /// Linear memories one component may define (over all its core instances); a component
+    /// with more is refused at install.
+    pub max_memories_per_component: u32,
+    /// Tables one component may define; a component with more is refused at install.
+    pub max_tables_per_component: u32,
+    /// Core module instances one component may create; a component with more is refused at
+    /// install.
+    pub max_core_instances_per_component: u32,
+    /// Wall-clock time one request may take, in milliseconds, whether the guest runs or waits
+    /// in a host call; past it the request gets 504 and the instance is stopped.
     pub request_timeout_ms: u64,
-    /// CPU time one event delivery may use, in milliseconds.
+    /// Wall-clock time one event delivery may take, in milliseconds.
     pub event_timeout_ms: u64,
     /// Largest request body, in bytes; larger ones get 413.
     pub max_request_bytes: usize,
@@ -67,7 +80,11 @@ impl Default for LimitsConfig {
             memory_bytes: 128 << 20,
             table_elements: 20_000,
             instances_total: 1000,
-            instances_per_shard: 1000,
+            instances_per_shard: 100,
+            instances_reserved_per_shard: 8,
+            max_memories_per_component: 4,
+            max_tables_per_component: 16,
+            max_core_instances_per_component: 64,
             request_timeout_ms: 30_000,
             event_timeout_ms: 30_000,
             max_request_bytes: 16 << 20,
@@ -86,6 +103,8 @@ pub struct ShardLimits {
     pub table_elements: u32,
     /// Concurrent instances.
     pub instances: u32,
+    /// Instances reserved for the shard.
+    pub instances_reserved: u32,
     /// Request deadline.
     pub request_timeout: Duration,
     /// Event deadline.
@@ -102,13 +121,15 @@ impl LimitsConfig {
     /// The limits of the shard `name`.
     pub fn for_shard(&self, name: &str) -> ShardLimits {
         let o = self.shards.get(name).cloned().unwrap_or_default();
+        let instances = o.instances.unwrap_or(self.instances_per_shard).max(1);
         ShardLimits {
             memory_bytes: o
                 .memory_bytes
                 .unwrap_or(self.memory_bytes)
                 .min(self.memory_bytes),
             table_elements: self.table_elements,
-            instances: o.instances.unwrap_or(self.instances_per_shard).max(1),
+            instances,
+            instances_reserved: self.instances_reserved_per_shard.min(instances),
             request_timeout: Duration::from_millis(
                 o.request_timeout_ms.unwrap_or(self.request_timeout_ms),
             ),

@@ -3,13 +3,16 @@
 //! a shard ready to serve, with one `InstancePre` and a fresh instance per call.
 
 pub mod cache;
+pub mod limiter;
 pub mod limits;
 pub mod linker;
 mod shard;
+pub mod slots;
 pub mod store;
 
 use self::cache::CompiledCache;
 use self::limits::LimitsConfig;
+use self::slots::{InstanceSlots, MEMORIES_PER_SLOT, TABLES_PER_SLOT};
 use self::store::ShardState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ pub struct Runtime {
     linker: Arc<Linker<ShardState>>,
     cache: CompiledCache,
     limits: Arc<LimitsConfig>,
+    slots: InstanceSlots,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -45,6 +49,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            slots: InstanceSlots::new(limits.instances_total),
             limits: Arc::new(limits),
             _ticker: ticker,
         })
@@ -65,6 +70,11 @@ impl Runtime {
         &self.limits
     }
 
+    /// The engine's instance slots, which every call is admitted to first.
+    pub fn slots(&self) -> &InstanceSlots {
+        &self.slots
+    }
+
     /// The compiled component of `wasm` (content digest `digest`), from the cache when possible.
     pub fn compile(&self, digest: &str, wasm: &[u8]) -> wasmtime::Result<Component> {
         self.cache.load(&self.engine, digest, wasm)
@@ -83,11 +93,17 @@ fn engine_config(limits: &LimitsConfig) -> Config {
     let instances = limits.instances_total.max(1);
     let mut pool = PoolingAllocationConfig::new();
     // A Rust component instantiates a few core instances (the program plus the shims
-    // wit-component adds), each with a table; one linear memory.
+    // wit-component adds), each with a table; one linear memory. A slot is one component
+    // instance with its share of memories and tables; calls are admitted by weight in slots
+    // (runtime/slots.rs), so admitted calls never exhaust any of these.
     pool.total_component_instances(instances);
-    pool.total_core_instances(instances.saturating_mul(4));
-    pool.total_memories(instances.saturating_mul(2));
-    pool.total_tables(instances.saturating_mul(4));
+    pool.total_memories(instances.saturating_mul(MEMORIES_PER_SLOT));
+    pool.total_tables(instances.saturating_mul(TABLES_PER_SLOT));
+    // Core instances cost no reserved memory, only a count: never the scarce kind.
+    pool.total_core_instances(instances.saturating_mul(limits.max_core_instances_per_component));
+    pool.max_core_instances_per_component(limits.max_core_instances_per_component);
+    pool.max_memories_per_component(limits.max_memories_per_component);
+    pool.max_tables_per_component(limits.max_tables_per_component);
     pool.max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
     pool.table_elements(usize::try_from(limits.table_elements).unwrap_or(usize::MAX));
     // Resetting a slot with madvise after every request (and faulting the pages back in on the

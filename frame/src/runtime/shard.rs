@@ -1,6 +1,8 @@
 //! A shard ready to serve: its pre-instantiated component and the services it was granted.
 
 use super::Runtime;
+use super::limiter::{LimitHit, ShardLimiter};
+use super::slots::{self, ShardSlots, SlotError, SlotPermit};
 use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
@@ -15,10 +17,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use tokio::time::Instant;
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
@@ -53,13 +55,19 @@ pub enum CallError {
         /// The deadline.
         limit_ms: u128,
     },
-    /// The shard trapped (panic, unreachable, out of memory, ...).
-    #[error("shard `{shard}` failed: {message}")]
+    /// The shard trapped (panic, unreachable, stack overflow, ...). Clients see the reference;
+    /// the details (the trap and the guest's backtrace) are in the frame's log under it.
+    #[error(
+        "shard `{shard}` failed (reference {reference}); the frame's log has the details under \
+         that reference"
+    )]
     Trap {
         /// The shard.
         shard: String,
-        /// What the trap said.
-        message: String,
+        /// A short random id, logged with the details.
+        reference: String,
+        /// What the trap said, with the guest's backtrace: for the log and dead letters only.
+        detail: String,
     },
     /// The instance needed more memory than its limit.
     #[error("shard `{shard}` ran out of its {limit_bytes}-byte memory limit and was stopped")]
@@ -86,6 +94,18 @@ pub enum CallError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The call succeeded but the events it published could not be made durable, so it is not
+    /// acknowledged.
+    #[error(
+        "shard `{shard}` handled the request, but the events it published could not be logged \
+         ({reason}); the request is not acknowledged: retry it"
+    )]
+    EventsNotLogged {
+        /// The shard.
+        shard: String,
+        /// The event log's error.
+        reason: String,
+    },
     /// The shard answered with a `wasi:http` error code instead of a response.
     #[error("shard `{shard}` answered with an error: {code:?}")]
     Guest {
@@ -104,7 +124,18 @@ const MAX_IDLE_INSTANCES: usize = 32;
 /// pipes are bounded, so a chatty instance is replaced before they fill.
 const MAX_REUSED_OUTPUT: usize = 64 << 10;
 
-/// An instance kept between requests by a shard that opted into instance reuse.
+/// Response headers an `http-handler` response may carry, at most: `http::HeaderMap` panics
+/// past 24,576 entries, and no client needs more than a few dozen.
+const MAX_RESPONSE_HEADERS: usize = 500;
+
+/// Bytes of response header names and values, at most (the same bound `wasi:http` fields have).
+const MAX_RESPONSE_HEADER_BYTES: usize = 128 << 10;
+
+/// Bytes of a trap's details kept for the log and dead letters.
+const MAX_TRAP_DETAIL: usize = 8 << 10;
+
+/// An instance kept between requests by a shard that opted into instance reuse. It keeps its
+/// slot while idle, so idle instances count against the shard's cap like running ones.
 struct Warm {
     store: Store<ShardState>,
     entry: Entry,
@@ -112,19 +143,20 @@ struct Warm {
     served: u32,
     /// The shard's grant generation when its store was created.
     generation: u64,
+    permit: SlotPermit,
 }
 
 /// One HTTP call's arguments, for the export the shard serves HTTP through.
 enum Invocation {
-    Buffered {
-        request: http_handler::Request,
-        sender: tokio::sync::oneshot::Sender<http_handler::Response>,
-    },
+    Buffered(http_handler::Request),
     Wasi {
         request: wasmtime::component::Resource<HostIncomingRequest>,
         out: wasmtime::component::Resource<HostResponseOutparam>,
     },
 }
+
+/// What an `http-handler` call answers: its response once its events are durable.
+type BufferedAnswer = Result<http_handler::Response, CallError>;
 
 /// The export a shard serves HTTP through, found when it is loaded.
 enum HttpExport {
@@ -215,6 +247,8 @@ fn buffered_request(request: http::Request<Bytes>) -> http_handler::Request {
 
 /// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
 /// opted in, an instance reused for a bounded number of requests).
+/// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
+/// opted in, an instance reused for a bounded number of requests).
 pub struct LoadedShard {
     manifest: Arc<Manifest>,
     name: Arc<str>,
@@ -226,7 +260,7 @@ pub struct LoadedShard {
     services: ShardServices,
     grant: RwLock<Arc<Grant>>,
     limits: ShardLimits,
-    slots: Arc<Semaphore>,
+    slots: ShardSlots,
     /// Idle instances, most recently used last; empty unless `limits.instance_reuse > 1`.
     warm: Mutex<Vec<Warm>>,
     /// Bumped by every grant change; instances created under an older grant are not reused.
@@ -261,7 +295,20 @@ impl LoadedShard {
             Some(event_handler::GuestIndices::new(&pre)?)
         };
         let limits = runtime.limits().for_shard(&manifest.name);
-        let slots = Arc::new(Semaphore::new(limits.instances as usize));
+        // A component that imports core modules has no static count: assume the most allowed.
+        let config = runtime.limits();
+        let (memories, tables) = component.resources_required().map_or(
+            (
+                config.max_memories_per_component,
+                config.max_tables_per_component,
+            ),
+            |r| (r.num_memories, r.num_tables),
+        );
+        let slots = runtime.slots().register(
+            slots::weight(memories, tables),
+            limits.instances,
+            limits.instances_reserved,
+        );
         Ok(Self {
             name: manifest.name.as_str().into(),
             manifest,
@@ -317,12 +364,14 @@ impl LoadedShard {
     }
 
     fn new_store(&self) -> Store<ShardState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(usize::try_from(self.limits.table_elements).unwrap_or(usize::MAX))
-            .instances(64)
-            .trap_on_grow_failure(true)
-            .build();
+        let config = self.runtime.limits();
+        let limiter = ShardLimiter::new(
+            self.limits.memory_bytes,
+            u64::from(self.limits.table_elements),
+            config.max_core_instances_per_component,
+            config.max_memories_per_component,
+            config.max_tables_per_component,
+        );
         let grant = self.grant();
         let s = &self.services;
         let database = match (&s.database, grant.has(Service::Database)) {
@@ -342,10 +391,8 @@ impl LoadedShard {
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
-        let state = ShardState::new(self.name.clone(), limits, database, events, storage);
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        store
+        ShardState::new(self.name.clone(), limiter, database, events, storage)
+            .into_store(self.runtime.engine())
     }
 
     /// An idle instance created under the current grant, if the shard reuses instances.
@@ -380,60 +427,73 @@ impl LoadedShard {
         }
     }
 
+    /// What a failed call means, from the error's type: a deadline, a limit of the instance or
+    /// of the pool, or a trap of the guest's own (logged here with a reference for the client).
     fn classify(&self, error: wasmtime::Error, timeout: Duration) -> CallError {
+        let shard = self.name.to_string();
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return CallError::Timeout {
-                shard: self.name.to_string(),
+                shard,
                 limit_ms: timeout.as_millis(),
             };
         }
-        let message = format!("{error:#}");
-        // wasmtime reports these as plain errors: a refused `memory.grow` (StoreLimits with
-        // trap_on_grow_failure) and an exhausted pooling allocator.
-        if message.contains("forcing trap when growing memory") {
+        if error.downcast_ref::<LimitHit>().is_some() {
             return CallError::MemoryExceeded {
-                shard: self.name.to_string(),
+                shard,
                 limit_bytes: self.limits.memory_bytes,
             };
         }
-        if message.contains("maximum concurrent") {
+        if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
             return CallError::FrameBusy;
         }
+        let reference = format!("{:08x}", rand::random::<u32>());
+        let detail = crate::services::logging::truncate_to(&format!("{error:?}"), MAX_TRAP_DETAIL)
+            .to_string();
+        tracing::warn!(shard = &*self.name, reference, detail, "the shard trapped");
         CallError::Trap {
-            shard: self.name.to_string(),
-            message,
+            shard,
+            reference,
+            detail,
         }
+    }
+
+    fn admit(&self) -> Result<SlotPermit, CallError> {
+        self.slots.try_acquire().map_err(|e| match e {
+            SlotError::ShardFull => CallError::Busy(self.name.to_string()),
+            SlotError::FrameFull => CallError::FrameBusy,
+        })
     }
 
     /// Serves one HTTP request in a fresh instance (or a reused one, when the shard opted in),
     /// through the shard's `http-handler` if it exports one, else its
     /// `wasi:http/incoming-handler`. The path must already be relative to the shard's prefix.
-    /// Events the shard publishes are logged when the handler returns.
+    /// Events the shard publishes are made durable before its response is released.
     pub async fn handle(
         self: &Arc<Self>,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<ShardBody>, CallError> {
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| CallError::Busy(self.name.to_string()))?;
         let generation = self.generation.load(Ordering::Acquire);
-        let (mut store, warm) = match self.take_warm() {
-            Some(warm) => (warm.store, Some((warm.entry, warm.served))),
-            None => (self.new_store(), None),
+        let (mut store, warm, permit) = match self.take_warm() {
+            Some(warm) => (warm.store, Some((warm.entry, warm.served)), warm.permit),
+            None => (self.new_store(), None, self.admit()?),
         };
-        set_deadline(&mut store, self.limits.request_timeout);
+        let deadline = Instant::now() + self.limits.request_timeout;
+        set_deadline_at(&mut store, deadline);
+        let call = Call {
+            warm,
+            generation,
+            permit,
+            deadline,
+        };
         match &self.http {
             HttpExport::Buffered(_) => {
                 let is_head = request.method() == http::Method::HEAD;
-                let request = buffered_request(request);
+                let invocation = Invocation::Buffered(buffered_request(request));
                 let (sender, receiver) = tokio::sync::oneshot::channel();
-                let invocation = Invocation::Buffered { request, sender };
-                let response = self
-                    .run(store, warm, generation, permit, receiver, invocation)
-                    .await?;
-                self.buffered_response(response, is_head)
+                let answer = self
+                    .run(store, call, receiver, Some(sender), invocation)
+                    .await??;
+                self.buffered_response(answer, is_head)
             }
             HttpExport::Wasi(_) => {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -452,9 +512,7 @@ impl LoadedShard {
                 let (req, out) =
                     setup.map_err(|e| self.classify(e, self.limits.request_timeout))?;
                 let invocation = Invocation::Wasi { request: req, out };
-                let answer = self
-                    .run(store, warm, generation, permit, receiver, invocation)
-                    .await?;
+                let answer = self.run(store, call, receiver, None, invocation).await?;
                 match answer {
                     Ok(response) => Ok(response.map(ShardBody::Streamed)),
                     Err(code) => Err(CallError::Guest {
@@ -468,37 +526,77 @@ impl LoadedShard {
 
     /// Runs `invocation` (one HTTP call into the instance in `store`) to completion and returns
     /// the answer sent on `receiver` as soon as it is sent, even if the guest is still running
-    /// (streaming a body, say). Once the call returns, logs the events it published and keeps
-    /// the instance for another request if the reuse rules allow.
+    /// (streaming a body, say).
+    ///
+    /// Events: an `http-handler` call answers (on `buffered`) only after the events it published
+    /// are durable. A `wasi:http` guest answers through its response outparam, possibly before it
+    /// returns: the events it published until then are made durable before its response is
+    /// released, and the rest when it returns successfully. The whole call, host waits included,
+    /// ends at its deadline.
     async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         mut store: Store<ShardState>,
-        warm: Option<(Entry, u32)>,
-        generation: u64,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        call: Call,
         mut receiver: tokio::sync::oneshot::Receiver<T>,
+        buffered: Option<tokio::sync::oneshot::Sender<BufferedAnswer>>,
         invocation: Invocation,
     ) -> Result<T, CallError> {
         let timeout = self.limits.request_timeout;
         let this = self.clone();
+        let pending = store.data().events.pending();
+        let Call {
+            warm,
+            generation,
+            permit,
+            deadline,
+        } = call;
         let (entry, served) = match warm {
             Some((entry, served)) => (Some(entry), served),
             None => (None, 0),
         };
+        let events = pending.clone();
         let call = async move {
-            let _permit = permit;
-            let result = this.invoke(&mut store, entry, invocation).await;
+            let invoked =
+                match tokio::time::timeout_at(deadline, this.invoke(&mut store, entry, invocation))
+                    .await
+                {
+                    Ok(invoked) => invoked,
+                    // The guest waits in a host call (a pollable, a lock) past its deadline, where
+                    // epochs do not reach it: dropping the call cancels the wait and releases what
+                    // the call held.
+                    Err(_) => Err(Trap::Interrupt.into()),
+                };
             store.data_mut().flush_output();
-            let entry = result?;
-            let pending = store.data_mut().events.take_pending();
-            if let Err(e) = this.services.log.append(&this.name, &pending).await {
-                tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged");
+            let (entry, response) = invoked?;
+            let logged = this.services.log.append(&this.name, &events.take()).await;
+            match (response, buffered) {
+                (Some(response), Some(sender)) => {
+                    let answer = logged.map(|()| response).map_err(|e| {
+                        tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged; answering 503");
+                        CallError::EventsNotLogged {
+                            shard: this.name.to_string(),
+                            reason: e.to_string(),
+                        }
+                    });
+                    let failed = answer.is_err();
+                    let _ = sender.send(answer);
+                    if failed {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    if let Err(e) = logged {
+                        tracing::error!(shard = &*this.name, error = %e, "events the shard published after its response were not logged");
+                        return Ok(());
+                    }
+                }
             }
             this.keep_warm(Warm {
                 store,
                 entry,
                 served: served + 1,
                 generation,
+                permit,
             });
             Ok(())
         };
@@ -519,7 +617,19 @@ impl LoadedShard {
                 Ok(()) => CallError::NoResponse(self.name.to_string()),
                 Err(e) => self.classify(e, timeout),
             }),
-            Step::Answered(Ok(answer)) => Ok(answer),
+            Step::Answered(Ok(answer)) => {
+                // Only a `wasi:http` guest answers before returning; the call is paused here
+                // while what it published so far is made durable.
+                let early = pending.take();
+                if let Err(e) = self.services.log.append(&self.name, &early).await {
+                    tracing::error!(shard = &*self.name, error = %e, "events published by the request were not logged; answering 503");
+                    return Err(CallError::EventsNotLogged {
+                        shard: self.name.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(answer)
+            }
             // The guest dropped its response outparam without setting it.
             Step::Answered(Err(_)) => Err(match call.finish().await {
                 Ok(()) => CallError::NoResponse(self.name.to_string()),
@@ -528,13 +638,14 @@ impl LoadedShard {
         }
     }
 
-    /// Makes one HTTP call into the instance in `store`: `warm`'s, or a new one.
+    /// Makes one HTTP call into the instance in `store`: `warm`'s, or a new one. Returns the
+    /// instance's entry and, for `http-handler`, its response.
     async fn invoke(
         &self,
         store: &mut Store<ShardState>,
         warm: Option<Entry>,
         invocation: Invocation,
-    ) -> wasmtime::Result<Entry> {
+    ) -> wasmtime::Result<(Entry, Option<http_handler::Response>)> {
         let entry = match warm {
             Some(entry) => entry,
             None => {
@@ -548,19 +659,16 @@ impl LoadedShard {
             }
         };
         match (entry, invocation) {
-            (Entry::Buffered(guest), Invocation::Buffered { request, sender }) => {
+            (Entry::Buffered(guest), Invocation::Buffered(request)) => {
                 let response = guest.call_handle(&mut *store, &request).await?;
-                // Answered as soon as the guest returns, like a `wasi:http` guest that sets its
-                // response before returning; its events are logged after.
-                let _ = sender.send(response);
-                Ok(Entry::Buffered(guest))
+                Ok((Entry::Buffered(guest), Some(response)))
             }
             (Entry::Wasi(proxy), Invocation::Wasi { request, out }) => {
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, request, out)
                     .await?;
-                Ok(Entry::Wasi(proxy))
+                Ok((Entry::Wasi(proxy), None))
             }
             // A shard's exports do not change while it is loaded, so a kept instance always
             // serves through the export it was loaded for; this would be a frame bug.
@@ -584,6 +692,23 @@ impl LoadedShard {
             .ok()
             .filter(|status| (100..=599).contains(&status.as_u16()))
             .ok_or_else(|| invalid(format!("status {} is not in 100..=599", response.status)))?;
+        // Bounded before anything is built from them: the list is the shard's to make.
+        if response.headers.len() > MAX_RESPONSE_HEADERS {
+            return Err(invalid(format!(
+                "{} headers; a response may have at most {MAX_RESPONSE_HEADERS}",
+                response.headers.len()
+            )));
+        }
+        let header_bytes = response
+            .headers
+            .iter()
+            .fold(0usize, |sum, (n, v)| sum.saturating_add(n.len() + v.len()));
+        if header_bytes > MAX_RESPONSE_HEADER_BYTES {
+            return Err(invalid(format!(
+                "{header_bytes} bytes of headers; a response may have at most \
+                 {MAX_RESPONSE_HEADER_BYTES}"
+            )));
+        }
         let mut headers = http::HeaderMap::with_capacity(response.headers.len() + 1);
         for (name, value) in response.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
@@ -615,15 +740,23 @@ impl LoadedShard {
         Ok(out)
     }
 
-    /// Delivers one event to the shard's `event-handler` in a fresh instance.
+    /// Delivers one event to the shard's `event-handler` in a fresh instance. Waiting for a
+    /// slot, instantiating and the handler's run, host waits included, all end at the shard's
+    /// event deadline.
     pub async fn deliver_event(&self, event: StoredEvent) -> Result<(), String> {
         let Some(handler) = &self.handler else {
             return Err(format!("shard `{}` exports no event-handler", self.name));
         };
-        let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let timeout = self.limits.event_timeout;
+        let deadline = Instant::now() + timeout;
+        let _permit = self.slots.acquire_until(deadline).await.map_err(|e| {
+            format!(
+                "no instance of shard `{}` became free within its event deadline: {e}",
+                self.name
+            )
+        })?;
         let mut store = self.new_store();
-        set_deadline(&mut store, timeout);
+        set_deadline_at(&mut store, deadline);
         let event = event_handler::Event {
             id: event.id,
             name: event.name,
@@ -631,12 +764,14 @@ impl LoadedShard {
             payload: event.payload,
             published_at: event.published_at,
         };
-        let result = async {
+        let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let guest = handler.load(&mut store, &instance)?;
             guest.call_handle(&mut store, &event).await
-        }
-        .await;
+        };
+        let result = tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or_else(|_| Err(Trap::Interrupt.into()));
         store.data_mut().flush_output();
         match result {
             Ok(Ok(())) => {
@@ -648,9 +783,23 @@ impl LoadedShard {
                     .map_err(|e| format!("events published by the handler were not logged: {e}"))
             }
             Ok(Err(message)) => Err(format!("the handler returned an error: {message}")),
-            Err(e) => Err(self.classify(e, timeout).to_string()),
+            Err(e) => Err(match self.classify(e, timeout) {
+                CallError::Trap { detail, .. } => {
+                    format!("shard `{}` trapped: {detail}", self.name)
+                }
+                other => other.to_string(),
+            }),
         }
     }
+}
+
+/// What a call starts with besides its arguments.
+struct Call {
+    /// A kept instance and the requests it served, if reused.
+    warm: Option<(Entry, u32)>,
+    generation: u64,
+    permit: SlotPermit,
+    deadline: Instant,
 }
 
 impl EventTarget for LoadedShard {
@@ -668,18 +817,23 @@ impl EventTarget for LoadedShard {
 }
 
 impl LoadedShard {
-    /// Waits until no call into the shard is running (used at shutdown).
+    /// Waits until no call into the shard is running (used at shutdown). Idle kept instances
+    /// are released first, since they hold slots too.
     pub async fn drain(&self) {
-        let all = self.limits.instances;
-        // Holding every slot means no call runs; the permits are released right away.
-        let _ = self.slots.acquire_many(all).await;
+        drop(std::mem::take(
+            &mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        self.slots.idle().await;
     }
 }
 
 /// Arms the store's deadline for one call: checked every epoch tick, past `timeout` the guest
 /// traps; before it, the guest yields, so one busy shard cannot hold an executor thread.
 pub fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    set_deadline_at(store, Instant::now() + timeout);
+}
+
+fn set_deadline_at(store: &mut Store<ShardState>, deadline: Instant) {
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Err(Trap::Interrupt.into())

@@ -1,12 +1,12 @@
 //! The data of one shard instance's `Store`: WASI contexts, the resource table, limits, and one
 //! context per arkham service.
 
+use super::limiter::ShardLimiter;
 use crate::services::database::{DatabaseCtx, DatabaseView};
 use crate::services::events::{EventsCtx, EventsView};
 use crate::services::logging::LoggingView;
 use crate::services::storage::{StorageCtx, StorageView};
 use std::sync::Arc;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -21,7 +21,7 @@ pub struct ShardState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: ShardLimiter,
     pub(crate) database: DatabaseCtx,
     pub(crate) events: EventsCtx,
     pub(crate) storage: StorageCtx,
@@ -37,7 +37,7 @@ impl ShardState {
     /// A fresh state for one call into `shard`.
     pub fn new(
         shard: Arc<str>,
-        limits: StoreLimits,
+        limiter: ShardLimiter,
         database: DatabaseCtx,
         events: EventsCtx,
         storage: StorageCtx,
@@ -54,7 +54,7 @@ impl ShardState {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            limits,
+            limiter,
             database,
             events,
             storage,
@@ -63,6 +63,13 @@ impl ShardState {
             flushed: [0; 2],
             hooks: DenyOutgoing,
         }
+    }
+
+    /// A store over `state` on `engine`, with the state's limiter installed.
+    pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<Self> {
+        let mut store = wasmtime::Store::new(engine, self);
+        store.limiter(|state| &mut state.limiter);
+        store
     }
 
     /// Writes what the shard printed since the last flush to the frame's log, tagged with the

@@ -29,10 +29,15 @@ pub fn add_to_linker<T: Send + 'static>(
 
 /// Cuts `message` to at most [`MAX_MESSAGE`] bytes without splitting a character.
 pub fn truncate(message: &str) -> &str {
-    if message.len() <= MAX_MESSAGE {
+    truncate_to(message, MAX_MESSAGE)
+}
+
+/// Cuts `message` to at most `max` bytes without splitting a character.
+pub fn truncate_to(message: &str, max: usize) -> &str {
+    if message.len() <= max {
         return message;
     }
-    let mut end = MAX_MESSAGE;
+    let mut end = max;
     while !message.is_char_boundary(end) {
         end -= 1;
     }

@@ -46,7 +46,11 @@ pub enum InstallError {
         problems: Vec<Incompatibility>,
     },
     /// Compiling or linking the component failed.
-    #[error("shard `{name}` does not compile or link on this frame: {message}")]
+    #[error(
+        "shard `{name}` does not compile or link on this frame: {message} (a limit of the pooling \
+         allocator is the frame's `[limits]` max_core_instances_per_component, \
+         max_memories_per_component or max_tables_per_component)"
+    )]
     Compile {
         /// The shard.
         name: String,

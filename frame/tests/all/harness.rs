@@ -164,6 +164,12 @@ impl Frame {
         (status, json)
     }
 
+    /// Kills the frame with SIGKILL, as a crash or an OOM killer would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Stops the frame with SIGTERM and waits for a clean exit.
     pub fn stop(mut self) {
         let status = Command::new("kill")
@@ -196,6 +202,17 @@ impl Drop for Frame {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
 }
 
 /// Polls `check` every 50 ms for up to 20 s; panics with `what` if it never holds.

@@ -3,7 +3,9 @@
 //! asserted, packets keeps answering correctly during and after, and the frame's memory returns
 //! to its baseline.
 
-use crate::harness::{Frame, arkham, data_dir, eventually, install, manifest_of, package_with};
+use crate::harness::{
+    Frame, arkham, data_dir, eventually, install, manifest_of, package_with, rss,
+};
 use serde_json::json;
 use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, TRAPPER};
 
@@ -23,19 +25,8 @@ retry_max_ms = 200
 max_attempts = 3
 ";
 
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
 /// Creates and reads back a packet: packets is alive and correct.
-async fn packets_answers(frame: &Frame, name: &str) -> String {
+pub(crate) async fn packets_answers(frame: &Frame, name: &str) -> String {
     let (status, body) = frame
         .call("POST", "/api/packets/", Some(json!({ "name": name })))
         .await;

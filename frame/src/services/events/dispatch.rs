@@ -62,22 +62,41 @@ impl Dispatcher {
         self.tasks().insert(target.name().to_string(), (stop, task));
     }
 
-    /// Stops delivery to the shard `name`, letting an in-flight delivery finish.
+    /// Stops delivery to the shard `name`, letting an in-flight delivery finish for at most
+    /// [`STOP_GRACE`]; past it the delivery is cancelled (and redelivered later: its event stays
+    /// after the cursor). Control-plane changes wait on this, so it is bounded whatever the
+    /// shard's handler does.
     pub async fn stop(&self, name: &str) {
         let entry = self.tasks().remove(name);
         if let Some((stop, task)) = entry {
             let _ = stop.send(true);
-            let _ = task.await;
+            finish_or_abort(task, name).await;
         }
     }
 
-    /// Stops every task after its in-flight delivery; undelivered events stay in the log.
+    /// Stops every task after its in-flight delivery (bounded as in [`stop`](Self::stop));
+    /// undelivered events stay in the log.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        let all: Vec<_> = self.tasks().drain().map(|(_, (_, task))| task).collect();
-        for task in all {
-            let _ = task.await;
-        }
+        let all: Vec<_> = self.tasks().drain().collect();
+        let waits = all
+            .into_iter()
+            .map(|(name, (_, task))| async move { finish_or_abort(task, &name).await });
+        futures::future::join_all(waits).await;
+    }
+}
+
+/// How long stopping a subscriber waits for its in-flight delivery before cancelling it.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+async fn finish_or_abort(mut task: JoinHandle<()>, name: &str) {
+    if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+        tracing::warn!(
+            shard = name,
+            "an event delivery still running at stop was cancelled; it will be redelivered"
+        );
+        task.abort();
+        let _ = task.await;
     }
 }
 

@@ -54,11 +54,30 @@ pub struct Pending {
     pub payload: String,
 }
 
+/// The events a call has published and not yet handed to the log. Shared between the store and
+/// the frame's side of the call, which makes them durable before a `wasi:http` guest's response
+/// is released while the guest may still run.
+#[derive(Clone, Default)]
+pub struct PendingEvents(Arc<std::sync::Mutex<Vec<Pending>>>);
+
+impl PendingEvents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the events published so far.
+    pub fn take(&self) -> Vec<Pending> {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
 /// A store's events context: what its shard may publish, and what it published so far.
 pub struct EventsCtx {
     manifest: Option<(Arc<Manifest>, Arc<Grant>)>,
     config: Arc<EventsConfig>,
-    pending: Vec<Pending>,
+    pending: PendingEvents,
+    /// Events published by this call so far, handed to the log or not.
+    published: usize,
 }
 
 impl EventsCtx {
@@ -68,7 +87,8 @@ impl EventsCtx {
         Self {
             manifest: Some((manifest, grant)),
             config,
-            pending: Vec::new(),
+            pending: PendingEvents::default(),
+            published: 0,
         }
     }
 
@@ -77,13 +97,19 @@ impl EventsCtx {
         Self {
             manifest: None,
             config,
-            pending: Vec::new(),
+            pending: PendingEvents::default(),
+            published: 0,
         }
     }
 
     /// Takes the events published so far.
     pub fn take_pending(&mut self) -> Vec<Pending> {
-        std::mem::take(&mut self.pending)
+        self.pending.take()
+    }
+
+    /// The call's pending events, shared.
+    pub fn pending(&self) -> PendingEvents {
+        self.pending.clone()
     }
 
     fn publish(&mut self, name: String, payload: String) -> Result<(), Error> {
@@ -107,13 +133,16 @@ impl EventsCtx {
                 self.config.max_payload_bytes
             )));
         }
-        if self.pending.len() >= self.config.max_per_call {
+        // Counted over the call, not what is still pending: events made durable early (before
+        // a `wasi:http` response) count too.
+        if self.published >= self.config.max_per_call {
             return Err(Error::LimitExceeded(format!(
                 "a call may publish at most {} events",
                 self.config.max_per_call
             )));
         }
-        self.pending.push(Pending { name, payload });
+        self.published += 1;
+        self.pending.lock().push(Pending { name, payload });
         Ok(())
     }
 }

@@ -13,9 +13,15 @@
 //! - `GET /fill?mb=N` -> inserts N MiB of blobs, 1 MiB per row; 200 `{"outcome": code, "rows": n}`
 //! - `POST /publish` `{"name","payload"}` -> publishes; 200 or 403 with the error code
 //! - `GET /events` -> 200 `{"events":[names...]}`: every event it was ever delivered
+//! - `GET /sleep?ms=N` -> sleeps N ms in a host call (a `wasi:io` pollable), where epoch
+//!   deadlines do not reach it; 200 if it ever wakes
+//! - `GET /sleep-in-tx?ms=N` -> opens a transaction (the database's write lock), then sleeps
+//! - `GET /write` -> a write needing the write lock; 200 `{"outcome": code}`
+//! - `GET /headers?n=N` -> a response with N headers (`x-h-0` ... ); 200
 //!
 //! Events: it subscribes to `hostile.*` only. Its handler records each event; one named
-//! `hostile.loop.forever` makes it spin until the frame's deadline stops it.
+//! `hostile.loop.forever` makes it spin until the frame's deadline stops it, and one named
+//! `hostile.loop.sleep` is recorded, then makes it sleep in a host call for 10 minutes.
 
 use arkham_shard_sdk::{
     ApiError, Event, Params, Request, Response, Router, Shard, db, events, log, params,
@@ -40,6 +46,10 @@ impl Shard for Hostile {
             .get("/fill", fill)
             .post("/publish", publish)
             .get("/events", received)
+            .get("/sleep", sleep)
+            .get("/sleep-in-tx", sleep_in_tx)
+            .get("/write", write)
+            .get("/headers", headers)
             .handle(&request)
     }
 
@@ -53,6 +63,10 @@ impl Shard for Hostile {
             params![event.id as i64, event.name.as_str()],
         )
         .map_err(|e| e.message().to_string())?;
+        if event.name == "hostile.loop.sleep" {
+            // Recorded first, so a test sees that the handler is asleep.
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
         Ok(())
     }
 }
@@ -174,6 +188,49 @@ fn fill(request: &Request, _: &Params) -> Result<Response, ApiError> {
         200,
         &json!({ "outcome": "ok", "rows": rows }),
     ))
+}
+
+fn millis(request: &Request) -> u64 {
+    request
+        .query_param("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120_000)
+}
+
+fn sleep(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    std::thread::sleep(std::time::Duration::from_millis(millis(request)));
+    Ok(Response::json(200, &json!({ "slept": true })))
+}
+
+fn sleep_in_tx(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    db::execute_batch("CREATE TABLE IF NOT EXISTS locked (x INTEGER);")?;
+    let tx = db::begin()?;
+    tx.execute("INSERT INTO locked (x) VALUES (1)", params![])?;
+    std::thread::sleep(std::time::Duration::from_millis(millis(request)));
+    tx.commit()?;
+    Ok(Response::json(200, &json!({ "slept": true })))
+}
+
+fn write(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    let outcome = db::execute_batch("CREATE TABLE IF NOT EXISTS locked (x INTEGER);")
+        .and_then(|()| db::execute("INSERT INTO locked (x) VALUES (2)", params![]));
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    Ok(Response::json(200, &json!({ "outcome": outcome })))
+}
+
+fn headers(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let n: usize = request
+        .query_param("n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    let mut response = Response::text(200, "many headers");
+    for i in 0..n {
+        response = response.with_header(format!("x-h-{i}"), "v");
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
