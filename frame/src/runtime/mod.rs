@@ -97,6 +97,9 @@ fn engine_config(limits: &LimitsConfig) -> Config {
     // instance with its share of memories and tables; calls are admitted by weight in slots
     // (runtime/slots.rs), so admitted calls never exhaust any of these.
     pool.total_component_instances(instances);
+    // One async stack per running call; the default (1000, mapped read-write) would not follow
+    // `instances_total` and counts against a data limit the operator sizes from it.
+    pool.total_stacks(instances);
     pool.total_memories(instances.saturating_mul(MEMORIES_PER_SLOT));
     pool.total_tables(instances.saturating_mul(TABLES_PER_SLOT));
     // Core instances cost no reserved memory, only a count: never the scarce kind.

@@ -8,9 +8,11 @@
 //!   memories or tables than one slot's share of the pool (so many-memory components are
 //!   counted as what they use, and admitted calls can never exhaust any of the pool's kinds);
 //! - each shard may hold at most its cap (`limits.instances_per_shard`) at once;
-//! - each shard has a reservation (`limits.instances_reserved_per_shard`) that only it uses, so
-//!   it is served even while others hold everything else. Reservations take at most half the
-//!   pool; a shard loaded past that gets none and shares the rest.
+//! - each shard has a reservation that only it uses, so it is served even while others hold
+//!   everything else: `limits.instances_reserved_per_shard`, or less when the loaded shards'
+//!   reservations would take more than half of the pool (then each gets an equal share of
+//!   that half, whatever the order they were loaded in). A call is admitted only if the slots
+//!   left free still cover what the other shards' reservations are owed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -26,7 +28,7 @@ pub enum SlotError {
     /// The shard holds as many slots as its cap allows.
     #[error("the shard is at its limit of concurrent instances")]
     ShardFull,
-    /// The shared part of the pool is in use and the shard's reservation too.
+    /// The free slots are owed to other shards' reservations, or there are none.
     #[error("the frame is at its limit of concurrent instances")]
     FrameFull,
 }
@@ -45,10 +47,44 @@ struct Pool {
 
 #[derive(Default)]
 struct PoolState {
-    /// Slots reserved by registered shards.
+    /// Slots held by admitted calls.
+    in_use: usize,
+    /// Slots the shards' reservations are still owed: the sum of `reserved - used` over shards
+    /// below their reservation.
+    owed: usize,
+    /// Every registered shard's account, by index; `None` once it is dropped.
+    accounts: Vec<Option<Account>>,
+}
+
+struct Account {
+    weight: usize,
+    cap: usize,
+    /// The reservation it asked for, in slots.
+    wanted: usize,
+    /// The reservation it has, in slots (a multiple of its weight).
     reserved: usize,
-    /// Slots in use outside reservations.
-    shared_used: usize,
+    used: usize,
+}
+
+impl Account {
+    fn owed(&self) -> usize {
+        self.reserved.saturating_sub(self.used)
+    }
+}
+
+impl PoolState {
+    /// Shares half the pool between the reservations of the shards registered now.
+    fn rebalance(&mut self, capacity: usize) {
+        let live = self.accounts.iter().flatten().count().max(1);
+        let share = capacity / 2 / live;
+        let mut owed = 0;
+        for account in self.accounts.iter_mut().flatten() {
+            let reserved = account.wanted.min(share);
+            account.reserved = reserved - reserved % account.weight;
+            owed += account.owed();
+        }
+        self.owed = owed;
+    }
 }
 
 impl InstanceSlots {
@@ -64,27 +100,37 @@ impl InstanceSlots {
     }
 
     /// The slots of one loaded shard whose calls each cost `weight` slots, with at most
-    /// `cap_instances` calls at once and `reserve_instances` of them reserved if the pool has
-    /// room for the reservation.
+    /// `cap_instances` calls at once and up to `reserve_instances` of them reserved.
     pub fn register(&self, weight: u32, cap_instances: u32, reserve_instances: u32) -> ShardSlots {
         let weight = weight.max(1) as usize;
         let cap = weight.saturating_mul(cap_instances.max(1) as usize);
         let wanted = weight.saturating_mul(reserve_instances as usize).min(cap);
-        let mut state = self.pool.lock();
-        let reserved = if state.reserved + wanted <= self.pool.capacity / 2 {
-            state.reserved += wanted;
-            wanted
-        } else {
-            0
+        let account = Account {
+            weight,
+            cap,
+            wanted,
+            reserved: 0,
+            used: 0,
         };
+        let mut state = self.pool.lock();
+        // Reloads and updates register again: reuse the entries of shards that are gone.
+        let index = match state.accounts.iter().position(Option::is_none) {
+            Some(free) => {
+                state.accounts[free] = Some(account);
+                free
+            }
+            None => {
+                state.accounts.push(Some(account));
+                state.accounts.len() - 1
+            }
+        };
+        state.rebalance(self.pool.capacity);
         drop(state);
         ShardSlots {
             inner: Arc::new(ShardInner {
                 pool: self.pool.clone(),
+                index,
                 weight,
-                cap,
-                reserved,
-                used: Mutex::default(),
             }),
         }
     }
@@ -97,7 +143,7 @@ impl Pool {
     }
 }
 
-/// One shard's admission; dropping it returns its reservation.
+/// One shard's admission; dropping its last clone (and permit) gives its reservation back.
 #[derive(Clone)]
 pub struct ShardSlots {
     inner: Arc<ShardInner>,
@@ -105,29 +151,18 @@ pub struct ShardSlots {
 
 struct ShardInner {
     pool: Arc<Pool>,
+    index: usize,
     weight: usize,
-    cap: usize,
-    reserved: usize,
-    used: Mutex<Used>,
-}
-
-#[derive(Default)]
-struct Used {
-    reserved: usize,
-    shared: usize,
-}
-
-impl ShardInner {
-    fn used(&self) -> MutexGuard<'_, Used> {
-        self.used.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl Drop for ShardInner {
     fn drop(&mut self) {
-        // Every permit holds the inner value, so nothing is in use any more.
+        // Every permit holds this value, so nothing of the shard is in use any more.
         let mut state = self.pool.lock();
-        state.reserved = state.reserved.saturating_sub(self.reserved);
+        if let Some(slot) = state.accounts.get_mut(self.index) {
+            *slot = None;
+        }
+        state.rebalance(self.pool.capacity);
         drop(state);
         self.pool.released.notify_waiters();
     }
@@ -137,22 +172,30 @@ impl ShardSlots {
     /// Admits one call now, or says why not.
     pub fn try_acquire(&self) -> Result<SlotPermit, SlotError> {
         let w = self.inner.weight;
-        let mut used = self.inner.used();
-        if used.reserved + used.shared + w > self.inner.cap {
+        let capacity = self.inner.pool.capacity;
+        let mut state = self.inner.pool.lock();
+        let (in_use, owed) = (state.in_use, state.owed);
+        let Some(account) = state
+            .accounts
+            .get_mut(self.inner.index)
+            .and_then(Option::as_mut)
+        else {
+            return Err(SlotError::FrameFull);
+        };
+        if account.used + w > account.cap {
             return Err(SlotError::ShardFull);
         }
-        if used.reserved + w <= self.inner.reserved {
-            used.reserved += w;
-            return Ok(self.permit(false));
-        }
-        let mut state = self.inner.pool.lock();
-        let shared_capacity = self.inner.pool.capacity.saturating_sub(state.reserved);
-        if state.shared_used + w > shared_capacity {
+        // What of this call its own reservation covers; the rest must leave the others' due.
+        let own = account.owed().min(w);
+        if in_use + w > capacity.saturating_sub(owed - own) {
             return Err(SlotError::FrameFull);
         }
-        state.shared_used += w;
-        used.shared += w;
-        Ok(self.permit(true))
+        account.used += w;
+        state.in_use += w;
+        state.owed -= own;
+        Ok(SlotPermit {
+            inner: self.inner.clone(),
+        })
     }
 
     /// Admits one call, waiting for a slot until `deadline`.
@@ -191,36 +234,46 @@ impl ShardSlots {
 
     /// Slots the shard holds now.
     pub fn in_use(&self) -> usize {
-        let used = self.inner.used();
-        used.reserved + used.shared
+        let state = self.inner.pool.lock();
+        state
+            .accounts
+            .get(self.inner.index)
+            .and_then(Option::as_ref)
+            .map_or(0, |a| a.used)
     }
 
-    fn permit(&self, shared: bool) -> SlotPermit {
-        SlotPermit {
-            inner: self.inner.clone(),
-            shared,
-        }
+    /// Slots reserved for the shard now.
+    pub fn reserved(&self) -> usize {
+        let state = self.inner.pool.lock();
+        state
+            .accounts
+            .get(self.inner.index)
+            .and_then(Option::as_ref)
+            .map_or(0, |a| a.reserved)
     }
 }
 
 /// One admitted call's slots, returned when dropped.
 pub struct SlotPermit {
     inner: Arc<ShardInner>,
-    shared: bool,
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         let w = self.inner.weight;
-        let mut used = self.inner.used();
-        if self.shared {
-            used.shared = used.shared.saturating_sub(w);
-            let mut state = self.inner.pool.lock();
-            state.shared_used = state.shared_used.saturating_sub(w);
-        } else {
-            used.reserved = used.reserved.saturating_sub(w);
+        let mut state = self.inner.pool.lock();
+        state.in_use = state.in_use.saturating_sub(w);
+        if let Some(account) = state
+            .accounts
+            .get_mut(self.inner.index)
+            .and_then(Option::as_mut)
+        {
+            let before = account.owed();
+            account.used = account.used.saturating_sub(w);
+            let due = account.owed() - before;
+            state.owed += due;
         }
-        drop(used);
+        drop(state);
         self.inner.pool.released.notify_waiters();
     }
 }
@@ -244,7 +297,7 @@ mod tests {
         let pool = InstanceSlots::new(10);
         let hog = pool.register(1, 100, 2);
         let quiet = pool.register(1, 100, 2);
-        // 10 slots: 2 + 2 reserved, 6 shared. The hog gets its 2 and the 6 shared.
+        // 10 slots, 2 + 2 reserved: the hog gets its 2 and the 6 nobody is owed.
         let held: Vec<_> = (0..8).map(|_| hog.try_acquire().unwrap()).collect();
         assert_eq!(hog.try_acquire().err(), Some(SlotError::FrameFull));
         let a = quiet.try_acquire().unwrap();
@@ -254,10 +307,14 @@ mod tests {
         drop(held);
         assert_eq!(hog.in_use(), 0);
         assert_eq!(quiet.in_use(), 0);
+        // Released slots are owed again: the quiet shard gets its 2 back first.
+        let held: Vec<_> = (0..8).map(|_| hog.try_acquire().unwrap()).collect();
+        assert_eq!(quiet.try_acquire().map(drop), Ok(()));
+        drop(held);
     }
 
     #[test]
-    fn caps_weights_and_reservations_are_bounded() {
+    fn caps_weights_and_reservations_are_bounded_and_fair() {
         let pool = InstanceSlots::new(100);
         let capped = pool.register(1, 3, 1);
         let held: Vec<_> = (0..3).map(|_| capped.try_acquire().unwrap()).collect();
@@ -265,16 +322,24 @@ mod tests {
         drop(held);
         // A weight-10 shard: 10 slots per call, and its reservation counts in slots.
         let heavy = pool.register(weight(20, 1), 100, 1);
+        assert_eq!(heavy.reserved(), 10);
         let calls: Vec<_> = (0..9).map(|_| heavy.try_acquire().unwrap()).collect();
-        // 100 slots minus 1 + 10 reserved: 89 shared; 9 heavy calls took its 10 reserved and 80.
+        // 100 slots, the capped shard owed 1: 9 heavy calls hold 90, a tenth would leave 0.
         assert_eq!(heavy.try_acquire().err(), Some(SlotError::FrameFull));
+        assert_eq!(capped.try_acquire().map(drop), Ok(()));
         drop(calls);
-        // Reservations never take more than half of the pool.
-        let shards: Vec<_> = (0..100).map(|_| pool.register(1, 10, 10)).collect();
-        let reserved: usize = shards.iter().map(|s| s.inner.reserved).sum();
-        assert!(reserved + 11 <= 50, "{reserved}");
+        // Reservations never take more than half of the pool: with 52 shards asking for 10
+        // each, each gets 50 / 52 = 0 (the weight-10 shard too), whatever the loading order.
+        let shards: Vec<_> = (0..50).map(|_| pool.register(1, 10, 10)).collect();
+        let reserved: usize = shards.iter().map(ShardSlots::reserved).sum();
+        assert_eq!(reserved + capped.reserved() + heavy.reserved(), 0);
         drop(shards);
-        assert_eq!(pool.pool.lock().reserved, 11);
+        // With 2 shards again, each has what it asked for.
+        assert_eq!((capped.reserved(), heavy.reserved()), (1, 10));
+        let five: Vec<_> = (0..5).map(|_| pool.register(1, 10, 10)).collect();
+        // 7 shards share 50: 7 each, the weight-10 one gets none (less than one call).
+        assert_eq!(five[0].reserved(), 7);
+        assert_eq!((capped.reserved(), heavy.reserved()), (1, 0));
     }
 
     #[tokio::test]

@@ -96,7 +96,20 @@ pub struct Frame {
 impl Frame {
     /// Starts a frame on `data` on a free loopback port and waits until it listens.
     pub fn start(data: &Path) -> Self {
-        let mut child = Command::new(arkham_bin())
+        Self::start_command(data, Command::new(arkham_bin()))
+    }
+
+    /// Starts a frame like [`start`](Self::start) whose process may hold at most `bytes` of
+    /// data memory (`RLIMIT_DATA`, through util-linux's `prlimit`): past it, its allocations
+    /// fail and it aborts.
+    pub fn start_with_data_limit(data: &Path, bytes: u64) -> Self {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--data={bytes}")).arg(arkham_bin());
+        Self::start_command(data, command)
+    }
+
+    fn start_command(data: &Path, mut command: Command) -> Self {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("ARKHAM_DATA_DIR", data)
             .env("ARKHAM_CACHE_DIR", cache_dir())

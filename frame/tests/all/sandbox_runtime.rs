@@ -131,6 +131,50 @@ async fn an_instance_gets_its_memory_limit_over_all_its_memories() {
     frame.stop();
 }
 
+/// The frame under a data limit (`RLIMIT_DATA`) sized from its config survives the memory
+/// attacks: many-memory instances, memory bombs and large responses, six at a time. Its
+/// data is bounded by `instances_total` × (`memory_bytes` + one async stack) plus its own
+/// heap: 16 × 130 MiB here, under a 3 GiB limit that three of the old unbounded attacks passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_data_limit_the_frame_survives_the_memory_attacks() {
+    let data = data_dir("[limits]\nmemory_bytes = 134217728\ninstances_total = 16\n");
+    let work = tempfile::tempdir().unwrap();
+    install(data.path(), &[&PACKETS, &HOSTILE]);
+    let over = packaged_wat(work.path(), "threemem", &many_instances_wat(3, 768, 0));
+    let (ok, log) = add(data.path(), &over);
+    assert!(ok, "{log}");
+    let frame = Frame::start_with_data_limit(data.path(), 3 << 30);
+    packets_answers(&frame, "warm").await;
+    for round in 0..3 {
+        let attacks: Vec<_> = [
+            "/api/threemem/",
+            "/api/hostile/alloc?mb=1024",
+            "/api/hostile/big?mb=60",
+        ]
+        .iter()
+        .cycle()
+        .take(12)
+        .map(|path| {
+            let client = frame.client.clone();
+            let url = format!("{}{path}", frame.base);
+            tokio::spawn(async move {
+                let response = client.get(url).send().await.unwrap();
+                let status = response.status().as_u16();
+                // Read the body: a response is only done once it is sent.
+                let _ = response.bytes().await;
+                status
+            })
+        })
+        .collect();
+        packets_answers(&frame, &format!("during memory attacks {round}")).await;
+        for attack in attacks {
+            assert!([200, 503].contains(&attack.await.unwrap()));
+        }
+    }
+    packets_answers(&frame, "after the memory attacks").await;
+    frame.stop();
+}
+
 #[test]
 fn components_past_the_pools_limits_are_refused_at_install() {
     let data = data_dir("");
