@@ -5,7 +5,10 @@ use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
-use crate::services::events::{EventLog, EventTarget, EventsConfig, EventsCtx, StoredEvent};
+use crate::services::events::{
+    EventLog, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
+};
+use crate::services::logging::ShardLog;
 use crate::services::storage::{FsStore, StorageCtx};
 use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, Service};
@@ -37,6 +40,10 @@ pub struct ShardServices {
     pub events_config: Arc<EventsConfig>,
     /// The log its publications go to.
     pub log: EventLog,
+    /// Its publication quota in that log, shared by its instances.
+    pub events: EventsShard,
+    /// Its budget in the frame's log, shared by its instances.
+    pub logging: ShardLog,
 }
 
 /// Why a call into a shard failed.
@@ -334,15 +341,12 @@ impl LoadedShard {
             _ => StorageCtx::denied(),
         };
         let events = if grant.has(Service::Events) {
-            EventsCtx::granted(
-                self.manifest.clone(),
-                grant.clone(),
-                s.events_config.clone(),
-            )
+            EventsCtx::granted(self.manifest.clone(), grant.clone(), s.events.clone())
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
-        let state = ShardState::new(self.name.clone(), limits, database, events, storage);
+        let state = ShardState::new(self.name.clone(), limits, database, events, storage)
+            .with_log(s.logging.clone());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
         store
@@ -623,6 +627,10 @@ impl LoadedShard {
         let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let timeout = self.limits.event_timeout;
         let mut store = self.new_store();
+        store
+            .data_mut()
+            .events
+            .set_hops(event.hops.saturating_add(1));
         set_deadline(&mut store, timeout);
         let event = event_handler::Event {
             id: event.id,
