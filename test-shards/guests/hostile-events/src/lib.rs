@@ -23,6 +23,7 @@ use arkham_shard_sdk::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use std::io::Write as _;
 
 struct HostileEvents;
 
@@ -138,10 +139,12 @@ fn start_failing(request: &Request, _: &Params) -> Result<Response, ApiError> {
 fn log_flood(request: &Request, _: &Params) -> Result<Response, ApiError> {
     let lines = number(request, "lines", 1000);
     let line = "l".repeat(number(request, "bytes", 1000));
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
     for _ in 0..lines {
         log::info(&line);
-        println!("{line}");
-        eprintln!("{line}");
+        // The frame's pipes refuse writes past their capacity; keep logging regardless.
+        let _ = writeln!(stdout, "{line}");
+        let _ = writeln!(stderr, "{line}");
     }
     Ok(Response::json(200, &json!({ "lines": lines })))
 }
