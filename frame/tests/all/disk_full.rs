@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use test_shards::{PACKETS, RECORDER};
+use test_shards::{HOSTILE_EVENTS, PACKETS, RECORDER};
 
 /// Retries that outlast the full disk: the recorder's own writes fail while it is full.
 const CONFIG: &str = "
@@ -194,7 +194,7 @@ async fn writes_fail_cleanly_and_recover_without_a_restart() {
         return;
     }
     let data = data_dir(CONFIG);
-    install(data.path(), &[&PACKETS, &RECORDER]);
+    install(data.path(), &[&PACKETS, &RECORDER, &HOSTILE_EVENTS]);
     let mount = tempfile::tempdir().unwrap();
     let mut frame = Confined::start(data.path(), mount.path());
     // What a client was told 201 for: (id, name).
@@ -209,7 +209,7 @@ async fn writes_fail_cleanly_and_recover_without_a_restart() {
     // Full: creates fail with a 5xx and an error body, or succeed for real (checked below).
     let mut failures = 0;
     for i in 0..60 {
-        let name = format!("while full {i} {}", "n".repeat(200));
+        let name = format!("while full {i} {}", "n".repeat(180));
         let (status, body) = create(&frame, &name).await;
         match status {
             201 => acknowledged.push((body["id"].as_str().unwrap().to_string(), name)),
@@ -219,6 +219,7 @@ async fn writes_fail_cleanly_and_recover_without_a_restart() {
                     "a {status} without an error body: {body}"
                 );
                 failures += 1;
+                eprintln!("disk full: create answered {status}: {body}");
                 if failures >= 5 {
                     break;
                 }
@@ -231,6 +232,22 @@ async fn writes_fail_cleanly_and_recover_without_a_restart() {
         "the disk never looked full to packets ({} creates acknowledged)\n{}",
         acknowledged.len(),
         frame.log()
+    );
+    // Events only: hostile-events publishes without writing its database, so the frame's own
+    // append to frame.db meets the full disk, and the writer must say so.
+    let (status, body) = frame
+        .call("POST", "/api/hostile-events/flood?n=50&bytes=60000", None)
+        .await;
+    // Today the flood's 200 goes out before its append and so cannot tell; once a 2xx waits
+    // for the events to be durable, this must be a 5xx.
+    eprintln!("disk full: the flood answered {status}: {body}");
+    eventually("the event log reported the failed append", || async {
+        frame.log().contains("event log append")
+    })
+    .await;
+    eprintln!(
+        "disk full: filled {filled} bytes; {failures} creates failed, {} acknowledged",
+        acknowledged.len()
     );
     assert!(frame.alive(), "the frame died:\n{}", frame.log());
     // Reads still work while full.
