@@ -61,6 +61,14 @@ const GUESTS: &[Guest] = &[
         doc: "Tries every way out of its sandbox: memory bomb, recursion, floods, ATTACH, ...",
     },
     Guest {
+        constant: "HOSTILE_EVENTS",
+        name: "hostile-events",
+        dir: "test-shards/guests/hostile-events",
+        artifact: "fixture_hostile_events",
+        workspace: "test-shards/guests",
+        doc: "Floods the event log, republishes its own events, floods the frame's log.",
+    },
+    Guest {
         constant: "NETREACH",
         name: "netreach",
         dir: "test-shards/guests/netreach",

@@ -142,6 +142,7 @@ async fn publish(State(p): State<Pipeline>, Query(query): Query<PublishQuery>) -
     }
     let events: Vec<Pending> = (0..count)
         .map(|seq| Pending {
+            hops: 0,
             name: "publisher.tick.sent".into(),
             payload: format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_unix_micros()),
         })

@@ -4,6 +4,7 @@
 use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
+use crate::services::logging::LoggingConfig;
 use crate::services::storage::StorageConfig;
 use crate::shards::grants::Grant;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ pub struct FrameConfig {
     pub events: EventsConfig,
     /// The storage service.
     pub storage: StorageConfig,
+    /// What shards may write to the frame's log.
+    pub logging: LoggingConfig,
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
     /// whose request is covered installs without asking.
     pub grants: BTreeMap<String, Grant>,
@@ -94,9 +97,8 @@ impl FrameConfig {
                 "limits.request_timeout_ms and limits.event_timeout_ms must be at least 1",
             ));
         }
-        if self.events.max_attempts == 0 {
-            return Err(invalid("events.max_attempts must be at least 1"));
-        }
+        self.events.validate().map_err(|m| invalid(&m))?;
+        self.logging.validate().map_err(|m| invalid(&m))?;
         Ok(())
     }
 }

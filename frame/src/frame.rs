@@ -9,7 +9,8 @@ use crate::config::FrameConfig;
 use crate::datadir::DataDir;
 use crate::runtime::{LoadedShard, Runtime, ShardServices};
 use crate::services::database::DatabaseService;
-use crate::services::events::{Dispatcher, EventLog};
+use crate::services::events::{Dispatcher, EventLog, EventsShard};
+use crate::services::logging::ShardLog;
 use crate::services::storage::StorageService;
 use crate::shards::catalog::{Catalog, DataDirLock, InstalledShard};
 use crate::shards::grants::{Grant, Grants};
@@ -135,6 +136,10 @@ impl Frame {
             .collect();
         for name in removed {
             self.dispatcher.stop(&name).await;
+            // A removed shard's cursor would hold back retention forever.
+            if let Err(e) = self.log.remove_cursor(&name).await {
+                tracing::error!(shard = %name, error = %e, "its event cursor was not removed");
+            }
             self.write().remove(&name);
             tracing::info!(shard = %name, "unloaded");
         }
@@ -219,17 +224,20 @@ impl Frame {
             }
             self.storage.namespace_with(&manifest.name, &config)
         });
+        let events_config = Arc::new({
+            let mut config = self.config.events.clone();
+            if let Some(v) = overrides.events_max_per_call {
+                config.max_per_call = v;
+            }
+            config
+        });
         let services = ShardServices {
             database,
             storage,
-            events_config: Arc::new({
-                let mut config = self.config.events.clone();
-                if let Some(v) = overrides.events_max_per_call {
-                    config.max_per_call = v;
-                }
-                config
-            }),
+            events: EventsShard::new(&manifest.name, events_config.clone(), &self.log),
+            events_config,
             log: self.log.clone(),
+            logging: ShardLog::new(&manifest.name, &self.config.logging),
         };
         let grant = grants.effective(&manifest);
         let shard = Arc::new(LoadedShard::new(
@@ -242,6 +250,11 @@ impl Frame {
         )?);
         if manifest.events.subscribes.is_empty() {
             self.dispatcher.stop(&manifest.name).await;
+            // No longer a subscriber: its old cursor must not hold back retention.
+            self.log
+                .remove_cursor(&manifest.name)
+                .await
+                .context("removing the event cursor of a shard that no longer subscribes")?;
         } else {
             self.dispatcher.start(shard.clone()).await;
         }

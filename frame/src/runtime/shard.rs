@@ -7,7 +7,10 @@ use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
-use crate::services::events::{EventLog, EventTarget, EventsConfig, EventsCtx, StoredEvent};
+use crate::services::events::{
+    EventLog, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
+};
+use crate::services::logging::ShardLog;
 use crate::services::storage::{FsStore, StorageCtx};
 use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, Service};
@@ -39,6 +42,10 @@ pub struct ShardServices {
     pub events_config: Arc<EventsConfig>,
     /// The log its publications go to.
     pub log: EventLog,
+    /// Its publication quota in that log, shared by its instances.
+    pub events: EventsShard,
+    /// Its budget in the frame's log, shared by its instances.
+    pub logging: ShardLog,
 }
 
 /// Why a call into a shard failed.
@@ -383,15 +390,12 @@ impl LoadedShard {
             _ => StorageCtx::denied(),
         };
         let events = if grant.has(Service::Events) {
-            EventsCtx::granted(
-                self.manifest.clone(),
-                grant.clone(),
-                s.events_config.clone(),
-            )
+            EventsCtx::granted(self.manifest.clone(), grant.clone(), s.events.clone())
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
         ShardState::new(self.name.clone(), limiter, database, events, storage)
+            .with_log(s.logging.clone())
             .into_store(self.runtime.engine())
     }
 
@@ -756,6 +760,10 @@ impl LoadedShard {
             )
         })?;
         let mut store = self.new_store();
+        store
+            .data_mut()
+            .events
+            .set_hops(event.hops.saturating_add(1));
         set_deadline_at(&mut store, deadline);
         let event = event_handler::Event {
             id: event.id,

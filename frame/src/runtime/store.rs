@@ -4,7 +4,7 @@
 use super::limiter::ShardLimiter;
 use crate::services::database::{DatabaseCtx, DatabaseView};
 use crate::services::events::{EventsCtx, EventsView};
-use crate::services::logging::LoggingView;
+use crate::services::logging::{LoggingConfig, LoggingView, ShardLog};
 use crate::services::storage::{StorageCtx, StorageView};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -27,6 +27,8 @@ pub struct ShardState {
     pub(crate) storage: StorageCtx,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// The shard's budget in the frame's log, shared by its instances.
+    log: ShardLog,
     /// Bytes of stdout and stderr already written to the log (an instance that serves several
     /// requests keeps its pipes).
     flushed: [usize; 2],
@@ -49,8 +51,10 @@ impl ShardState {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
+        let log = ShardLog::new(&shard, &LoggingConfig::default());
         Self {
             shard,
+            log,
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
@@ -72,9 +76,17 @@ impl ShardState {
         store
     }
 
+    /// Charges the shard's log output to `log`, the budget its instances share (without it, the
+    /// state has a budget of its own at the default limits).
+    pub fn with_log(mut self, log: ShardLog) -> Self {
+        self.log = log;
+        self
+    }
+
     /// Writes what the shard printed since the last flush to the frame's log, tagged with the
-    /// shard.
+    /// shard, within its log budget.
     pub fn flush_output(&mut self) {
+        let enabled = tracing::enabled!(target: "arkham::shard", tracing::Level::INFO);
         let pipes = [(&self.stdout, "stdout"), (&self.stderr, "stderr")];
         for ((pipe, stream), flushed) in pipes.into_iter().zip(&mut self.flushed) {
             let bytes = pipe.contents();
@@ -82,10 +94,16 @@ impl ShardState {
                 continue;
             };
             *flushed = bytes.len();
+            if !enabled {
+                continue;
+            }
             for line in String::from_utf8_lossy(new).lines() {
-                tracing::info!(target: "arkham::shard", shard = &*self.shard, stream, "{line}");
+                if self.log.admit(line.len()) {
+                    tracing::info!(target: "arkham::shard", shard = &*self.shard, stream, "{line}");
+                }
             }
         }
+        self.log.settle();
     }
 
     /// Bytes the shard has printed to stdout and stderr in this store's life.
@@ -116,7 +134,7 @@ impl ShardState {
     }
 
     pub(crate) fn logging(&mut self) -> LoggingView<'_> {
-        LoggingView { shard: &self.shard }
+        LoggingView { log: &self.log }
     }
 }
 

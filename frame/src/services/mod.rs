@@ -3,4 +3,5 @@
 pub mod database;
 pub mod events;
 pub mod logging;
+pub mod rate;
 pub mod storage;

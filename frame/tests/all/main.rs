@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod disk_full;
 mod entry;
 mod events;
 mod grants;
@@ -19,4 +20,5 @@ mod packets;
 mod registry;
 mod reuse;
 mod sandbox;
+mod sandbox_events;
 mod sandbox_runtime;

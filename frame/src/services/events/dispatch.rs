@@ -215,13 +215,15 @@ async fn deliver_with_retries(
             Ok(()) => return Some(()),
             Err(error) => error,
         };
+        // The error comes from the guest: cut it before it is logged (every attempt) and stored.
+        let error = super::log::truncate_error(&error);
         tracing::warn!(shard = target.name(), event = %event.name, id = event.id, attempt, %error, "event delivery failed");
         // What was delivered before this event must not wait for its retries.
         unsaved.save().await;
         if attempt == max_attempts {
             tracing::error!(shard = target.name(), event = %event.name, id = event.id, "giving up on the event after {max_attempts} attempts");
             if let Err(e) = log
-                .dead_letter(target.name(), event.id, attempt, &error)
+                .dead_letter(target.name(), event.id, attempt, error)
                 .await
             {
                 tracing::error!(error = %e, "dead letter not recorded");
@@ -291,6 +293,7 @@ mod tests {
             .map(|n| Pending {
                 name: n.to_string(),
                 payload: "{}".into(),
+                hops: 0,
             })
             .collect();
         log.append("a", &events).await.unwrap();

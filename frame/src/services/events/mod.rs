@@ -4,18 +4,26 @@
 //! [`EventLog`] only when the call returns successfully; the [`Dispatcher`] then delivers each
 //! event, at least once and in order, to every subscriber whose patterns match.
 
+//!
+//! Bounds (SECURITY.md): per publishing shard, token buckets on events and bytes per second and a
+//! cap on the bytes of its events still retained; a hop limit on chains of handlers publishing
+//! while handling; retention trims what every subscriber has passed.
+
 mod dispatch;
 mod log;
+mod quota;
 
 use crate::bindings::events::{self, Error};
 use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, validate_event_name};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::HasData;
 
 pub use dispatch::{Dispatcher, EventTarget};
 pub use log::{EventLog, EventLogError, StoredEvent};
+pub use quota::{EventsShard, PublishLimits};
 
 /// The `[events]` section of the frame config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +39,39 @@ pub struct EventsConfig {
     pub retry_base_ms: u64,
     /// Longest retry delay, in milliseconds.
     pub retry_max_ms: u64,
+    /// Events one shard may publish per second, sustained (all its instances together).
+    pub publish_rate: u64,
+    /// Events one shard may publish at once, above the sustained rate.
+    pub publish_burst: u64,
+    /// Bytes (name + payload) one shard may publish per second, sustained.
+    pub publish_bytes_rate: u64,
+    /// Bytes one shard may publish at once, above the sustained rate.
+    pub publish_bytes_burst: u64,
+    /// Bytes of one shard's events the log may hold before retention trims them; past it, its
+    /// publications fail with `limit-exceeded`.
+    pub max_retained_bytes_per_shard: u64,
+    /// Longest chain of event handlers publishing while handling: an event published by a request
+    /// is at hop 0, one published by a handler of an event at hop `n` is at `n + 1`; past
+    /// `max_hops` publishing fails with `limit-exceeded`.
+    pub max_hops: u32,
+    /// Per-shard overrides of the publication limits, by shard name: `[events.shards.packets]`.
+    pub shards: BTreeMap<String, EventsOverride>,
+}
+
+/// Publication limits of one shard that differ from the `[events]` defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsOverride {
+    /// See [`EventsConfig::publish_rate`].
+    pub publish_rate: Option<u64>,
+    /// See [`EventsConfig::publish_burst`].
+    pub publish_burst: Option<u64>,
+    /// See [`EventsConfig::publish_bytes_rate`].
+    pub publish_bytes_rate: Option<u64>,
+    /// See [`EventsConfig::publish_bytes_burst`].
+    pub publish_bytes_burst: Option<u64>,
+    /// See [`EventsConfig::max_retained_bytes_per_shard`].
+    pub max_retained_bytes: Option<u64>,
 }
 
 impl Default for EventsConfig {
@@ -41,7 +82,38 @@ impl Default for EventsConfig {
             max_attempts: 10,
             retry_base_ms: 100,
             retry_max_ms: 30_000,
+            publish_rate: 5_000,
+            publish_burst: 20_000,
+            publish_bytes_rate: 16 << 20,
+            publish_bytes_burst: 64 << 20,
+            max_retained_bytes_per_shard: 256 << 20,
+            max_hops: 8,
+            shards: BTreeMap::new(),
         }
+    }
+}
+
+impl EventsConfig {
+    /// Checks the section; the message names the field to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("events.max_attempts must be at least 1".into());
+        }
+        let mut all = vec![(String::new(), self.limits_for(""))];
+        all.extend(
+            self.shards
+                .keys()
+                .map(|name| (format!("shards.{name}."), self.limits_for(name))),
+        );
+        for (prefix, l) in all {
+            if l.rate == 0 || l.burst == 0 || l.bytes_rate == 0 || l.bytes_burst == 0 {
+                return Err(format!(
+                    "events.{prefix}publish_rate, publish_burst, publish_bytes_rate and \
+                     publish_bytes_burst must be at least 1"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -52,6 +124,9 @@ pub struct Pending {
     pub name: String,
     /// The payload.
     pub payload: String,
+    /// Handlers between the request that started the chain and this event (0: published by a
+    /// request).
+    pub hops: u32,
 }
 
 /// The events a call has published and not yet handed to the log. Shared between the store and
@@ -73,22 +148,29 @@ impl PendingEvents {
 
 /// A store's events context: what its shard may publish, and what it published so far.
 pub struct EventsCtx {
-    manifest: Option<(Arc<Manifest>, Arc<Grant>)>,
+    manifest: Option<(Arc<Manifest>, Arc<Grant>, EventsShard)>,
     config: Arc<EventsConfig>,
     pending: PendingEvents,
     /// Events published by this call so far, handed to the log or not.
     published: usize,
+    /// Bytes this call published, counted against the shard's retained-bytes cap before they
+    /// land (those made durable early stay counted: conservative).
+    pending_bytes: u64,
+    /// The hop of what this call publishes.
+    hops: u32,
 }
 
 impl EventsCtx {
     /// A context for a shard granted the events service; it may publish what both its manifest
-    /// declares and its grant allows.
-    pub fn granted(manifest: Arc<Manifest>, grant: Arc<Grant>, config: Arc<EventsConfig>) -> Self {
+    /// declares and its grant allows, within its quota `shard`.
+    pub fn granted(manifest: Arc<Manifest>, grant: Arc<Grant>, shard: EventsShard) -> Self {
         Self {
-            manifest: Some((manifest, grant)),
-            config,
+            config: shard.config().clone(),
+            manifest: Some((manifest, grant, shard)),
             pending: PendingEvents::default(),
             published: 0,
+            pending_bytes: 0,
+            hops: 0,
         }
     }
 
@@ -99,7 +181,15 @@ impl EventsCtx {
             config,
             pending: PendingEvents::default(),
             published: 0,
+            pending_bytes: 0,
+            hops: 0,
         }
+    }
+
+    /// Sets the hop of what this call publishes: the handled event's hop plus one (a request's
+    /// publications are at hop 0, the default).
+    pub fn set_hops(&mut self, hops: u32) {
+        self.hops = hops;
     }
 
     /// Takes the events published so far.
@@ -113,7 +203,7 @@ impl EventsCtx {
     }
 
     fn publish(&mut self, name: String, payload: String) -> Result<(), Error> {
-        let Some((manifest, grant)) = &self.manifest else {
+        let Some((manifest, grant, quota)) = &self.manifest else {
             return Err(Error::Denied(
                 "the events service is not granted to this shard; declare `events` in its manifest's services"
                     .to_string(),
@@ -141,8 +231,26 @@ impl EventsCtx {
                 self.config.max_per_call
             )));
         }
+        if self.hops > self.config.max_hops {
+            return Err(Error::LimitExceeded(format!(
+                "this event would be {} handlers away from the request that started its chain; \
+                 events published while handling events may be at most events.max_hops = {} \
+                 deep (is a handler republishing what it receives?)",
+                self.hops, self.config.max_hops
+            )));
+        }
+        let bytes = quota::event_bytes(&name, &payload);
+        quota
+            .admit(bytes, self.pending_bytes)
+            .map_err(Error::LimitExceeded)?;
+        self.pending_bytes += bytes;
         self.published += 1;
-        self.pending.lock().push(Pending { name, payload });
+        let hops = self.hops;
+        self.pending.lock().push(Pending {
+            name,
+            payload,
+            hops,
+        });
         Ok(())
     }
 }
@@ -194,7 +302,8 @@ mod tests {
             ..Default::default()
         };
         let grant = Arc::new(Grant::requested_by(&manifest));
-        EventsCtx::granted(Arc::new(manifest), grant, Arc::new(config))
+        let shard = EventsShard::with_retained("packets", Arc::new(config), Arc::default());
+        EventsCtx::granted(Arc::new(manifest), grant, shard)
     }
 
     #[test]
@@ -234,5 +343,143 @@ mod tests {
             denied.publish("a.b.c".into(), "{}".into()),
             Err(Error::Denied(_))
         ));
+    }
+
+    fn packets() -> (Arc<Manifest>, Arc<Grant>) {
+        let manifest = Manifest::parse(
+            "name = \"packets\"\nversion = \"0.1.0\"\n[services]\nrequired = [\"events\"]\n[events]\npublishes = [\"packets.packet.*\"]\n",
+            "test",
+        )
+        .unwrap();
+        let grant = Arc::new(Grant::requested_by(&manifest));
+        (Arc::new(manifest), grant)
+    }
+
+    fn limited(config: EventsConfig, retained: Arc<quota::Retained>) -> EventsCtx {
+        let (manifest, grant) = packets();
+        let shard = EventsShard::with_retained("packets", Arc::new(config), retained);
+        EventsCtx::granted(manifest, grant, shard)
+    }
+
+    fn refusal(result: Result<(), Error>) -> String {
+        match result {
+            Err(Error::LimitExceeded(message)) => message,
+            other => panic!("expected limit-exceeded, got {other:?}"),
+        }
+    }
+
+    const NAME: &str = "packets.packet.created";
+
+    #[test]
+    fn the_rate_quotas_are_per_shard_and_shared_by_its_instances() {
+        let config = EventsConfig {
+            publish_rate: 1,
+            publish_burst: 3,
+            publish_bytes_rate: 1,
+            publish_bytes_burst: 1000,
+            ..Default::default()
+        };
+        let retained = Arc::new(quota::Retained::default());
+        let (manifest, grant) = packets();
+        let shard = EventsShard::with_retained("packets", Arc::new(config), retained);
+        // Two instances of one shard share its buckets.
+        let mut one = EventsCtx::granted(manifest.clone(), grant.clone(), shard.clone());
+        let mut two = EventsCtx::granted(manifest, grant, shard);
+        assert!(one.publish(NAME.into(), "{}".into()).is_ok());
+        assert!(two.publish(NAME.into(), "{}".into()).is_ok());
+        assert!(one.publish(NAME.into(), "{}".into()).is_ok());
+        let message = refusal(two.publish(NAME.into(), "{}".into()));
+        assert!(message.contains("events.publish_rate"), "{message}");
+        assert_eq!(one.take_pending().len() + two.take_pending().len(), 3);
+
+        // Bytes: a 1000-byte burst admits one 900-byte event, not a second.
+        let config = EventsConfig {
+            publish_bytes_rate: 1,
+            publish_bytes_burst: 1000,
+            ..Default::default()
+        };
+        let mut ctx = limited(config, Arc::default());
+        assert!(ctx.publish(NAME.into(), "x".repeat(900)).is_ok());
+        let message = refusal(ctx.publish(NAME.into(), "x".repeat(900)));
+        assert!(message.contains("events.publish_bytes_rate"), "{message}");
+        // A small one still fits: a refusal charged nothing.
+        assert!(ctx.publish(NAME.into(), "x".repeat(50)).is_ok());
+
+        // A per-shard override applies to that shard only.
+        let config = EventsConfig {
+            shards: BTreeMap::from([(
+                "packets".to_string(),
+                EventsOverride {
+                    publish_burst: Some(1),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        };
+        assert_eq!(config.limits_for("packets").burst, 1);
+        assert_eq!(config.limits_for("other").burst, 20_000);
+        let mut ctx = limited(config, Arc::default());
+        assert!(ctx.publish(NAME.into(), "{}".into()).is_ok());
+        refusal(ctx.publish(NAME.into(), "{}".into()));
+    }
+
+    #[test]
+    fn the_retained_bytes_cap_counts_the_log_and_the_call() {
+        let config = EventsConfig {
+            max_retained_bytes_per_shard: 1000,
+            ..Default::default()
+        };
+        let retained = Arc::new(quota::Retained::default());
+        retained.add("packets", 800);
+        // Another shard's events do not count against packets.
+        retained.add("flooder", 1 << 30);
+        let mut ctx = limited(config, retained.clone());
+        // 22 + 100 bytes fit under 1000 with 800 retained; a second such event does not, as
+        // the first is counted while it waits for the call to end.
+        assert!(ctx.publish(NAME.into(), "x".repeat(100)).is_ok());
+        let message = refusal(ctx.publish(NAME.into(), "x".repeat(100)));
+        assert!(
+            message.contains("events.max_retained_bytes_per_shard"),
+            "{message}"
+        );
+        // Once retention trims, it may publish again.
+        ctx.take_pending();
+        retained.sub("packets", 800);
+        assert!(ctx.publish(NAME.into(), "x".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn publications_past_max_hops_are_refused() {
+        let config = EventsConfig {
+            max_hops: 2,
+            ..Default::default()
+        };
+        let mut ctx = limited(config, Arc::default());
+        assert!(ctx.publish(NAME.into(), "{}".into()).is_ok());
+        ctx.set_hops(2);
+        assert!(ctx.publish(NAME.into(), "{}".into()).is_ok());
+        let hops: Vec<_> = ctx.take_pending().iter().map(|p| p.hops).collect();
+        assert_eq!(hops, [0, 2]);
+        ctx.set_hops(3);
+        let message = refusal(ctx.publish(NAME.into(), "{}".into()));
+        assert!(message.contains("events.max_hops = 2"), "{message}");
+        assert!(ctx.take_pending().is_empty());
+    }
+
+    #[test]
+    fn zero_rates_are_invalid() {
+        assert!(EventsConfig::default().validate().is_ok());
+        let config = EventsConfig {
+            shards: BTreeMap::from([(
+                "x".to_string(),
+                EventsOverride {
+                    publish_rate: Some(0),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("events.shards.x.publish_rate"), "{error}");
     }
 }
