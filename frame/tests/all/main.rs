@@ -19,3 +19,4 @@ mod packets;
 mod registry;
 mod reuse;
 mod sandbox;
+mod sandbox_sql;

@@ -486,7 +486,7 @@ async fn values_and_results_are_bounded() {
     // One wide row: each column gets its share of the result budget.
     let wide = select(
         &ctx,
-        &format!("SELECT {}", vec!["zeroblob(900000)"; 8].join(", ")),
+        &format!("SELECT {}", ["zeroblob(900000)"; 8].join(", ")),
         vec![],
     )
     .await;
@@ -501,7 +501,7 @@ async fn values_and_results_are_bounded() {
         &format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
              SELECT {} FROM n",
-            vec!["NULL"; 50].join(", ")
+            ["NULL"; 50].join(", ")
         ),
         vec![],
     )
