@@ -153,8 +153,9 @@ pub(super) fn harden(db: NonNull<ffi::sqlite3>, limits: ValueLimits) -> Result<(
     Ok(())
 }
 
-/// Resets the value limit of `db` to the configured one: called before each host call, since
-/// statements only ever lower it (see [`on_statement`]).
+/// Resets the value limit of `db` to the configured one before each host call, so a statement
+/// that starts looking nested (its text begins with a `--` comment) starts from it, never from
+/// a previous call's share (see [`on_statement`]).
 pub(super) fn reset_value_limit(db: NonNull<ffi::sqlite3>, limits: ValueLimits) {
     // SAFETY: `db` is a live connection whose lock the caller holds; this only stores an int.
     unsafe {
@@ -172,36 +173,41 @@ pub(super) fn in_transaction(db: NonNull<ffi::sqlite3>) -> bool {
     unsafe { ffi::sqlite3_get_autocommit(db.as_ptr()) == 0 }
 }
 
-/// SQLite calls this as each statement (and each trigger program in it) starts: it lowers the
-/// value limit to the statement's share of the result budget. It only lowers, so a nested
-/// statement (FTS5's own queries) cannot raise it back while an outer one runs.
+/// SQLite calls this as each statement (and each trigger program in it) starts: it sets the
+/// value limit to the statement's share of the result budget. A nested statement (a trigger
+/// program, FTS5's own queries), which SQLite marks with a leading `--`, may only lower it, so
+/// it cannot raise the limit of the statement it runs inside.
 ///
 /// # Safety
 /// Called by SQLite for `SQLITE_TRACE_STMT` with `context` as installed by [`harden`] (an
-/// interned, never-freed `ValueLimits`) and `statement` a live `sqlite3_stmt`.
+/// interned, never-freed `ValueLimits`), `statement` a live `sqlite3_stmt` and `sql` null or a
+/// NUL-terminated string.
 unsafe extern "C" fn on_statement(
     event: c_uint,
     context: *mut c_void,
     statement: *mut c_void,
-    _sql: *mut c_void,
+    sql: *mut c_void,
 ) -> c_int {
     if event != ffi::SQLITE_TRACE_STMT || context.is_null() || statement.is_null() {
         return 0;
     }
     // SAFETY: `context` is the interned `ValueLimits` installed with this hook; it is never freed.
     let limits = unsafe { *context.cast::<ValueLimits>() };
+    let sql = sql.cast::<u8>().cast_const();
+    // SAFETY: `sql` is null or NUL-terminated, so its second byte is read only when the first is
+    // not the terminator.
+    let nested = !sql.is_null() && unsafe { *sql == b'-' && *sql.add(1) == b'-' };
     let statement = statement.cast::<ffi::sqlite3_stmt>();
-    // SAFETY: SQLite passes the live statement that is starting; these only read its fields and
-    // the connection's limits, under the connection mutex SQLite already holds (recursive).
+    // SAFETY: SQLite passes the live statement that is starting; these only read its column
+    // count and set the connection's limit, under the connection mutex SQLite already holds
+    // (it is recursive).
     unsafe {
-        let columns = ffi::sqlite3_column_count(statement);
         let db = ffi::sqlite3_db_handle(statement);
         if db.is_null() {
             return 0;
         }
-        let wanted = limits.for_columns(columns);
-        let current = ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, -1);
-        if wanted < current {
+        let wanted = limits.for_columns(ffi::sqlite3_column_count(statement));
+        if !nested || wanted < ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, -1) {
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, wanted);
         }
     }

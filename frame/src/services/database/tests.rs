@@ -495,6 +495,20 @@ async fn values_and_results_are_bounded() {
         matches!(&wide, Err(Error::LimitExceeded(m)) if m.contains("max_value_bytes")),
         "{wide:?}"
     );
+    // The share is per statement: a narrow statement after a wide one in the same batch gets
+    // the whole value limit back.
+    batch(
+        &ctx,
+        &format!(
+            "SELECT {}; SELECT length(zeroblob(900000));",
+            (0..10)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .await
+    .unwrap();
     // Many tiny values count too.
     let tiny = select(
         &ctx,
