@@ -151,6 +151,7 @@ async fn sql_attacks_fail_alone() {
             );
         }
         peak = peak.max(rss(frame.pid()));
+        eprintln!("{query}: RSS baseline {baseline} bytes, peak {peak} bytes");
         assert!(
             peak < baseline + (256 << 20),
             "{query}: RSS went from {baseline} to {peak} bytes"
