@@ -117,6 +117,14 @@ const GUESTS: &[Guest] = &[
         doc: "Exports both HTTP entry points (no SDK); each answers with its own name.",
     },
     Guest {
+        constant: "HOSTILE_SQL",
+        name: "hostile-sql",
+        dir: "test-shards/guests/hostile-sql",
+        artifact: "fixture_hostile_sql",
+        workspace: "test-shards/guests",
+        doc: "Attacks through SQL alone: pointer functions, huge results, TEMP tables, a raw BEGIN.",
+    },
+    Guest {
         constant: "PUBLISHER",
         name: "publisher",
         dir: "test-shards/guests/publisher",

@@ -22,3 +22,4 @@ mod reuse;
 mod sandbox;
 mod sandbox_events;
 mod sandbox_runtime;
+mod sandbox_sql;

@@ -5,6 +5,7 @@
 //! [`DatabaseView`], a borrow of the context and the store's resource table.
 
 mod authorizer;
+mod limits;
 mod sqlite;
 
 use crate::bindings::database::{self, Error, Rows, Value};
@@ -28,6 +29,12 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Most rows one `query` may return.
     pub max_rows: usize,
+    /// Largest single value (TEXT or BLOB) or stored row, in bytes: SQLite's `LENGTH` limit.
+    /// A statement returning `n` columns may build values of at most `max_result_bytes / n`.
+    pub max_value_bytes: u64,
+    /// Largest result of one `query`, in bytes of decoded values (each value also counts its
+    /// fixed size), checked while rows are read, before the host holds more.
+    pub max_result_bytes: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -37,6 +44,8 @@ impl Default for DatabaseConfig {
             max_size_bytes: 1 << 30,
             max_connections: 8,
             max_rows: 100_000,
+            max_value_bytes: 8 << 20,
+            max_result_bytes: 32 << 20,
         }
     }
 }

@@ -1,13 +1,16 @@
 //! The SQLite backend: one WAL-mode database file per shard with durable commits.
 
+use super::limits::{self, ValueLimits};
 use super::{DatabaseConfig, DatabaseServiceError};
 use crate::bindings::database::{Error, Rows, Value};
+use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use sqlx::{
-    AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Sqlite, Statement, TypeInfo, ValueRef,
+    AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Sqlite, Statement, TypeInfo,
+    ValueRef,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +47,9 @@ pub fn connect_options(path: &Path, config: &DatabaseConfig) -> SqliteConnectOpt
         .busy_timeout(Duration::from_millis(config.statement_timeout_ms))
         .pragma("page_size", PAGE_SIZE.to_string())
         .pragma("max_page_count", max_pages.to_string())
+        // Rows the connection's worker thread may build ahead of the host reading them: each is
+        // host memory not yet counted against `max_result_bytes` (sqlx's default is 50).
+        .row_buffer_size(1)
 }
 
 /// A shard's database: a pool of connections to its file.
@@ -52,6 +58,7 @@ pub struct SqliteDatabase {
     pool: SqlitePool,
     timeout: Duration,
     max_rows: usize,
+    limits: ValueLimits,
     shard: Arc<str>,
     /// The highest schema version known to be in place (`i64::MIN` until one is seen). Versions
     /// only go up, so a request asking for this one or a lower one needs no SQL.
@@ -127,14 +134,30 @@ impl SqliteDatabase {
         config: &DatabaseConfig,
     ) -> Result<Self, DatabaseServiceError> {
         let options = connect_options(path, config);
+        let limits = ValueLimits::new(config.max_value_bytes, config.max_result_bytes);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .min_connections(0)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
                     let mut handle = conn.lock_handle().await?;
                     super::authorizer::install(handle.as_raw_handle());
+                    limits::harden(handle.as_raw_handle(), limits)
+                        .map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
                     Ok(())
+                })
+            })
+            // A connection must come back as it went out: a shard's raw `BEGIN` (or a commit
+            // that failed on a full disk and left sqlx's transaction depth behind) would
+            // otherwise hand the next caller an open transaction holding the write lock.
+            // Closing it rolls the transaction back.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        return Ok(false);
+                    }
+                    let mut handle = conn.lock_handle().await?;
+                    Ok(!limits::in_transaction(handle.as_raw_handle()))
                 })
             })
             .acquire_timeout(Duration::from_millis(config.statement_timeout_ms))
@@ -149,6 +172,7 @@ impl SqliteDatabase {
             pool,
             timeout: Duration::from_millis(config.statement_timeout_ms),
             max_rows: config.max_rows,
+            limits,
             shard: shard.into(),
             schema: Arc::new(AtomicI64::new(i64::MIN)),
             watch: SchemaWatch::default(),
@@ -184,7 +208,7 @@ impl SqliteDatabase {
         let done = self
             .timed("the statement", async {
                 let mut conn = self.pool.acquire().await.map_err(map_error)?;
-                execute_on(&mut conn, sql, params, self.timeout).await
+                execute_on(&mut conn, sql, params, self.call()).await
             })
             .await;
         if ddl {
@@ -196,15 +220,7 @@ impl SqliteDatabase {
     pub(super) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         self.timed("the query", async {
             let mut conn = self.pool.acquire().await.map_err(map_error)?;
-            query_on(
-                &mut conn,
-                &self.watch,
-                sql,
-                params,
-                self.max_rows,
-                self.timeout,
-            )
-            .await
+            query_on(&mut conn, &self.watch, sql, params, self.call()).await
         })
         .await
     }
@@ -219,9 +235,10 @@ impl SqliteDatabase {
                     .await
                     .map_err(map_error)?;
                 check_denied(&sql)?;
+                let handle = self.call().arm(&mut tx).await?;
                 tx.execute(sqlx::raw_sql(AssertSqlSafe(sql)))
                     .await
-                    .map_err(map_error)?;
+                    .map_err(|e| explain(e, handle))?;
                 tx.commit().await.map_err(map_error)
             })
             .await;
@@ -245,6 +262,7 @@ impl SqliteDatabase {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(map_error)?;
+            let handle = self.call().arm(&mut tx).await?;
             tx.execute(SCHEMA_TABLE).await.map_err(map_error)?;
             let recorded: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM arkham_schema WHERE id = 1")
@@ -256,7 +274,7 @@ impl SqliteDatabase {
                 _ => {
                     tx.execute(sqlx::raw_sql(AssertSqlSafe(script)))
                         .await
-                        .map_err(map_error)?;
+                        .map_err(|e| explain(e, handle))?;
                     sqlx::query(
                         "INSERT INTO arkham_schema (id, version) VALUES (1, ?) \
                          ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -304,7 +322,7 @@ impl SqliteDatabase {
         tx.changes_schema |= changes_schema(&sql);
         self.timed(
             "the statement",
-            execute_on(&mut tx.inner, sql, params, self.timeout),
+            execute_on(&mut tx.inner, sql, params, self.call()),
         )
         .await
     }
@@ -317,14 +335,7 @@ impl SqliteDatabase {
     ) -> Result<Rows, Error> {
         self.timed(
             "the query",
-            query_on(
-                &mut tx.inner,
-                &self.watch,
-                sql,
-                params,
-                self.max_rows,
-                self.timeout,
-            ),
+            query_on(&mut tx.inner, &self.watch, sql, params, self.call()),
         )
         .await
     }
@@ -352,6 +363,39 @@ impl SqliteDatabase {
     /// The shard this database belongs to.
     pub fn shard(&self) -> &str {
         &self.shard
+    }
+
+    fn call(&self) -> Call {
+        Call {
+            timeout: self.timeout,
+            limits: self.limits,
+            max_rows: self.max_rows,
+        }
+    }
+}
+
+/// The bounds of one host call on a connection.
+#[derive(Clone, Copy)]
+struct Call {
+    timeout: Duration,
+    limits: ValueLimits,
+    max_rows: usize,
+}
+
+impl Call {
+    /// Makes SQLite itself abandon the call's statements once the timeout has passed, so a
+    /// runaway query (an endless recursive CTE, say) stops instead of holding a worker thread,
+    /// and restores the value limit that statements lower (see `limits.rs`). Returns the
+    /// connection's `sqlite3` handle address, which identifies it for [`SchemaWatch`] and for
+    /// the authorizer's denial reasons.
+    async fn arm(&self, conn: &mut SqliteConnection) -> Result<usize, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let mut handle = conn.lock_handle().await.map_err(map_error)?;
+        // Checked every 10k virtual-machine steps: microseconds of work.
+        handle.set_progress_handler(10_000, move || Instant::now() < deadline);
+        let raw = handle.as_raw_handle();
+        limits::reset_value_limit(raw, self.limits);
+        Ok(raw.as_ptr() as usize)
     }
 }
 
@@ -398,70 +442,92 @@ fn bind_all<'q>(
     query
 }
 
-/// Makes SQLite itself abandon the statement about to run once `timeout` has passed, so a
-/// runaway query (an endless recursive CTE, say) stops instead of holding a worker thread.
-/// Arms the statement deadline on `conn`; returns the connection's `sqlite3` handle address,
-/// which identifies it for [`SchemaWatch`].
-async fn arm_deadline(conn: &mut SqliteConnection, timeout: Duration) -> Result<usize, Error> {
-    let deadline = Instant::now() + timeout;
-    let mut handle = conn.lock_handle().await.map_err(map_error)?;
-    // Checked every 10k virtual-machine steps: microseconds of work.
-    handle.set_progress_handler(10_000, move || Instant::now() < deadline);
-    Ok(handle.as_raw_handle().as_ptr() as usize)
-}
-
 async fn execute_on(
     conn: &mut SqliteConnection,
     sql: String,
     params: Vec<Value>,
-    timeout: Duration,
+    call: Call,
 ) -> Result<u64, Error> {
     check_denied(&sql)?;
-    arm_deadline(conn, timeout).await?;
+    let handle = call.arm(conn).await?;
     let query = bind_all(sqlx::query(AssertSqlSafe(sql)), params);
-    let done = conn.execute(query).await.map_err(map_error)?;
+    let done = conn.execute(query).await.map_err(|e| explain(e, handle))?;
     Ok(done.rows_affected())
 }
+
+/// Host memory one decoded value takes beyond its payload, so that many small values count too.
+const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
 
 async fn query_on(
     conn: &mut SqliteConnection,
     watch: &SchemaWatch,
     sql: String,
     params: Vec<Value>,
-    max_rows: usize,
-    timeout: Duration,
+    call: Call,
 ) -> Result<Rows, Error> {
     check_denied(&sql)?;
-    let handle = arm_deadline(conn, timeout).await?;
+    let handle = call.arm(conn).await?;
     watch.refresh(conn, handle).await?;
     // Preparing first gives the column names even when no row comes back; the statement is
     // cached on the connection, so this costs a lookup after the first time.
     let statement = conn
         .prepare(AssertSqlSafe(sql).into_sql_str())
         .await
-        .map_err(map_error)?;
+        .map_err(|e| explain(e, handle))?;
     let columns: Vec<String> = statement
         .columns()
         .iter()
         .map(|c| c.name().to_string())
         .collect();
     let query = bind_all(statement.query(), params);
-    let fetched = conn.fetch_all(query).await.map_err(map_error)?;
-    if fetched.len() > max_rows {
-        return Err(Error::LimitExceeded(format!(
-            "the query returned {} rows; at most {max_rows} may be fetched at once (use LIMIT/OFFSET)",
-            fetched.len()
-        )));
-    }
-    let mut rows = Vec::with_capacity(fetched.len());
-    for row in &fetched {
+    // Rows are read one at a time and counted before they are decoded: a limit fails the query
+    // before the host holds more than the budget (dropping the stream stops the statement).
+    let budget = usize::try_from(call.limits.max_result_bytes).unwrap_or(usize::MAX);
+    let mut used = 0usize;
+    let mut rows = Vec::new();
+    let mut stream = conn.fetch(query);
+    while let Some(row) = stream.try_next().await.map_err(|e| explain(e, handle))? {
+        if rows.len() >= call.max_rows {
+            return Err(Error::LimitExceeded(format!(
+                "the query returned more than {} rows; at most that many may be fetched at once \
+                 (use LIMIT/OFFSET)",
+                call.max_rows
+            )));
+        }
+        used = used.saturating_add(row_bytes(&row).map_err(map_error)?);
+        if used > budget {
+            return Err(Error::LimitExceeded(format!(
+                "the query's result passed {budget} bytes after {} rows; at most that much may be \
+                 fetched at once (select fewer columns or use LIMIT/OFFSET)",
+                rows.len()
+            )));
+        }
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
-            values.push(read_value(row, i).map_err(map_error)?);
+            values.push(read_value(&row, i).map_err(map_error)?);
         }
         rows.push(values);
     }
     Ok(Rows { columns, rows })
+}
+
+/// The host memory `row` takes once decoded: its TEXT and BLOB payloads plus a fixed size per
+/// value, measured on the values SQLite holds, before any is copied.
+fn row_bytes(row: &sqlx::sqlite::SqliteRow) -> Result<usize, sqlx::Error> {
+    let mut total = std::mem::size_of::<Vec<Value>>();
+    for i in 0..row.len() {
+        let raw = row.try_get_raw(i)?;
+        let payload = if raw.is_null() {
+            0
+        } else {
+            match raw.type_info().name() {
+                "TEXT" | "BLOB" => row.try_get_unchecked::<&[u8], _>(i)?.len(),
+                _ => 0,
+            }
+        };
+        total = total.saturating_add(VALUE_OVERHEAD + payload);
+    }
+    Ok(total)
 }
 
 fn read_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
@@ -477,6 +543,31 @@ fn read_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, sqlx::Er
         "BLOB" => Value::Blob(row.try_get_unchecked::<Vec<u8>, _>(i)?),
         _ => Value::Text(row.try_get_unchecked::<String, _>(i)?),
     })
+}
+
+/// Maps a sqlx error from a call on the connection `handle`, with the authorizer's reason when
+/// it denied something.
+fn explain(error: sqlx::Error, handle: usize) -> Error {
+    // SQLite reports most denials as SQLITE_AUTH, a denied function as a plain SQLITE_ERROR
+    // "not authorized to use function".
+    let authorizer = match &error {
+        sqlx::Error::Database(db) => {
+            db.code()
+                .is_some_and(|c| c.parse::<i32>().is_ok_and(|c| c & 0xff == 23))
+                || db.message().starts_with("not authorized")
+        }
+        _ => false,
+    };
+    match (authorizer, map_error(error)) {
+        (true, mapped) => match super::authorizer::take_denial(handle) {
+            Some(reason) => Error::Denied(reason),
+            None => match mapped {
+                Error::InvalidSql(message) => Error::Denied(message),
+                other => other,
+            },
+        },
+        (false, mapped) => mapped,
+    }
 }
 
 /// Maps a sqlx error to what the shard sees.
@@ -496,7 +587,13 @@ fn map_error(error: sqlx::Error) -> Error {
                 | (sqlx::error::ErrorKind::CheckViolation, _) => Error::Constraint(message),
                 (_, Some(5 | 6)) => Error::Busy(message),
                 (_, Some(13)) => Error::LimitExceeded(format!(
-                    "{message}: the shard's database reached its size limit"
+                    "{message}: the shard's database reached its size limit (`database.max_size_bytes`), or the \
+                     disk that holds it is full (SQLite reports both alike)"
+                )),
+                (_, Some(18)) => Error::LimitExceeded(format!(
+                    "{message}: a value, row or SQL text passed the shard's database limits \
+                     (values of at most `max_value_bytes`, shared among a result's columns \
+                     within `max_result_bytes`; SQL text of at most 1 MiB)"
                 )),
                 (_, Some(23)) => Error::Denied(format!(
                     "{message}: shards may use only their own database (no ATTACH, extensions or PRAGMAs that change settings)"
@@ -539,16 +636,7 @@ mod tests {
     }
 
     async fn select(db: &SqliteDatabase, conn: &mut SqliteConnection) -> Result<Rows, Error> {
-        let timeout = Duration::from_secs(5);
-        query_on(
-            conn,
-            &db.watch,
-            "SELECT * FROM t".into(),
-            vec![],
-            100,
-            timeout,
-        )
-        .await
+        query_on(conn, &db.watch, "SELECT * FROM t".into(), vec![], db.call()).await
     }
 
     /// sqlx caches statements with their columns; a `SELECT *` cached on one connection must

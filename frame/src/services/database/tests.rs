@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::bindings::database::{Host, HostTransaction};
+use sqlx::Connection as _;
 
 async fn service() -> (tempfile::TempDir, DatabaseCtx) {
     let dir = tempfile::tempdir().unwrap();
@@ -237,4 +238,433 @@ async fn concurrent_first_calls_run_the_script_once() {
     for call in calls {
         call.await.unwrap().unwrap();
     }
+}
+
+/// Small limits, so the tests reach them quickly.
+fn small() -> DatabaseConfig {
+    DatabaseConfig {
+        statement_timeout_ms: 2_000,
+        max_size_bytes: 512 << 10,
+        max_value_bytes: 1 << 20,
+        max_result_bytes: 4 << 20,
+        ..DatabaseConfig::default()
+    }
+}
+
+async fn service_with(config: DatabaseConfig) -> (tempfile::TempDir, DatabaseCtx) {
+    let dir = tempfile::tempdir().unwrap();
+    let service = DatabaseService::new(dir.path().to_path_buf(), config);
+    let db = service.open("demo").await.unwrap();
+    (dir, DatabaseCtx::granted(db))
+}
+
+async fn run(ctx: &DatabaseCtx, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx,
+        table: &mut table,
+    };
+    Host::execute(&mut view, sql.into(), params).await.unwrap()
+}
+
+async fn select(ctx: &DatabaseCtx, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx,
+        table: &mut table,
+    };
+    Host::query(&mut view, sql.into(), params).await.unwrap()
+}
+
+async fn batch(ctx: &DatabaseCtx, sql: &str) -> Result<(), Error> {
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx,
+        table: &mut table,
+    };
+    Host::execute_batch(&mut view, sql.into()).await.unwrap()
+}
+
+fn denied_naming(result: &Result<impl std::fmt::Debug, Error>, word: &str) -> bool {
+    matches!(result, Err(Error::Denied(m)) if m.contains(word))
+}
+
+/// The fts3_tokenizer attack: leak a pointer, register one, use it. Every step is refused.
+#[tokio::test]
+async fn pointer_functions_are_denied_even_with_bound_parameters() {
+    let (_dir, ctx) = service_with(small()).await;
+    let leak = select(
+        &ctx,
+        "SELECT fts3_tokenizer(?)",
+        vec![Value::Text("simple".into())],
+    )
+    .await;
+    assert!(denied_naming(&leak, "`fts3_tokenizer`"), "{leak:?}");
+    assert!(denied_naming(&leak, "not available to shards"), "{leak:?}");
+    let register = select(
+        &ctx,
+        "SELECT fts3_tokenizer(?, ?)",
+        vec![Value::Text("evil".into()), Value::Blob(vec![0x41; 8])],
+    )
+    .await;
+    assert!(denied_naming(&register, "`fts3_tokenizer`"), "{register:?}");
+    for module in ["fts3", "fts4"] {
+        let create = run(
+            &ctx,
+            &format!("CREATE VIRTUAL TABLE t_{module} USING {module}(body, tokenize=evil)"),
+            vec![],
+        )
+        .await;
+        assert!(denied_naming(&create, &format!("`{module}`")), "{create:?}");
+    }
+    // Through a batch (a migration) too.
+    let script = batch(&ctx, "CREATE VIRTUAL TABLE t USING fts3(body)").await;
+    assert!(denied_naming(&script, "`fts3`"), "{script:?}");
+    let other = select(&ctx, "SELECT sqlite_compileoption_get(0)", vec![]).await;
+    assert!(
+        denied_naming(&other, "`sqlite_compileoption_get`"),
+        "{other:?}"
+    );
+    let api = select(&ctx, "SELECT fts5(?)", vec![Value::Null]).await;
+    assert!(denied_naming(&api, "`fts5`"), "{api:?}");
+    // A denial does not stick to the connection: the next statement runs.
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
+}
+
+/// What shards legitimately use keeps working under the allowlists and TRUSTED_SCHEMA off.
+#[tokio::test]
+async fn listed_functions_fts5_and_table_valued_functions_work() {
+    let (_dir, ctx) = service_with(small()).await;
+    batch(
+        &ctx,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT NOT NULL CHECK (length(doc) < 1000), \
+           at TEXT NOT NULL DEFAULT (datetime('now')), lo TEXT GENERATED ALWAYS AS (lower(doc)));
+         CREATE INDEX t_lo ON t (lower(doc));
+         CREATE VIEW v AS SELECT id, json_object('doc', doc) AS j FROM t;
+         CREATE TRIGGER t_ai AFTER INSERT ON t BEGIN UPDATE t SET doc = upper(doc) WHERE id = new.id AND 0; END;
+         CREATE VIRTUAL TABLE f USING fts5(body);",
+    )
+    .await
+    .unwrap();
+    run(
+        &ctx,
+        "INSERT INTO t (doc) VALUES (?), (?)",
+        vec![
+            Value::Text("Hello World".into()),
+            Value::Text("{\"a\":[1,2]}".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    run(
+        &ctx,
+        "INSERT INTO f (body) VALUES ('the quick brown fox'), ('lazy dogs')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let rows = select(
+        &ctx,
+        "SELECT highlight(f, 0, '[', ']'), bm25(f) FROM f WHERE f MATCH 'quick' ORDER BY rank",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&rows.rows[..], [row] if matches!(&row[0], Value::Text(s) if s == "the [quick] brown fox")),
+        "{:?}",
+        rows.rows
+    );
+    let rows = select(
+        &ctx,
+        "SELECT count(*), group_concat(lo, '|'), max(length(at)), sum(j ->> '$.doc' IS NOT NULL), \
+           row_number() OVER () FROM t JOIN v USING (id)",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(rows.rows[0][0], Value::Integer(2)),
+        "{:?}",
+        rows.rows
+    );
+    let each = select(
+        &ctx,
+        "SELECT e.value FROM t, json_each(t.doc, '$.a') AS e WHERE json_valid(t.doc)",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(each.rows.len(), 2);
+    let tree = select(
+        &ctx,
+        "SELECT count(*) FROM json_tree('{\"x\":{\"y\":1}}')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(tree.rows[0][0], Value::Integer(3)),
+        "{:?}",
+        tree.rows
+    );
+    let info = select(
+        &ctx,
+        "SELECT name FROM pragma_table_info('t') ORDER BY cid",
+        vec![],
+    )
+    .await
+    .unwrap();
+    // table_info leaves the generated column out (table_xinfo lists it).
+    assert_eq!(info.rows.len(), 3, "{:?}", info.rows);
+    // A table-valued PRAGMA is checked like the PRAGMA.
+    let list = select(&ctx, "SELECT * FROM pragma_database_list", vec![]).await;
+    assert!(matches!(list, Err(Error::Denied(_))), "{list:?}");
+    // ALTER TABLE runs SQLite's internal functions.
+    batch(
+        &ctx,
+        "ALTER TABLE t RENAME TO t2; ALTER TABLE t2 ADD COLUMN extra TEXT; \
+         ALTER TABLE t2 RENAME COLUMN extra TO more; ALTER TABLE t2 DROP COLUMN more;",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn temp_objects_are_denied() {
+    let (_dir, ctx) = service_with(small()).await;
+    for sql in [
+        "CREATE TEMP TABLE big (data BLOB)",
+        "CREATE TEMPORARY TABLE big AS SELECT 1",
+        "CREATE TABLE temp.big (data BLOB)",
+        "CREATE TEMP VIEW v AS SELECT 1",
+    ] {
+        let result = run(&ctx, sql, vec![]).await;
+        assert!(
+            denied_naming(&result, "use a regular table"),
+            "{sql}: {result:?}"
+        );
+    }
+    let result = batch(&ctx, "CREATE TEMP TABLE big (data BLOB)").await;
+    assert!(denied_naming(&result, "use a regular table"), "{result:?}");
+}
+
+#[tokio::test]
+async fn values_and_results_are_bounded() {
+    let (_dir, ctx) = service_with(small()).await;
+    // A single value past max_value_bytes, built or bound.
+    let built = select(&ctx, "SELECT zeroblob(2000000)", vec![]).await;
+    assert!(matches!(built, Err(Error::LimitExceeded(_))), "{built:?}");
+    let built = select(&ctx, "SELECT length(randomblob(2000000))", vec![]).await;
+    assert!(matches!(built, Err(Error::LimitExceeded(_))), "{built:?}");
+    batch(&ctx, "CREATE TABLE b (data BLOB)").await.unwrap();
+    let bound = run(
+        &ctx,
+        "INSERT INTO b VALUES (?)",
+        vec![Value::Blob(vec![0; 2_000_000])],
+    )
+    .await;
+    assert!(matches!(bound, Err(Error::LimitExceeded(_))), "{bound:?}");
+    // Under it, fine.
+    let ok = select(&ctx, "SELECT zeroblob(900000)", vec![])
+        .await
+        .unwrap();
+    assert!(matches!(&ok.rows[0][0], Value::Blob(b) if b.len() == 900_000));
+
+    // Many rows under the value limit add up past max_result_bytes.
+    let many = select(
+        &ctx,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) \
+         SELECT zeroblob(900000) FROM n",
+        vec![],
+    )
+    .await;
+    assert!(
+        matches!(&many, Err(Error::LimitExceeded(m)) if m.contains("result passed")),
+        "{many:?}"
+    );
+    // One wide row: each column gets its share of the result budget.
+    let wide = select(
+        &ctx,
+        &format!("SELECT {}", ["zeroblob(900000)"; 8].join(", ")),
+        vec![],
+    )
+    .await;
+    // Refused as SQLite builds the row (a value past its share), not after the host holds it.
+    assert!(
+        matches!(&wide, Err(Error::LimitExceeded(m)) if m.contains("max_value_bytes")),
+        "{wide:?}"
+    );
+    // The share is per statement: a narrow statement after a wide one in the same batch gets
+    // the whole value limit back.
+    batch(
+        &ctx,
+        &format!(
+            "SELECT {}; SELECT length(zeroblob(900000));",
+            (0..10)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .await
+    .unwrap();
+    // Many tiny values count too.
+    let tiny = select(
+        &ctx,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+             SELECT {} FROM n",
+            ["NULL"; 50].join(", ")
+        ),
+        vec![],
+    )
+    .await;
+    assert!(matches!(tiny, Err(Error::LimitExceeded(_))), "{tiny:?}");
+    // The connection is usable afterwards, and the same limits hold inside a transaction.
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    let inside = HostTransaction::query(
+        &mut view,
+        rep,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) \
+         SELECT zeroblob(900000) FROM n"
+            .into(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(inside, Err(Error::LimitExceeded(_))), "{inside:?}");
+    HostTransaction::rollback(&mut view, tx)
+        .await
+        .unwrap()
+        .unwrap();
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
+}
+
+/// A raw `BEGIN` through `execute` must not leave the connection in a transaction for the next
+/// caller, nor hold the write lock.
+#[tokio::test]
+async fn a_raw_begin_does_not_outlive_its_call() {
+    let (dir, ctx) = service_with(small()).await;
+    batch(&ctx, "CREATE TABLE t (v INTEGER)").await.unwrap();
+    run(&ctx, "BEGIN IMMEDIATE", vec![]).await.unwrap();
+    let started = std::time::Instant::now();
+    run(&ctx, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_500),
+        "the write waited for a leaked transaction"
+    );
+    // A connection of its own sees the write: it was committed, not kept in a leaked transaction.
+    let mut other = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("demo/database.sqlite")),
+    )
+    .await
+    .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+    // Transaction control smuggled into a host transaction or a batch leaves sqlx's own
+    // bookkeeping behind; the next transaction still starts.
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    HostTransaction::execute(&mut view, rep, "COMMIT".into(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = HostTransaction::commit(&mut view, tx).await.unwrap();
+    let _ = batch(&ctx, "COMMIT").await;
+    for _ in 0..3 {
+        let tx = Host::begin(&mut view).await.unwrap().unwrap();
+        let rep = Resource::<Transaction>::new_own(tx.rep());
+        HostTransaction::execute(&mut view, rep, "INSERT INTO t VALUES (2)".into(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        HostTransaction::commit(&mut view, tx)
+            .await
+            .unwrap()
+            .unwrap();
+        batch(&ctx, "INSERT INTO t VALUES (3)").await.unwrap();
+    }
+    other.close().await.unwrap();
+}
+
+/// After the database hits its size limit (SQLITE_FULL), everywhere, writes work again once
+/// there is room.
+#[tokio::test]
+async fn a_full_database_recovers() {
+    let (_dir, ctx) = service_with(small()).await;
+    batch(&ctx, "CREATE TABLE f (data BLOB)").await.unwrap();
+    let chunk = Value::Blob(vec![7; 100_000]);
+    let mut full = None;
+    for _ in 0..20 {
+        if let Err(e) = run(&ctx, "INSERT INTO f VALUES (?)", vec![chunk.clone()]).await {
+            full = Some(e);
+            break;
+        }
+    }
+    assert!(matches!(full, Some(Error::LimitExceeded(_))), "{full:?}");
+    // Inside a transaction and a batch too.
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    let inside = HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO f VALUES (?)".into(),
+        vec![chunk.clone()],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(inside, Err(Error::LimitExceeded(_))), "{inside:?}");
+    let _ = HostTransaction::commit(&mut view, tx).await.unwrap();
+    let script = batch(&ctx, "INSERT INTO f SELECT data FROM f").await;
+    assert!(matches!(script, Err(Error::LimitExceeded(_))), "{script:?}");
+    // Room again: a small write, a batch and a transaction all work.
+    run(&ctx, "DELETE FROM f", vec![]).await.unwrap();
+    run(&ctx, "INSERT INTO f VALUES (x'00')", vec![])
+        .await
+        .unwrap();
+    batch(&ctx, "INSERT INTO f VALUES (x'01')").await.unwrap();
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO f VALUES (x'02')".into(),
+        vec![],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    HostTransaction::commit(&mut view, tx)
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = select(&ctx, "SELECT count(*) FROM f", vec![])
+        .await
+        .unwrap();
+    assert!(
+        matches!(rows.rows[0][0], Value::Integer(3)),
+        "{:?}",
+        rows.rows
+    );
 }
