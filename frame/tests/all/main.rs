@@ -19,3 +19,5 @@ mod packets;
 mod registry;
 mod reuse;
 mod sandbox;
+mod sandbox_edge;
+mod sandbox_storage;
