@@ -69,6 +69,14 @@ const GUESTS: &[Guest] = &[
         doc: "Floods the event log, republishes its own events, floods the frame's log.",
     },
     Guest {
+        constant: "HOSTILE_STORAGE",
+        name: "hostile-storage",
+        dir: "test-shards/guests/hostile-storage",
+        artifact: "fixture_hostile_storage",
+        workspace: "test-shards/guests",
+        doc: "Tries to store past its storage quota: huge content types, long segments, entry floods.",
+    },
+    Guest {
         constant: "NETREACH",
         name: "netreach",
         dir: "test-shards/guests/netreach",

@@ -1,6 +1,7 @@
 //! The frame config: `arkham.toml` in the data dir, one section per service. Every field has a
 //! default, so the file is optional; unknown fields are errors so typos do not pass silently.
 
+use crate::http::server::ServerConfig;
 use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
@@ -29,6 +30,8 @@ pub struct FrameConfig {
     pub storage: StorageConfig,
     /// What shards may write to the frame's log.
     pub logging: LoggingConfig,
+    /// The HTTP server: timeouts, connection and body-buffer limits.
+    pub server: ServerConfig,
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
     /// whose request is covered installs without asking.
     pub grants: BTreeMap<String, Grant>,
@@ -99,6 +102,14 @@ impl FrameConfig {
         }
         self.events.validate().map_err(|m| invalid(&m))?;
         self.logging.validate().map_err(|m| invalid(&m))?;
+        let largest_request = l
+            .shards
+            .values()
+            .filter_map(|o| o.max_request_bytes)
+            .fold(l.max_request_bytes, usize::max);
+        self.server
+            .validate(largest_request)
+            .map_err(|m| invalid(&m))?;
         Ok(())
     }
 }

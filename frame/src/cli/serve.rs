@@ -2,12 +2,15 @@
 
 use super::DataDirArg;
 use crate::frame::Frame;
+use crate::http::server;
 use anyhow::Context as _;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long shutdown waits for calls still running in shards.
+/// How long shutdown waits for requests and calls still running.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// What the shards get for their own shutdown however long the connections took.
+const MIN_SHARD_GRACE: Duration = Duration::from_secs(1);
 
 /// Arguments of `arkham serve`.
 #[derive(Debug, clap::Args)]
@@ -20,8 +23,17 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // First, so that the databases and files the frame opens count against the raised limit.
+    let fd_limit = match server::raise_fd_limit() {
+        Ok(soft) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the descriptor limit failed; assuming 1024");
+            1024
+        }
+    };
     let data = args.data_dir.get();
     let frame = Frame::open(data.clone()).await?;
+    let connections = server::connection_limit(frame.config().server.max_connections, fd_limit);
     let _watcher = frame.watch();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -32,15 +44,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), "arkham frame serving");
+    tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), max_connections = connections, fd_limit, "arkham frame serving");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{local}");
-    axum::serve(listener, crate::http::app(frame.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let stopping = server::serve(
+        listener,
+        frame.clone(),
+        connections,
+        shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await;
     tracing::info!("shutting down: finishing calls in progress");
-    frame.shutdown(SHUTDOWN_GRACE).await;
+    // One grace for the whole shutdown: what the connections used is not given again.
+    let left = (stopping + SHUTDOWN_GRACE).saturating_duration_since(Instant::now());
+    frame.shutdown(left.max(MIN_SHARD_GRACE)).await;
     tracing::info!("stopped");
     Ok(())
 }

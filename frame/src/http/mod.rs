@@ -4,11 +4,13 @@
 mod admin;
 mod dashboard;
 mod proxy;
+pub mod server;
 
 use crate::frame::{Frame, ShardStatus};
 use crate::shards::compat::FRAME_VERSION;
 use axum::Json;
 use axum::Router;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,8 +18,10 @@ use axum::routing::{any, get};
 use serde_json::json;
 use std::sync::Arc;
 
-/// The frame's router; reachable from tests without a socket.
+/// The frame's router; reachable from tests without a socket. Its requests share one budget of
+/// buffered body bytes (`server.max_buffered_body_bytes`).
 pub fn app(frame: Arc<Frame>) -> Router {
+    let budget = server::BodyBudget::new(frame.config().server.max_buffered_body_bytes);
     Router::new()
         .merge(admin::routes(frame.clone()))
         .route("/", get(dashboard::page))
@@ -29,6 +33,7 @@ pub fn app(frame: Arc<Frame>) -> Router {
         .route("/api/{shard}/{*rest}", any(proxy::forward))
         .fallback(not_found)
         .with_state(frame)
+        .layer(Extension(budget))
 }
 
 /// A JSON error response: `{"error": {"code": ..., "message": ...}}`.

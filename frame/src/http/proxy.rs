@@ -1,14 +1,17 @@
 //! Forwarding `/api/{shard}/…` into the shard's `wasi:http/incoming-handler`.
 
 use super::error;
+use super::server::{BodyBudget, BodyReservation};
 use crate::frame::Frame;
 use crate::runtime::{CallError, ShardBody};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::Response;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Splits `/api/{shard}/rest?q` into the shard's name and the path the shard sees (`/rest?q`).
 fn split_path(uri: &Uri) -> Option<(&str, String)> {
@@ -25,7 +28,11 @@ fn split_path(uri: &Uri) -> Option<(&str, String)> {
 }
 
 /// Serves one request through the named shard.
-pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Response {
+pub async fn forward(
+    State(frame): State<Arc<Frame>>,
+    Extension(budget): Extension<BodyBudget>,
+    request: Request,
+) -> Response {
     let Some((name, path)) = split_path(request.uri()).map(|(n, p)| (n.to_string(), p)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
     };
@@ -40,25 +47,11 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
     };
     let limit = shard.limits().max_request_bytes;
     let (mut parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than the limit of {limit} bytes"),
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("reading the request body failed: {e}"),
-            );
-        }
+    let timeout = frame.config().server.body_read_timeout();
+    // Held until the request is done: its body stays in memory until then.
+    let (body, _reservation) = match read_body(body, limit, timeout, &budget).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let authority = parts
         .headers
@@ -122,6 +115,101 @@ pub async fn forward(State(frame): State<Arc<Frame>>, request: Request) -> Respo
         }
         Err(e) => call_error(e),
     }
+}
+
+/// Reads a request body whole: at most `limit` bytes (413), within `timeout` (408), each byte
+/// reserved in the frame's `budget` as it arrives (503 `frame_busy` when it runs out). A
+/// declared length over the limit is still read up to the limit, so that the client, still
+/// sending, sees the 413 rather than a reset. Refusals close the connection, since the rest of
+/// the body is left unread.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    timeout: Duration,
+    budget: &BodyBudget,
+) -> Result<(Bytes, BodyReservation), Response> {
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let busy = || {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "frame_busy",
+            format!(
+                "the frame is buffering {} bytes of request bodies, its limit; retry shortly",
+                budget.max()
+            ),
+        )
+    };
+    let mut reservation = budget.reservation();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total: usize = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms (received {total} bytes)",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("reading the request body failed: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not passed on
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(too_large());
+        }
+        if !reservation.cover(total as u64) {
+            return Err(busy());
+        }
+        chunks.push(data);
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            // The copy needs the whole body once more while the chunks still exist.
+            if !reservation.cover(2 * total as u64) {
+                return Err(busy());
+            }
+            let mut whole = BytesMut::with_capacity(total);
+            for chunk in chunks.drain(..) {
+                whole.extend_from_slice(&chunk);
+            }
+            reservation.cover(total as u64);
+            whole.freeze()
+        }
+    };
+    Ok((body, reservation))
+}
+
+/// An error response after which the connection closes.
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    let mut response = error(status, code, message);
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// A response body that fails once more than `remaining` bytes went through, for responses that

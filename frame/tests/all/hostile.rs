@@ -309,8 +309,10 @@ fn ungranted_imports_and_lying_manifests_are_refused_at_install() {
 #[tokio::test(flavor = "multi_thread")]
 async fn service_limits_can_be_overridden_per_shard() {
     let data = data_dir(
-        "[limits.shards.trapper]\nstorage_max_total_bytes = 16\nevents_max_per_call = 0\n",
+        "[limits.shards.trapper]\nstorage_max_total_bytes = 50\nevents_max_per_call = 0\n",
     );
+    // An object costs its content, content type and key: 10 + 24 (`application/octet-stream`)
+    // + 1, so one fits under 50 and a second does not.
     install(data.path(), &[&TRAPPER, &HOSTILE]);
     let frame = Frame::start(data.path());
     let put = |key: &str, len: usize| {

@@ -20,6 +20,8 @@ mod packets;
 mod registry;
 mod reuse;
 mod sandbox;
+mod sandbox_edge;
 mod sandbox_events;
 mod sandbox_runtime;
 mod sandbox_sql;
+mod sandbox_storage;

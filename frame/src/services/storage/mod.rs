@@ -1,7 +1,8 @@
 //! `arkham:shard/storage`: each shard's own namespace of blobs.
 //!
 //! [`StorageService`] is process-wide; [`StorageCtx`] is a store's handle on its shard's namespace,
-//! backed by [`FsStore`] on a single machine. Keys are validated here, before any backend sees them.
+//! backed by [`FsStore`] on a single machine. Keys and content types are validated here, before
+//! any backend sees them; the backend enforces the quotas (bytes and entries) under its writer lock.
 
 mod fs;
 
@@ -12,12 +13,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::HasData;
 
-pub use fs::FsStore;
+pub use fs::{FsStore, MAX_LIST_BYTES, Usage};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
-/// Longest key segment, in bytes: what common filesystems allow for one name.
-const MAX_SEGMENT_LEN: usize = 255;
+/// Longest key segment, in bytes. A segment becomes a file name, and the backend derives longer
+/// names from it (`.{segment}.meta`); every derived name must fit the 255-byte `NAME_MAX` of
+/// common file systems, with room to spare for the backend's own suffixes.
+pub const MAX_SEGMENT_LEN: usize = 240;
+/// Longest content type, in bytes: far above any real MIME type, and small enough that metadata
+/// cannot be used to store data.
+pub const MAX_CONTENT_TYPE_LEN: usize = 256;
 
 /// The `[storage]` section of the frame config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,8 +31,12 @@ const MAX_SEGMENT_LEN: usize = 255;
 pub struct StorageConfig {
     /// Largest single object, in bytes.
     pub max_object_bytes: u64,
-    /// Most bytes one shard may keep in storage.
+    /// Most bytes one shard may keep in storage: each object counts its content, its content
+    /// type and its key.
     pub max_total_bytes: u64,
+    /// Most entries one shard may keep: each object counts one, and so does each folder its key
+    /// implies (`a/b/c` implies `a` and `a/b`). Entries cost inodes whatever their size.
+    pub max_entries: u64,
 }
 
 impl Default for StorageConfig {
@@ -34,6 +44,7 @@ impl Default for StorageConfig {
         Self {
             max_object_bytes: 64 << 20,
             max_total_bytes: 1 << 30,
+            max_entries: 100_000,
         }
     }
 }
@@ -140,9 +151,27 @@ pub fn validate_key(key: &str) -> Result<(), Error> {
         }
         if segment.len() > MAX_SEGMENT_LEN {
             return fail(&format!(
-                "has a segment longer than {MAX_SEGMENT_LEN} bytes"
+                "has a segment of {} bytes; segments have at most {MAX_SEGMENT_LEN}",
+                segment.len()
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a content type against the rules documented in `wit/storage.wit`: at most
+/// [`MAX_CONTENT_TYPE_LEN`] bytes of printable ASCII, as MIME types are.
+pub fn validate_content_type(content_type: &str) -> Result<(), Error> {
+    if content_type.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(Error::LimitExceeded(format!(
+            "the content type is {} bytes long; content types have at most {MAX_CONTENT_TYPE_LEN}",
+            content_type.len()
+        )));
+    }
+    if let Some(bad) = content_type.bytes().find(|b| !(b' '..=b'~').contains(b)) {
+        return Err(Error::InvalidKey(format!(
+            "the content type contains byte 0x{bad:02x}; content types are printable ASCII (e.g. `text/plain; charset=utf-8`)"
+        )));
     }
     Ok(())
 }
@@ -175,7 +204,8 @@ impl storage::Host for StorageView<'_> {
         data: Vec<u8>,
         content_type: String,
     ) -> wasmtime::Result<Result<ObjectInfo, Error>> {
-        Ok(match (self.ctx.store(), validate_key(&key)) {
+        let valid = validate_key(&key).and_then(|()| validate_content_type(&content_type));
+        Ok(match (self.ctx.store(), valid) {
             (Ok(store), Ok(())) => store.put(key, data, content_type).await,
             (Err(e), _) | (_, Err(e)) => Err(e),
         })
@@ -227,7 +257,7 @@ mod tests {
             assert!(validate_key(good).is_ok(), "{good}");
         }
         let long = "x".repeat(MAX_KEY_LEN + 1);
-        let long_segment = "y".repeat(300);
+        let long_segment = "y".repeat(MAX_SEGMENT_LEN + 1);
         for bad in [
             "",
             "/etc/passwd",
@@ -248,5 +278,68 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn host_over(dir: &std::path::Path) -> StorageCtx {
+        StorageCtx::granted(FsStore::new(dir.to_path_buf(), StorageConfig::default()))
+    }
+
+    #[tokio::test]
+    async fn content_types_are_bounded_and_nothing_is_written_on_refusal() {
+        use storage::Host as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = host_over(dir.path());
+        let mut host = StorageView { ctx: &ctx };
+        let huge = "a/".to_string() + &"b".repeat(60 << 20);
+        let err = host
+            .put("k".into(), Vec::new(), huge)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::LimitExceeded(m) if m.contains("content type")),
+            "{err:?}"
+        );
+        let just_over = "c".repeat(MAX_CONTENT_TYPE_LEN + 1);
+        assert!(matches!(
+            host.put("k".into(), Vec::new(), just_over).await.unwrap(),
+            Err(Error::LimitExceeded(_))
+        ));
+        for bad in ["text/plain\r\nx: y", "text/\u{e9}t\u{e9}", "a\0b"] {
+            let err = host
+                .put("k".into(), Vec::new(), bad.into())
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidKey(m) if m.contains("printable ASCII")),
+                "{bad:?}: {err:?}"
+            );
+        }
+        // A 255-byte segment is refused by the key rules, before the file system sees it.
+        let err = host
+            .put("s".repeat(255), Vec::new(), "x/y".into())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidKey(m) if m.contains("segment of 255 bytes") && m.contains("at most 240")),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "refusals wrote"
+        );
+
+        let longest = "c".repeat(MAX_CONTENT_TYPE_LEN);
+        let info = host
+            .put("k".into(), Vec::new(), longest.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.content_type, longest);
+        let got = host.get("k".into()).await.unwrap().unwrap().unwrap();
+        assert_eq!(got.info.content_type, longest);
     }
 }
