@@ -12,6 +12,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+/// Most random bytes one `wasi:random` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// Bytes of stdout and of stderr kept per call; output past it fails the write.
 const STDIO_CAPACITY: usize = 1 << 20;
 
@@ -47,9 +50,11 @@ impl ShardState {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No environment, arguments or preopened directories: the WASI basics are inert.
+        // Random bytes are allocated by the host per call: 1 MiB instead of wasmtime's 64 MiB.
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let log = ShardLog::new(&shard, &LoggingConfig::default());
         Self {
