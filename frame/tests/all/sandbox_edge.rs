@@ -3,7 +3,7 @@
 //! within its bound, the frame's descriptors and memory stay bounded and return, and packets
 //! answers throughout.
 
-use crate::harness::{Frame, data_dir, eventually, install};
+use crate::harness::{Frame, data_dir, eventually, install, rss};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use test_shards::{ECHO, PACKETS};
@@ -29,16 +29,6 @@ fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
-}
-
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
 }
 
 /// Whether process `pid` has a descriptor for the TCP connection whose other end is `client`

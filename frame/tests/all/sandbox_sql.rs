@@ -3,27 +3,26 @@
 //! a leaked transaction. Each is refused with its error code, the frame stays up, packets keeps
 //! answering, and the frame's memory stays bounded.
 
-use crate::harness::{Frame, data_dir, install};
-use serde_json::{Value, json};
+use crate::harness::{Frame, data_dir, install, rss};
+use crate::hostile::packets_answers;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use test_shards::{HOSTILE_SQL, PACKETS};
 
+/// A small pool, so that the frame's data (stacks and instance memories) is small and the
+/// attacks' host memory shows under the data limit the frame runs with.
 const CONFIG: &str = "
 [database]
 statement_timeout_ms = 2000
 max_size_bytes = 8388608
+
+[limits]
+instances_total = 32
 ";
 
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
+/// The frame's data limit (`RLIMIT_DATA`): 32 slots of at most 130 MiB, its heap, and less than
+/// one of the old unbounded zeroblob queries (2 GB).
+const DATA_LIMIT: u64 = 1536 << 20;
 
 /// Whether the process runs (exists and is not a zombie).
 fn alive(pid: u32) -> bool {
@@ -33,17 +32,6 @@ fn alive(pid: u32) -> bool {
             .find_map(|l| l.strip_prefix("State:"))
             .is_some_and(|state| !state.trim_start().starts_with('Z'))
     })
-}
-
-/// Creates and reads back a packet: packets is alive and correct.
-async fn packets_answers(frame: &Frame, name: &str) {
-    let (status, body) = frame
-        .call("POST", "/api/packets/", Some(json!({ "name": name })))
-        .await;
-    assert_eq!(status, 201, "packets failed to create after {name}: {body}");
-    let id = body["id"].as_str().unwrap().to_string();
-    let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
-    assert_eq!((status, got["name"].as_str()), (200, Some(name)), "{got}");
 }
 
 /// `GET /api/hostile-sql{path}`, which must answer 200 with JSON.
@@ -60,7 +48,7 @@ async fn attack(frame: &Frame, path: &str) -> Value {
 async fn sql_attacks_fail_alone() {
     let data = data_dir(CONFIG);
     install(data.path(), &[&PACKETS, &HOSTILE_SQL]);
-    let frame = Frame::start(data.path());
+    let frame = Frame::start_with_data_limit(data.path(), DATA_LIMIT);
     packets_answers(&frame, "warm-up").await;
 
     // The fts3_tokenizer sequence: no pointer leaks, none is registered, no fts3 table.

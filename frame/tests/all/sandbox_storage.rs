@@ -3,7 +3,8 @@
 //! a restart, and packets answers throughout.
 
 use crate::harness::{Frame, data_dir, install};
-use serde_json::{Value, json};
+use crate::hostile::packets_answers;
+use serde_json::Value;
 use std::path::Path;
 use test_shards::{HOSTILE_STORAGE, PACKETS};
 
@@ -34,16 +35,6 @@ fn on_disk(dir: &Path) -> (u64, u64, u64) {
         }
     }
     total
-}
-
-async fn packets_answers(frame: &Frame, name: &str) {
-    let (status, body) = frame
-        .call("POST", "/api/packets/", Some(json!({ "name": name })))
-        .await;
-    assert_eq!(status, 201, "packets failed during the attack: {body}");
-    let id = body["id"].as_str().unwrap();
-    let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
-    assert_eq!((status, got["name"].as_str()), (200, Some(name)), "{got}");
 }
 
 /// Runs an attack endpoint while packets serves; returns its JSON.
