@@ -118,7 +118,10 @@ fn temp(request: &Request, _: &Params) -> Result<Response, ApiError> {
     if created {
         let chunk = vec![0x5Au8; 1 << 20];
         for _ in 0..mb {
-            match db::execute("INSERT INTO temp.spill VALUES (?)", params![chunk.as_slice()]) {
+            match db::execute(
+                "INSERT INTO temp.spill VALUES (?)",
+                params![chunk.as_slice()],
+            ) {
                 Ok(_) => rows += 1,
                 Err(e) => {
                     last = e.code().to_string();

@@ -84,7 +84,9 @@ fn segments(_: &Request, _: &Params) -> Result<Response, ApiError> {
             .and_then(|_| storage::get(&key))
             .and_then(|got| match got {
                 Some(object) if object.data == b"long" => storage::delete(&key),
-                _ => Err(storage::Error::Io("stored, but read back wrong".to_string())),
+                _ => Err(storage::Error::Io(
+                    "stored, but read back wrong".to_string(),
+                )),
             });
         let (code, message) = match outcome {
             Ok(true) => ("ok".to_string(), String::new()),
