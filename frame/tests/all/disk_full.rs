@@ -3,12 +3,11 @@
 //! freed, creates succeed again without a restart, and everything a client was told 201 for is
 //! stored and its event delivered.
 
-use crate::harness::{cache_dir, data_dir, eventually, install};
+use crate::harness::{Frame, data_dir, eventually, install};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use test_shards::{HOSTILE_EVENTS, PACKETS, RECORDER};
 
@@ -47,91 +46,41 @@ fn can_run() -> bool {
 
 /// `arkham serve` on a copy of `data` in a fresh tmpfs at `mount`, in its own mount namespace.
 struct Confined {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-    log: Arc<Mutex<String>>,
+    frame: Frame,
     /// `mount` as the frame sees it, reached from outside its namespace through /proc.
     inside: PathBuf,
 }
 
+impl std::ops::Deref for Confined {
+    type Target = Frame;
+
+    fn deref(&self) -> &Frame {
+        &self.frame
+    }
+}
+
+impl std::ops::DerefMut for Confined {
+    fn deref_mut(&mut self) -> &mut Frame {
+        &mut self.frame
+    }
+}
+
 impl Confined {
     fn start(data: &Path, mount: &Path) -> Self {
+        // The harness appends `serve --listen …`: what follows the binary's path.
         let script = "mount -t tmpfs -o size=40m tmpfs \"$1\" && cp -a \"$2\"/. \"$1\"/ && \
-                      exec \"$3\" serve --listen 127.0.0.1:0";
-        let mut child = Command::new("unshare")
+                      bin=\"$3\" && shift 3 && exec \"$bin\" \"$@\"";
+        let mut command = Command::new("unshare");
+        command
             .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
             .arg(mount)
             .arg(data)
-            .arg(crate::harness::arkham_bin())
-            .env("ARKHAM_DATA_DIR", mount)
-            .env("ARKHAM_CACHE_DIR", cache_dir())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("frame exited before listening:\n{}", log.lock().unwrap()))
-            .unwrap();
-        let base = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
-        // unshare and sh exec: the child is the frame itself.
-        let inside = PathBuf::from(format!("/proc/{}/root", child.id()))
+            .arg(crate::harness::arkham_bin());
+        let frame = Frame::start_command(mount, command);
+        // unshare and sh exec: the process is the frame itself.
+        let inside = PathBuf::from(format!("/proc/{}/root", frame.pid()))
             .join(mount.strip_prefix("/").unwrap_or(mount));
-        Self {
-            child,
-            base,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            log,
-            inside,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        (status, json)
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        Self { frame, inside }
     }
 
     /// Fills the tmpfs: writes a file until the file system refuses more.
@@ -157,28 +106,8 @@ impl Confined {
         std::fs::remove_file(self.inside.join("filler")).unwrap();
     }
 
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "frame did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Confined {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.frame.stop();
     }
 }
 

@@ -108,7 +108,10 @@ impl Frame {
         Self::start_command(data, command)
     }
 
-    fn start_command(data: &Path, mut command: Command) -> Self {
+    /// Starts `command` with `serve --listen 127.0.0.1:0` appended, as [`start`](Self::start)
+    /// starts `arkham`: for a wrapper that ends by running the `arkham` binary with those
+    /// arguments.
+    pub fn start_command(data: &Path, mut command: Command) -> Self {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("ARKHAM_DATA_DIR", data)
@@ -151,6 +154,11 @@ impl Frame {
     /// The frame's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the frame's process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// The frame's log so far.
