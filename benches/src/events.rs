@@ -242,7 +242,12 @@ impl Pipeline {
             Some(db) => {
                 let head: i64 = rt
                     .block_on(
-                        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(db),
+                        // The highest id ever given (AUTOINCREMENT): retention deletes delivered
+                        // events, so MAX(id) can go down.
+                        sqlx::query_scalar(
+                            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                        )
+                        .fetch_one(db),
                     )
                     .context("reading the frame's event log")?;
                 Ok(head as u64)
