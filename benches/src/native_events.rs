@@ -28,7 +28,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// The frame's default `limits.instances_per_shard`: past it, a request gets 503.
-const PENDING_APPENDS: usize = 1000;
+fn pending_appends() -> usize {
+    arkham_frame::runtime::limits::LimitsConfig::default().instances_per_shard as usize
+}
 
 /// The `subscriber` fixture's table and statement.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS deliveries (event_id INTEGER PRIMARY KEY, \
@@ -118,7 +120,7 @@ pub fn start(dir: &Path, subscribers: usize) -> anyhow::Result<NativeServer> {
             log,
             _dispatcher: dispatcher,
             subscribers: Arc::new(pools),
-            pending: Arc::new(Semaphore::new(PENDING_APPENDS)),
+            pending: Arc::new(Semaphore::new(pending_appends())),
         };
         Ok(Router::new()
             .route("/api/publisher/publish", post(publish))

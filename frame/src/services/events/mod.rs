@@ -82,8 +82,10 @@ impl Default for EventsConfig {
             max_attempts: 10,
             retry_base_ms: 100,
             retry_max_ms: 30_000,
-            publish_rate: 5_000,
-            publish_burst: 20_000,
+            // About what the log appends per second on a small machine: one shard may use all of
+            // it, no more; disk growth is bounded by the byte rate.
+            publish_rate: 20_000,
+            publish_burst: 100_000,
             publish_bytes_rate: 16 << 20,
             publish_bytes_burst: 64 << 20,
             max_retained_bytes_per_shard: 256 << 20,
@@ -417,7 +419,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.limits_for("packets").burst, 1);
-        assert_eq!(config.limits_for("other").burst, 20_000);
+        assert_eq!(
+            config.limits_for("other").burst,
+            EventsConfig::default().publish_burst
+        );
         let mut ctx = limited(config, Arc::default());
         assert!(ctx.publish(NAME.into(), "{}".into()).is_ok());
         refusal(ctx.publish(NAME.into(), "{}".into()));
