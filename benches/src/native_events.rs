@@ -27,10 +27,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// The frame's default `limits.instances_per_shard`: past it, a request gets 503.
-fn pending_appends() -> usize {
-    arkham_frame::runtime::limits::LimitsConfig::default().instances_per_shard as usize
-}
+/// Requests waiting for their append at once; past it, a request gets 503. It counts appends, not
+/// instances, so it stays at the frame's old per-shard cap (1000): with the frame's default of
+/// 100 the native pipeline would refuse the burst scenario's requests, which the frame admits.
+const PENDING_APPENDS: usize = 1000;
 
 /// The `subscriber` fixture's table and statement.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS deliveries (event_id INTEGER PRIMARY KEY, \
@@ -120,7 +120,7 @@ pub fn start(dir: &Path, subscribers: usize) -> anyhow::Result<NativeServer> {
             log,
             _dispatcher: dispatcher,
             subscribers: Arc::new(pools),
-            pending: Arc::new(Semaphore::new(pending_appends())),
+            pending: Arc::new(Semaphore::new(PENDING_APPENDS)),
         };
         Ok(Router::new()
             .route("/api/publisher/publish", post(publish))
