@@ -12,6 +12,7 @@ use arkham_frame::runtime::store::ShardState;
 use arkham_frame::runtime::{Runtime, set_deadline};
 use arkham_frame::services::database::DatabaseCtx;
 use arkham_frame::services::events::{EventsConfig, EventsCtx};
+use arkham_frame::services::logging::{LoggingConfig, ShardLog};
 use arkham_frame::services::storage::StorageCtx;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -219,6 +220,7 @@ impl Bench {
             DatabaseCtx::denied(),
             EventsCtx::denied(self.events.clone()),
             StorageCtx::denied(),
+            ShardLog::new("minimal", &LoggingConfig::default()),
         );
         let mut store = state.into_store(&self.engine);
         set_deadline(&mut store, Duration::from_secs(30));

@@ -394,8 +394,8 @@ impl LoadedShard {
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
-        ShardState::new(self.name.clone(), limiter, database, events, storage)
-            .with_log(s.logging.clone())
+        let log = s.logging.clone();
+        ShardState::new(self.name.clone(), limiter, database, events, storage, log)
             .into_store(self.runtime.engine())
     }
 

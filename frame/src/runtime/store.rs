@@ -4,7 +4,7 @@
 use super::limiter::ShardLimiter;
 use crate::services::database::{DatabaseCtx, DatabaseView};
 use crate::services::events::{EventsCtx, EventsView};
-use crate::services::logging::{LoggingConfig, LoggingView, ShardLog};
+use crate::services::logging::{LoggingView, ShardLog};
 use crate::services::storage::{StorageCtx, StorageView};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -39,13 +39,15 @@ pub struct ShardState {
 }
 
 impl ShardState {
-    /// A fresh state for one call into `shard`.
+    /// A fresh state for one call into `shard`, its log output charged to `log` (the budget all
+    /// its instances share).
     pub fn new(
         shard: Arc<str>,
         limiter: ShardLimiter,
         database: DatabaseCtx,
         events: EventsCtx,
         storage: StorageCtx,
+        log: ShardLog,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
@@ -56,7 +58,6 @@ impl ShardState {
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let log = ShardLog::new(&shard, &LoggingConfig::default());
         Self {
             shard,
             log,
@@ -79,13 +80,6 @@ impl ShardState {
         let mut store = wasmtime::Store::new(engine, self);
         store.limiter(|state| &mut state.limiter);
         store
-    }
-
-    /// Charges the shard's log output to `log`, the budget its instances share (without it, the
-    /// state has a budget of its own at the default limits).
-    pub fn with_log(mut self, log: ShardLog) -> Self {
-        self.log = log;
-        self
     }
 
     /// Writes what the shard printed since the last flush to the frame's log, tagged with the
