@@ -69,6 +69,17 @@ impl ShardLimiter {
     }
 }
 
+/// Counts one memory's or table's growth from `current` to `desired` into `used`, unless the
+/// total would pass `limit`; then nothing is counted and the total it would reach is returned.
+fn grow(used: &mut usize, current: usize, desired: usize, limit: usize) -> Result<bool, usize> {
+    let total = used.saturating_add(desired.saturating_sub(current));
+    if total > limit {
+        return Err(total);
+    }
+    *used = total;
+    Ok(true)
+}
+
 impl ResourceLimiter for ShardLimiter {
     fn memory_growing(
         &mut self,
@@ -77,18 +88,9 @@ impl ResourceLimiter for ShardLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // A new memory arrives with current = 0, so initial sizes are counted too.
-        let total = self
-            .memory_used
-            .saturating_add(desired.saturating_sub(current));
-        if total > self.memory_limit {
-            return Err(LimitHit::Memory {
-                desired: total,
-                limit: self.memory_limit,
-            }
-            .into());
-        }
-        self.memory_used = total;
-        Ok(true)
+        let limit = self.memory_limit;
+        grow(&mut self.memory_used, current, desired, limit)
+            .map_err(|desired| LimitHit::Memory { desired, limit }.into())
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -102,18 +104,9 @@ impl ResourceLimiter for ShardLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_used
-            .saturating_add(desired.saturating_sub(current));
-        if total > self.table_limit {
-            return Err(LimitHit::Table {
-                desired: total,
-                limit: self.table_limit,
-            }
-            .into());
-        }
-        self.table_used = total;
-        Ok(true)
+        let limit = self.table_limit;
+        grow(&mut self.table_used, current, desired, limit)
+            .map_err(|desired| LimitHit::Table { desired, limit }.into())
     }
 
     fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {

@@ -3,7 +3,7 @@
 //! and packets (with the recorder receiving its events) keeps working throughout.
 
 use crate::harness::{Frame, data_dir, eventually, install};
-use serde_json::json;
+use crate::hostile::packets_answers;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use test_shards::{HOSTILE_EVENTS, PACKETS, RECORDER};
@@ -35,16 +35,7 @@ const FRAME_DB_BOUND: u64 = 48 << 20;
 /// Creates and reads back a packet, then waits until the recorder received its event.
 async fn packets_works(frame: &Frame, name: &str) {
     let started = Instant::now();
-    let (status, body) = frame
-        .call("POST", "/api/packets/", Some(json!({ "name": name })))
-        .await;
-    assert_eq!(
-        status, 201,
-        "packets failed to create during the attack: {body}"
-    );
-    let id = body["id"].as_str().unwrap().to_string();
-    let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
-    assert_eq!((status, got["name"].as_str()), (200, Some(name)), "{got}");
+    let id = packets_answers(frame, name).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "packets took {:?}",
