@@ -276,7 +276,18 @@ async fn a_sleeping_event_handler_does_not_hold_the_control_plane() {
     assert!(took < Duration::from_secs(12), "grant change took {took:?}");
     packets_answers(&frame, "after the grant change").await;
 
-    // Removing a shard whose handler sleeps, and stopping the frame, are bounded too.
+    // Stopping the frame while a handler sleeps is bounded too: subscribe again, and wait until
+    // the second sleeper is asleep. (`shard remove` stops delivery the same way the grant
+    // change above did.)
+    let response = frame
+        .client
+        .put(format!("{}/api/frame/admin/shards/hostile/grants", frame.base))
+        .bearer_auth(admin_token(data.path()))
+        .json(&json!({"services": ["database", "events"], "publishes": ["hostile.loop.*"], "subscribes": ["hostile.*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     let (status, body) = frame
         .call(
             "POST",
@@ -285,6 +296,11 @@ async fn a_sleeping_event_handler_does_not_hold_the_control_plane() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    eventually("the second handler is asleep", || async {
+        let (_, body) = frame.call("GET", "/api/hostile/events", None).await;
+        body.to_string().matches("hostile.loop.sleep").count() >= 2
+    })
+    .await;
     let started = Instant::now();
     frame.stop();
     let took = started.elapsed();
