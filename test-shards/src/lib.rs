@@ -24,11 +24,37 @@ pub struct GuestShard {
     pub component: &'static str,
 }
 
+pub mod engines;
+
 include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_start_and_stop() {
+        let Some(pg) = engines::Postgres::shared() else {
+            return;
+        };
+        let url = pg.database("smoke");
+        let db = url.rsplit('/').next().unwrap().to_string();
+        assert_eq!(pg.psql(&db, "SELECT 1 + 1"), "2");
+        let Some(mut nats) = engines::Nats::start() else {
+            return;
+        };
+        nats.restart();
+        let port = nats
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        drop(nats);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
 
     #[test]
     fn every_guest_is_a_component() {

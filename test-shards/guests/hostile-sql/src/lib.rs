@@ -15,6 +15,9 @@
 //!   at the first error; `{"create","outcome","rows"}`
 //! - `GET /begin` -> a raw `BEGIN IMMEDIATE` through `execute`; `{"outcome"}`
 //! - `GET /write` -> one small insert; `{"outcome"}`
+//! - `POST /sql` with `{"sql", "kind": "query" | "execute" | "batch"}` -> runs that SQL as the
+//!   shard (escape attempts particular to one engine); `{"outcome", "message", "rows"}` with the
+//!   error's message (or null) and, for a query, its rows as arrays of JSON values
 
 use arkham_shard_sdk::{ApiError, Params, Request, Response, Router, Shard, db, params};
 use serde_json::json;
@@ -31,6 +34,7 @@ impl Shard for HostileSql {
             .get("/temp", temp)
             .get("/begin", begin)
             .get("/write", write)
+            .post("/sql", sql)
             .handle(&request)
     }
 }
@@ -148,3 +152,39 @@ fn write(_: &Request, _: &Params) -> Result<Response, ApiError> {
 }
 
 arkham_shard_sdk::export_shard!(HostileSql);
+
+fn sql(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let body: serde_json::Value = request.json()?;
+    let sql = body["sql"].as_str().unwrap_or_default();
+    let (result, rows) = match body["kind"].as_str().unwrap_or("query") {
+        "execute" => (db::execute(sql, params![]).map(|_| ()), Vec::new()),
+        "batch" => (db::execute_batch(sql), Vec::new()),
+        _ => match db::query(sql, params![]) {
+            Ok(rows) => {
+                let rows: Vec<serde_json::Value> = rows
+                    .into_iter()
+                    .map(|row| {
+                        serde_json::Value::Array(row.values().iter().map(value_json).collect())
+                    })
+                    .collect();
+                (Ok(()), rows)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        },
+    };
+    let message = result.as_ref().err().map(|e| e.message().to_string());
+    Ok(Response::json(
+        200,
+        &json!({ "outcome": outcome(result), "message": message, "rows": rows }),
+    ))
+}
+
+fn value_json(value: &db::Value) -> serde_json::Value {
+    match value {
+        db::Value::Null => serde_json::Value::Null,
+        db::Value::Integer(i) => json!(i),
+        db::Value::Real(r) => json!(r),
+        db::Value::Text(t) => json!(t),
+        db::Value::Blob(b) => json!(b.len()),
+    }
+}

@@ -1,0 +1,340 @@
+//! Throw-away PostgreSQL and NATS servers for tests, on loopback, in temporary folders.
+//!
+//! Each server runs under a small `sh` watchdog that stops it when the test process goes away,
+//! however it ends (a panic, `kill -9`, the harness's `exit`), so no run leaves servers behind.
+//! PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` system user
+//! the Debian package creates, and is started through `runuser`.
+//!
+//! When a server's program is missing, [`Postgres::shared`] and [`Nats::start`] return `None`
+//! so the test can be skipped — except under `CI=true`, where they panic: CI must run every
+//! backend (`scripts/setup --test` installs them).
+//!
+//! ```no_run
+//! if let Some(nats) = test_shards::engines::Nats::start() {
+//!     println!("{}", nats.url());
+//! }
+//! ```
+
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where PostgreSQL's programs are on Debian when they are not on `PATH`.
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// How long a server may take to accept connections.
+const READY: Duration = Duration::from_secs(30);
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `None`, or a panic under `CI=true`, when `program` is not installed.
+fn unavailable<T>(what: &str) -> Option<T> {
+    if in_ci() {
+        panic!("{what} is needed by this test under CI=true; run `scripts/setup --test`");
+    }
+    eprintln!("skipping: {what} is not installed (`scripts/setup --test` installs it)");
+    None
+}
+
+fn find(program: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    listener.local_addr().expect("its address").port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < READY {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start ({status}); its log is next to its data");
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on port {port} within {READY:?}");
+}
+
+fn is_root() -> bool {
+    // `id -u` rather than libc: this crate has no dependencies.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Runs `argv` under a watchdog that runs `stop` (a shell command; `$child` is the server's
+/// pid) once the test process (its parent) is gone or the watchdog gets SIGTERM, and waits for
+/// the server to end. The server's output goes to `log`: an inherited pipe would keep the test
+/// run's own output open for as long as the server lives.
+fn watched(argv: &[String], stop: &str, as_postgres: bool, log: &Path) -> Child {
+    let script = format!(
+        "\"$@\" & child=$!; \
+         trap '{stop}; wait $child; exit' TERM INT; \
+         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; \
+         {stop}; wait $child",
+        std::process::id()
+    );
+    let out = std::fs::File::create(log).expect("creating the server's log");
+    let err = out.try_clone().expect("the server's log");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).arg("watchdog");
+    if as_postgres {
+        cmd.args(["runuser", "-u", "postgres", "--"]);
+    }
+    cmd.args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    cmd.spawn().expect("starting a server under its watchdog")
+}
+
+/// Stops a watched server (SIGTERM to the watchdog, which passes the server its own signal) and
+/// waits for it, so its port and files are free afterwards.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// A PostgreSQL cluster for tests: one per test process, shared; each test takes its own
+/// database with [`Postgres::database`].
+pub struct Postgres {
+    port: u16,
+    password: String,
+    _dir: PathBuf,
+    _child: std::sync::Mutex<Child>,
+}
+
+/// The superuser tests connect as (the frame's own connection).
+pub const PG_SUPERUSER: &str = "arkham_admin";
+
+impl Postgres {
+    /// The process's cluster, started at the first call; `None` when PostgreSQL is missing
+    /// (a panic under `CI=true`).
+    pub fn shared() -> Option<&'static Postgres> {
+        static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
+        CLUSTER.get_or_init(Self::start).as_ref()
+    }
+
+    fn start() -> Option<Postgres> {
+        let Some(initdb) = find("initdb", &[PG_BIN]) else {
+            return unavailable("PostgreSQL (initdb)");
+        };
+        let postgres = find("postgres", &[PG_BIN]).expect("postgres next to initdb");
+        let root = is_root();
+        // A folder the `postgres` user can reach: /tmp itself is world-writable and sticky.
+        let dir =
+            std::env::temp_dir().join(format!("arkham-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("creating the cluster folder");
+        let password = format!("pw{:x}{}", std::process::id(), free_port());
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, &password).expect("writing the password file");
+        let data = dir.join("data");
+        if root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {} failed", dir.display());
+        }
+        let mut init = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&initdb);
+            c
+        } else {
+            Command::new(&initdb)
+        };
+        let out = init
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", PG_SUPERUSER, "--auth=scram-sha-256", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["-E", "UTF8", "--locale=C"])
+            .output()
+            .expect("running initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let argv: Vec<String> = vec![
+            postgres.display().to_string(),
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-k".into(),
+            dir.display().to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            // Throw-away data: durability of the cluster itself is not what tests measure.
+            "-c".into(),
+            "fsync=off".into(),
+            "-c".into(),
+            "max_connections=400".into(),
+        ];
+        // SIGINT to the postmaster (not to `runuser`, which does not pass it on): PostgreSQL's
+        // fast shutdown.
+        let stop = format!(
+            "kill -INT $(head -n1 {}/postmaster.pid 2>/dev/null) 2>/dev/null",
+            data.display()
+        );
+        let mut child = watched(&argv, &stop, root, &dir.join("postgres.log"));
+        wait_for_port(port, &mut child, "postgres");
+        Some(Postgres {
+            port,
+            password,
+            _dir: dir,
+            _child: std::sync::Mutex::new(child),
+        })
+    }
+
+    /// The cluster's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL connecting as the superuser to `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{PG_SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// Creates a fresh database for one test and returns its superuser URL. Names are unique
+    /// within the process (the cluster is the process's own).
+    pub fn database(&self, label: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let name = format!("t{}_{label}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+        self.url(&name)
+    }
+
+    /// Runs `sql` with `psql` as the superuser on `database`, panicking on failure; returns
+    /// its unaligned, tuples-only output.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let psql = find("psql", &[PG_BIN]).expect("psql");
+        let out = Command::new(psql)
+            .env("PGPASSWORD", &self.password)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", PG_SUPERUSER, "-d", database])
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(
+            out.status.success(),
+            "psql `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A NATS server with JetStream for one test, stopped when dropped. Restartable on the same
+/// port and store folder, to test what survives a restart of the engine.
+pub struct Nats {
+    port: u16,
+    dir: PathBuf,
+    program: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nats {
+    /// Starts a server with JetStream on a free loopback port; `None` when `nats-server` is
+    /// missing (a panic under `CI=true`).
+    pub fn start() -> Option<Nats> {
+        let Some(program) = find("nats-server", &[]) else {
+            return unavailable("nats-server");
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "arkham-nats-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("creating the store folder");
+        let mut nats = Nats {
+            port: free_port(),
+            dir,
+            program,
+            child: None,
+        };
+        nats.run();
+        Some(nats)
+    }
+
+    fn run(&mut self) {
+        let argv: Vec<String> = vec![
+            self.program.display().to_string(),
+            "-js".into(),
+            "-sd".into(),
+            self.dir.display().to_string(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+        ];
+        let log = self.dir.join("nats-server.log");
+        let mut child = watched(&argv, "kill -TERM $child 2>/dev/null", false, &log);
+        wait_for_port(self.port, &mut child, "nats-server");
+        self.child = Some(child);
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder JetStream keeps its data in.
+    pub fn store_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops the server (its data stays) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+        self.run();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
