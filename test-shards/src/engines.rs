@@ -23,8 +23,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Where PostgreSQL's programs are on Debian when they are not on `PATH`.
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where Debian puts PostgreSQL's programs (not on `PATH`), newest major version first.
+fn pg_bin_dirs() -> Vec<String> {
+    let mut dirs: Vec<(u32, String)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            Some((major, e.path().join("bin").display().to_string()))
+        })
+        .collect();
+    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.into_iter().map(|(_, d)| d).collect()
+}
 
 /// How long a server may take to accept connections.
 const READY: Duration = Duration::from_secs(30);
@@ -42,7 +54,7 @@ fn unavailable<T>(what: &str) -> Option<T> {
     None
 }
 
-fn find(program: &str, extra: &[&str]) -> Option<PathBuf> {
+fn find(program: &str, extra: &[String]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
@@ -130,14 +142,20 @@ impl Postgres {
     /// (a panic under `CI=true`).
     pub fn shared() -> Option<&'static Postgres> {
         static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
-        CLUSTER.get_or_init(Self::start).as_ref()
+        CLUSTER.get_or_init(|| Self::start(false)).as_ref()
     }
 
-    fn start() -> Option<Postgres> {
-        let Some(initdb) = find("initdb", &[PG_BIN]) else {
+    /// A cluster of the caller's own, stopped when dropped; with `durable`, it syncs its
+    /// writes to disk as a production server does (benchmarks compare like with like).
+    pub fn start_owned(durable: bool) -> Option<Postgres> {
+        Self::start(durable)
+    }
+
+    fn start(durable: bool) -> Option<Postgres> {
+        let Some(initdb) = find("initdb", &pg_bin_dirs()) else {
             return unavailable("PostgreSQL (initdb)");
         };
-        let postgres = find("postgres", &[PG_BIN]).expect("postgres next to initdb");
+        let postgres = find("postgres", &pg_bin_dirs()).expect("postgres next to initdb");
         let root = is_root();
         // A folder the `postgres` user can reach: /tmp itself is world-writable and sticky.
         let dir =
@@ -188,7 +206,7 @@ impl Postgres {
             "listen_addresses=127.0.0.1".into(),
             // Throw-away data: durability of the cluster itself is not what tests measure.
             "-c".into(),
-            "fsync=off".into(),
+            format!("fsync={}", if durable { "on" } else { "off" }),
             "-c".into(),
             "max_connections=400".into(),
         ];
@@ -245,7 +263,7 @@ impl Postgres {
     /// Runs `sql` with `psql` as the superuser on `database`, panicking on failure; returns
     /// its unaligned, tuples-only output.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let psql = find("psql", &[PG_BIN]).expect("psql");
+        let psql = find("psql", &pg_bin_dirs()).expect("psql");
         let out = Command::new(psql)
             .env("PGPASSWORD", &self.password)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -259,6 +277,14 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let child = self._child.get_mut().unwrap_or_else(|e| e.into_inner());
+        stop(child);
+        let _ = std::fs::remove_dir_all(&self._dir);
     }
 }
 

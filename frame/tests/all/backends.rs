@@ -3,7 +3,7 @@
 //! NATS JetStream for events and storage).
 //!
 //! A test takes a [`Backends`] and gets its data dir from [`Backends::data_dir`]; the
-//! [`on_both_backends!`](crate::on_both_backends) macro turns it into one test per set, named
+//! [`on_both_backends!`](crate::on_both_backends) macro runs it once per set, as
 //! `…::embedded` and `…::engines`. On the engines, each data dir gets a fresh database in the
 //! run's PostgreSQL cluster and its own nats-server, which live as long as the [`Data`].
 
@@ -85,15 +85,12 @@ fn set(table: &mut toml::Table, section: &str, key: &str, value: &str) {
     }
 }
 
-/// Defines `async fn NAME(backends: Backends)` tests and runs each on both backend sets, as
-/// `NAME::embedded` and `NAME::engines`.
+/// Runs each `async fn NAME(backends: Backends)` of the calling module on both backend sets, as
+/// the tests `NAME::embedded` and `NAME::engines`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($(#[$meta:meta])* async fn $name:ident($b:ident: Backends) $body:block)*) => {
+    ($($name:ident),* $(,)?) => {
         $(
-            $(#[$meta])*
-            async fn $name($b: $crate::backends::Backends) $body
-
             mod $name {
                 #[tokio::test(flavor = "multi_thread")]
                 async fn embedded() {

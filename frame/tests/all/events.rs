@@ -1,6 +1,7 @@
 //! Event delivery between shards through the durable log.
 
-use crate::harness::{Frame, data_dir, eventually, install};
+use crate::backends::Backends;
+use crate::harness::{Frame, eventually, install};
 use serde_json::json;
 use test_shards::{PACKETS, RECORDER};
 
@@ -13,9 +14,10 @@ async fn recorded(frame: &Frame) -> Vec<serde_json::Value> {
     body["events"].as_array().cloned().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn packets_events_reach_the_subscriber() {
-    let data = data_dir(CONFIG);
+async fn packets_events_reach_the_subscriber(backends: Backends) {
+    let Some(data) = backends.data_dir("packets_events_reach_the_subscriber", CONFIG) else {
+        return;
+    };
     install(data.path(), &[&PACKETS, &RECORDER]);
     let frame = Frame::start(data.path());
     let (status, created) = frame
@@ -65,9 +67,10 @@ async fn packets_events_reach_the_subscriber() {
     frame.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn undelivered_events_survive_a_restart() {
-    let data = data_dir(CONFIG);
+async fn undelivered_events_survive_a_restart(backends: Backends) {
+    let Some(data) = backends.data_dir("undelivered_events_survive_a_restart", CONFIG) else {
+        return;
+    };
     install(data.path(), &[&PACKETS, &RECORDER]);
     let frame = Frame::start(data.path());
     let (status, body) = frame
@@ -108,3 +111,49 @@ async fn undelivered_events_survive_a_restart() {
     assert_eq!(created, 1, "{events:?}");
     frame.stop();
 }
+
+/// Events of requests answered 2xx before a `kill -9` of the frame are delivered after it.
+async fn events_survive_kill_9(backends: Backends) {
+    let Some(data) = backends.data_dir("events_survive_kill_9", CONFIG) else {
+        return;
+    };
+    install(data.path(), &[&PACKETS, &RECORDER]);
+    let mut frame = Frame::start(data.path());
+    let (status, _) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": true})))
+        .await;
+    assert_eq!(status, 200);
+    for i in 0..5 {
+        let (status, _) = frame
+            .call(
+                "POST",
+                "/api/packets/",
+                Some(json!({"name": format!("e{i}")})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    frame.kill();
+
+    let frame = Frame::start(data.path());
+    let (status, _) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": false})))
+        .await;
+    assert_eq!(status, 200);
+    eventually("the five events delivered after kill -9", || async {
+        recorded(&frame)
+            .await
+            .iter()
+            .filter(|e| e["name"] == "packets.packet.created")
+            .count()
+            >= 5
+    })
+    .await;
+    frame.stop();
+}
+
+crate::on_both_backends!(
+    packets_events_reach_the_subscriber,
+    undelivered_events_survive_a_restart,
+    events_survive_kill_9
+);

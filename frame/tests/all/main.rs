@@ -7,9 +7,11 @@
     reason = "test code: a failed step aborts the test"
 )]
 
+mod backends;
 mod harness;
 
 mod disk_full;
+mod engines;
 mod entry;
 mod events;
 mod grants;

@@ -1,12 +1,14 @@
 //! The packets shard end to end: CRUD, workflow, errors, persistence across restarts.
 
-use crate::harness::{Frame, data_dir, install};
+use crate::backends::Backends;
+use crate::harness::{Frame, install};
 use serde_json::json;
 use test_shards::PACKETS;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn crud_workflow_and_errors() {
-    let data = data_dir("");
+async fn crud_workflow_and_errors(backends: Backends) {
+    let Some(data) = backends.data_dir("crud_workflow_and_errors", "") else {
+        return;
+    };
     install(data.path(), &[&PACKETS]);
     let frame = Frame::start(data.path());
 
@@ -80,6 +82,25 @@ async fn crud_workflow_and_errors() {
         "{finalized}"
     );
 
+    // Finalizing stored a snapshot through the storage service.
+    let (status, versions) = frame
+        .call("GET", &format!("/api/packets/{id}/versions"), None)
+        .await;
+    assert_eq!(status, 200, "{versions}");
+    assert_eq!(
+        versions
+            .to_string()
+            .matches(&format!("snapshots/{id}/v"))
+            .count(),
+        1,
+        "a snapshot key in {versions}"
+    );
+    assert!(
+        !frame.log().contains("no snapshot stored"),
+        "{}",
+        frame.log()
+    );
+
     // A finalized packet cannot be edited, nor finalized again.
     let (status, err) = frame
         .call(
@@ -144,9 +165,10 @@ async fn crud_workflow_and_errors() {
     frame.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn packets_survive_a_restart() {
-    let data = data_dir("");
+async fn packets_survive_a_restart(backends: Backends) {
+    let Some(data) = backends.data_dir("packets_survive_a_restart", "") else {
+        return;
+    };
     install(data.path(), &[&PACKETS]);
     let frame = Frame::start(data.path());
     let (status, created) = frame
@@ -165,3 +187,43 @@ async fn packets_survive_a_restart() {
     );
     frame.stop();
 }
+
+/// Packets written before a `kill -9` of the frame are there after it: a 2xx means durable.
+async fn packets_survive_kill_9(backends: Backends) {
+    let Some(data) = backends.data_dir("packets_survive_kill_9", "") else {
+        return;
+    };
+    install(data.path(), &[&PACKETS]);
+    let mut frame = Frame::start(data.path());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, created) = frame
+            .call(
+                "POST",
+                "/api/packets/",
+                Some(json!({"name": format!("k{i}")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    frame.kill();
+
+    let frame = Frame::start(data.path());
+    for (i, id) in ids.iter().enumerate() {
+        let (status, got) = frame.call("GET", &format!("/api/packets/{id}"), None).await;
+        assert_eq!(
+            (status, got["name"].as_str()),
+            (200, Some(format!("k{i}").as_str()))
+        );
+    }
+    let (_, count) = frame.call("GET", "/api/packets/count", None).await;
+    assert_eq!(count["count"].as_i64(), Some(20), "{count}");
+    frame.stop();
+}
+
+crate::on_both_backends!(
+    crud_workflow_and_errors,
+    packets_survive_a_restart,
+    packets_survive_kill_9
+);

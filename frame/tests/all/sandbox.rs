@@ -1,6 +1,7 @@
 //! A failing shard fails alone: traps, timeouts and refused calls, with packets serving throughout.
 
-use crate::harness::{Frame, data_dir, install};
+use crate::backends::Backends;
+use crate::harness::{Frame, install};
 use serde_json::json;
 use test_shards::{PACKETS, TRAPPER};
 
@@ -14,9 +15,13 @@ async fn packets_still_serves(frame: &Frame) {
     assert_eq!(status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn traps_and_timeouts_fail_only_that_request() {
-    let data = data_dir("[limits]\nrequest_timeout_ms = 1000\n");
+async fn traps_and_timeouts_fail_only_that_request(backends: Backends) {
+    let Some(data) = backends.data_dir(
+        "traps_and_timeouts_fail_only_that_request",
+        "[limits]\nrequest_timeout_ms = 1000\n",
+    ) else {
+        return;
+    };
     install(data.path(), &[&PACKETS, &TRAPPER]);
     let frame = Frame::start(data.path());
 
@@ -48,9 +53,10 @@ async fn traps_and_timeouts_fail_only_that_request() {
     frame.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn storage_round_trip_and_key_rules() {
-    let data = data_dir("");
+async fn storage_round_trip_and_key_rules(backends: Backends) {
+    let Some(data) = backends.data_dir("storage_round_trip_and_key_rules", "") else {
+        return;
+    };
     install(data.path(), &[&TRAPPER]);
     let frame = Frame::start(data.path());
     let url = format!("{}/api/trapper/blob/reports/2026/a.txt", frame.base);
@@ -72,11 +78,13 @@ async fn storage_round_trip_and_key_rules() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.text().await.unwrap(), "hello storage");
-    assert!(
-        data.path()
-            .join("shards/trapper/storage/objects/reports/2026/a.txt")
-            .is_file()
-    );
+    if backends == Backends::Embedded {
+        assert!(
+            data.path()
+                .join("shards/trapper/storage/objects/reports/2026/a.txt")
+                .is_file()
+        );
+    }
 
     let (status, list) = frame
         .call("GET", "/api/trapper/blobs?prefix=reports/", None)
@@ -100,16 +108,29 @@ async fn storage_round_trip_and_key_rules() {
     }
     assert!(!data.path().join("shards/trapper/escape").exists());
 
+    // Objects outlive the frame: same content and type after a restart.
+    frame.stop();
+    let frame = Frame::start(data.path());
+    let response = frame.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    assert_eq!(response.text().await.unwrap(), "hello storage");
+
     let response = frame.client.delete(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let response = frame.client.get(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 404);
+    let (_, list) = frame
+        .call("GET", "/api/trapper/blobs?prefix=reports/", None)
+        .await;
+    assert!(!list.to_string().contains("a.txt"), "{list}");
     frame.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_shard_cannot_publish_as_another() {
-    let data = data_dir("");
+async fn a_shard_cannot_publish_as_another(backends: Backends) {
+    let Some(data) = backends.data_dir("a_shard_cannot_publish_as_another", "") else {
+        return;
+    };
     install(data.path(), &[&TRAPPER]);
     let frame = Frame::start(data.path());
     let (status, body) = frame
@@ -130,3 +151,9 @@ async fn a_shard_cannot_publish_as_another() {
     assert_eq!(status, 200, "{body}");
     frame.stop();
 }
+
+crate::on_both_backends!(
+    traps_and_timeouts_fail_only_that_request,
+    storage_round_trip_and_key_rules,
+    a_shard_cannot_publish_as_another
+);
