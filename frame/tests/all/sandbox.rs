@@ -111,6 +111,7 @@ async fn storage_round_trip_and_key_rules(backends: Backends) {
     // Objects outlive the frame: same content and type after a restart.
     frame.stop();
     let frame = Frame::start(data.path());
+    let url = format!("{}/api/trapper/blob/reports/2026/a.txt", frame.base);
     let response = frame.client.get(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
