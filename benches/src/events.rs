@@ -12,11 +12,16 @@
 //!   the last delivery, all subscribers together (the delivery capacity);
 //! - paced: `wrk -c1` with a `delay()` at half the frame's 3-subscriber capacity, so the latency
 //!   is the pipeline's own and not a queue's.
+//!
+//! [`Backend`] picks the event bus: the frame's embedded log (native: its `EventLog` and
+//! `Dispatcher`), or JetStream (the frame with `[events] backend = "nats"`; native: the
+//! `async-nats` pipeline of [`crate::native_jetstream`]), each pipeline on a NATS server of its own.
 
 use crate::Options;
 use crate::frame::{self, Served};
 use crate::native::NativeServer;
 use crate::native_events;
+use crate::native_jetstream;
 use crate::scenarios::{HttpRow, Target, frame_env, measure, median};
 use crate::wrk::{self, Load};
 use anyhow::{Context, Result, bail};
@@ -25,6 +30,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use test_shards::engines::Nats;
 
 /// Events per request in a burst (the frame allows 100 per call by default). Fewer, larger
 /// requests keep the burst's publishing short next to its delivery.
@@ -48,9 +54,32 @@ const PACED_FRACTION: f64 = 0.5;
 /// Lua for `wrk`: every request a POST.
 pub const POST_LUA: &str = "wrk.method = \"POST\"\n";
 
+/// The event bus under the pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The frame's own SQLite log (the default).
+    #[default]
+    Embedded,
+    /// NATS JetStream.
+    JetStream,
+}
+
+impl Backend {
+    /// The prefix of scratch folders and Lua files (`events`, `events-nats`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Embedded => "events",
+            Backend::JetStream => "events-nats",
+        }
+    }
+}
+
 /// What the events scenario measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Events {
+    /// The event bus.
+    pub backend: Backend,
     /// Publish cost with no subscriber: frame n=1, frame n=0, native n=1.
     pub publish: Vec<HttpRow>,
     /// Burst and paced rows, for each pipeline and subscriber count.
@@ -152,29 +181,146 @@ struct Pipeline {
     pipeline: &'static str,
     subscribers: usize,
     base: String,
-    /// The frame's `frame.db`, read for the log's head; `None` for the native pipeline, which
-    /// serves it at `/log/head`.
-    frame_db: Option<SqlitePool>,
+    /// Where the number of events published so far is read.
+    head: Head,
     server: Server,
+    /// The pipeline's own NATS server on the JetStream backend (stopped with the pipeline).
+    _nats: Option<Nats>,
+}
+
+/// Where a pipeline's event count is read: appends run after the answers, so the bench waits
+/// for the bus itself to settle.
+enum Head {
+    /// The frame's `frame.db`, read-only.
+    FrameDb(SqlitePool),
+    /// The native embedded pipeline's `GET /log/head`.
+    Served,
+    /// The last sequences of the NATS server's streams.
+    JetStream(StreamHeads),
 }
 
 enum Server {
     Frame(Served),
     Native(NativeServer),
+    /// A pipeline that could not start: its rows carry why.
+    Failed(String),
+}
+
+/// Reads the streams of one NATS server through the JetStream API (`$JS.API.STREAM.*`), on a
+/// runtime of its own so the client's connection keeps up between reads.
+struct StreamHeads {
+    client: async_nats::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl StreamHeads {
+    fn connect(url: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("building a runtime for reading JetStream")?;
+        let client = rt
+            .block_on(async_nats::connect(url))
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        Ok(Self { client, rt })
+    }
+
+    /// The sum of the last sequences of every stream but object stores and KV buckets: the
+    /// messages ever stored, which retention does not lower. The bench does not know (or need)
+    /// the frame's stream names; its NATS server serves that frame only.
+    fn head(&self) -> Result<u64> {
+        self.rt.block_on(async {
+            let ask = |subject: String| async move {
+                let reply = self.client.request(subject.clone(), "".into()).await?;
+                let body: Value = serde_json::from_slice(&reply.payload)
+                    .with_context(|| format!("{subject}: not JSON"))?;
+                if let Some(error) = body.get("error") {
+                    bail!("{subject}: {error}");
+                }
+                anyhow::Ok(body)
+            };
+            let names = ask("$JS.API.STREAM.NAMES".into()).await?;
+            let mut head = 0;
+            for name in names
+                .get("streams")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|n| !n.starts_with("OBJ_") && !n.starts_with("KV_"))
+            {
+                let info = ask(format!("$JS.API.STREAM.INFO.{name}")).await?;
+                head += info
+                    .pointer("/state/last_seq")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+            }
+            Ok(head)
+        })
+    }
 }
 
 impl Pipeline {
+    /// A pipeline that failed to start; `note` says why.
+    fn failed(pipeline: &'static str, subscribers: usize, note: String) -> Self {
+        Self {
+            pipeline,
+            subscribers,
+            base: "http://127.0.0.1:PORT".into(),
+            head: Head::Served,
+            server: Server::Failed(note),
+            _nats: None,
+        }
+    }
+
+    /// Why the pipeline is not running, if it is not.
+    fn broken(&self) -> Option<&str> {
+        match &self.server {
+            Server::Failed(note) => Some(note),
+            _ => None,
+        }
+    }
+
+    /// The frame's pipeline on `backend`, or a failed one that says why.
     fn frame(
         options: &Options,
         scratch: &Path,
         subscribers: usize,
         rt: &tokio::runtime::Runtime,
+        backend: Backend,
+    ) -> Self {
+        Self::start_frame(options, scratch, subscribers, rt, backend)
+            .unwrap_or_else(|e| Self::failed("frame", subscribers, format!("{e:#}")))
+    }
+
+    fn start_frame(
+        options: &Options,
+        scratch: &Path,
+        subscribers: usize,
+        rt: &tokio::runtime::Runtime,
+        backend: Backend,
     ) -> Result<Self> {
         let mut shards = vec![(&test_shards::PUBLISHER, "publisher".to_string())];
         for i in 0..subscribers {
             shards.push((&test_shards::SUBSCRIBER, format!("subscriber{i}")));
         }
-        let env = frame_env(options, scratch, &format!("events{subscribers}"), &shards)?;
+        let label = format!("{}{subscribers}", backend.label());
+        let env = frame_env(options, scratch, &label, &shards)?;
+        let nats = match backend {
+            Backend::Embedded => None,
+            Backend::JetStream => {
+                let nats = start_nats()?;
+                std::fs::write(
+                    env.data.join("arkham.toml"),
+                    format!(
+                        "[events]\nbackend = \"nats\"\n\n[nats]\nurl = \"{}\"\n",
+                        nats.url()
+                    ),
+                )?;
+                Some(nats)
+            }
+        };
         let served = env.serve()?;
         served.until_ok("/api/publisher/health", Duration::from_secs(60))?;
         for i in 0..subscribers {
@@ -183,35 +329,59 @@ impl Pipeline {
                 Duration::from_secs(60),
             )?;
         }
-        // The frame opens the log at start; WAL lets this reader look while it writes.
-        let options = SqliteConnectOptions::new()
-            .filename(env.data.join("frame.db"))
-            .read_only(true);
-        // The pool spawns its upkeep on the runtime it is made in.
-        let _context = rt.enter();
-        let frame_db = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(options);
+        let head = match &nats {
+            Some(nats) => Head::JetStream(StreamHeads::connect(&nats.url())?),
+            None => {
+                // The frame opens the log at start; WAL lets this reader look while it writes.
+                let options = SqliteConnectOptions::new()
+                    .filename(env.data.join("frame.db"))
+                    .read_only(true);
+                // The pool spawns its upkeep on the runtime it is made in.
+                let _context = rt.enter();
+                Head::FrameDb(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_lazy_with(options),
+                )
+            }
+        };
         Ok(Self {
             pipeline: "frame",
             subscribers,
             base: served.base.clone(),
-            frame_db: Some(frame_db),
+            head,
             server: Server::Frame(served),
+            _nats: nats,
         })
     }
 
-    fn native(scratch: &Path, subscribers: usize) -> Result<Self> {
-        let server = native_events::start(
-            &scratch.join(format!("native-events{subscribers}")),
-            subscribers,
-        )?;
+    /// The native pipeline on `backend`, or a failed one that says why.
+    fn native(scratch: &Path, subscribers: usize, backend: Backend) -> Self {
+        Self::start_native(scratch, subscribers, backend)
+            .unwrap_or_else(|e| Self::failed("native", subscribers, format!("{e:#}")))
+    }
+
+    fn start_native(scratch: &Path, subscribers: usize, backend: Backend) -> Result<Self> {
+        let (server, head, nats) = match backend {
+            Backend::Embedded => {
+                let dir = scratch.join(format!("native-events{subscribers}"));
+                (native_events::start(&dir, subscribers)?, Head::Served, None)
+            }
+            Backend::JetStream => {
+                let nats = start_nats()?;
+                let dir = scratch.join(format!("native-jetstream{subscribers}"));
+                let server = native_jetstream::start(&dir, &nats.url(), subscribers)?;
+                let head = Head::JetStream(StreamHeads::connect(&nats.url())?);
+                (server, head, Some(nats))
+            }
+        };
         Ok(Self {
             pipeline: "native",
             subscribers,
             base: server.base.clone(),
-            frame_db: None,
+            head,
             server: Server::Native(server),
+            _nats: nats,
         })
     }
 
@@ -222,7 +392,7 @@ impl Pipeline {
     fn pid(&self) -> u32 {
         match &self.server {
             Server::Frame(served) => served.pid(),
-            Server::Native(_) => std::process::id(),
+            Server::Native(_) | Server::Failed(_) => std::process::id(),
         }
     }
 
@@ -238,8 +408,8 @@ impl Pipeline {
 
     /// The id of the newest event in the log.
     fn head(&self, rt: &tokio::runtime::Runtime) -> Result<u64> {
-        match &self.frame_db {
-            Some(db) => {
+        match &self.head {
+            Head::FrameDb(db) => {
                 let head: i64 = rt
                     .block_on(
                         // The highest id ever given (AUTOINCREMENT): retention deletes delivered
@@ -252,7 +422,8 @@ impl Pipeline {
                     .context("reading the frame's event log")?;
                 Ok(head as u64)
             }
-            None => Ok(json_u64(&self.get("/log/head")?, "head")),
+            Head::Served => Ok(json_u64(&self.get("/log/head")?, "head")),
+            Head::JetStream(streams) => streams.head(),
         }
     }
 
@@ -355,6 +526,9 @@ impl Pipeline {
 
     /// Publishes `events` in requests of [`BURST_PER_REQUEST`], one after the other.
     fn burst(&self, rt: &tokio::runtime::Runtime, events: u64) -> Result<DeliveryRun> {
+        if let Some(why) = self.broken() {
+            bail!("{why}");
+        }
         self.reset()?;
         let before = self.head(rt)?;
         let path = format!("/api/publisher/publish?n={BURST_PER_REQUEST}");
@@ -376,6 +550,9 @@ impl Pipeline {
         seconds: u32,
         script: &Path,
     ) -> Result<DeliveryRun> {
+        if let Some(why) = self.broken() {
+            bail!("{why}");
+        }
         self.reset()?;
         let before = self.head(rt)?;
         let result = wrk::run(paced_load(seconds), &self.publish_url(1), Some(script))?;
@@ -384,6 +561,14 @@ impl Pipeline {
         }
         self.collect(rt, before, f64::from(seconds) * 1e3)
     }
+}
+
+/// A NATS server with JetStream for one pipeline, or why there is none.
+fn start_nats() -> Result<Nats> {
+    Nats::start().context(
+        "nats-server is not installed (`scripts/setup --test` installs it); the JetStream rows \
+         need it",
+    )
 }
 
 fn paced_load(seconds: u32) -> Load {
@@ -407,56 +592,81 @@ fn percentile(sorted: &[i64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
-/// Runs the scenario; pipelines that fail leave a note on their rows.
+/// Runs the scenario on the embedded log; pipelines that fail leave a note on their rows.
 pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Events> {
+    run_on(options, scratch, load, Backend::Embedded)
+}
+
+/// Runs the scenario on `backend`; pipelines that fail leave a note on their rows.
+pub fn run_on(options: &Options, scratch: &Path, load: Load, backend: Backend) -> Result<Events> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building a runtime for reading frame.db")?;
+    let label = backend.label();
+    let post_lua = format!("target/bench/{label}-post.lua");
+    let paced_lua = format!("target/bench/{label}-paced.lua");
     let mut events = Events {
-        publish_load: load.command("URL", Some("target/bench/events-post.lua")),
+        backend,
+        publish_load: load.command("URL", Some(&post_lua)),
         ..Events::default()
     };
 
-    eprintln!("[bench]   events: publish cost, no subscriber");
-    let post = options.out.join("events-post.lua");
+    eprintln!("[bench]   {label}: publish cost, no subscriber");
+    let post = options.out.join(format!("{label}-post.lua"));
     std::fs::write(&post, POST_LUA)?;
-    let alone = Pipeline::frame(options, scratch, 0, &rt)?;
-    let native_alone = Pipeline::native(scratch, 0)?;
+    let alone = Pipeline::frame(options, scratch, 0, &rt, backend);
+    let native_alone = Pipeline::native(scratch, 0, backend);
     let targets = [
-        Target {
-            name: "frame, publish 1 event per request",
-            url: alone.publish_url(1),
-            pid: alone.pid(),
-        },
-        Target {
-            name: "frame, same request publishing nothing (n=0)",
-            url: alone.publish_url(0),
-            pid: alone.pid(),
-        },
-        Target {
-            name: "native, publish 1 event per request",
-            url: native_alone.publish_url(1),
-            pid: native_alone.pid(),
-        },
+        (
+            &alone,
+            Target {
+                name: "frame, publish 1 event per request",
+                url: alone.publish_url(1),
+                pid: alone.pid(),
+            },
+        ),
+        (
+            &alone,
+            Target {
+                name: "frame, same request publishing nothing (n=0)",
+                url: alone.publish_url(0),
+                pid: alone.pid(),
+            },
+        ),
+        (
+            &native_alone,
+            Target {
+                name: "native, publish 1 event per request",
+                url: native_alone.publish_url(1),
+                pid: native_alone.pid(),
+            },
+        ),
     ];
-    events.publish = measure(
-        &targets,
-        load,
-        Some(&post),
-        options.runs,
-        Some("target/bench/events-post.lua"),
-    );
+    let (running, broken): (Vec<_>, Vec<_>) =
+        targets.into_iter().partition(|(p, _)| p.broken().is_none());
+    let running: Vec<Target> = running.into_iter().map(|(_, t)| t).collect();
+    events.publish = measure(&running, load, Some(&post), options.runs, Some(&post_lua));
+    for (p, target) in broken {
+        events.publish.push(HttpRow {
+            target: target.name.into(),
+            command: load.command(&target.url, Some(&post_lua)),
+            runs: Vec::new(),
+            median: None,
+            cpu_us_per_request: None,
+            note: p.broken().map(|why| format!("not measured: {why}")),
+        });
+    }
     alone.stop();
     native_alone.stop();
 
     let mut pipelines = Vec::new();
     for subscribers in [1, 3] {
-        pipelines.push(Pipeline::frame(options, scratch, subscribers, &rt)?);
-        pipelines.push(Pipeline::native(scratch, subscribers)?);
+        pipelines.push(Pipeline::frame(options, scratch, subscribers, &rt, backend));
+        pipelines.push(Pipeline::native(scratch, subscribers, backend));
     }
 
-    eprintln!("[bench]   events: bursts, 1 and 3 subscribers");
+    eprintln!("[bench]   {label}: bursts, 1 and 3 subscribers");
     let mut warm_ups = Vec::new();
     for p in &pipelines {
         let warm = p
@@ -465,16 +675,24 @@ pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Events> {
         warm_ups.push(warm);
     }
     // One size per subscriber count, from the frame's warm-up, so the frame and the native
-    // pipeline deliver the same events (and grow their WAL files alike).
-    let size_for = |subscribers: usize| -> Result<u64, String> {
-        let sizing = pipelines
+    // pipeline deliver the same events (and grow their WAL files alike). A frame that did not
+    // start leaves the native pipeline to size its own.
+    let warm_up_of = |pipeline: &str, subscribers: usize| {
+        pipelines
             .iter()
             .zip(&warm_ups)
-            .find(|(p, _)| p.pipeline == "frame" && p.subscribers == subscribers)
-            .map(|(_, warm)| warm)
-            .ok_or("no frame pipeline to size the burst from")?
-            .as_ref()
-            .map_err(|e| format!("the frame's warm-up failed: {e:#}"))?;
+            .find(|(p, _)| p.pipeline == pipeline && p.subscribers == subscribers)
+            .map(|(p, warm)| (p, warm))
+    };
+    let size_for = |subscribers: usize| -> Result<u64, String> {
+        let sizing = match warm_up_of("frame", subscribers) {
+            Some((frame, _)) if frame.broken().is_some() => warm_up_of("native", subscribers),
+            frame => frame,
+        }
+        .map(|(_, warm)| warm)
+        .ok_or("no frame pipeline to size the burst from")?
+        .as_ref()
+        .map_err(|e| format!("the frame's warm-up failed: {e:#}"))?;
         let per_subscriber = sizing.delivered_per_s / subscribers as f64;
         let wanted = (per_subscriber * f64::from(options.seconds)) as u64;
         Ok((wanted.clamp(BURST_MIN, BURST_MAX) / BURST_PER_REQUEST).max(1) * BURST_PER_REQUEST)
@@ -531,10 +749,15 @@ pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Events> {
         row.median = median_run(&row.runs);
     }
 
-    // Half the frame's per-subscriber capacity with 3 subscribers, the slowest configuration.
+    // Half the frame's per-subscriber capacity with 3 subscribers, the slowest configuration
+    // (the native pipeline's when the frame did not start).
+    let frame_started = pipelines
+        .iter()
+        .any(|p| p.pipeline == "frame" && p.broken().is_none());
+    let pace_from = if frame_started { "frame" } else { "native" };
     let capacity = bursts
         .iter()
-        .find(|r| r.pipeline == "frame" && r.subscribers == 3)
+        .find(|r| r.pipeline == pace_from && r.subscribers == 3)
         .and_then(|r| r.median)
         .map(|m| m.delivered_per_s / 3.0);
     let unpaced = capacity
@@ -547,11 +770,11 @@ pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Events> {
         "wrk.method = \"POST\"\nfunction delay() return {} end\n",
         events.paced_delay_ms
     );
-    let paced_script = options.out.join("events-paced.lua");
+    let paced_script = options.out.join(format!("{label}-paced.lua"));
     std::fs::write(&paced_script, &events.paced_script)?;
 
     eprintln!(
-        "[bench]   events: paced at {} ms between requests, 1 and 3 subscribers",
+        "[bench]   {label}: paced at {} ms between requests, 1 and 3 subscribers",
         events.paced_delay_ms
     );
     let mut paced: Vec<DeliveryRow> = pipelines
@@ -561,8 +784,7 @@ pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Events> {
             subscribers: p.subscribers,
             mode: Mode::Paced,
             events: 0,
-            command: paced_load(options.seconds)
-                .command(&p.publish_url(1), Some("target/bench/events-paced.lua")),
+            command: paced_load(options.seconds).command(&p.publish_url(1), Some(&paced_lua)),
             runs: Vec::new(),
             median: None,
             note: unpaced.map(str::to_string),
@@ -646,8 +868,9 @@ mod tests {
             pipeline: "frame",
             subscribers: 2,
             base: server.base.clone(),
-            frame_db: Some(frame_db),
+            head: Head::FrameDb(frame_db),
             server: Server::Native(server),
+            _nats: None,
         };
         let (status, body) =
             frame::request(&pipeline.base, "POST", "/api/publisher/publish?n=101").unwrap();
@@ -666,7 +889,7 @@ mod tests {
     #[test]
     fn the_native_pipeline_delivers_a_burst_to_every_subscriber() {
         let dir = tempfile::tempdir().unwrap();
-        let pipeline = Pipeline::native(dir.path(), 3).unwrap();
+        let pipeline = Pipeline::native(dir.path(), 3, Backend::Embedded);
         let rt = runtime();
         let run = pipeline.burst(&rt, BURST_PER_REQUEST).unwrap();
         assert_eq!(run.published, BURST_PER_REQUEST);

@@ -93,21 +93,26 @@ impl Env {
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting arkham serve")?;
         let stdout = child.stdout.take().context("no stdout")?;
+        let mut stderr = child.stderr.take().context("no stderr")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = match lines.next() {
             Some(Ok(line)) => line,
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("arkham serve exited before listening");
+                // Its words say why (a config key it does not know, a missing engine…).
+                let mut said = String::new();
+                let _ = stderr.read_to_string(&mut said);
+                bail!("arkham serve exited before listening: {}", said.trim());
             }
         };
         let listening = started.elapsed();
         std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         let base = line
             .strip_prefix("listening on ")
             .with_context(|| format!("unexpected first line {line:?}"))?

@@ -13,11 +13,14 @@
 //! missed.
 
 mod add;
+mod engines;
 mod events;
 mod frame;
 mod instantiate;
 mod native;
 mod native_events;
+mod native_jetstream;
+mod native_objects;
 mod report;
 mod scenarios;
 mod sections;
@@ -44,7 +47,8 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory); empty = all.
+    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory, engines);
+    /// empty = all.
     pub only: Vec<String>,
 }
 
@@ -83,7 +87,7 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] \
-                     [--only minimal,packets,instantiation,cold,add,events,memory]"
+                     [--only minimal,packets,instantiation,cold,add,events,memory,engines]"
                 );
                 std::process::exit(0);
             }
@@ -98,6 +102,7 @@ fn options() -> Result<Options> {
         "add",
         "events",
         "memory",
+        "engines",
     ];
     if let Some(unknown) = options
         .only

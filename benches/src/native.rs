@@ -1,7 +1,8 @@
 //! The native baselines, served from this process on a runtime of their own: the minimal
 //! handler as a plain axum route, and the packets create/get endpoints with axum + sqlx on the
 //! same SQLite settings the frame gives shards (WAL, `synchronous=FULL`, 4 KiB pages, 8
-//! connections, foreign keys, busy timeout 5 s).
+//! connections, foreign keys, busy timeout 5 s) — or, for the engines scenario, on PostgreSQL with
+//! each create's `packets.packet.created` published to JetStream, as the frame does there.
 
 use anyhow::{Context, Result};
 use arkham_frame::services::database::{DatabaseConfig, connect_options};
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -86,13 +88,35 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS arkham_packets (
 CREATE INDEX IF NOT EXISTS idx_packets_status ON arkham_packets(status);
 CREATE INDEX IF NOT EXISTS idx_packets_creator ON arkham_packets(created_by);";
 
-/// Both databases of the native packets server.
+/// Where the native packets server keeps its packets.
+#[derive(Clone)]
+enum Packets {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Where it sends `packets.packet.created`, as the frame does for every create.
+#[derive(Clone)]
+enum EventSink {
+    /// One row appended to an event log in a second SQLite file (the frame's `frame.db`).
+    Log(SqlitePool),
+    /// Published to a JetStream stream, the PubAck awaited (the frame's `[events] backend =
+    /// "nats"`).
+    JetStream(async_nats::jetstream::Context),
+}
+
+/// The subject of the native JetStream publications, in the stream [`NATIVE_STREAM`].
+const NATIVE_SUBJECT: &str = "native.packets.packet.created";
+
+/// The native servers' JetStream stream (file storage, the server's defaults otherwise).
+pub const NATIVE_STREAM: &str = "NATIVE_EVENTS";
+
+/// Both stores of the native packets server.
 #[derive(Clone)]
 struct Db {
-    packets: SqlitePool,
-    /// With `Some`, every create also appends one row to an event log in a second file, as the
-    /// frame does for `packets.packet.created` (its `frame.db`).
-    events: Option<SqlitePool>,
+    packets: Packets,
+    /// With `Some`, every create also records its event there.
+    events: Option<EventSink>,
     /// Set once the packets table exists.
     schema: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
@@ -114,20 +138,126 @@ pub fn packets(path: &Path, events: Option<&Path>) -> Result<NativeServer> {
     let events = events.map(Path::to_path_buf);
     NativeServer::start(move || {
         let db = Db {
-            packets: open_pool(&path),
-            events: events.as_deref().map(open_pool),
+            packets: Packets::Sqlite(open_pool(&path)),
+            events: events.as_deref().map(open_pool).map(EventSink::Log),
             schema: Default::default(),
         };
-        Ok(Router::new()
-            .route("/api/packets/", post(create))
-            .route("/api/packets/{id}", get(read))
-            .with_state(db))
+        Ok(packets_router(db))
     })
 }
 
-async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(SCHEMA).execute(pool).await.map(|_| ())
+/// The same endpoints on PostgreSQL at `postgres_url` (a pool sized like the frame's default
+/// `[database]`), each create publishing its event to JetStream at `nats_url` with the PubAck
+/// awaited before the answer.
+pub fn packets_on_engines(postgres_url: &str, nats_url: &str) -> Result<NativeServer> {
+    let config = DatabaseConfig::default();
+    let options: sqlx::postgres::PgConnectOptions =
+        postgres_url.parse().context("parsing the PostgreSQL URL")?;
+    let nats_url = nats_url.to_string();
+    NativeServer::start_async(move || async move {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_millis(config.statement_timeout_ms))
+            .connect_lazy_with(options);
+        let jetstream = native_stream(&nats_url).await?;
+        Ok(packets_router(Db {
+            packets: Packets::Postgres(pool),
+            events: Some(EventSink::JetStream(jetstream)),
+            schema: Default::default(),
+        }))
+    })
 }
+
+/// A JetStream context on `url` with [`NATIVE_STREAM`] taking `native.>`.
+pub async fn native_stream(url: &str) -> Result<async_nats::jetstream::Context> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: NATIVE_STREAM.into(),
+            subjects: vec!["native.>".into()],
+            ..Default::default()
+        })
+        .await
+        .context("creating the native JetStream stream")?;
+    Ok(jetstream)
+}
+
+/// Publishes `payload` on `subject` with `id` as `Nats-Msg-Id` (the frame dedups by event id
+/// too) and waits for the stream's PubAck.
+pub async fn publish_acked(
+    jetstream: &async_nats::jetstream::Context,
+    subject: &'static str,
+    id: &str,
+    payload: String,
+) -> Result<()> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    jetstream
+        .publish_with_headers(subject, headers, payload.into())
+        .await?
+        .await?;
+    Ok(())
+}
+
+fn packets_router(db: Db) -> Router {
+    Router::new()
+        .route("/api/packets/", post(create))
+        .route("/api/packets/{id}", get(read))
+        .with_state(db)
+}
+
+async fn ensure_schema(packets: &Packets) -> Result<(), sqlx::Error> {
+    match packets {
+        Packets::Sqlite(pool) => sqlx::raw_sql(SCHEMA).execute(pool).await.map(|_| ()),
+        // PostgreSQL's INTEGER has 4 bytes; SQLite's has 8, which the frame maps to int8.
+        Packets::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(
+            SCHEMA.replace("INTEGER", "BIGINT"),
+        ))
+        .execute(pool)
+        .await
+        .map(|_| ()),
+    }
+}
+
+/// The insert, bound alike on either pool.
+macro_rules! insert_packet {
+    ($sql:expr, $pool:expr, $id:expr, $name:expr, $now:expr) => {
+        sqlx::query($sql)
+            .bind($id)
+            .bind($name)
+            .bind("")
+            .bind("draft")
+            .bind("private")
+            .bind("system")
+            .bind($now)
+            .bind($now)
+            .bind(1i64)
+            .bind(0i64)
+            .bind(0i64)
+            .bind(None::<String>)
+            .bind("{}")
+            .execute($pool)
+            .await
+            .map(|_| ())
+    };
+}
+
+const INSERT: &str = "INSERT INTO arkham_packets (id, name, description, status, visibility, \
+     created_by, created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_PG: &str = "INSERT INTO arkham_packets (id, name, description, status, visibility, \
+     created_by, created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const SELECT: &str = "SELECT id, name, description, status, visibility, created_by, created_at, \
+     updated_at, version, contents_count, size_bytes, checksum, metadata FROM arkham_packets \
+     WHERE id = ?";
+const SELECT_PG: &str = "SELECT id, name, description, status, visibility, created_by, \
+     created_at, updated_at, version, contents_count, size_bytes, checksum, metadata FROM \
+     arkham_packets WHERE id = $1";
 
 fn uuid_v4() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -164,7 +294,6 @@ fn failure(e: impl std::fmt::Display) -> Response {
 }
 
 async fn create(State(db): State<Db>, body: axum::body::Bytes) -> Response {
-    let pool = &db.packets;
     let Ok(input) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, "bad json").into_response();
     };
@@ -176,46 +305,38 @@ async fn create(State(db): State<Db>, body: axum::body::Bytes) -> Response {
     }
     let id = uuid_v4();
     let now = now_rfc3339();
-    let inserted = sqlx::query(
-        "INSERT INTO arkham_packets (id, name, description, status, visibility, created_by, \
-         created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(name)
-    .bind("")
-    .bind("draft")
-    .bind("private")
-    .bind("system")
-    .bind(&now)
-    .bind(&now)
-    .bind(1i64)
-    .bind(0i64)
-    .bind(0i64)
-    .bind(None::<String>)
-    .bind("{}")
-    .execute(pool)
-    .await;
+    let inserted = match &db.packets {
+        Packets::Sqlite(pool) => insert_packet!(INSERT, pool, &id, name, &now),
+        Packets::Postgres(pool) => insert_packet!(INSERT_PG, pool, &id, name, &now),
+    };
     if let Err(e) = inserted {
         return failure(e);
     }
-    if let Some(events) = &db.events {
-        let payload = json!({"id": id, "name": name, "created_by": "system"}).to_string();
-        let appended = async {
-            sqlx::raw_sql(EVENTS_SCHEMA).execute(events).await?;
-            sqlx::query(
-                "INSERT INTO events (name, source, payload, published_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind("packets.packet.created")
-            .bind("packets")
-            .bind(payload)
-            .bind(0i64)
-            .execute(events)
-            .await
+    let payload = || json!({"id": id, "name": name, "created_by": "system"}).to_string();
+    match &db.events {
+        None => {}
+        Some(EventSink::Log(events)) => {
+            let appended = async {
+                sqlx::raw_sql(EVENTS_SCHEMA).execute(events).await?;
+                sqlx::query(
+                    "INSERT INTO events (name, source, payload, published_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind("packets.packet.created")
+                .bind("packets")
+                .bind(payload())
+                .bind(0i64)
+                .execute(events)
+                .await
+            }
+            .await;
+            if let Err(e) = appended {
+                return failure(e);
+            }
         }
-        .await;
-        if let Err(e) = appended {
-            return failure(e);
+        Some(EventSink::JetStream(jetstream)) => {
+            if let Err(e) = publish_acked(jetstream, NATIVE_SUBJECT, &id, payload()).await {
+                return failure(format!("{e:#}"));
+            }
         }
     }
     let packet = json!({
@@ -227,17 +348,23 @@ async fn create(State(db): State<Db>, body: axum::body::Bytes) -> Response {
 }
 
 async fn read(State(db): State<Db>, UrlPath(id): UrlPath<String>) -> Response {
-    let pool = &db.packets;
     if let Err(e) = ensure_schema_once(&db).await {
         return failure(e);
     }
-    let row: Result<Option<PacketRow>, _> = sqlx::query_as(
-        "SELECT id, name, description, status, visibility, created_by, created_at, updated_at, \
-         version, contents_count, size_bytes, checksum, metadata FROM arkham_packets WHERE id = ?",
-    )
-    .bind(&id)
-    .fetch_optional(pool)
-    .await;
+    let row: Result<Option<PacketRow>, _> = match &db.packets {
+        Packets::Sqlite(pool) => {
+            sqlx::query_as(SELECT)
+                .bind(&id)
+                .fetch_optional(pool)
+                .await
+        }
+        Packets::Postgres(pool) => {
+            sqlx::query_as(SELECT_PG)
+                .bind(&id)
+                .fetch_optional(pool)
+                .await
+        }
+    };
     match row {
         Ok(Some(p)) => {
             let metadata: Value = serde_json::from_str(&p.12).unwrap_or(Value::Null);

@@ -15,13 +15,12 @@ use arkham_frame::services::events::{
     Dispatcher, EventLog, EventTarget, EventsConfig, Pending, StoredEvent,
 };
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{FromRef, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use sqlx::sqlite::SqlitePool;
-use std::collections::HashMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use tokio::sync::Semaphore;
 /// 100 the native pipeline would refuse the burst scenario's requests, which the frame admits.
 const PENDING_APPENDS: usize = 1000;
 
-/// The `subscriber` fixture's table and statement.
+/// The `subscriber` fixture's table and statement, for the native subscribers of every backend.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS deliveries (event_id INTEGER PRIMARY KEY, \
                       sent_us INTEGER NOT NULL, delivered_us INTEGER NOT NULL)";
 const RECORD: &str = "INSERT INTO deliveries (event_id, sent_us, delivered_us) VALUES (?, ?, ?) \
@@ -65,22 +64,82 @@ impl EventTarget for NativeSubscriber {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
             let delivered_us = now_unix_micros();
-            let sent_us = serde_json::from_str::<Value>(&event.payload)
-                .ok()
-                .and_then(|payload| payload.get("sent_us")?.as_i64());
-            // Acknowledged like the fixture does: a retry would stall every later event.
-            let Some(sent_us) = sent_us else {
-                return Ok(());
-            };
-            sqlx::query(RECORD)
-                .bind(event.id as i64)
-                .bind(sent_us)
-                .bind(delivered_us)
-                .execute(&self.db)
+            record(&self.db, event.id, event.payload.as_bytes(), delivered_us)
                 .await
-                .map(|_| ())
                 .map_err(|e| e.to_string())
         })
+    }
+}
+
+/// What the `subscriber` fixture does with a delivery: one INSERT of the event's id, the
+/// payload's `sent_us` and `delivered_us`. A payload without `sent_us` is skipped (and then
+/// acknowledged, like the fixture does: a retry would stall every later event).
+pub async fn record(
+    db: &SqlitePool,
+    event_id: u64,
+    payload: &[u8],
+    delivered_us: i64,
+) -> Result<(), sqlx::Error> {
+    let sent_us = serde_json::from_slice::<Value>(payload)
+        .ok()
+        .and_then(|payload| payload.get("sent_us")?.as_i64());
+    let Some(sent_us) = sent_us else {
+        return Ok(());
+    };
+    sqlx::query(RECORD)
+        .bind(event_id as i64)
+        .bind(sent_us)
+        .bind(delivered_us)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// The native subscribers' databases, by name (`subscriber0`, ...), each a SQLite file with the
+/// settings the frame gives shard databases.
+#[derive(Clone)]
+pub struct Recorders(Arc<Vec<(String, SqlitePool)>>);
+
+impl Recorders {
+    /// Opens (and creates the table of) `subscribers` databases in `dir`.
+    pub async fn open(dir: &Path, subscribers: usize) -> anyhow::Result<Self> {
+        let mut pools = Vec::new();
+        for i in 0..subscribers {
+            let name = format!("subscriber{i}");
+            let db = open_pool(&dir.join(format!("{name}.db")));
+            sqlx::query(SCHEMA).execute(&db).await?;
+            pools.push((name, db));
+        }
+        Ok(Self(Arc::new(pools)))
+    }
+
+    /// Every subscriber's name and database.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &SqlitePool)> {
+        self.0.iter().map(|(name, db)| (name, db))
+    }
+
+    fn get(&self, name: &str) -> Option<&SqlitePool> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, db)| db)
+    }
+
+    /// The routes of the `subscriber` fixture that read and reset what was recorded:
+    /// `GET /api/{subscriber}/stats`, `GET /api/{subscriber}/latencies`,
+    /// `DELETE /api/{subscriber}/deliveries`.
+    pub fn routes<S>() -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+        Recorders: FromRef<S>,
+    {
+        Router::new()
+            .route("/api/{subscriber}/stats", get(stats))
+            .route("/api/{subscriber}/latencies", get(latencies))
+            .route("/api/{subscriber}/deliveries", delete(forget))
+    }
+}
+
+impl FromRef<Pipeline> for Recorders {
+    fn from_ref(pipeline: &Pipeline) -> Self {
+        pipeline.subscribers.clone()
     }
 }
 
@@ -89,7 +148,7 @@ struct Pipeline {
     log: EventLog,
     /// Kept here so the delivery tasks live as long as the server.
     _dispatcher: Arc<Dispatcher>,
-    subscribers: Arc<HashMap<String, SqlitePool>>,
+    subscribers: Recorders,
     pending: Arc<Semaphore>,
 }
 
@@ -103,50 +162,60 @@ pub fn start(dir: &Path, subscribers: usize) -> anyhow::Result<NativeServer> {
             log.clone(),
             Arc::new(EventsConfig::default()),
         ));
-        let mut pools = HashMap::new();
-        for i in 0..subscribers {
-            let name = format!("subscriber{i}");
-            let db = open_pool(&dir.join(format!("{name}.db")));
-            sqlx::query(SCHEMA).execute(&db).await?;
+        let recorders = Recorders::open(&dir, subscribers).await?;
+        for (name, db) in recorders.iter() {
             dispatcher
                 .start(Arc::new(NativeSubscriber {
                     name: name.clone(),
                     db: db.clone(),
                 }))
                 .await;
-            pools.insert(name, db);
         }
         let pipeline = Pipeline {
             log,
             _dispatcher: dispatcher,
-            subscribers: Arc::new(pools),
+            subscribers: recorders,
             pending: Arc::new(Semaphore::new(PENDING_APPENDS)),
         };
-        Ok(Router::new()
+        Ok(Recorders::routes()
             .route("/api/publisher/publish", post(publish))
-            .route("/api/{subscriber}/stats", get(stats))
-            .route("/api/{subscriber}/latencies", get(latencies))
-            .route("/api/{subscriber}/deliveries", delete(forget))
             .route("/log/head", get(head))
             .with_state(pipeline))
     })
 }
 
+/// `?n=K` of `POST /api/publisher/publish`, as the `publisher` fixture takes it.
 #[derive(serde::Deserialize)]
-struct PublishQuery {
+pub struct PublishQuery {
     n: Option<u32>,
 }
 
-async fn publish(State(p): State<Pipeline>, Query(query): Query<PublishQuery>) -> Response {
-    let count = query.n.unwrap_or(1);
-    if count > 100 {
-        return (StatusCode::BAD_REQUEST, "n must be 0 to 100").into_response();
+impl PublishQuery {
+    /// K (default 1), or the fixture's 400 when it is past 100.
+    pub fn count(&self) -> Result<u32, Response> {
+        let count = self.n.unwrap_or(1);
+        if count > 100 {
+            return Err((StatusCode::BAD_REQUEST, "n must be 0 to 100").into_response());
+        }
+        Ok(count)
     }
+}
+
+/// The `publisher` fixture's payload for the `seq`-th event of a request, stamped now.
+pub fn tick_payload(seq: u32) -> String {
+    format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_unix_micros())
+}
+
+async fn publish(State(p): State<Pipeline>, Query(query): Query<PublishQuery>) -> Response {
+    let count = match query.count() {
+        Ok(count) => count,
+        Err(refused) => return refused,
+    };
     let events: Vec<Pending> = (0..count)
         .map(|seq| Pending {
             hops: 0,
             name: "publisher.tick.sent".into(),
-            payload: format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_unix_micros()),
+            payload: tick_payload(seq),
         })
         .collect();
     // The frame's order: the response goes out, then the append runs, holding a slot until it
@@ -171,8 +240,8 @@ fn internal(e: sqlx::Error) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
 }
 
-async fn stats(State(p): State<Pipeline>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(db) = p.subscribers.get(&name) else {
+async fn stats(State(recorders): State<Recorders>, UrlPath(name): UrlPath<String>) -> Response {
+    let Some(db) = recorders.get(&name) else {
         return no_such_subscriber();
     };
     let row: Result<(i64, i64, i64), _> = sqlx::query_as(
@@ -189,8 +258,8 @@ async fn stats(State(p): State<Pipeline>, UrlPath(name): UrlPath<String>) -> Res
     }
 }
 
-async fn latencies(State(p): State<Pipeline>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(db) = p.subscribers.get(&name) else {
+async fn latencies(State(recorders): State<Recorders>, UrlPath(name): UrlPath<String>) -> Response {
+    let Some(db) = recorders.get(&name) else {
         return no_such_subscriber();
     };
     let rows: Result<Vec<i64>, _> =
@@ -203,8 +272,8 @@ async fn latencies(State(p): State<Pipeline>, UrlPath(name): UrlPath<String>) ->
     }
 }
 
-async fn forget(State(p): State<Pipeline>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(db) = p.subscribers.get(&name) else {
+async fn forget(State(recorders): State<Recorders>, UrlPath(name): UrlPath<String>) -> Response {
+    let Some(db) = recorders.get(&name) else {
         return no_such_subscriber();
     };
     match sqlx::query("DELETE FROM deliveries").execute(db).await {

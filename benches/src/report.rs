@@ -397,6 +397,10 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         );
     }
 
+    if options.runs("engines") {
+        sections::engines(&mut md, results.engines.as_ref());
+    }
+
     let _ = writeln!(md, "\n## Targets of issue 5\n");
     let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
     let verdict = |ok: Option<bool>| match ok {

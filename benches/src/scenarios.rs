@@ -3,6 +3,7 @@
 
 use crate::Options;
 use crate::add::{self, Add};
+use crate::engines::{self, Engines};
 use crate::events::{self, Events};
 use crate::frame::{self, Env, Served};
 use crate::instantiate::{self, Instantiation};
@@ -33,6 +34,8 @@ pub struct Results {
     pub events: Option<Events>,
     /// (7): memory.
     pub memory: Option<Memory>,
+    /// (8): the frame on PostgreSQL and NATS JetStream against native servers on them.
+    pub engines: Option<Engines>,
     /// `perf` profile of the frame serving the minimal shard.
     pub profile: Option<Profile>,
     /// What could not be measured, and why.
@@ -54,11 +57,11 @@ impl Results {
                 ));
             }
         }
-        if let Some(events) = &self.events {
+        let unmeasured_events = |what: &str, events: &Events, missing: &mut Vec<String>| {
             for row in &events.publish {
                 if row.median.is_none() {
                     missing.push(format!(
-                        "events, {}: {}",
+                        "{what}, {}: {}",
                         row.target,
                         row.note.as_deref().unwrap_or("no result")
                     ));
@@ -67,13 +70,39 @@ impl Results {
             for row in &events.delivery {
                 if row.median.is_none() {
                     missing.push(format!(
-                        "events, {} with {} subscriber(s), {:?}: {}",
+                        "{what}, {} with {} subscriber(s), {:?}: {}",
                         row.pipeline,
                         row.subscribers,
                         row.mode,
                         row.note.as_deref().unwrap_or("no result")
                     ));
                 }
+            }
+        };
+        if let Some(events) = &self.events {
+            unmeasured_events("events", events, &mut missing);
+        }
+        if let Some(engines) = &self.engines {
+            let storage = engines.storage.iter().flat_map(|s| {
+                s.rows
+                    .iter()
+                    .map(move |r| (format!("engines, storage {} KiB", s.bytes >> 10), r))
+            });
+            let packets = engines
+                .packets
+                .iter()
+                .map(|r| ("engines, packets".to_string(), r));
+            for (what, row) in packets.chain(storage) {
+                if row.median.is_none() {
+                    missing.push(format!(
+                        "{what}, {}: {}",
+                        row.target,
+                        row.note.as_deref().unwrap_or("no result")
+                    ));
+                }
+            }
+            if let Some(events) = &engines.events {
+                unmeasured_events("engines, events on JetStream", events, &mut missing);
             }
         }
         if let Some(add) = &self.add {
@@ -235,6 +264,10 @@ pub fn all(options: &Options) -> Result<Results> {
             Ok(memory) => results.memory = Some(memory),
             Err(e) => results.errors.push(format!("memory: {e:#}")),
         }
+    }
+    eprintln!("[bench] (8) engines: PostgreSQL + NATS JetStream, frame vs native");
+    if options.runs("engines") {
+        results.engines = Some(engines::run(options, &scratch, load, &mut results.errors));
     }
     Ok(results)
 }
@@ -582,7 +615,7 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
     Ok(())
 }
 
-const PACKETS_LUA: &str = r#"-- POST a packet, then GET the last created one, alternating per thread.
+pub(crate) const PACKETS_LUA: &str = r#"-- POST a packet, then GET the last created one, alternating per thread.
 local last_id = nil
 local n = 0
 request = function()

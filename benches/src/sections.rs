@@ -1,6 +1,7 @@
-//! The report's sections for (5) `arkham shard add` and (6) events.
+//! The report's sections for (5) `arkham shard add`, (6) events and (8) the engines.
 
 use crate::add::{self, Add};
+use crate::engines::{self, Engines, FRAME, NATIVE_OBJECTS, NATIVE_PACKETS, TARGET_RATIO};
 use crate::events::{BURST_PER_REQUEST, DeliveryRow, Events, Mode, POST_LUA};
 use crate::scenarios::{HttpRow, median};
 use crate::wrk::WrkResult;
@@ -162,6 +163,12 @@ pub fn events(md: &mut String, events: Option<&Events>) {
         ev.publish_load,
         POST_LUA.trim()
     );
+    event_tables(md, ev);
+}
+
+/// The tables of an events run, whatever its bus: publish cost, bursts, paced, every run and the
+/// commands.
+fn event_tables(md: &mut String, ev: &Events) {
     let _ = writeln!(
         md,
         "| request | 2xx/s (= events/s logged) | answered 503 | p50 | p99 | server CPU per request | 2xx/s vs frame n=0 | 2xx/s vs native |\n|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -344,8 +351,9 @@ pub fn events(md: &mut String, events: Option<&Events>) {
     let _ = writeln!(
         md,
         "\nCommands: frames as in \"Commands (every row)\" below, with `publisher` and \
-         `subscriber0`…`subscriberN` installed (`target/bench/scratch/events{{0,1,3}}`); the \
-         native pipeline serves the same paths.\n"
+         `subscriber0`…`subscriberN` installed (`target/bench/scratch/{}{{0,1,3}}`); the \
+         native pipeline serves the same paths.\n",
+        ev.backend.label()
     );
     for row in &ev.publish {
         let _ = writeln!(md, "- {}: `{}`", row.target, row.command);
@@ -355,6 +363,228 @@ pub fn events(md: &mut String, events: Option<&Events>) {
             md,
             "- {} with {} subscriber(s), {:?}: `{}`",
             row.pipeline, row.subscribers, row.mode, row.command
+        );
+    }
+}
+
+/// A row's 2xx/s (median over its runs).
+fn ok_median(row: Option<&HttpRow>) -> Option<f64> {
+    row.filter(|r| !r.runs.is_empty())
+        .map(|r| median(r.runs.iter().map(ok_rps).collect()))
+}
+
+fn verdict(ratio: Option<f64>) -> &'static str {
+    match ratio {
+        Some(r) if r >= TARGET_RATIO => "met",
+        Some(_) => "**missed**",
+        None => "not measured",
+    }
+}
+
+/// `| target | 2xx/s | non-2xx | p50 | p99 | CPU |` rows of `rows`, each with frame ÷ native
+/// (2xx/s) on the frame's row and `extra(2xx/s)` in the last column.
+fn http_table(md: &mut String, rows: &[HttpRow], native: &str, extra: &dyn Fn(f64) -> String) {
+    let find = |name: &str| rows.iter().find(|r| r.target == name);
+    let frame_ratio = ok_median(find(FRAME))
+        .zip(ok_median(find(native)))
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(f, n)| f / n);
+    for row in rows {
+        let Some(m) = row.median else {
+            let _ = writeln!(
+                md,
+                "| {} | {} | | | | | | |",
+                row.target,
+                row.note.as_deref().unwrap_or("failed")
+            );
+            continue;
+        };
+        let ok = ok_median(Some(row)).unwrap_or(0.0);
+        let versus = if row.target == FRAME {
+            frame_ratio.map_or("—".into(), |r| format!("{r:.3}×"))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {ok:.0} | {} | {} | {} | {} | {versus} | {} |",
+            row.target,
+            m.errors,
+            latency(m.p50_us),
+            latency(m.p99_us),
+            row.cpu_us_per_request
+                .map_or("—".into(), |c| format!("{c:.1} µs")),
+            extra(ok),
+        );
+    }
+}
+
+/// `## (8) Engines` …
+pub fn engines(md: &mut String, engines: Option<&Engines>) {
+    let _ = writeln!(
+        md,
+        "\n## (8) Engines: the frame on PostgreSQL and NATS JetStream vs native (issue 12)\n"
+    );
+    let Some(en) = engines else {
+        let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Throw-away engines of `test_shards::engines`, on loopback, started by the bench: one \
+         PostgreSQL cluster with `fsync=on` (a database each for the frame and the native \
+         server, as the superuser), and a `nats-server -js` per part (per pipeline for events) \
+         with JetStream's file storage and its defaults otherwise. Native servers run inside \
+         `arkham-bench` on a 2-worker Tokio runtime, on the same engines. Ratios are frame ÷ \
+         native of the 2xx rate, same run, targets interleaved; the issue asks ≥ \
+         {TARGET_RATIO}× for packets and events. The frames' `arkham.toml` (passwords elided):\n"
+    );
+    for config in &en.configs {
+        let _ = writeln!(md, "```toml\n{}```\n", config);
+    }
+
+    let _ = writeln!(md, "### Packets create + get on PostgreSQL + JetStream\n");
+    let _ = writeln!(
+        md,
+        "The packets scenario's load and Lua (POST a packet, GET the last one, alternating). \
+         Native: axum + sqlx on PostgreSQL (the packets table, `$n` placeholders, a pool of the \
+         frame's default 8 connections), and per create the `packets.packet.created` event \
+         published to a JetStream stream with `Nats-Msg-Id` and its PubAck awaited before the \
+         answer, as the frame does for every create.\n"
+    );
+    let header = "| target | 2xx/s | non-2xx | p50 | p99 | server CPU per request | frame ÷ native |";
+    let _ = writeln!(md, "{header} |\n|---|---:|---:|---:|---:|---:|---:|---|");
+    http_table(md, &en.packets, NATIVE_PACKETS, &|_| String::new());
+
+    let _ = writeln!(md, "\n### Events on JetStream: publish to delivery\n");
+    match &en.events {
+        None => {
+            let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        }
+        Some(ev) => {
+            let _ = writeln!(
+                md,
+                "The events scenario of (6) with `[events] backend = \"nats\"` in the frame's \
+                 `arkham.toml` (the same fixtures, bursts, paced load and clocks). Native: an \
+                 axum route that publishes like `publisher` (every event with `Nats-Msg-Id`, all \
+                 of a request's PubAcks awaited before the answer) and one durable pull consumer \
+                 per subscriber (explicit ack, `max_ack_pending` 1), whose handler reads the \
+                 clock, makes the `subscriber` fixture's INSERT into a SQLite file with the \
+                 frame's shard settings, then acks. Events published are counted from the NATS \
+                 server's streams (the sum of their last sequences, object stores and KV \
+                 buckets aside). Publish cost: `{}` (Lua: `{}`), every 2xx an event stored.\n",
+                ev.publish_load,
+                POST_LUA.trim()
+            );
+            event_tables(md, ev);
+        }
+    }
+
+    let _ = writeln!(md, "\n### Storage put + get on the NATS object store\n");
+    let _ = writeln!(
+        md,
+        "The `trapper` fixture's `PUT /api/trapper/blob/{{key}}` (stores the body, answers the \
+         object's info) and `GET` (answers the content), alternating per `wrk` thread over {} \
+         keys of its own; the frame's `[storage]` quota is raised to 4 GiB so that only the \
+         engine bounds the rows. Native: the same routes with `async-nats`' object store, one \
+         bucket, content type kept in the object's headers.\n",
+        engines::KEYS_PER_THREAD
+    );
+    for objects in &en.storage {
+        let size = if objects.bytes >= 1 << 20 {
+            format!("{} MiB", objects.bytes >> 20)
+        } else {
+            format!("{} KiB", objects.bytes >> 10)
+        };
+        let _ = writeln!(md, "{size} objects:\n");
+        let _ = writeln!(
+            md,
+            "{header} MiB/s moved |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let bytes = objects.bytes as f64;
+        http_table(md, &objects.rows, NATIVE_OBJECTS, &|ok| {
+            format!("{:.1}", ok * bytes / f64::from(1 << 20))
+        });
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "### Targets of issue 12\n");
+    let _ = writeln!(md, "| target | frame ÷ native | verdict |\n|---|---:|---|");
+    let http_ratio = |rows: &[HttpRow], native: &str| {
+        let find = |name: &str| rows.iter().find(|r| r.target == name);
+        ok_median(find(FRAME))
+            .zip(ok_median(find(native)))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(f, n)| f / n)
+    };
+    let shown = |r: Option<f64>| r.map_or("—".into(), |r| format!("{r:.2}×"));
+    let packets = http_ratio(&en.packets, NATIVE_PACKETS);
+    let _ = writeln!(
+        md,
+        "| packets create+get on PostgreSQL + JetStream ≥ {TARGET_RATIO}× native | {} | {} |",
+        shown(packets),
+        verdict(packets)
+    );
+    for subscribers in [1, 3] {
+        let rate = |p: &str| {
+            en.events
+                .as_ref()
+                .and_then(|ev| ev.row(p, subscribers, Mode::Burst))
+                .and_then(|r| r.median)
+                .map(|m| m.delivered_per_s)
+        };
+        let events = rate("frame")
+            .zip(rate("native"))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(f, n)| f / n);
+        let _ = writeln!(
+            md,
+            "| events on JetStream, {subscribers} subscriber(s), deliveries/s ≥ {TARGET_RATIO}× native | {} | {} |",
+            shown(events),
+            verdict(events)
+        );
+    }
+    for objects in &en.storage {
+        let r = http_ratio(&objects.rows, NATIVE_OBJECTS);
+        let _ = writeln!(
+            md,
+            "| storage put+get, {} KiB objects (no target; reported) | {} | — |",
+            objects.bytes >> 10,
+            shown(r)
+        );
+    }
+
+    let _ = writeln!(md, "\nEvery run (2xx/s) and commands:\n");
+    let storage = en.storage.iter().flat_map(|o| {
+        o.rows
+            .iter()
+            .map(move |r| (format!("storage {} KiB", o.bytes >> 10), r))
+    });
+    for (part, row) in en
+        .packets
+        .iter()
+        .map(|r| ("packets".to_string(), r))
+        .chain(storage)
+    {
+        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", ok_rps(r))).collect();
+        let _ = writeln!(
+            md,
+            "- {part}, {}: [{}] `{}`{}",
+            row.target,
+            runs.join(", "),
+            row.command,
+            row.note
+                .as_ref()
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        );
+    }
+    for objects in &en.storage {
+        let _ = writeln!(
+            md,
+            "\n`target/bench/storage-{}k.lua`:\n\n```lua\n{}```",
+            objects.bytes >> 10,
+            objects.script
         );
     }
 }
