@@ -50,6 +50,15 @@ pub struct Engines {
     pub configs: Vec<String>,
 }
 
+/// `4 KiB`, `1 MiB`.
+pub fn size_label(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
 /// The storage rows of one object size.
 #[derive(Debug, Serialize)]
 pub struct ObjectRows {
@@ -115,7 +124,12 @@ fn elide_password(url: &str) -> String {
 }
 
 /// Writes the frame's arkham.toml into `data` and keeps a copy (password elided) for the report.
-fn write_config(data: &Path, toml: &str, secret: Option<&str>, configs: &mut Vec<String>) -> Result<()> {
+fn write_config(
+    data: &Path,
+    toml: &str,
+    secret: Option<&str>,
+    configs: &mut Vec<String>,
+) -> Result<()> {
     std::fs::write(data.join("arkham.toml"), toml)
         .with_context(|| format!("writing {}", data.join("arkham.toml").display()))?;
     let shown = match secret {
@@ -138,9 +152,11 @@ fn unmeasured(name: &str, command: String, why: &anyhow::Error) -> HttpRow {
     }
 }
 
-/// Measures `targets` (each a name, a server's URL or why it has none), frame first.
+/// Measures `targets` (each a name, a server's URL or why it has none), frame first; `path` is
+/// the URL's path, for the commands of rows that have no server.
 fn measure_or_note(
     targets: Vec<(&'static str, Result<(String, u32)>)>,
+    path: &str,
     load: Load,
     script: &Path,
     script_name: &str,
@@ -153,7 +169,7 @@ fn measure_or_note(
             Ok((url, pid)) => ready.push(Target { name, url, pid }),
             Err(e) => missing.push(unmeasured(
                 name,
-                load.command("http://127.0.0.1:PORT/", Some(script_name)),
+                load.command(&format!("http://127.0.0.1:PORT{path}"), Some(script_name)),
                 &e,
             )),
         }
@@ -193,7 +209,8 @@ fn packets(options: &Options, scratch: &Path, load: Load, engines: &mut Engines)
     let native = native::packets_on_engines(&native_db, &nats.url());
     let script = options.out.join("packets.lua");
     std::fs::write(&script, PACKETS_LUA)?;
-    let url = |base: &str| format!("{base}/api/packets/");
+    let path = "/api/packets/";
+    let url = |base: &str| format!("{base}{path}");
     let self_pid = std::process::id();
     engines.packets = measure_or_note(
         vec![
@@ -212,6 +229,7 @@ fn packets(options: &Options, scratch: &Path, load: Load, engines: &mut Engines)
                     .map_err(|e| anyhow::anyhow!("{e:#}")),
             ),
         ],
+        path,
         load,
         &script,
         "target/bench/packets.lua",
@@ -273,7 +291,8 @@ fn storage(options: &Options, scratch: &Path, load: Load, engines: &mut Engines)
         let script = options.out.join(&name);
         let lua = storage_lua(bytes);
         std::fs::write(&script, &lua)?;
-        let url = |base: &str| format!("{base}/api/trapper/");
+        let path = "/api/trapper/";
+        let url = |base: &str| format!("{base}{path}");
         let rows = measure_or_note(
             vec![
                 (
@@ -291,6 +310,7 @@ fn storage(options: &Options, scratch: &Path, load: Load, engines: &mut Engines)
                         .map_err(|e| anyhow::anyhow!("{e:#}")),
                 ),
             ],
+            path,
             load,
             &script,
             &format!("target/bench/{name}"),
@@ -318,7 +338,10 @@ mod tests {
             elide_password("postgres://admin:s3cret@127.0.0.1:5432/db"),
             "postgres://admin:…@127.0.0.1:5432/db"
         );
-        assert_eq!(elide_password("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            elide_password("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 
     #[test]

@@ -196,7 +196,7 @@ enum Head {
     /// The native embedded pipeline's `GET /log/head`.
     Served,
     /// The last sequences of the NATS server's streams.
-    JetStream(StreamHeads),
+    JetStream(Box<StreamHeads>),
 }
 
 enum Server {
@@ -330,7 +330,7 @@ impl Pipeline {
             )?;
         }
         let head = match &nats {
-            Some(nats) => Head::JetStream(StreamHeads::connect(&nats.url())?),
+            Some(nats) => Head::JetStream(Box::new(StreamHeads::connect(&nats.url())?)),
             None => {
                 // The frame opens the log at start; WAL lets this reader look while it writes.
                 let options = SqliteConnectOptions::new()
@@ -371,7 +371,7 @@ impl Pipeline {
                 let nats = start_nats()?;
                 let dir = scratch.join(format!("native-jetstream{subscribers}"));
                 let server = native_jetstream::start(&dir, &nats.url(), subscribers)?;
-                let head = Head::JetStream(StreamHeads::connect(&nats.url())?);
+                let head = Head::JetStream(Box::new(StreamHeads::connect(&nats.url())?));
                 (server, head, Some(nats))
             }
         };
@@ -682,7 +682,6 @@ pub fn run_on(options: &Options, scratch: &Path, load: Load, backend: Backend) -
             .iter()
             .zip(&warm_ups)
             .find(|(p, _)| p.pipeline == pipeline && p.subscribers == subscribers)
-            .map(|(p, warm)| (p, warm))
     };
     let size_for = |subscribers: usize| -> Result<u64, String> {
         let sizing = match warm_up_of("frame", subscribers) {
@@ -895,6 +894,27 @@ mod tests {
         assert_eq!(run.published, BURST_PER_REQUEST);
         assert_eq!(run.delivered, 3 * BURST_PER_REQUEST);
         assert!(run.p50_us > 0.0);
+        pipeline.stop();
+    }
+
+    #[test]
+    fn the_native_jetstream_pipeline_delivers_a_burst_to_every_subscriber() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = Pipeline::native(dir.path(), 3, Backend::JetStream);
+        if pipeline
+            .broken()
+            .is_some_and(|why| why.contains("not installed"))
+        {
+            return;
+        }
+        let rt = runtime();
+        let run = pipeline.burst(&rt, BURST_PER_REQUEST).unwrap();
+        assert_eq!(run.published, BURST_PER_REQUEST);
+        assert_eq!(run.delivered, 3 * BURST_PER_REQUEST);
+        assert!(run.p50_us > 0.0);
+        // The second burst is counted from the stream's head, not from zero.
+        let again = pipeline.burst(&rt, BURST_PER_REQUEST).unwrap();
+        assert_eq!(again.published, BURST_PER_REQUEST);
         pipeline.stop();
     }
 

@@ -104,10 +104,16 @@ impl Env {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                // Its words say why (a config key it does not know, a missing engine…).
+                // Its words say why (a config key it does not know, a missing engine…), on one
+                // line for the report's tables; the quoted source lines (`|`) are left out.
                 let mut said = String::new();
                 let _ = stderr.read_to_string(&mut said);
-                bail!("arkham serve exited before listening: {}", said.trim());
+                let said: Vec<&str> = said
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.contains('|'))
+                    .collect();
+                bail!("arkham serve exited before listening: {}", said.join(" "));
             }
         };
         let listening = started.elapsed();

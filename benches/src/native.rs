@@ -102,7 +102,7 @@ enum EventSink {
     Log(SqlitePool),
     /// Published to a JetStream stream, the PubAck awaited (the frame's `[events] backend =
     /// "nats"`).
-    JetStream(async_nats::jetstream::Context),
+    JetStream(Box<async_nats::jetstream::Context>),
 }
 
 /// The subject of the native JetStream publications, in the stream [`NATIVE_STREAM`].
@@ -163,7 +163,7 @@ pub fn packets_on_engines(postgres_url: &str, nats_url: &str) -> Result<NativeSe
         let jetstream = native_stream(&nats_url).await?;
         Ok(packets_router(Db {
             packets: Packets::Postgres(pool),
-            events: Some(EventSink::JetStream(jetstream)),
+            events: Some(EventSink::JetStream(Box::new(jetstream))),
             schema: Default::default(),
         }))
     })
@@ -214,12 +214,12 @@ async fn ensure_schema(packets: &Packets) -> Result<(), sqlx::Error> {
     match packets {
         Packets::Sqlite(pool) => sqlx::raw_sql(SCHEMA).execute(pool).await.map(|_| ()),
         // PostgreSQL's INTEGER has 4 bytes; SQLite's has 8, which the frame maps to int8.
-        Packets::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(
-            SCHEMA.replace("INTEGER", "BIGINT"),
-        ))
-        .execute(pool)
-        .await
-        .map(|_| ()),
+        Packets::Postgres(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(SCHEMA.replace("INTEGER", "BIGINT")))
+                .execute(pool)
+                .await
+                .map(|_| ())
+        }
     }
 }
 
@@ -352,12 +352,7 @@ async fn read(State(db): State<Db>, UrlPath(id): UrlPath<String>) -> Response {
         return failure(e);
     }
     let row: Result<Option<PacketRow>, _> = match &db.packets {
-        Packets::Sqlite(pool) => {
-            sqlx::query_as(SELECT)
-                .bind(&id)
-                .fetch_optional(pool)
-                .await
-        }
+        Packets::Sqlite(pool) => sqlx::query_as(SELECT).bind(&id).fetch_optional(pool).await,
         Packets::Postgres(pool) => {
             sqlx::query_as(SELECT_PG)
                 .bind(&id)

@@ -191,14 +191,15 @@ pub struct PublishQuery {
 }
 
 impl PublishQuery {
-    /// K (default 1), or the fixture's 400 when it is past 100.
-    pub fn count(&self) -> Result<u32, Response> {
-        let count = self.n.unwrap_or(1);
-        if count > 100 {
-            return Err((StatusCode::BAD_REQUEST, "n must be 0 to 100").into_response());
-        }
-        Ok(count)
+    /// K (default 1), or `None` when it is past 100 (see [`too_many`]).
+    pub fn count(&self) -> Option<u32> {
+        Some(self.n.unwrap_or(1)).filter(|&count| count <= 100)
     }
+}
+
+/// The fixture's answer to K past 100.
+pub fn too_many() -> Response {
+    (StatusCode::BAD_REQUEST, "n must be 0 to 100").into_response()
 }
 
 /// The `publisher` fixture's payload for the `seq`-th event of a request, stamped now.
@@ -207,9 +208,8 @@ pub fn tick_payload(seq: u32) -> String {
 }
 
 async fn publish(State(p): State<Pipeline>, Query(query): Query<PublishQuery>) -> Response {
-    let count = match query.count() {
-        Ok(count) => count,
-        Err(refused) => return refused,
+    let Some(count) = query.count() else {
+        return too_many();
     };
     let events: Vec<Pending> = (0..count)
         .map(|seq| Pending {

@@ -10,7 +10,9 @@
 //! from the NATS server itself, as it does for the frame.
 
 use crate::native::{NATIVE_STREAM, NativeServer, native_stream};
-use crate::native_events::{PublishQuery, Recorders, now_unix_micros, record, tick_payload};
+use crate::native_events::{
+    PublishQuery, Recorders, now_unix_micros, record, tick_payload, too_many,
+};
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, consumer};
 use axum::extract::{FromRef, Query, State};
@@ -108,9 +110,8 @@ pub fn start(dir: &Path, nats_url: &str, subscribers: usize) -> Result<NativeSer
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 async fn publish(State(p): State<Pipeline>, Query(query): Query<PublishQuery>) -> Response {
-    let count = match query.count() {
-        Ok(count) => count,
-        Err(refused) => return refused,
+    let Some(count) = query.count() else {
+        return too_many();
     };
     // All of the request's publications in flight at once, then every PubAck awaited: the
     // answer says they are stored.

@@ -84,9 +84,12 @@ impl Results {
         }
         if let Some(engines) = &self.engines {
             let storage = engines.storage.iter().flat_map(|s| {
-                s.rows
-                    .iter()
-                    .map(move |r| (format!("engines, storage {} KiB", s.bytes >> 10), r))
+                s.rows.iter().map(move |r| {
+                    (
+                        format!("engines, storage {}", engines::size_label(s.bytes)),
+                        r,
+                    )
+                })
             });
             let packets = engines
                 .packets

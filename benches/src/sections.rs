@@ -452,7 +452,8 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
          published to a JetStream stream with `Nats-Msg-Id` and its PubAck awaited before the \
          answer, as the frame does for every create.\n"
     );
-    let header = "| target | 2xx/s | non-2xx | p50 | p99 | server CPU per request | frame ÷ native |";
+    let header =
+        "| target | 2xx/s | non-2xx | p50 | p99 | server CPU per request | frame ÷ native |";
     let _ = writeln!(md, "{header} |\n|---|---:|---:|---:|---:|---:|---:|---|");
     http_table(md, &en.packets, NATIVE_PACKETS, &|_| String::new());
 
@@ -491,11 +492,7 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
         engines::KEYS_PER_THREAD
     );
     for objects in &en.storage {
-        let size = if objects.bytes >= 1 << 20 {
-            format!("{} MiB", objects.bytes >> 20)
-        } else {
-            format!("{} KiB", objects.bytes >> 10)
-        };
+        let size = engines::size_label(objects.bytes);
         let _ = writeln!(md, "{size} objects:\n");
         let _ = writeln!(
             md,
@@ -548,8 +545,8 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
         let r = http_ratio(&objects.rows, NATIVE_OBJECTS);
         let _ = writeln!(
             md,
-            "| storage put+get, {} KiB objects (no target; reported) | {} | — |",
-            objects.bytes >> 10,
+            "| storage put+get, {} objects (no target; reported) | {} | — |",
+            engines::size_label(objects.bytes),
             shown(r)
         );
     }
@@ -558,7 +555,7 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
     let storage = en.storage.iter().flat_map(|o| {
         o.rows
             .iter()
-            .map(move |r| (format!("storage {} KiB", o.bytes >> 10), r))
+            .map(move |r| (format!("storage {}", engines::size_label(o.bytes)), r))
     });
     for (part, row) in en
         .packets
@@ -566,7 +563,11 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
         .map(|r| ("packets".to_string(), r))
         .chain(storage)
     {
-        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", ok_rps(r))).collect();
+        let runs: Vec<String> = row
+            .runs
+            .iter()
+            .map(|r| format!("{:.0}", ok_rps(r)))
+            .collect();
         let _ = writeln!(
             md,
             "- {part}, {}: [{}] `{}`{}",

@@ -34,7 +34,7 @@ fn pg_bin_dirs() -> Vec<String> {
             Some((major, e.path().join("bin").display().to_string()))
         })
         .collect();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     dirs.into_iter().map(|(_, d)| d).collect()
 }
 
