@@ -6,6 +6,7 @@ use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
 use crate::services::logging::LoggingConfig;
+use crate::services::nats::NatsConfig;
 use crate::services::storage::StorageConfig;
 use crate::shards::grants::Grant;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub struct FrameConfig {
     pub storage: StorageConfig,
     /// What shards may write to the frame's log.
     pub logging: LoggingConfig,
+    /// The NATS connection shared by the `nats` backends of events and storage.
+    pub nats: NatsConfig,
     /// The HTTP server: timeouts, connection and body-buffer limits.
     pub server: ServerConfig,
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
@@ -79,6 +82,19 @@ impl FrameConfig {
         Ok(config)
     }
 
+    /// The first section whose backend is `nats`, if any: the frame connects to NATS when so.
+    pub fn nats_user(&self) -> Option<&'static str> {
+        use crate::services::events::EventsBackend;
+        use crate::services::storage::StorageBackend;
+        if self.events.backend == EventsBackend::Nats {
+            Some("events")
+        } else if self.storage.backend == StorageBackend::Nats {
+            Some("storage")
+        } else {
+            None
+        }
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: &str| ConfigError::Invalid {
             path: path.display().to_string(),
@@ -101,6 +117,9 @@ impl FrameConfig {
             ));
         }
         self.events.validate().map_err(|m| invalid(&m))?;
+        self.nats
+            .validate(self.nats_user())
+            .map_err(|e| invalid(&e.to_string()))?;
         self.logging.validate().map_err(|m| invalid(&m))?;
         let largest_request = l
             .shards

@@ -1,10 +1,12 @@
 //! `arkham:shard/storage`: each shard's own namespace of blobs.
 //!
 //! [`StorageService`] is process-wide; [`StorageCtx`] is a store's handle on its shard's namespace,
-//! backed by [`FsStore`] on a single machine. Keys and content types are validated here, before
-//! any backend sees them; the backend enforces the quotas (bytes and entries) under its writer lock.
+//! backed by a [`ShardStore`]: files on a single machine ([`FsStore`]) or a NATS JetStream
+//! object-store bucket ([`NatsStore`]). Keys and content types are validated here, before any
+//! backend sees them; the backend enforces the quotas (bytes and entries) under its writer lock.
 
 mod fs;
+mod object_store;
 
 use crate::bindings::storage::{self, Error, Object, ObjectInfo};
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,18 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::HasData;
 
 pub use fs::{FsStore, MAX_LIST_BYTES, Usage};
+pub use object_store::{NatsStore, bucket_name};
+
+/// Which engine keeps the objects: `[storage] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under the data dir (the default).
+    #[default]
+    Embedded,
+    /// One NATS JetStream object-store bucket per shard, with the `[nats]` section.
+    Nats,
+}
 
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -29,6 +43,9 @@ pub const MAX_CONTENT_TYPE_LEN: usize = 256;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
+    /// Where objects are kept: `"embedded"` (files, the default) or `"nats"` (JetStream object
+    /// store, configured in `[nats]`).
+    pub backend: StorageBackend,
     /// Largest single object, in bytes.
     pub max_object_bytes: u64,
     /// Most bytes one shard may keep in storage: each object counts its content, its content
@@ -42,6 +59,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            backend: StorageBackend::Embedded,
             max_object_bytes: 64 << 20,
             max_total_bytes: 1 << 30,
             max_entries: 100_000,
@@ -49,12 +67,91 @@ impl Default for StorageConfig {
     }
 }
 
-/// Process-wide storage service: hands out per-shard namespaces under one root.
+/// A shard's namespace on one engine: the seam between the checks above and the engine.
+#[derive(Clone)]
+pub enum ShardStore {
+    /// Files.
+    Fs(FsStore),
+    /// A JetStream object-store bucket.
+    Nats(NatsStore),
+}
+
+impl From<FsStore> for ShardStore {
+    fn from(store: FsStore) -> Self {
+        Self::Fs(store)
+    }
+}
+
+impl From<NatsStore> for ShardStore {
+    fn from(store: NatsStore) -> Self {
+        Self::Nats(store)
+    }
+}
+
+impl ShardStore {
+    /// Stores an object. The key and content type must already be validated.
+    pub async fn put(
+        &self,
+        key: String,
+        data: Vec<u8>,
+        content_type: String,
+    ) -> Result<ObjectInfo, Error> {
+        match self {
+            Self::Fs(s) => s.put(key, data, content_type).await,
+            Self::Nats(s) => s.put(key, data, content_type).await,
+        }
+    }
+
+    /// Reads an object, or `None`; at most `max_object_bytes`.
+    pub async fn get(&self, key: String) -> Result<Option<Object>, Error> {
+        match self {
+            Self::Fs(s) => s.get(key).await,
+            Self::Nats(s) => s.get(key).await,
+        }
+    }
+
+    /// Metadata of an object, or `None`.
+    pub async fn stat(&self, key: String) -> Result<Option<ObjectInfo>, Error> {
+        match self {
+            Self::Fs(s) => s.stat(key).await,
+            Self::Nats(s) => s.stat(key).await,
+        }
+    }
+
+    /// Deletes an object; tells whether there was one.
+    pub async fn delete(&self, key: String) -> Result<bool, Error> {
+        match self {
+            Self::Fs(s) => s.delete(key).await,
+            Self::Nats(s) => s.delete(key).await,
+        }
+    }
+
+    /// Lists objects whose keys start with `prefix`, sorted by key, within [`MAX_LIST_BYTES`].
+    pub async fn list(&self, prefix: String) -> Result<Vec<ObjectInfo>, Error> {
+        match self {
+            Self::Fs(s) => s.list(prefix).await,
+            Self::Nats(s) => s.list(prefix).await,
+        }
+    }
+
+    /// The namespace's usage, as the quotas count it.
+    pub async fn usage(&self) -> Result<Usage, Error> {
+        match self {
+            Self::Fs(s) => s.usage().await,
+            Self::Nats(s) => s.usage().await,
+        }
+    }
+}
+
+/// Process-wide storage service: hands out per-shard namespaces under one root, or in one
+/// JetStream account.
 #[derive(Clone)]
 pub struct StorageService {
     root: PathBuf,
     config: StorageConfig,
-    namespaces: Arc<Mutex<HashMap<String, FsStore>>>,
+    /// With `backend = "nats"`: the JetStream context and the bucket prefix.
+    nats: Option<(async_nats::jetstream::Context, String)>,
+    namespaces: Arc<Mutex<HashMap<String, ShardStore>>>,
 }
 
 impl StorageService {
@@ -63,22 +160,40 @@ impl StorageService {
         Self {
             root,
             config,
+            nats: None,
+            namespaces: Arc::default(),
+        }
+    }
+
+    /// A service keeping each shard's namespace in the bucket `<prefix>_<shard>` of `client`'s
+    /// JetStream account.
+    pub fn on_nats(config: StorageConfig, client: async_nats::Client, prefix: &str) -> Self {
+        Self {
+            root: PathBuf::new(),
+            config,
+            nats: Some((async_nats::jetstream::new(client), prefix.to_string())),
             namespaces: Arc::default(),
         }
     }
 
     /// The namespace of `shard`; one shared value per shard, so its usage is counted once.
-    pub fn namespace(&self, shard: &str) -> FsStore {
+    pub fn namespace(&self, shard: &str) -> ShardStore {
         self.namespace_with(shard, &self.config)
     }
 
     /// The namespace of `shard` with its own limits (per-shard overrides); a namespace already in
     /// use keeps the limits it was created with.
-    pub fn namespace_with(&self, shard: &str, config: &StorageConfig) -> FsStore {
+    pub fn namespace_with(&self, shard: &str, config: &StorageConfig) -> ShardStore {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         namespaces
             .entry(shard.to_string())
-            .or_insert_with(|| FsStore::new(self.root.join(shard).join("storage"), config.clone()))
+            .or_insert_with(|| match &self.nats {
+                // The bucket comes from the shard's name, never from guest input.
+                Some((js, prefix)) => {
+                    NatsStore::new(js.clone(), prefix, shard, config.clone()).into()
+                }
+                None => FsStore::new(self.root.join(shard).join("storage"), config.clone()).into(),
+            })
             .clone()
     }
 
@@ -94,13 +209,15 @@ impl StorageService {
 /// A store's storage handle: its shard's namespace, or none when the service is not granted.
 #[derive(Clone, Default)]
 pub struct StorageCtx {
-    store: Option<FsStore>,
+    store: Option<ShardStore>,
 }
 
 impl StorageCtx {
     /// A context for a shard granted `store`.
-    pub fn granted(store: FsStore) -> Self {
-        Self { store: Some(store) }
+    pub fn granted(store: impl Into<ShardStore>) -> Self {
+        Self {
+            store: Some(store.into()),
+        }
     }
 
     /// A context for a shard without the storage service.
@@ -108,7 +225,7 @@ impl StorageCtx {
         Self { store: None }
     }
 
-    fn store(&self) -> Result<&FsStore, Error> {
+    fn store(&self) -> Result<&ShardStore, Error> {
         self.store.as_ref().ok_or_else(|| {
             Error::Io(
                 "storage is not granted to this shard; declare `storage` in its manifest's services"
