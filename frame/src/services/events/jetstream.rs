@@ -689,3 +689,292 @@ async fn handle(
         tracing::warn!(shard = target.name(), id, error = %e, "ack after the dead letter not confirmed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::events::Dispatcher;
+    use futures::future::BoxFuture;
+    use std::sync::atomic::AtomicU32;
+    use test_shards::engines::Nats;
+
+    /// A subscriber that records what it is delivered and fails as its `fails` says.
+    struct Recording {
+        name: &'static str,
+        patterns: Vec<String>,
+        fails: fn(&StoredEvent, u32) -> bool,
+        calls: AtomicU32,
+        got: Mutex<Vec<(u64, String)>>,
+    }
+
+    impl Recording {
+        fn new(name: &'static str, patterns: &[&str], fails: fn(&StoredEvent, u32) -> bool) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                patterns: patterns.iter().map(|p| p.to_string()).collect(),
+                fails,
+                calls: AtomicU32::new(0),
+                got: Mutex::default(),
+            })
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.got.lock().unwrap().iter().map(|(_, n)| n.clone()).collect()
+        }
+    }
+
+    impl EventTarget for Recording {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn wants(&self, event_name: &str) -> bool {
+            self.patterns
+                .iter()
+                .any(|p| crate::shards::manifest::pattern_matches(p, event_name))
+        }
+        fn patterns(&self) -> Vec<String> {
+            self.patterns.clone()
+        }
+        fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                let call = self.calls.fetch_add(1, Ordering::SeqCst);
+                if (self.fails)(&event, call) {
+                    return Err("not now".into());
+                }
+                self.got.lock().unwrap().push((event.id, event.name));
+                Ok(())
+            })
+        }
+    }
+
+    fn never(_: &StoredEvent, _: u32) -> bool {
+        false
+    }
+
+    async fn open(nats: &Nats, config: &EventsConfig) -> JetStreamBus {
+        let nats_config = NatsConfig {
+            url: Some(nats.url()),
+            prefix: "test".into(),
+            ..Default::default()
+        };
+        let client = crate::services::nats::connect(&nats_config).await.unwrap();
+        JetStreamBus::open(client, &nats_config, config, Duration::from_secs(30))
+            .await
+            .unwrap()
+    }
+
+    fn pending(names: &[&str]) -> Vec<Pending> {
+        names
+            .iter()
+            .map(|n| Pending {
+                name: n.to_string(),
+                payload: format!("{{\"n\":\"{n}\"}}"),
+                hops: 1,
+            })
+            .collect()
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out");
+    }
+
+    /// Starts delivery and waits until the consumer exists (a new one starts at the head).
+    async fn start(bus: &JetStreamBus, config: &EventsConfig, target: Arc<Recording>) -> Dispatcher {
+        let dispatcher = Dispatcher::new(bus.clone(), Arc::new(config.clone()));
+        dispatcher.start(target.clone()).await;
+        let stream = bus.0.js.get_stream(&bus.0.stream).await.unwrap();
+        let name = bus.consumer_name(target.name);
+        for _ in 0..500 {
+            if stream.consumer_info(&name).await.is_ok() {
+                return dispatcher;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no consumer");
+    }
+
+    async fn messages(bus: &JetStreamBus) -> u64 {
+        let mut stream = bus.0.js.get_stream(&bus.0.stream).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    #[test]
+    fn patterns_become_subjects() {
+        assert_eq!(pattern_subject("p.events", "documents.*"), "p.events.documents.>");
+        assert_eq!(pattern_subject("p.events", "*"), "p.events.>");
+        assert_eq!(pattern_subject("p.events", "a.*.c"), "p.events.a.*.c");
+        assert_eq!(pattern_subject("p.events", "a.b.*"), "p.events.a.b.*");
+        assert_eq!(pattern_subject("p.events", "a.b.c"), "p.events.a.b.c");
+    }
+
+    #[tokio::test]
+    async fn delivers_matching_events_in_order_and_acked_ones_go() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let target = Recording::new("reader", &["a.*"], never);
+        let dispatcher = start(&bus, &config, target.clone()).await;
+        bus.append("a", &pending(&["a.x.one", "b.x.skip", "a.x.two", "a.y.three"]))
+            .await
+            .unwrap();
+        until(|| target.got.lock().unwrap().len() == 3).await;
+        assert_eq!(target.names(), ["a.x.one", "a.x.two", "a.y.three"]);
+        let ids: Vec<u64> = target.got.lock().unwrap().iter().map(|(id, _)| *id).collect();
+        // The stream sequence; `b.x.skip` had no interested consumer.
+        assert_eq!(ids, [1, 3, 4]);
+        // Interest retention: what every consumer acked is gone.
+        for _ in 0..200 {
+            if messages(&bus).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(messages(&bus).await, 0);
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn several_patterns_and_a_consumer_restart_lose_nothing() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let first = Recording::new("multi", &["a.x.*", "c.*"], never);
+        let dispatcher = start(&bus, &config, first.clone()).await;
+        bus.append("a", &pending(&["a.x.one", "b.x.skip"])).await.unwrap();
+        until(|| first.got.lock().unwrap().len() == 1).await;
+        dispatcher.shutdown().await;
+        // Published while nobody delivers: kept for the durable consumer.
+        bus.append("a", &pending(&["c.y.two", "a.z.skip", "a.x.three"]))
+            .await
+            .unwrap();
+        let second = Recording::new("multi", &["a.x.*", "c.*"], never);
+        let dispatcher = start(&bus, &config, second.clone()).await;
+        until(|| second.got.lock().unwrap().len() == 2).await;
+        assert_eq!(second.names(), ["c.y.two", "a.x.three"]);
+        assert_eq!(first.names(), ["a.x.one"]);
+        dispatcher.shutdown().await;
+        // A removed subscriber's consumer goes, and with it what it held back.
+        bus.remove_subscriber("multi").await.unwrap();
+        bus.remove_subscriber("multi").await.unwrap();
+        assert_eq!(messages(&bus).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_failing_handler_is_retried_then_dead_lettered() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig {
+            max_attempts: 3,
+            retry_base_ms: 1,
+            retry_max_ms: 20,
+            ..Default::default()
+        };
+        let bus = open(&nats, &config).await;
+        let target = Recording::new("flaky", &["a.*"], |event, _| event.name == "a.x.bad");
+        let dispatcher = start(&bus, &config, target.clone()).await;
+        bus.append("a", &pending(&["a.x.bad", "a.x.good"])).await.unwrap();
+        until(|| target.got.lock().unwrap().len() == 1).await;
+        assert_eq!(target.names(), ["a.x.good"]);
+        assert_eq!(target.calls.load(Ordering::SeqCst), 4);
+        let dead = bus.dead_letters("flaky", 100).await.unwrap();
+        assert_eq!(dead, [(1, "not now".to_string())]);
+        let events = bus.dead_events("flaky", 100).await.unwrap();
+        assert_eq!(events[0].name, "a.x.bad");
+        assert_eq!(events[0].source, "a");
+        assert_eq!(events[0].hops, 1);
+        assert_eq!(events[0].payload, "{\"n\":\"a.x.bad\"}");
+        assert!(bus.dead_letters("other", 100).await.unwrap().is_empty());
+        assert_eq!(bus.purge_dead_letters("flaky", 1).await.unwrap(), 1);
+        assert!(bus.dead_letters("flaky", 100).await.unwrap().is_empty());
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nats_restart_loses_nothing_acked_and_delivery_resumes() {
+        let Some(mut nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let target = Recording::new("steady", &["a.*"], never);
+        let dispatcher = start(&bus, &config, target.clone()).await;
+        bus.append("a", &pending(&["a.x.one"])).await.unwrap();
+        until(|| target.got.lock().unwrap().len() == 1).await;
+        tokio::task::block_in_place(|| nats.restart());
+        // Publishing retries until the client has reconnected.
+        let mut published = false;
+        for _ in 0..100 {
+            if bus.append("a", &pending(&["a.x.two"])).await.is_ok() {
+                published = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(published);
+        until(|| target.got.lock().unwrap().len() >= 2).await;
+        assert_eq!(target.names(), ["a.x.one", "a.x.two"]);
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn duplicates_of_one_publication_are_dropped() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let target = Recording::new("dedup", &["a.*"], never);
+        let dispatcher = start(&bus, &config, target.clone()).await;
+        // A client retry resends the same Nats-Msg-Id: JetStream keeps one.
+        for _ in 0..2 {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", "same-id");
+            headers.insert(H_SOURCE, "a");
+            bus.0
+                .js
+                .publish_with_headers("test.events.a.x.once", headers, "{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        bus.append("a", &pending(&["a.x.after"])).await.unwrap();
+        until(|| target.got.lock().unwrap().len() == 2).await;
+        assert_eq!(target.names(), ["a.x.once", "a.x.after"]);
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_stream_refuses_publications_and_shards_are_counted() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig {
+            stream_max_bytes: 4096,
+            ..Default::default()
+        };
+        let bus = open(&nats, &config).await;
+        // A subscriber that never acks in time: everything stays.
+        let target = Recording::new("stuck", &["a.*"], never);
+        start(&bus, &config, target.clone()).await.shutdown().await;
+        let mut refused = None;
+        for i in 0..100 {
+            let event = Pending {
+                name: "a.x.big".into(),
+                payload: "x".repeat(500),
+                hops: 0,
+            };
+            if let Err(e) = bus.append("a", &[event]).await {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, error) = refused.expect("a full stream refuses");
+        assert!(matches!(error, JetStreamError::Full { .. }), "{error}");
+        assert!(i < 10, "{i}");
+        // Retained bytes of `a`, recounted from the stream: its events, by its mean size.
+        tokio::time::sleep(RETAINED_REFRESH * 2).await;
+        let retained = bus.retained().get("a");
+        assert_eq!(retained, i as u64 * (7 + 500), "{retained}");
+        assert_eq!(bus.retained().get("b"), 0);
+    }
+}

@@ -583,6 +583,7 @@ mod tests {
             max_object_bytes: 100,
             max_total_bytes: 250,
             max_entries: 100,
+            ..Default::default()
         };
         let store = FsStore::new(dir.path().to_path_buf(), config);
         let info = store
@@ -647,6 +648,7 @@ mod tests {
             max_object_bytes: 1 << 20,
             max_total_bytes: bytes,
             max_entries: entries,
+            ..Default::default()
         }
     }
 
