@@ -184,13 +184,14 @@ pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsErro
         .connection_timeout(CONNECT_TIMEOUT)
         .require_tls(config.tls_required);
     if let Some(path) = &config.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|source| NatsError::Credentials {
-                path: path.display().to_string(),
-                source,
-            })?;
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| NatsError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?;
     }
     if let Some(token) = &config.token {
         options = options.token(token.clone());
@@ -267,7 +268,12 @@ mod tests {
             prefix: "a.b".into(),
             ..Default::default()
         };
-        assert!(bad.validate(None).unwrap_err().to_string().contains("prefix"));
+        assert!(
+            bad.validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("prefix")
+        );
     }
 
     #[tokio::test]

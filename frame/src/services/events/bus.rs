@@ -2,10 +2,10 @@
 //! the cursor/retry loop of the embedded log, since JetStream has durable consumers of its own;
 //! rate limits, hops, names and grants are checked above it (`quota.rs`, `mod.rs`) for both.
 
+use super::Pending;
 use super::jetstream::{JetStreamBus, JetStreamError};
 use super::log::{EventLog, EventLogError};
 use super::quota::Retained;
-use super::Pending;
 use std::sync::Arc;
 
 /// Which engine holds the events: `[events] backend`.

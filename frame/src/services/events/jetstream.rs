@@ -113,7 +113,13 @@ pub fn pattern_subject(base: &str, pattern: &str) -> String {
     let mapped: Vec<&str> = parts
         .iter()
         .enumerate()
-        .map(|(i, p)| if *p == "*" && i == last && parts.len() < 3 { ">" } else { p })
+        .map(|(i, p)| {
+            if *p == "*" && i == last && parts.len() < 3 {
+                ">"
+            } else {
+                p
+            }
+        })
         .collect();
     format!("{base}.{}", mapped.join("."))
 }
@@ -378,12 +384,7 @@ impl JetStreamBus {
                 .await
             {
                 Ok(message) => message,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        stream::LastRawMessageErrorKind::NoMessageFound
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {
                     break;
                 }
                 Err(e) => return Err(nats("reading dead letters")(e)),
@@ -506,7 +507,12 @@ impl JetStreamBus {
             let shard = rest.split('.').next().unwrap_or("");
             *counts.entry(shard.to_string()).or_default() += count as u64;
         }
-        let sizes = self.0.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sizes = self
+            .0
+            .sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let bytes = counts
             .into_iter()
             .map(|(shard, count)| {
@@ -708,7 +714,11 @@ mod tests {
     }
 
     impl Recording {
-        fn new(name: &'static str, patterns: &[&str], fails: fn(&StoredEvent, u32) -> bool) -> Arc<Self> {
+        fn new(
+            name: &'static str,
+            patterns: &[&str],
+            fails: fn(&StoredEvent, u32) -> bool,
+        ) -> Arc<Self> {
             Arc::new(Self {
                 name,
                 patterns: patterns.iter().map(|p| p.to_string()).collect(),
@@ -719,7 +729,12 @@ mod tests {
         }
 
         fn names(&self) -> Vec<String> {
-            self.got.lock().unwrap().iter().map(|(_, n)| n.clone()).collect()
+            self.got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, n)| n.clone())
+                .collect()
         }
     }
 
@@ -785,7 +800,11 @@ mod tests {
     }
 
     /// Starts delivery and waits until the consumer exists (a new one starts at the head).
-    async fn start(bus: &JetStreamBus, config: &EventsConfig, target: Arc<Recording>) -> Dispatcher {
+    async fn start(
+        bus: &JetStreamBus,
+        config: &EventsConfig,
+        target: Arc<Recording>,
+    ) -> Dispatcher {
         let dispatcher = Dispatcher::new(bus.clone(), Arc::new(config.clone()));
         dispatcher.start(target.clone()).await;
         let stream = bus.0.js.get_stream(&bus.0.stream).await.unwrap();
@@ -806,7 +825,10 @@ mod tests {
 
     #[test]
     fn patterns_become_subjects() {
-        assert_eq!(pattern_subject("p.events", "documents.*"), "p.events.documents.>");
+        assert_eq!(
+            pattern_subject("p.events", "documents.*"),
+            "p.events.documents.>"
+        );
         assert_eq!(pattern_subject("p.events", "*"), "p.events.>");
         assert_eq!(pattern_subject("p.events", "a.*.c"), "p.events.a.*.c");
         assert_eq!(pattern_subject("p.events", "a.b.*"), "p.events.a.b.*");
@@ -820,12 +842,21 @@ mod tests {
         let bus = open(&nats, &config).await;
         let target = Recording::new("reader", &["a.*"], never);
         let dispatcher = start(&bus, &config, target.clone()).await;
-        bus.append("a", &pending(&["a.x.one", "b.x.skip", "a.x.two", "a.y.three"]))
-            .await
-            .unwrap();
+        bus.append(
+            "a",
+            &pending(&["a.x.one", "b.x.skip", "a.x.two", "a.y.three"]),
+        )
+        .await
+        .unwrap();
         until(|| target.got.lock().unwrap().len() == 3).await;
         assert_eq!(target.names(), ["a.x.one", "a.x.two", "a.y.three"]);
-        let ids: Vec<u64> = target.got.lock().unwrap().iter().map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = target
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         // The stream sequence; `b.x.skip` had no interested consumer.
         assert_eq!(ids, [1, 3, 4]);
         // Interest retention: what every consumer acked is gone.
@@ -846,7 +877,9 @@ mod tests {
         let bus = open(&nats, &config).await;
         let first = Recording::new("multi", &["a.x.*", "c.*"], never);
         let dispatcher = start(&bus, &config, first.clone()).await;
-        bus.append("a", &pending(&["a.x.one", "b.x.skip"])).await.unwrap();
+        bus.append("a", &pending(&["a.x.one", "b.x.skip"]))
+            .await
+            .unwrap();
         until(|| first.got.lock().unwrap().len() == 1).await;
         dispatcher.shutdown().await;
         // Published while nobody delivers: kept for the durable consumer.
@@ -866,6 +899,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn changed_patterns_update_the_consumer_in_place() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let before = Recording::new("changing", &["a.*"], never);
+        start(&bus, &config, before.clone()).await.shutdown().await;
+        bus.append("a", &pending(&["a.x.one", "b.x.two"]))
+            .await
+            .unwrap();
+        // Now it wants `b.*` only: the consumer is updated in place (its position kept) and
+        // gets what is published from now on; `b.x.two` interested no consumer when it was
+        // published, so interest retention did not keep it.
+        let after = Recording::new("changing", &["b.*"], never);
+        let dispatcher = start(&bus, &config, after.clone()).await;
+        bus.append("a", &pending(&["a.x.four", "b.x.three"]))
+            .await
+            .unwrap();
+        until(|| after.got.lock().unwrap().len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(after.names(), ["b.x.three"]);
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_failing_handler_is_retried_then_dead_lettered() {
         let Some(nats) = Nats::start() else { return };
         let config = EventsConfig {
@@ -877,7 +934,9 @@ mod tests {
         let bus = open(&nats, &config).await;
         let target = Recording::new("flaky", &["a.*"], |event, _| event.name == "a.x.bad");
         let dispatcher = start(&bus, &config, target.clone()).await;
-        bus.append("a", &pending(&["a.x.bad", "a.x.good"])).await.unwrap();
+        bus.append("a", &pending(&["a.x.bad", "a.x.good"]))
+            .await
+            .unwrap();
         until(|| target.got.lock().unwrap().len() == 1).await;
         assert_eq!(target.names(), ["a.x.good"]);
         assert_eq!(target.calls.load(Ordering::SeqCst), 4);
@@ -896,7 +955,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_nats_restart_loses_nothing_acked_and_delivery_resumes() {
-        let Some(mut nats) = Nats::start() else { return };
+        let Some(mut nats) = Nats::start() else {
+            return;
+        };
         let config = EventsConfig::default();
         let bus = open(&nats, &config).await;
         let target = Recording::new("steady", &["a.*"], never);

@@ -266,7 +266,11 @@ impl FsStore {
         self.list_within(prefix, MAX_LIST_BYTES).await
     }
 
-    async fn list_within(&self, prefix: String, limit: u64) -> Result<Vec<ObjectInfo>, Error> {
+    pub(crate) async fn list_within(
+        &self,
+        prefix: String,
+        limit: u64,
+    ) -> Result<Vec<ObjectInfo>, Error> {
         let root = self.inner.objects.clone();
         let listed = blocking(move || {
             let mut out = Listing {

@@ -141,6 +141,14 @@ impl ShardStore {
             Self::Nats(s) => s.usage().await,
         }
     }
+
+    #[cfg(test)]
+    async fn list_within(&self, prefix: String, limit: u64) -> Result<Vec<ObjectInfo>, Error> {
+        match self {
+            Self::Fs(s) => s.list_within(prefix, limit).await,
+            Self::Nats(s) => s.list_within(prefix, limit).await,
+        }
+    }
 }
 
 /// Process-wide storage service: hands out per-shard namespaces under one root, or in one
@@ -367,6 +375,319 @@ impl storage::Host for StorageView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_shards::engines::Nats;
+
+    fn limits(object: u64, total: u64, entries: u64) -> StorageConfig {
+        StorageConfig {
+            max_object_bytes: object,
+            max_total_bytes: total,
+            max_entries: entries,
+            ..Default::default()
+        }
+    }
+
+    /// A backend to run the behaviour tests on: files in a temp dir, or a bucket on a
+    /// throw-away nats-server.
+    enum Backend {
+        Fs(tempfile::TempDir),
+        Nats {
+            /// Runs while the backend is used.
+            _server: Nats,
+            client: async_nats::Client,
+        },
+    }
+
+    impl Backend {
+        async fn all() -> Vec<Backend> {
+            let mut all = vec![Backend::Fs(tempfile::tempdir().unwrap())];
+            if let Some(nats) = Nats::start() {
+                let client = async_nats::connect(nats.url()).await.unwrap();
+                all.push(Backend::Nats {
+                    _server: nats,
+                    client,
+                });
+            }
+            all
+        }
+
+        fn service(&self, config: StorageConfig) -> StorageService {
+            match self {
+                Backend::Fs(dir) => StorageService::new(dir.path().to_path_buf(), config),
+                Backend::Nats { client, .. } => {
+                    StorageService::on_nats(config, client.clone(), "test")
+                }
+            }
+        }
+
+        fn name(&self) -> &'static str {
+            match self {
+                Backend::Fs(_) => "fs",
+                Backend::Nats { .. } => "nats",
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trip_list_delete_and_quota_on_every_backend() {
+        for backend in Backend::all().await {
+            let which = backend.name();
+            let store = backend.service(limits(100, 250, 100)).namespace("shard");
+            let info = store
+                .put("a/b.txt".into(), b"hello".to_vec(), "text/plain".into())
+                .await
+                .unwrap();
+            assert_eq!(
+                (info.size, info.content_type.as_str()),
+                (5, "text/plain"),
+                "{which}"
+            );
+            let got = store.get("a/b.txt".into()).await.unwrap().unwrap();
+            assert_eq!(got.data, b"hello", "{which}");
+            assert_eq!(got.info.content_type, "text/plain", "{which}");
+            assert!(got.info.modified_at > 0, "{which}");
+            let stat = store.stat("a/b.txt".into()).await.unwrap().unwrap();
+            assert_eq!(
+                (stat.size, stat.content_type.as_str()),
+                (5, "text/plain"),
+                "{which}"
+            );
+            store
+                .put(
+                    "a/c.bin".into(),
+                    vec![1; 100],
+                    "application/octet-stream".into(),
+                )
+                .await
+                .unwrap();
+            let keys: Vec<_> = store
+                .list("a/".into())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key)
+                .collect();
+            assert_eq!(keys, ["a/b.txt", "a/c.bin"], "{which}");
+            assert!(store.list("b".into()).await.unwrap().is_empty(), "{which}");
+            // 22 + 131 used; another 104 would pass the 250 quota, 101 the object limit.
+            let over = store.put("d".into(), vec![0; 100], "x/y".into()).await;
+            assert!(
+                matches!(over, Err(Error::LimitExceeded(_))),
+                "{which}: {over:?}"
+            );
+            let big = store.put("e".into(), vec![0; 101], "x/y".into()).await;
+            assert!(
+                matches!(big, Err(Error::LimitExceeded(_))),
+                "{which}: {big:?}"
+            );
+            assert_eq!(
+                store.usage().await.unwrap(),
+                Usage {
+                    bytes: 153,
+                    entries: 3
+                },
+                "{which}"
+            );
+            assert!(store.delete("a/c.bin".into()).await.unwrap(), "{which}");
+            assert!(!store.delete("a/c.bin".into()).await.unwrap(), "{which}");
+            assert!(
+                store.stat("a/c.bin".into()).await.unwrap().is_none(),
+                "{which}"
+            );
+            // Deleted objects are not listed.
+            assert_eq!(store.list(String::new()).await.unwrap().len(), 1, "{which}");
+            store
+                .put("d".into(), vec![0; 100], "x/y".into())
+                .await
+                .unwrap();
+            // Replacing counts the new size instead of the old.
+            store
+                .put("d".into(), vec![0; 90], "x/y".into())
+                .await
+                .unwrap();
+            assert_eq!(
+                store.usage().await.unwrap(),
+                Usage {
+                    bytes: 22 + 94,
+                    entries: 3
+                },
+                "{which}"
+            );
+            assert!(
+                store.get("missing".into()).await.unwrap().is_none(),
+                "{which}"
+            );
+            // Any valid key is storable, whatever the engine's own naming rules.
+            for key in ["ünïcode/ok", "with space", "x=y/z.~"] {
+                store
+                    .put(key.into(), b"1".to_vec(), "t/t".into())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store.get(key.into()).await.unwrap().unwrap().data,
+                    b"1",
+                    "{which}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_and_list_size_are_bounded_on_every_backend() {
+        for backend in Backend::all().await {
+            let which = backend.name();
+            let store = backend
+                .service(limits(1 << 20, 1 << 30, 4))
+                .namespace("shard");
+            // `a/b/c` costs 3 entries (the object and two folders), `a/b/d` one more.
+            store
+                .put("a/b/c".into(), vec![], "t/t".into())
+                .await
+                .unwrap();
+            store
+                .put("a/b/d".into(), vec![], "t/t".into())
+                .await
+                .unwrap();
+            let over = store.put("e".into(), vec![], "t/t".into()).await;
+            assert!(
+                matches!(&over, Err(Error::LimitExceeded(m)) if m.contains("entries")),
+                "{which}: {over:?}"
+            );
+            assert!(store.delete("a/b/d".into()).await.unwrap());
+            store
+                .put("a/b/e".into(), vec![], "t/t".into())
+                .await
+                .unwrap();
+
+            // The longest key round-trips.
+            let store = backend
+                .service(limits(1 << 20, 1 << 30, 100))
+                .namespace("long");
+            let segment = "s".repeat(MAX_SEGMENT_LEN);
+            let mut key = vec![segment.as_str(); 4].join("/");
+            key.push('/');
+            key.push_str(&"t".repeat(MAX_KEY_LEN - key.len()));
+            assert_eq!(key.len(), MAX_KEY_LEN);
+            store
+                .put(key.clone(), b"far".to_vec(), "t/t".into())
+                .await
+                .unwrap();
+            assert_eq!(
+                store.get(key.clone()).await.unwrap().unwrap().data,
+                b"far",
+                "{which}"
+            );
+            assert_eq!(store.list("s".into()).await.unwrap()[0].key, key, "{which}");
+
+            let store = backend
+                .service(limits(1 << 20, 1 << 30, 1000))
+                .namespace("lister");
+            let content_type = "c".repeat(MAX_CONTENT_TYPE_LEN);
+            for i in 0..40 {
+                store
+                    .put(format!("k/{i:03}"), Vec::new(), content_type.clone())
+                    .await
+                    .unwrap();
+            }
+            // Each listed object costs 5 + 256 + 32 bytes: 34 pass 10,000.
+            let err = store.list_within(String::new(), 10_000).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::LimitExceeded(m) if m.contains("prefix")),
+                "{which}"
+            );
+            assert_eq!(
+                store
+                    .list_within("k/01".into(), 10_000)
+                    .await
+                    .unwrap()
+                    .len(),
+                10
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_over_the_size_limit_are_refused_at_get() {
+        for backend in Backend::all().await {
+            let which = backend.name();
+            backend
+                .service(limits(100, 1 << 20, 100))
+                .namespace("shard")
+                .put("big".into(), vec![7; 100], "t/t".into())
+                .await
+                .unwrap();
+            // The limit lowered since: refused rather than read.
+            let lowered = match &backend {
+                Backend::Fs(dir) => ShardStore::from(FsStore::new(
+                    dir.path().join("shard").join("storage"),
+                    limits(10, 1 << 20, 100),
+                )),
+                Backend::Nats { client, .. } => ShardStore::from(NatsStore::new(
+                    async_nats::jetstream::new(client.clone()),
+                    "test",
+                    "shard",
+                    limits(10, 1 << 20, 100),
+                )),
+            };
+            let err = lowered.get("big".into()).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::LimitExceeded(m) if m.contains("delete it")),
+                "{which}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buckets_are_per_shard_and_survive_a_nats_restart() {
+        let Some(mut nats) = Nats::start() else {
+            return;
+        };
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let service = StorageService::on_nats(limits(1 << 20, 1000, 100), client, "test");
+        let one = service.namespace("one");
+        let two = service.namespace("two");
+        one.put("k".into(), b"of one".to_vec(), "text/one".into())
+            .await
+            .unwrap();
+        two.put("k".into(), b"of two".to_vec(), "text/two".into())
+            .await
+            .unwrap();
+        assert_eq!(one.get("k".into()).await.unwrap().unwrap().data, b"of one");
+        assert_eq!(
+            two.get("k".into())
+                .await
+                .unwrap()
+                .unwrap()
+                .info
+                .content_type,
+            "text/two"
+        );
+        assert!(one.delete("k".into()).await.unwrap());
+        assert!(two.stat("k".into()).await.unwrap().is_some());
+        // Quotas are per shard too.
+        one.put("fill".into(), vec![0; 900], "t/t".into())
+            .await
+            .unwrap();
+        two.put("more".into(), vec![0; 900], "t/t".into())
+            .await
+            .unwrap();
+        if let ShardStore::Nats(store) = &one {
+            assert_eq!(store.bucket(), "test_one");
+        }
+
+        tokio::task::block_in_place(|| nats.restart());
+        // A fresh service (a frame restart too) recounts from the bucket.
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let service = StorageService::on_nats(limits(1 << 20, 1000, 100), client, "test");
+        let two = service.namespace("two");
+        let got = two.get("k".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (got.data.as_slice(), got.info.content_type.as_str()),
+            (&b"of two"[..], "text/two")
+        );
+        assert_eq!(two.usage().await.unwrap().bytes, 6 + 8 + 1 + 900 + 3 + 4);
+        let over = two.put("x".into(), vec![0; 100], "t/t".into()).await;
+        assert!(matches!(over, Err(Error::LimitExceeded(_))), "{over:?}");
+    }
 
     #[test]
     fn keys() {
