@@ -129,10 +129,10 @@ pub fn redact_url(url: &str) -> String {
 impl NatsConfig {
     /// Checks the section; `service` names the first section with `backend = "nats"`, if any.
     pub fn validate(&self, service: Option<&'static str>) -> Result<(), NatsError> {
-        if let Some(service) = service {
-            if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-                return Err(NatsError::MissingUrl { service });
-            }
+        if let Some(service) = service
+            && self.url.as_deref().is_none_or(|u| u.trim().is_empty())
+        {
+            return Err(NatsError::MissingUrl { service });
         }
         let prefix_ok = !self.prefix.is_empty()
             && self.prefix.len() <= 32

@@ -106,6 +106,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a publication error says the stream is at its limits (`discard = new`).
+fn is_full(reason: &str) -> bool {
+    reason.contains("maximum bytes") || reason.contains("resource limits")
+}
+
 /// The subject filter of an event pattern (`*` one part, a trailing `*` any rest) under `base`.
 pub fn pattern_subject(base: &str, pattern: &str) -> String {
     let parts: Vec<&str> = pattern.split('.').collect();
@@ -134,6 +139,16 @@ impl JetStreamBus {
         ack_wait: Duration,
     ) -> Result<Self, JetStreamError> {
         let multi_filter = server_at_least(&client, 2, 10);
+        let max_payload = client.server_info().max_payload;
+        if max_payload < config.max_payload_bytes + 4096 {
+            tracing::warn!(
+                server_max_payload = max_payload,
+                events_max_payload_bytes = config.max_payload_bytes,
+                "the NATS server's max_payload is below events.max_payload_bytes plus headers: \
+                 larger events fail to publish; raise max_payload on the server or lower \
+                 events.max_payload_bytes"
+            );
+        }
         let js = jetstream::new(client);
         let (lower, upper) = (nats_config.subject_prefix(), nats_config.stream_prefix());
         let stream = format!("{upper}_EVENTS");
@@ -195,7 +210,7 @@ impl JetStreamBus {
             return Err(JetStreamError::Closed);
         }
         let published_at = now_ms().to_string();
-        let mut acks = Vec::with_capacity(events.len());
+        let mut sent = Vec::with_capacity(events.len());
         for event in events {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -206,29 +221,33 @@ impl JetStreamBus {
             headers.insert(H_HOPS, event.hops.to_string().as_str());
             headers.insert(H_PUBLISHED, published_at.as_str());
             let subject = format!("{}.{}", self.0.subjects, event.name);
-            let ack = self
-                .0
-                .js
-                .publish_with_headers(subject, headers, event.payload.clone().into())
-                .await
-                .map_err(nats("publishing an event"))?;
-            acks.push(ack);
+            let ack = self.send(&subject, &headers, &event.payload).await?;
+            sent.push((subject, headers, ack));
         }
         let mut bytes = 0;
-        for ack in acks {
-            ack.await.map_err(|e| {
-                let reason = e.to_string();
-                if reason.contains("maximum bytes") || reason.contains("resource limits") {
-                    JetStreamError::Full {
-                        stream: self.0.stream.clone(),
-                    }
-                } else {
-                    JetStreamError::Nats {
-                        what: "publishing an event",
-                        reason,
-                    }
+        for ((subject, headers, ack), event) in sent.into_iter().zip(events) {
+            match ack.await {
+                Ok(_) => {}
+                Err(e) if is_full(&e.to_string()) => return Err(self.full()),
+                // Lost on the way (a timeout, a reconnect): sent again with the same
+                // Nats-Msg-Id, so JetStream keeps one copy if the first one did land.
+                Err(_) => {
+                    self.send(&subject, &headers, &event.payload)
+                        .await?
+                        .await
+                        .map_err(|e| {
+                            let reason = e.to_string();
+                            if is_full(&reason) {
+                                self.full()
+                            } else {
+                                JetStreamError::Nats {
+                                    what: "publishing an event",
+                                    reason,
+                                }
+                            }
+                        })?;
                 }
-            })?;
+            }
         }
         for event in events {
             bytes += event_bytes(&event.name, &event.payload);
@@ -239,6 +258,29 @@ impl JetStreamBus {
         entry.0 = entry.0.saturating_add(events.len() as u64);
         entry.1 = entry.1.saturating_add(bytes);
         Ok(())
+    }
+
+    async fn send(
+        &self,
+        subject: &str,
+        headers: &HeaderMap,
+        payload: &str,
+    ) -> Result<jetstream::context::PublishAckFuture, JetStreamError> {
+        self.0
+            .js
+            .publish_with_headers(
+                subject.to_string(),
+                headers.clone(),
+                payload.to_string().into(),
+            )
+            .await
+            .map_err(nats("publishing an event"))
+    }
+
+    fn full(&self) -> JetStreamError {
+        JetStreamError::Full {
+            stream: self.0.stream.clone(),
+        }
     }
 
     fn consumer_name(&self, subscriber: &str) -> String {
@@ -601,7 +643,10 @@ pub(super) async fn run(
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
-                _ = stopped(&mut stop, &mut shutdown) => return,
+                _ = stopped(&mut stop, &mut shutdown) => {
+                    release(&mut messages).await;
+                    return;
+                }
             };
             let message = match next {
                 Some(Ok(message)) => message,
@@ -618,6 +663,17 @@ pub(super) async fn run(
             _ = tokio::time::sleep(RECONNECT_DELAY) => {}
             _ = stopped(&mut stop, &mut shutdown) => return,
         }
+    }
+}
+
+/// How long a stopping loop waits for a message the server already sent it.
+const RELEASE_WAIT: Duration = Duration::from_millis(100);
+
+/// Gives back a message delivered to a loop that is stopping, so the next loop gets it at once
+/// instead of after `ack_wait` (one message at most is outstanding: `max_ack_pending = 1`).
+async fn release(messages: &mut pull::Stream) {
+    if let Ok(Some(Ok(message))) = tokio::time::timeout(RELEASE_WAIT, messages.next()).await {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
     }
 }
 

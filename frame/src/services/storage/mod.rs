@@ -392,7 +392,7 @@ mod tests {
         Fs(tempfile::TempDir),
         Nats {
             /// Runs while the backend is used.
-            _server: Nats,
+            _server: Box<Nats>,
             client: async_nats::Client,
         },
     }
@@ -403,7 +403,7 @@ mod tests {
             if let Some(nats) = Nats::start() {
                 let client = async_nats::connect(nats.url()).await.unwrap();
                 all.push(Backend::Nats {
-                    _server: nats,
+                    _server: Box::new(nats),
                     client,
                 });
             }
@@ -563,7 +563,7 @@ mod tests {
                 .service(limits(1 << 20, 1 << 30, 100))
                 .namespace("long");
             let segment = "s".repeat(MAX_SEGMENT_LEN);
-            let mut key = vec![segment.as_str(); 4].join("/");
+            let mut key = [segment.as_str(); 4].join("/");
             key.push('/');
             key.push_str(&"t".repeat(MAX_KEY_LEN - key.len()));
             assert_eq!(key.len(), MAX_KEY_LEN);

@@ -86,7 +86,7 @@ fn object_name(key: &str) -> String {
 
 /// The key of an object name, or `None` for a name the frame did not write.
 fn key_of(name: &str) -> Option<String> {
-    if name.len() % 2 != 0 {
+    if !name.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..name.len())
