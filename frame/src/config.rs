@@ -155,6 +155,27 @@ mod tests {
     }
 
     #[test]
+    fn a_nats_backend_needs_the_nats_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("arkham.toml");
+        std::fs::write(&path, "[storage]\nbackend = \"nats\"\n").unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("[storage]") && err.contains("url"), "{err}");
+        std::fs::write(
+            &path,
+            "[events]\nbackend = \"nats\"\nstream_max_age_s = 60\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"prod-1\"\n",
+        )
+        .unwrap();
+        let config = FrameConfig::load(&path).unwrap();
+        assert_eq!(config.nats_user(), Some("events"));
+        assert_eq!(config.nats.stream_prefix(), "PROD-1");
+        std::fs::write(&path, "[events]\nbackend = \"kafka\"\n").unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("embedded") && err.contains("nats"), "{err}");
+        assert_eq!(FrameConfig::default().nats_user(), None);
+    }
+
+    #[test]
     fn defaults_overrides_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("arkham.toml");

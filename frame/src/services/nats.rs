@@ -166,7 +166,7 @@ impl NatsConfig {
 
     /// The prefix uppercased, for stream names.
     pub fn stream_prefix(&self) -> String {
-        self.prefix.to_ascii_uppercase().replace('-', "_")
+        self.prefix.to_ascii_uppercase()
     }
 }
 

@@ -1,8 +1,9 @@
 //! `arkham:shard/events`: publish/subscribe through the frame's durable event log.
 //!
 //! Publications made during a call are held in the store's [`EventsCtx`] and appended to the
-//! [`EventLog`] only when the call returns successfully; the [`Dispatcher`] then delivers each
-//! event, at least once and in order, to every subscriber whose patterns match.
+//! [`EventBus`] (the embedded [`EventLog`], or NATS JetStream: [`JetStreamBus`]) only when the
+//! call returns successfully; the [`Dispatcher`] then delivers each event, at least once and in
+//! order, to every subscriber whose patterns match.
 
 //!
 //! Bounds (SECURITY.md): per publishing shard, token buckets on events and bytes per second and a
