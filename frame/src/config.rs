@@ -6,6 +6,7 @@ use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
 use crate::services::logging::LoggingConfig;
+use crate::services::nats::NatsConfig;
 use crate::services::storage::StorageConfig;
 use crate::shards::grants::Grant;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub struct FrameConfig {
     pub storage: StorageConfig,
     /// What shards may write to the frame's log.
     pub logging: LoggingConfig,
+    /// The NATS connection shared by the `nats` backends of events and storage.
+    pub nats: NatsConfig,
     /// The HTTP server: timeouts, connection and body-buffer limits.
     pub server: ServerConfig,
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
@@ -79,6 +82,19 @@ impl FrameConfig {
         Ok(config)
     }
 
+    /// The first section whose backend is `nats`, if any: the frame connects to NATS when so.
+    pub fn nats_user(&self) -> Option<&'static str> {
+        use crate::services::events::EventsBackend;
+        use crate::services::storage::StorageBackend;
+        if self.events.backend == EventsBackend::Nats {
+            Some("events")
+        } else if self.storage.backend == StorageBackend::Nats {
+            Some("storage")
+        } else {
+            None
+        }
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: &str| ConfigError::Invalid {
             path: path.display().to_string(),
@@ -101,6 +117,9 @@ impl FrameConfig {
             ));
         }
         self.events.validate().map_err(|m| invalid(&m))?;
+        self.nats
+            .validate(self.nats_user())
+            .map_err(|e| invalid(&e.to_string()))?;
         self.logging.validate().map_err(|m| invalid(&m))?;
         let largest_request = l
             .shards
@@ -133,6 +152,27 @@ mod tests {
             config.limits.shards["packets"].request_timeout_ms,
             Some(60000)
         );
+    }
+
+    #[test]
+    fn a_nats_backend_needs_the_nats_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("arkham.toml");
+        std::fs::write(&path, "[storage]\nbackend = \"nats\"\n").unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("[storage]") && err.contains("url"), "{err}");
+        std::fs::write(
+            &path,
+            "[events]\nbackend = \"nats\"\nstream_max_age_s = 60\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"prod-1\"\n",
+        )
+        .unwrap();
+        let config = FrameConfig::load(&path).unwrap();
+        assert_eq!(config.nats_user(), Some("events"));
+        assert_eq!(config.nats.stream_prefix(), "PROD-1");
+        std::fs::write(&path, "[events]\nbackend = \"kafka\"\n").unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("embedded") && err.contains("nats"), "{err}");
+        assert_eq!(FrameConfig::default().nats_user(), None);
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::config::FrameConfig;
 use crate::datadir::DataDir;
 use crate::runtime::{LoadedShard, Runtime, ShardServices};
 use crate::services::database::DatabaseService;
-use crate::services::events::{Dispatcher, EventLog, EventsShard};
+use crate::services::events::{
+    Dispatcher, EventBus, EventLog, EventsBackend, EventsShard, JetStreamBus,
+};
 use crate::services::logging::ShardLog;
-use crate::services::storage::StorageService;
+use crate::services::storage::{StorageBackend, StorageService};
 use crate::shards::catalog::{Catalog, DataDirLock, InstalledShard};
 use crate::shards::grants::{Grant, Grants};
 use crate::shards::manifest::Service;
@@ -45,7 +47,7 @@ pub struct Frame {
     runtime: Runtime,
     database: DatabaseService,
     storage: StorageService,
-    log: EventLog,
+    log: EventBus,
     dispatcher: Dispatcher,
     shards: RwLock<ShardMap>,
     /// Serialises reconciliations (watcher and admin API).
@@ -76,10 +78,39 @@ impl Frame {
         let runtime = Runtime::new(config.limits.clone(), data.compiled_cache())
             .context("starting the WebAssembly engine")?;
         let database = DatabaseService::new(data.shards(), config.database.clone());
-        let storage = StorageService::new(data.shards(), config.storage.clone());
-        let log = EventLog::open(&data.event_log())
-            .await
-            .context("opening the event log")?;
+        // One connection for both services, only when one of them is on NATS.
+        let nats = match config.nats_user() {
+            Some(_) => Some(crate::services::nats::connect(&config.nats).await?),
+            None => None,
+        };
+        let storage = match (&nats, config.storage.backend) {
+            (Some(client), StorageBackend::Nats) => StorageService::on_nats(
+                config.storage.clone(),
+                client.clone(),
+                &config.nats.subject_prefix(),
+            ),
+            _ => StorageService::new(data.shards(), config.storage.clone()),
+        };
+        let log: EventBus = match (&nats, config.events.backend) {
+            (Some(client), EventsBackend::Nats) => {
+                // Past the longest handler, or JetStream redelivers an event still being handled.
+                let longest = config
+                    .limits
+                    .shards
+                    .values()
+                    .filter_map(|o| o.event_timeout_ms)
+                    .fold(config.limits.event_timeout_ms, u64::max);
+                let ack_wait = Duration::from_millis(longest) + Duration::from_secs(30);
+                JetStreamBus::open(client.clone(), &config.nats, &config.events, ack_wait)
+                    .await
+                    .context("opening the event stream on NATS JetStream")?
+                    .into()
+            }
+            _ => EventLog::open(&data.event_log())
+                .await
+                .context("opening the event log")?
+                .into(),
+        };
         let dispatcher = Dispatcher::new(log.clone(), Arc::new(config.events.clone()));
         let frame = Arc::new(Self {
             data,
@@ -137,7 +168,7 @@ impl Frame {
         for name in removed {
             self.dispatcher.stop(&name).await;
             // A removed shard's cursor would hold back retention forever.
-            if let Err(e) = self.log.remove_cursor(&name).await {
+            if let Err(e) = self.log.remove_subscriber(&name).await {
                 tracing::error!(shard = %name, error = %e, "its event cursor was not removed");
             }
             self.write().remove(&name);
@@ -234,7 +265,7 @@ impl Frame {
         let services = ShardServices {
             database,
             storage,
-            events: EventsShard::new(&manifest.name, events_config.clone(), &self.log),
+            events: EventsShard::on_bus(&manifest.name, events_config.clone(), &self.log),
             events_config,
             log: self.log.clone(),
             logging: ShardLog::new(&manifest.name, &self.config.logging),
@@ -252,7 +283,7 @@ impl Frame {
             self.dispatcher.stop(&manifest.name).await;
             // No longer a subscriber: its old cursor must not hold back retention.
             self.log
-                .remove_cursor(&manifest.name)
+                .remove_subscriber(&manifest.name)
                 .await
                 .context("removing the event cursor of a shard that no longer subscribes")?;
         } else {
@@ -292,8 +323,8 @@ impl Frame {
         &self.data
     }
 
-    /// The event log.
-    pub fn event_log(&self) -> &EventLog {
+    /// The event bus.
+    pub fn event_bus(&self) -> &EventBus {
         &self.log
     }
 

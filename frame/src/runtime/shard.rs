@@ -8,10 +8,10 @@ use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
 use crate::services::database::{DatabaseCtx, SqliteDatabase};
 use crate::services::events::{
-    EventLog, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
+    EventBus, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
 };
 use crate::services::logging::ShardLog;
-use crate::services::storage::{FsStore, StorageCtx};
+use crate::services::storage::{ShardStore, StorageCtx};
 use crate::shards::grants::Grant;
 use crate::shards::manifest::{Manifest, Service};
 use bytes::Bytes;
@@ -37,11 +37,11 @@ pub struct ShardServices {
     /// Its database, if declared.
     pub database: Option<SqliteDatabase>,
     /// Its storage namespace, if declared.
-    pub storage: Option<FsStore>,
+    pub storage: Option<ShardStore>,
     /// Event limits.
     pub events_config: Arc<EventsConfig>,
-    /// The log its publications go to.
-    pub log: EventLog,
+    /// The bus its publications go to.
+    pub log: EventBus,
     /// Its publication quota in that log, shared by its instances.
     pub events: EventsShard,
     /// Its budget in the frame's log, shared by its instances.
@@ -817,6 +817,10 @@ impl EventTarget for LoadedShard {
 
     fn wants(&self, event_name: &str) -> bool {
         self.manifest.subscribes_to(event_name) && self.grant().may_receive(event_name)
+    }
+
+    fn patterns(&self) -> Vec<String> {
+        self.manifest.events.subscribes.clone()
     }
 
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {

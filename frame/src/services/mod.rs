@@ -3,5 +3,6 @@
 pub mod database;
 pub mod events;
 pub mod logging;
+pub mod nats;
 pub mod rate;
 pub mod storage;

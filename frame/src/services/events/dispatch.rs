@@ -1,6 +1,6 @@
 //! Delivery of logged events to subscribers: one task per subscribing shard, following its cursor.
 
-use super::{EventLog, EventsConfig, StoredEvent};
+use super::{EventBus, EventLog, EventsConfig, StoredEvent};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,11 @@ pub trait EventTarget: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Whether an event of this name is for the shard.
     fn wants(&self, event_name: &str) -> bool;
+    /// The event patterns it subscribes to, to narrow what an engine sends it (`wants` still
+    /// decides); none: everything.
+    fn patterns(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Delivers one event; `Err` (a handler error, trap or timeout) asks for a retry.
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>>;
 }
@@ -26,18 +31,18 @@ type Task = (watch::Sender<bool>, JoinHandle<()>);
 
 /// Runs one delivery task per subscriber.
 pub struct Dispatcher {
-    log: EventLog,
+    bus: EventBus,
     config: Arc<EventsConfig>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<HashMap<String, Task>>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `log`.
-    pub fn new(log: EventLog, config: Arc<EventsConfig>) -> Self {
+    /// A dispatcher over `bus` (an [`EventLog`] or a [`JetStreamBus`](super::JetStreamBus)).
+    pub fn new(bus: impl Into<EventBus>, config: Arc<EventsConfig>) -> Self {
         let (shutdown, _) = watch::channel(false);
         Self {
-            log,
+            bus: bus.into(),
             config,
             shutdown,
             tasks: Mutex::default(),
@@ -52,13 +57,22 @@ impl Dispatcher {
     pub async fn start(&self, target: Arc<dyn EventTarget>) {
         self.stop(target.name()).await;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(
-            self.log.clone(),
-            self.config.clone(),
-            target.clone(),
-            stop_rx,
-            self.shutdown.subscribe(),
-        ));
+        let task = match &self.bus {
+            EventBus::Embedded(log) => tokio::spawn(run(
+                log.clone(),
+                self.config.clone(),
+                target.clone(),
+                stop_rx,
+                self.shutdown.subscribe(),
+            )),
+            EventBus::Nats(bus) => tokio::spawn(super::jetstream::run(
+                bus.clone(),
+                self.config.clone(),
+                target.clone(),
+                stop_rx,
+                self.shutdown.subscribe(),
+            )),
+        };
         self.tasks().insert(target.name().to_string(), (stop, task));
     }
 

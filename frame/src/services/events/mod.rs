@@ -1,15 +1,18 @@
 //! `arkham:shard/events`: publish/subscribe through the frame's durable event log.
 //!
 //! Publications made during a call are held in the store's [`EventsCtx`] and appended to the
-//! [`EventLog`] only when the call returns successfully; the [`Dispatcher`] then delivers each
-//! event, at least once and in order, to every subscriber whose patterns match.
+//! [`EventBus`] (the embedded [`EventLog`], or NATS JetStream: [`JetStreamBus`]) only when the
+//! call returns successfully; the [`Dispatcher`] then delivers each event, at least once and in
+//! order, to every subscriber whose patterns match.
 
 //!
 //! Bounds (SECURITY.md): per publishing shard, token buckets on events and bytes per second and a
 //! cap on the bytes of its events still retained; a hop limit on chains of handlers publishing
 //! while handling; retention trims what every subscriber has passed.
 
+mod bus;
 mod dispatch;
+mod jetstream;
 mod log;
 mod quota;
 
@@ -21,7 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::HasData;
 
+pub use bus::{EventBus, EventBusError, EventsBackend};
 pub use dispatch::{Dispatcher, EventTarget};
+pub use jetstream::{JetStreamBus, JetStreamError};
 pub use log::{EventLog, EventLogError, StoredEvent};
 pub use quota::{EventsShard, PublishLimits};
 
@@ -29,6 +34,15 @@ pub use quota::{EventsShard, PublishLimits};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
+    /// Where events are kept: `"embedded"` (the frame's own log, the default) or `"nats"`
+    /// (JetStream, configured in `[nats]`).
+    pub backend: EventsBackend,
+    /// With `backend = "nats"`: the longest an event stays in the stream, delivered or not, in
+    /// seconds (0: no limit).
+    pub stream_max_age_s: u64,
+    /// With `backend = "nats"`: the most bytes the stream holds; past it publications fail
+    /// (`discard = new`) until subscribers catch up.
+    pub stream_max_bytes: u64,
     /// Most events one request or event handler may publish.
     pub max_per_call: usize,
     /// Largest payload, in bytes.
@@ -77,6 +91,9 @@ pub struct EventsOverride {
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
+            backend: EventsBackend::Embedded,
+            stream_max_age_s: 7 * 24 * 3600,
+            stream_max_bytes: 1 << 30,
             max_per_call: 100,
             max_payload_bytes: 1 << 20,
             max_attempts: 10,
@@ -100,6 +117,9 @@ impl EventsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_attempts == 0 {
             return Err("events.max_attempts must be at least 1".into());
+        }
+        if self.backend == EventsBackend::Nats && self.stream_max_bytes == 0 {
+            return Err("events.stream_max_bytes must be at least 1".into());
         }
         let mut all = vec![(String::new(), self.limits_for(""))];
         all.extend(

@@ -39,6 +39,11 @@ impl Retained {
         *entry = entry.saturating_add(bytes);
     }
 
+    /// Replaces every count (a backend that recounts from its engine).
+    pub(crate) fn replace(&self, counts: HashMap<String, u64>) {
+        *self.map() = counts;
+    }
+
     pub(crate) fn sub(&self, source: &str, bytes: u64) {
         let mut map = self.map();
         if let Some(entry) = map.get_mut(source) {
@@ -97,6 +102,11 @@ impl EventsShard {
     /// The quota of `name` under `config`, accounting retained bytes in `log`.
     pub fn new(name: &str, config: Arc<EventsConfig>, log: &super::EventLog) -> Self {
         Self::with_retained(name, config, log.retained())
+    }
+
+    /// The quota of `name` under `config`, accounting retained bytes in `bus`.
+    pub fn on_bus(name: &str, config: Arc<EventsConfig>, bus: &super::EventBus) -> Self {
+        Self::with_retained(name, config, bus.retained())
     }
 
     pub(crate) fn with_retained(

@@ -266,7 +266,11 @@ impl FsStore {
         self.list_within(prefix, MAX_LIST_BYTES).await
     }
 
-    async fn list_within(&self, prefix: String, limit: u64) -> Result<Vec<ObjectInfo>, Error> {
+    pub(crate) async fn list_within(
+        &self,
+        prefix: String,
+        limit: u64,
+    ) -> Result<Vec<ObjectInfo>, Error> {
         let root = self.inner.objects.clone();
         let listed = blocking(move || {
             let mut out = Listing {
@@ -583,6 +587,7 @@ mod tests {
             max_object_bytes: 100,
             max_total_bytes: 250,
             max_entries: 100,
+            ..Default::default()
         };
         let store = FsStore::new(dir.path().to_path_buf(), config);
         let info = store
@@ -647,6 +652,7 @@ mod tests {
             max_object_bytes: 1 << 20,
             max_total_bytes: bytes,
             max_entries: entries,
+            ..Default::default()
         }
     }
 
