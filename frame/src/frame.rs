@@ -75,7 +75,9 @@ impl Frame {
         let admin_token = admin_token(&data)?;
         let runtime = Runtime::new(config.limits.clone(), data.compiled_cache())
             .context("starting the WebAssembly engine")?;
-        let database = DatabaseService::new(data.shards(), config.database.clone());
+        let database = DatabaseService::connect(data.shards(), config.database.clone())
+            .await
+            .context("opening the database service")?;
         let storage = StorageService::new(data.shards(), config.storage.clone());
         let log = EventLog::open(&data.event_log())
             .await
