@@ -11,6 +11,7 @@ mod authorizer;
 mod backend;
 mod limits;
 mod pg_sql;
+mod pg_values;
 mod postgres;
 mod sqlite;
 
@@ -199,7 +200,7 @@ pub struct DatabaseService {
 #[derive(Clone)]
 enum Engine {
     Embedded,
-    Postgres(postgres::PgCluster),
+    Postgres(Arc<postgres::PgCluster>),
 }
 
 impl DatabaseService {
@@ -223,7 +224,7 @@ impl DatabaseService {
         config.validate()?;
         let engine = match (&config.backend, &config.url) {
             (DatabaseBackend::Postgres, Some(url)) => {
-                Engine::Postgres(postgres::PgCluster::connect(url).await?)
+                Engine::Postgres(Arc::new(postgres::PgCluster::connect(url).await?))
             }
             _ => Engine::Embedded,
         };

@@ -811,3 +811,74 @@ async fn a_full_database_recovers() {
 
 #[path = "postgres_tests.rs"]
 mod postgres_tests;
+
+// The packets shard's schema and the shapes of its queries, on every engine: its SQL is the
+// portable dialect (read from its source, so this follows it).
+on_backends!(the_packets_shard_sql_is_portable);
+async fn the_packets_shard_sql_is_portable(b: Backend) {
+    let source = include_str!("../../../../shards/packets/src/store.rs");
+    let start = source.find("const SCHEMA: &str = \"").unwrap() + "const SCHEMA: &str = \"".len();
+    let schema = &source[start..start + source[start..].find("\";").unwrap()];
+    let ctx = b.ctx().await;
+    ensure(&ctx, 1, schema).await.unwrap();
+    let text = |s: &str| Value::Text(s.into());
+    run(
+        &ctx,
+        "INSERT INTO arkham_packets (id, name, description, status, visibility, created_by, \
+         created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            text("p1"),
+            text("Big_Report"),
+            text(""),
+            text("draft"),
+            text("private"),
+            text("me"),
+            text("2026-01-01T00:00:00Z"),
+            text("2026-01-01T00:00:00Z"),
+            Value::Integer(1),
+            Value::Integer(0),
+            Value::Integer(5_000_000_000),
+            Value::Null,
+            text("{}"),
+        ],
+    )
+    .await
+    .unwrap();
+    let found = select(
+        &ctx,
+        "SELECT id, size_bytes FROM arkham_packets WHERE status <> ? AND LOWER(name) LIKE ? \
+         ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        vec![
+            text("archived"),
+            text("%g\\_r%"),
+            Value::Integer(10),
+            Value::Integer(0),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", found.rows),
+        r#"[[Value::Text("p1"), Value::Integer(5000000000)]]"#
+    );
+    let max = select(
+        &ctx,
+        "SELECT MAX(order_num) AS n FROM arkham_packet_contents WHERE packet_id = ?",
+        vec![text("p1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(format!("{:?}", max.rows), "[[Value::Null]]");
+    let counts = select(
+        &ctx,
+        "SELECT status, COUNT(*) AS n FROM arkham_packets GROUP BY status",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", counts.rows),
+        r#"[[Value::Text("draft"), Value::Integer(1)]]"#
+    );
+}
