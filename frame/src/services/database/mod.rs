@@ -10,6 +10,7 @@
 mod authorizer;
 mod backend;
 mod limits;
+mod pg_cluster;
 mod pg_sql;
 mod pg_values;
 mod postgres;
@@ -200,7 +201,7 @@ pub struct DatabaseService {
 #[derive(Clone)]
 enum Engine {
     Embedded,
-    Postgres(Arc<postgres::PgCluster>),
+    Postgres(Arc<pg_cluster::PgCluster>),
 }
 
 impl DatabaseService {
@@ -224,7 +225,7 @@ impl DatabaseService {
         config.validate()?;
         let engine = match (&config.backend, &config.url) {
             (DatabaseBackend::Postgres, Some(url)) => {
-                Engine::Postgres(Arc::new(postgres::PgCluster::connect(url).await?))
+                Engine::Postgres(Arc::new(pg_cluster::PgCluster::connect(url).await?))
             }
             _ => Engine::Embedded,
         };

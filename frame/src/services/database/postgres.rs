@@ -1,22 +1,19 @@
 //! The PostgreSQL backend: each shard is a role of its own that owns one schema and has no right
 //! on anything else, so PostgreSQL itself keeps shards apart.
 //!
-//! The frame's own connection (`[database] url`) bootstraps the frame schema `arkham_frame`
-//! (no grants to anyone), where each shard's role name and random password are kept, so that
-//! several frames on one database share them. Role names hash the database and shard names (see
-//! [`pg_sql::role_name`]): roles are cluster-wide. A shard's calls run on connections that log
+//! `pg_cluster.rs` creates the roles and schemas (role names hash the database and shard names,
+//! see [`pg_sql::role_name`]: roles are cluster-wide). A shard's calls run on connections that log
 //! in as its role, with `search_path` and `statement_timeout` pinned by `ALTER ROLE … SET`; every
 //! connection is reset (`RESET ALL`, …) before it serves the next call. Each call is also bounded
 //! by the host: past the deadline the frame cancels the statement server-side from its own
 //! connection, since a shard may `SET statement_timeout = 0`.
 
+use super::DatabaseConfig;
 use super::pg_sql::{self, ident};
 use super::pg_values::{CANCELED, bind_all, map_error, param_types, prepare_sql, read_value};
-use super::{DatabaseConfig, DatabaseServiceError};
 use crate::bindings::database::{Error, Rows, Value};
 use futures::TryStreamExt;
-use rand::Rng;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgTypeInfo};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgTypeInfo};
 use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,205 +36,6 @@ const SIZE_WRITES: u64 = 64;
 /// without a transaction does not send a warning each time.
 const RESET: &str = "SET client_min_messages = error; ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; \
                      SELECT pg_advisory_unlock_all()";
-
-/// The frame's connection to PostgreSQL: bootstraps the frame schema and opens shards.
-#[derive(Clone)]
-pub(super) struct PgCluster {
-    admin: PgPool,
-    options: PgConnectOptions,
-    database: String,
-    /// `host:port/database`, for messages (never the password).
-    target: String,
-}
-
-/// Where `url` points, without the password.
-fn target_of(options: &PgConnectOptions) -> String {
-    format!(
-        "{}:{}/{}",
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or("postgres")
-    )
-}
-
-impl PgCluster {
-    /// Connects as the frame and makes sure the frame schema exists and that PUBLIC has no
-    /// right on the database or its `public` schema.
-    pub(super) async fn connect(url: &str) -> Result<Self, DatabaseServiceError> {
-        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-            DatabaseServiceError::Url {
-                // sqlx's message quotes no part of the URL.
-                reason: e.to_string(),
-            }
-        })?;
-        let target = target_of(&options);
-        let admin = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| DatabaseServiceError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        let database: String = sqlx::query_scalar("SELECT current_database()")
-            .fetch_one(&admin)
-            .await
-            .map_err(|source| DatabaseServiceError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        let cluster = Self {
-            admin,
-            options,
-            database,
-            target,
-        };
-        cluster
-            .bootstrap()
-            .await
-            .map_err(|source| DatabaseServiceError::Bootstrap {
-                target: cluster.target.clone(),
-                source,
-            })?;
-        Ok(cluster)
-    }
-
-    async fn bootstrap(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.admin.begin().await?;
-        // Frames starting together on one database take turns.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'))")
-            .execute(&mut *tx)
-            .await?;
-        let db = ident(&self.database);
-        let script = format!(
-            "CREATE SCHEMA IF NOT EXISTS arkham_frame;
-             REVOKE ALL ON SCHEMA arkham_frame FROM PUBLIC;
-             CREATE TABLE IF NOT EXISTS arkham_frame.shards (
-                 shard TEXT PRIMARY KEY, role TEXT NOT NULL, schema TEXT NOT NULL,
-                 password TEXT NOT NULL);
-             REVOKE ALL ON arkham_frame.shards FROM PUBLIC;
-             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
-             REVOKE ALL ON SCHEMA public FROM PUBLIC;"
-        );
-        tx.execute(sqlx::raw_sql(AssertSqlSafe(script))).await?;
-        tx.commit().await
-    }
-
-    /// Closes the frame's connections.
-    pub(super) async fn close(&self) {
-        self.admin.close().await;
-    }
-
-    /// Creates (or updates) the role and schema of `shard` and opens its connections.
-    pub(super) async fn open(
-        &self,
-        shard: &str,
-        config: &DatabaseConfig,
-    ) -> Result<PgDatabase, DatabaseServiceError> {
-        let failed = |source| DatabaseServiceError::Prepare {
-            shard: shard.to_string(),
-            target: self.target.clone(),
-            source,
-        };
-        let (role, schema, password) = self.provision(shard, config).await.map_err(failed)?;
-        let options = self
-            .options
-            .clone()
-            .username(&role)
-            .password(&password)
-            .application_name(&format!("arkham shard {shard}"));
-        let timeout = Duration::from_millis(config.statement_timeout_ms.max(1));
-        Ok(PgDatabase {
-            inner: Arc::new(Inner {
-                pool: ConnPool {
-                    options,
-                    idle: Mutex::default(),
-                    permits: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
-                },
-                admin: self.admin.clone(),
-                shard: shard.into(),
-                lock_key: pg_sql::lock_key(&schema),
-                schema,
-                timeout,
-                max_rows: config.max_rows,
-                max_value_bytes: config.max_value_bytes.max(1),
-                max_result_bytes: config.max_result_bytes.max(1),
-                max_size_bytes: config.max_size_bytes,
-                version: AtomicI64::new(i64::MIN),
-                schema_changes: AtomicU64::new(0),
-                size: Mutex::new(None),
-                writes: AtomicU64::new(0),
-            }),
-        })
-    }
-
-    /// The role, schema and password of `shard`, created on first use and brought in line with
-    /// `config` every time, under a lock so that frames sharing the database agree.
-    async fn provision(
-        &self,
-        shard: &str,
-        config: &DatabaseConfig,
-    ) -> Result<(String, String, String), sqlx::Error> {
-        let mut tx = self.admin.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'), hashtext($1))")
-            .bind(shard)
-            .execute(&mut *tx)
-            .await?;
-        let known: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT role, schema, password FROM arkham_frame.shards WHERE shard = $1",
-        )
-        .bind(shard)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (role, schema, password) = match known {
-            Some(known) => known,
-            None => {
-                let bytes: [u8; 24] = rand::rng().random();
-                let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                let role = pg_sql::role_name(&self.database, shard);
-                let schema = pg_sql::schema_name(shard);
-                sqlx::query(
-                    "INSERT INTO arkham_frame.shards (shard, role, schema, password) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(shard)
-                .bind(&role)
-                .bind(&schema)
-                .bind(&password)
-                .execute(&mut *tx)
-                .await?;
-                (role, schema, password)
-            }
-        };
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&role)
-                .fetch_one(&mut *tx)
-                .await?;
-        let (r, s, db) = (ident(&role), ident(&schema), ident(&self.database));
-        // The password is hex and the limits numbers: nothing here needs escaping but names.
-        let attributes = format!(
-            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS \
-             CONNECTION LIMIT {} PASSWORD '{password}'",
-            config.max_connections.saturating_add(2)
-        );
-        let script = format!(
-            "{} ROLE {r} {attributes};
-             CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {r};
-             ALTER SCHEMA {s} OWNER TO {r};
-             REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
-             GRANT CONNECT ON DATABASE {db} TO {r};
-             ALTER ROLE {r} SET search_path = {s};
-             ALTER ROLE {r} SET statement_timeout = {};",
-            if exists { "ALTER" } else { "CREATE" },
-            config.statement_timeout_ms.max(1),
-        );
-        tx.execute(sqlx::raw_sql(AssertSqlSafe(script))).await?;
-        tx.commit().await?;
-        Ok((role, schema, password))
-    }
-}
 
 /// A connection of a shard's role and its server process id (to cancel its statement).
 struct Conn {
@@ -361,6 +159,39 @@ impl What {
 }
 
 impl PgDatabase {
+    /// The database of `shard`, whose role logs in with `options`; `admin` is the frame's own
+    /// connection (to cancel statements and measure the schema).
+    pub(super) fn new(
+        shard: &str,
+        schema: String,
+        options: PgConnectOptions,
+        admin: PgPool,
+        config: &DatabaseConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool: ConnPool {
+                    options,
+                    idle: Mutex::default(),
+                    permits: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
+                },
+                admin,
+                shard: shard.into(),
+                lock_key: pg_sql::lock_key(&schema),
+                schema,
+                timeout: Duration::from_millis(config.statement_timeout_ms.max(1)),
+                max_rows: config.max_rows,
+                max_value_bytes: config.max_value_bytes.max(1),
+                max_result_bytes: config.max_result_bytes.max(1),
+                max_size_bytes: config.max_size_bytes,
+                version: AtomicI64::new(i64::MIN),
+                schema_changes: AtomicU64::new(0),
+                size: Mutex::new(None),
+                writes: AtomicU64::new(0),
+            }),
+        }
+    }
+
     /// The shard this database belongs to.
     pub fn shard(&self) -> &str {
         &self.inner.shard

@@ -63,6 +63,8 @@ async fn hostile_sql_is_denied() {
         "SELECT dblink_connect('host=127.0.0.1')",
         "SELECT lo_import('/etc/passwd')",
         "SELECT lo_export(1, '/tmp/arkham-escape')",
+        "SELECT lo_from_bytea(0, '\\x00')",
+        "SELECT lo_create(0)",
         "CREATE TEMP TABLE big (v TEXT)",
         "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'libc.so.6', 'abort'",
         "CREATE FUNCTION g() RETURNS int LANGUAGE plpython3u AS 'return 1'",
