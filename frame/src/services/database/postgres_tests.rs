@@ -481,3 +481,25 @@ async fn config_needs_a_url_and_never_prints_the_password() {
         "{failed}"
     );
 }
+
+#[test]
+fn the_config_section_parses_both_backends() {
+    let pg: DatabaseConfig =
+        toml::from_str("backend = \"postgres\"\nurl = \"postgres://f:pw@db:5432/arkham\"").unwrap();
+    assert_eq!(pg.backend, DatabaseBackend::Postgres);
+    pg.validate().unwrap();
+    let embedded: DatabaseConfig = toml::from_str("max_rows = 10").unwrap();
+    assert_eq!(embedded.backend, DatabaseBackend::Embedded);
+    embedded.validate().unwrap();
+    let unused: DatabaseConfig = toml::from_str("url = \"postgres://f:pw@db/arkham\"").unwrap();
+    assert!(
+        unused
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("backend")
+    );
+    let unknown = toml::from_str::<DatabaseConfig>("backend = \"mysql\"").unwrap_err();
+    assert!(unknown.to_string().contains("postgres"), "{unknown}");
+    assert!(toml::from_str::<DatabaseConfig>("urll = \"x\"").is_err());
+}
