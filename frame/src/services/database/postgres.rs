@@ -23,6 +23,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a cancelled statement may take to report back before its connection is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a connection may sit idle before it is pinged when lent again (short in tests, so
+/// that they see it).
+const IDLE_CHECK: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(10)
+};
+
 /// How long the cached size of a shard's schema is trusted, and after how many writes it is
 /// measured again regardless.
 const SIZE_TTL: Duration = Duration::from_secs(1);
@@ -31,11 +39,15 @@ const SIZE_WRITES: u64 = 64;
 /// What each returned connection runs before the next call gets it: ends a transaction a raw
 /// `BEGIN` left open, closes cursors, restores every setting to the role's defaults (a
 /// `SET search_path` or `SET statement_timeout` of the last call must not leak), and drops
-/// listens and session advisory locks. Not `DISCARD ALL`: it would drop the prepared
-/// statements the connection caches. `client_min_messages` first, so that the `ROLLBACK`
+/// listens, session advisory locks and the statements the shard `PREPARE`d (`from_sql`). Not
+/// `DISCARD ALL`: it would drop the statements sqlx prepared and caches. `client_min_messages` first, so that the `ROLLBACK`
 /// without a transaction does not send a warning each time.
 const RESET: &str = "SET client_min_messages = error; ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; \
-                     SELECT pg_advisory_unlock_all()";
+                     SELECT pg_catalog.pg_advisory_unlock_all(); \
+                     DO $arkham$ DECLARE s record; BEGIN \
+                     FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements \
+                     WHERE from_sql LOOP EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(s.name); \
+                     END LOOP; END $arkham$";
 
 /// A connection of a shard's role and its server process id (to cancel its statement).
 struct Conn {
@@ -43,6 +55,8 @@ struct Conn {
     pid: i32,
     /// The schema-change count its statement cache is valid for.
     seen: u64,
+    /// When it was last returned: a connection idle for long is checked before it is lent.
+    idle_since: Instant,
 }
 
 /// A small pool of a shard's connections. sqlx's pool hides which server process a connection
@@ -83,6 +97,7 @@ impl Drop for Lease {
                 )
                 .await;
                 if matches!(reset, Ok(Ok(_))) {
+                    conn.idle_since = Instant::now();
                     inner.pool.lock().push(conn);
                 }
                 drop(permit);
@@ -227,7 +242,18 @@ impl PgDatabase {
         .await
         .map_err(|_| Error::Busy("no database connection became free in time".to_string()))?
         .map_err(|_| Error::Other("the database is closed".to_string()))?;
-        let idle = self.inner.pool.lock().pop();
+        let mut idle = self.inner.pool.lock().pop();
+        // A server restart or an idle timeout closes connections silently: check one that sat
+        // idle for a while, so the shard's call does not fail on it.
+        if let Some(conn) = idle.as_mut()
+            && conn.idle_since.elapsed() > IDLE_CHECK
+            && !matches!(
+                tokio::time::timeout_at(deadline.into(), conn.conn.ping()).await,
+                Ok(Ok(()))
+            )
+        {
+            idle = None;
+        }
         let conn = match idle {
             Some(conn) => conn,
             None => {
@@ -239,7 +265,12 @@ impl PgDatabase {
                         .fetch_one(&mut conn)
                         .await
                         .map_err(map_error)?;
-                    Ok::<_, Error>(Conn { conn, pid, seen: 0 })
+                    Ok::<_, Error>(Conn {
+                        conn,
+                        pid,
+                        seen: 0,
+                        idle_since: Instant::now(),
+                    })
                 };
                 tokio::time::timeout_at(deadline.into(), connect)
                     .await

@@ -335,6 +335,45 @@ async fn session_state_does_not_leak_into_the_next_call() {
         "{:?}",
         timeout.rows
     );
+    // Nor do a shard's prepared statements, cursors or listens; and the reset keeps the
+    // connection (the same server process answers).
+    let pid = select(&ctx, "SELECT pg_backend_pid()", vec![])
+        .await
+        .unwrap();
+    batch(
+        &ctx,
+        "PREPARE mine AS SELECT 1; LISTEN chan; DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+    )
+    .await
+    .unwrap();
+    let prepared = select(
+        &ctx,
+        "SELECT count(*) FROM pg_prepared_statements WHERE from_sql",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(prepared.rows[0][0], Value::Integer(0)),
+        "{:?}",
+        prepared.rows
+    );
+    let cursors = select(
+        &ctx,
+        "SELECT count(*) FROM pg_cursors WHERE name = 'c'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(cursors.rows[0][0], Value::Integer(0)),
+        "{:?}",
+        cursors.rows
+    );
+    let again = select(&ctx, "SELECT pg_backend_pid()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(format!("{:?}", pid.rows), format!("{:?}", again.rows));
     // A raw BEGIN or a failed one does not stick either.
     run(&ctx, "BEGIN", vec![]).await.unwrap();
     select(&ctx, "SELECT 1", vec![]).await.unwrap();
@@ -502,4 +541,23 @@ fn the_config_section_parses_both_backends() {
     let unknown = toml::from_str::<DatabaseConfig>("backend = \"mysql\"").unwrap_err();
     assert!(unknown.to_string().contains("postgres"), "{unknown}");
     assert!(toml::from_str::<DatabaseConfig>("urll = \"x\"").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_server_are_replaced() {
+    let Some(b) = pg("reconnect", DatabaseConfig::default()).await else {
+        return;
+    };
+    let ctx = b.ctx().await;
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // What a server restart does to the idle connections.
+    let killed = cluster().psql(
+        &db_name(&b),
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE usename LIKE 'ark\\_%'",
+    );
+    assert_ne!(killed, "0");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
 }
