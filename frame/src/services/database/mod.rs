@@ -45,8 +45,8 @@ pub struct DatabaseConfig {
     /// The engine: `"embedded"` (SQLite files, the default) or `"postgres"`.
     pub backend: DatabaseBackend,
     /// With `backend = "postgres"`: `postgres://user:password@host:port/database`, the frame's
-    /// own connection, which needs the right to create roles and schemas (CREATEROLE and
-    /// CREATE on the database).
+    /// own connection. Its role needs CREATEROLE and must own the database (no superuser:
+    /// with one, the large-object functions are also revoked from PUBLIC).
     pub url: Option<String>,
     /// Longest a single statement (or transaction start) may take, in milliseconds.
     pub statement_timeout_ms: u64,
@@ -160,7 +160,7 @@ pub enum DatabaseServiceError {
     /// The frame schema could not be set up (the frame's role lacks rights?).
     #[error(
         "cannot set up the frame schema `arkham_frame` on {target}: {source} (the frame's role \
-         needs CREATEROLE and CREATE on the database)"
+         needs CREATEROLE and must own the database)"
     )]
     Bootstrap {
         /// `host:port/database`.

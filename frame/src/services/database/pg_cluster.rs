@@ -199,6 +199,8 @@ impl PgCluster {
         );
         let script = format!(
             "{} ROLE {r} {attributes};
+             -- CREATE SCHEMA … AUTHORIZATION needs the frame to be a member of the role.
+             GRANT {r} TO CURRENT_USER;
              CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {r};
              ALTER SCHEMA {s} OWNER TO {r};
              REVOKE ALL ON SCHEMA {s} FROM PUBLIC;

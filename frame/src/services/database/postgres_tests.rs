@@ -561,3 +561,47 @@ async fn connections_closed_by_the_server_are_replaced() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     select(&ctx, "SELECT 1", vec![]).await.unwrap();
 }
+
+/// The frame needs no superuser: CREATEROLE and owning the database are enough (the
+/// large-object functions then stay available, with a warning at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_role_with_createrole_that_owns_the_database_suffices() {
+    // A database the superuser has not bootstrapped.
+    let Some(pgc) = test_shards::engines::Postgres::shared() else {
+        return;
+    };
+    let url = pgc.database("nonsuper");
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let owner = format!("{db}_frame");
+    cluster().psql(
+        "postgres",
+        &format!("CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD 'framepw'"),
+    );
+    cluster().psql(&db, &format!("ALTER DATABASE {db} OWNER TO {owner}"));
+    let config = DatabaseConfig {
+        backend: DatabaseBackend::Postgres,
+        url: Some(format!(
+            "postgres://{owner}:framepw@127.0.0.1:{}/{db}",
+            cluster().port()
+        )),
+        ..DatabaseConfig::default()
+    };
+    let service = DatabaseService::connect(dir.path().to_path_buf(), config)
+        .await
+        .unwrap();
+    let ctx = DatabaseCtx::granted(service.open("shard2").await.unwrap());
+    ensure(&ctx, 1, V1).await.unwrap();
+    run(&ctx, "INSERT INTO t VALUES (?)", vec![Value::Integer(1)])
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT * FROM arkham_frame.shards",
+        "CREATE ROLE escape",
+        "CREATE TEMP TABLE x (v INTEGER)",
+        "CREATE TABLE public.x (v INTEGER)",
+    ] {
+        let result = run(&ctx, sql, vec![]).await;
+        assert!(matches!(result, Err(Error::Denied(_))), "{sql}: {result:?}");
+    }
+}
