@@ -46,7 +46,9 @@ pub struct DatabaseConfig {
     pub backend: DatabaseBackend,
     /// With `backend = "postgres"`: `postgres://user:password@host:port/database`, the frame's
     /// own connection. Its role needs CREATEROLE and must own the database (no superuser:
-    /// with one, the large-object functions are also revoked from PUBLIC).
+    /// with one, the large-object functions are also revoked from PUBLIC). Shown (the admin
+    /// API's config, logs) without its user and password.
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: Option<String>,
     /// Longest a single statement (or transaction start) may take, in milliseconds.
     pub statement_timeout_ms: u64,
@@ -81,10 +83,19 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
+fn serialize_redacted<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    url.as_deref().map(redacted).serialize(serializer)
+}
+
 /// `url` without its user info, for messages.
 fn redacted(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
+            // The query may carry `password=` too: drop it with the user info.
+            let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
             let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
             format!("{scheme}://{host}")
         }

@@ -501,6 +501,10 @@ async fn config_needs_a_url_and_never_prints_the_password() {
         backend: DatabaseBackend::Postgres,
         ..DatabaseConfig::default()
     };
+    assert_eq!(
+        redacted("postgres://u:p@h:1/d?password=p&sslmode=require"),
+        "postgres://h:1/d"
+    );
     let missing = config.validate().unwrap_err().to_string();
     assert!(missing.contains("url"), "{missing}");
     let config = DatabaseConfig {
@@ -510,6 +514,11 @@ async fn config_needs_a_url_and_never_prints_the_password() {
         ..DatabaseConfig::default()
     };
     assert!(!format!("{config:?}").contains("s3cret"));
+    let shown = serde_json::to_string(&config).unwrap();
+    assert!(
+        shown.contains("postgres://127.0.0.1:1/nowhere") && !shown.contains("s3cret"),
+        "{shown}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let Err(failed) = DatabaseService::connect(dir.path().to_path_buf(), config).await else {
         panic!("connected to port 1")
