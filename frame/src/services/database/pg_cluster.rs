@@ -9,7 +9,7 @@ use super::postgres::PgDatabase;
 use super::{DatabaseConfig, DatabaseServiceError};
 use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Executor};
+use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
 use std::time::Duration;
 
 /// The server-side large-object functions that create objects, revoked from PUBLIC.
@@ -48,6 +48,9 @@ impl PgCluster {
                 reason: e.to_string(),
             }
         })?;
+        // sqlx logs statements (slow ones as warnings): the frame's include passwords, and a
+        // shard's slow ones would flood the log with the shard's own SQL.
+        let options = options.disable_statement_logging();
         let target = target_of(&options);
         let admin = PgPoolOptions::new()
             .max_connections(4)
