@@ -345,15 +345,20 @@ impl PgDatabase {
                 size
             }
             _ => {
-                let size: i64 = sqlx::query_scalar(
+                let size = sqlx::query_scalar(
                     "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'S')",
                 )
-                .bind(&self.inner.schema)
-                .fetch_one(&self.inner.admin)
-                .await
-                .map_err(map_error)?;
+                .bind(&self.inner.schema);
+                // The frame's few connections serve every shard: bounded like the call.
+                let size: i64 =
+                    tokio::time::timeout(self.inner.timeout, size.fetch_one(&self.inner.admin))
+                        .await
+                        .map_err(|_| {
+                            Error::Busy("measuring the database's size took too long".to_string())
+                        })?
+                        .map_err(map_error)?;
                 let size = u64::try_from(size).unwrap_or(0);
                 *self.inner.size.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((size, Instant::now()));
