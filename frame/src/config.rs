@@ -116,6 +116,9 @@ impl FrameConfig {
                 "limits.request_timeout_ms and limits.event_timeout_ms must be at least 1",
             ));
         }
+        self.database
+            .validate()
+            .map_err(|e| invalid(&e.to_string()))?;
         self.events.validate().map_err(|m| invalid(&m))?;
         self.nats
             .validate(self.nats_user())

@@ -77,7 +77,9 @@ impl Frame {
         let admin_token = admin_token(&data)?;
         let runtime = Runtime::new(config.limits.clone(), data.compiled_cache())
             .context("starting the WebAssembly engine")?;
-        let database = DatabaseService::new(data.shards(), config.database.clone());
+        let database = DatabaseService::connect(data.shards(), config.database.clone())
+            .await
+            .context("opening the database service")?;
         // One connection for both services, only when one of them is on NATS.
         let nats = match config.nats_user() {
             Some(_) => Some(crate::services::nats::connect(&config.nats).await?),

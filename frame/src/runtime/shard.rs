@@ -6,7 +6,7 @@ use super::slots::{self, ShardSlots, SlotError, SlotPermit};
 use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler};
 use crate::runtime::limits::ShardLimits;
-use crate::services::database::{DatabaseCtx, SqliteDatabase};
+use crate::services::database::{DatabaseCtx, ShardDatabase};
 use crate::services::events::{
     EventBus, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
 };
@@ -35,7 +35,7 @@ use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 #[derive(Clone)]
 pub struct ShardServices {
     /// Its database, if declared.
-    pub database: Option<SqliteDatabase>,
+    pub database: Option<ShardDatabase>,
     /// Its storage namespace, if declared.
     pub storage: Option<ShardStore>,
     /// Event limits.

@@ -8,6 +8,8 @@ use crate::model::{Content, Packet, Share, Status, Version};
 use crate::validate::ListFilter;
 
 /// Bump when `SCHEMA` changes; `SCHEMA` must work on a new database and on any older version.
+/// Portable to SQLite and PostgreSQL: TEXT timestamps, BIGINT where a count may pass 2^31
+/// (INTEGER is 32-bit on PostgreSQL; SQLite reads BIGINT as INTEGER, so existing files match).
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
@@ -22,7 +24,7 @@ CREATE TABLE IF NOT EXISTS arkham_packets (
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
     contents_count INTEGER NOT NULL DEFAULT 0,
-    size_bytes INTEGER NOT NULL DEFAULT 0,
+    size_bytes BIGINT NOT NULL DEFAULT 0,
     checksum TEXT,
     metadata TEXT NOT NULL DEFAULT '{}'
 );

@@ -1,11 +1,19 @@
 //! `arkham:shard/database`: SQL on each shard's own database.
 //!
-//! [`DatabaseService`] owns one connection pool per shard (opened when the shard is loaded);
-//! [`DatabaseCtx`] is a store's handle on its shard's pool. The `Host` traits are implemented on
-//! [`DatabaseView`], a borrow of the context and the store's resource table.
+//! [`DatabaseService`] owns one connection pool per shard (opened when the shard is loaded) on
+//! the engine its config names: SQLite files (`backend = "embedded"`, the default) or
+//! PostgreSQL (`backend = "postgres"`, one role and schema per shard). [`ShardDatabase`] is the
+//! seam between them; [`DatabaseCtx`] is a store's handle on its shard's database. The `Host`
+//! traits are implemented on [`DatabaseView`], a borrow of the context and the store's resource
+//! table.
 
 mod authorizer;
+mod backend;
 mod limits;
+mod pg_cluster;
+mod pg_sql;
+mod pg_values;
+mod postgres;
 mod sqlite;
 
 use crate::bindings::database::{self, Error, Rows, Value};
@@ -15,12 +23,33 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
+pub use backend::ShardDatabase;
+pub use postgres::PgDatabase;
 pub use sqlite::{SqliteDatabase, connect_options};
 
+/// Which engine holds the shards' databases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    /// One SQLite file per shard under the data dir.
+    #[default]
+    Embedded,
+    /// One role and schema per shard on the PostgreSQL database at `url`.
+    Postgres,
+}
+
 /// The `[database]` section of the frame config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// The engine: `"embedded"` (SQLite files, the default) or `"postgres"`.
+    pub backend: DatabaseBackend,
+    /// With `backend = "postgres"`: `postgres://user:password@host:port/database`, the frame's
+    /// own connection. Its role needs CREATEROLE and must own the database (no superuser:
+    /// with one, the large-object functions are also revoked from PUBLIC). Shown (the admin
+    /// API's config, logs) without its user and password.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url: Option<String>,
     /// Longest a single statement (or transaction start) may take, in milliseconds.
     pub statement_timeout_ms: u64,
     /// Largest a shard's database file may grow, in bytes.
@@ -37,9 +66,59 @@ pub struct DatabaseConfig {
     pub max_result_bytes: u64,
 }
 
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: the URL shows as its host and database only.
+        let url = self.url.as_deref().map(redacted);
+        f.debug_struct("DatabaseConfig")
+            .field("backend", &self.backend)
+            .field("url", &url)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("max_size_bytes", &self.max_size_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_rows", &self.max_rows)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_result_bytes", &self.max_result_bytes)
+            .finish()
+    }
+}
+
+fn serialize_redacted<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    url.as_deref().map(redacted).serialize(serializer)
+}
+
+/// `url` without its user info, for messages.
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // The query may carry `password=` too: drop it with the user info.
+            let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => "(not a URL)".to_string(),
+    }
+}
+
+impl DatabaseConfig {
+    /// Checks the settings that depend on each other, for the config loader.
+    pub fn validate(&self) -> Result<(), DatabaseServiceError> {
+        match (self.backend, &self.url) {
+            (DatabaseBackend::Postgres, None) => Err(DatabaseServiceError::MissingUrl),
+            (DatabaseBackend::Embedded, Some(_)) => Err(DatabaseServiceError::UnusedUrl),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
+            backend: DatabaseBackend::Embedded,
+            url: None,
             statement_timeout_ms: 5_000,
             max_size_bytes: 1 << 30,
             max_connections: 8,
@@ -63,6 +142,53 @@ pub enum DatabaseServiceError {
         /// What went wrong.
         source: sqlx::Error,
     },
+    /// `backend = "postgres"` without a `url`.
+    #[error(
+        "`[database] backend = \"postgres\"` needs `url = \"postgres://user:password@host:port/database\"` \
+         in the same section"
+    )]
+    MissingUrl,
+    /// A `url` with the embedded backend, which would silently be ignored.
+    #[error(
+        "`[database] url` is set but `backend` is \"embedded\": add `backend = \"postgres\"` to use it, \
+         or remove `url`"
+    )]
+    UnusedUrl,
+    /// `[database] url` is not a PostgreSQL URL.
+    #[error("`[database] url` is not a valid PostgreSQL URL: {reason}")]
+    Url {
+        /// Why (never the URL itself: it holds the password).
+        reason: String,
+    },
+    /// The frame could not connect to PostgreSQL.
+    #[error("cannot connect to PostgreSQL at {target} (`[database] url`): {source}")]
+    Connect {
+        /// `host:port/database`.
+        target: String,
+        /// What went wrong.
+        source: sqlx::Error,
+    },
+    /// The frame schema could not be set up (the frame's role lacks rights?).
+    #[error(
+        "cannot set up the frame schema `arkham_frame` on {target}: {source} (the frame's role \
+         needs CREATEROLE and must own the database)"
+    )]
+    Bootstrap {
+        /// `host:port/database`.
+        target: String,
+        /// What went wrong.
+        source: sqlx::Error,
+    },
+    /// The role or schema of a shard could not be created.
+    #[error("cannot prepare the role and schema of shard `{shard}` on {target}: {source}")]
+    Prepare {
+        /// The shard.
+        shard: String,
+        /// `host:port/database`.
+        target: String,
+        /// What went wrong.
+        source: sqlx::Error,
+    },
     /// The folder for the database could not be created.
     #[error("cannot create {path}: {source}")]
     CreateDir {
@@ -78,21 +204,52 @@ pub enum DatabaseServiceError {
 pub struct DatabaseService {
     root: PathBuf,
     config: Arc<DatabaseConfig>,
-    pools: Arc<Mutex<HashMap<String, SqliteDatabase>>>,
+    engine: Engine,
+    pools: Arc<Mutex<HashMap<String, ShardDatabase>>>,
+}
+
+/// Where the shards' databases live.
+#[derive(Clone)]
+enum Engine {
+    Embedded,
+    Postgres(Arc<pg_cluster::PgCluster>),
 }
 
 impl DatabaseService {
-    /// A service keeping shard databases under `root/{shard}/database.sqlite`.
+    /// An embedded service keeping shard databases under `root/{shard}/database.sqlite`,
+    /// whatever `config.backend` says (benches and tests; the frame uses [`Self::connect`]).
     pub fn new(root: PathBuf, config: DatabaseConfig) -> Self {
         Self {
             root,
             config: Arc::new(config),
+            engine: Engine::Embedded,
             pools: Arc::default(),
         }
     }
 
+    /// The service `config` describes: embedded under `root`, or connected to PostgreSQL (with
+    /// the frame schema bootstrapped).
+    pub async fn connect(
+        root: PathBuf,
+        config: DatabaseConfig,
+    ) -> Result<Self, DatabaseServiceError> {
+        config.validate()?;
+        let engine = match (&config.backend, &config.url) {
+            (DatabaseBackend::Postgres, Some(url)) => {
+                Engine::Postgres(Arc::new(pg_cluster::PgCluster::connect(url).await?))
+            }
+            _ => Engine::Embedded,
+        };
+        Ok(Self {
+            root,
+            config: Arc::new(config),
+            engine,
+            pools: Arc::default(),
+        })
+    }
+
     /// The database of `shard`, opened (and created) if needed.
-    pub async fn open(&self, shard: &str) -> Result<SqliteDatabase, DatabaseServiceError> {
+    pub async fn open(&self, shard: &str) -> Result<ShardDatabase, DatabaseServiceError> {
         self.open_with(shard, &self.config).await
     }
 
@@ -102,16 +259,25 @@ impl DatabaseService {
         &self,
         shard: &str,
         config: &DatabaseConfig,
-    ) -> Result<SqliteDatabase, DatabaseServiceError> {
+    ) -> Result<ShardDatabase, DatabaseServiceError> {
         if let Some(db) = self.lock().get(shard) {
             return Ok(db.clone());
         }
-        let dir = self.root.join(shard);
-        std::fs::create_dir_all(&dir).map_err(|source| DatabaseServiceError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let db = SqliteDatabase::open(shard, &dir.join("database.sqlite"), config).await?;
+        let db: ShardDatabase = match &self.engine {
+            Engine::Embedded => {
+                let dir = self.root.join(shard);
+                std::fs::create_dir_all(&dir).map_err(|source| {
+                    DatabaseServiceError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    }
+                })?;
+                SqliteDatabase::open(shard, &dir.join("database.sqlite"), config)
+                    .await?
+                    .into()
+            }
+            Engine::Postgres(cluster) => cluster.open(shard, config).await?.into(),
+        };
         // Another task may have opened it meanwhile; keep the first so all share one pool.
         Ok(self.lock().entry(shard.to_string()).or_insert(db).clone())
     }
@@ -124,15 +290,18 @@ impl DatabaseService {
         }
     }
 
-    /// Closes every pool, checkpointing the WAL files.
+    /// Closes every pool (checkpointing the WAL files) and the frame's own connections.
     pub async fn close_all(&self) {
         let all: Vec<_> = self.lock().drain().map(|(_, db)| db).collect();
         for db in all {
             db.close().await;
         }
+        if let Engine::Postgres(cluster) = &self.engine {
+            cluster.close().await;
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SqliteDatabase>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ShardDatabase>> {
         // A panic while holding this lock cannot leave the map inconsistent: recover it.
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -141,13 +310,15 @@ impl DatabaseService {
 /// A store's database handle: its shard's database, or none when the service is not granted.
 #[derive(Clone, Default)]
 pub struct DatabaseCtx {
-    db: Option<SqliteDatabase>,
+    db: Option<ShardDatabase>,
 }
 
 impl DatabaseCtx {
     /// A context for a shard granted `db`.
-    pub fn granted(db: SqliteDatabase) -> Self {
-        Self { db: Some(db) }
+    pub fn granted(db: impl Into<ShardDatabase>) -> Self {
+        Self {
+            db: Some(db.into()),
+        }
     }
 
     /// A context for a shard without the database service: every call answers `denied`.
@@ -158,8 +329,8 @@ impl DatabaseCtx {
 
 /// A transaction resource held in a store's table.
 pub struct Transaction {
-    tx: Option<sqlite::Tx>,
-    db: SqliteDatabase,
+    tx: Option<backend::Tx>,
+    db: ShardDatabase,
 }
 
 /// The view the `Host` traits are implemented on.
@@ -193,7 +364,7 @@ fn not_granted() -> Error {
 }
 
 impl DatabaseView<'_> {
-    fn db(&self) -> Result<&SqliteDatabase, Error> {
+    fn db(&self) -> Result<&ShardDatabase, Error> {
         self.ctx.db.as_ref().ok_or_else(not_granted)
     }
 

@@ -117,7 +117,7 @@ impl SchemaWatch {
 
 /// Whether `sql` may change the schema: it has a CREATE, ALTER or DROP keyword. A false positive
 /// (the word in a string) only costs connections their statement caches once.
-fn changes_schema(sql: &str) -> bool {
+pub(super) fn changes_schema(sql: &str) -> bool {
     sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
         .any(|word| {
             ["create", "alter", "drop"]

@@ -1,25 +1,115 @@
 //! The database service driven through its `Host` traits, without wasm.
+//!
+//! The behaviour tests run on every backend: `on_backends!` makes a `sqlite` and a `postgres`
+//! test of each (the PostgreSQL one skips when PostgreSQL is not installed, and fails under
+//! `CI=true`). Engine-specific tests follow them; PostgreSQL's are in `postgres_tests.rs`.
 
 use super::*;
 use crate::bindings::database::{Host, HostTransaction};
-use sqlx::Connection as _;
 
-async fn service() -> (tempfile::TempDir, DatabaseCtx) {
-    let dir = tempfile::tempdir().unwrap();
-    let service = DatabaseService::new(dir.path().to_path_buf(), DatabaseConfig::default());
-    let db = service.open("demo").await.unwrap();
-    (dir, DatabaseCtx::granted(db))
+/// An engine for one test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Sqlite,
+    Postgres,
 }
 
-#[tokio::test]
-async fn execute_query_and_typed_values() {
-    let (_dir, ctx) = service().await;
+/// A service on a fresh database of one engine, and how to open it again.
+pub(super) struct Backend {
+    pub kind: Kind,
+    pub dir: tempfile::TempDir,
+    /// The superuser URL of the test's PostgreSQL database.
+    pub url: Option<String>,
+    pub service: DatabaseService,
+}
+
+impl Backend {
+    /// A fresh database on `kind`, or `None` when that engine is not installed.
+    pub async fn new(kind: Kind, label: &str, config: DatabaseConfig) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => Some(test_shards::engines::Postgres::shared()?.database(label)),
+        };
+        let service = Self::service(&dir, url.as_deref(), config).await;
+        Some(Self {
+            kind,
+            dir,
+            url,
+            service,
+        })
+    }
+
+    async fn service(
+        dir: &tempfile::TempDir,
+        url: Option<&str>,
+        config: DatabaseConfig,
+    ) -> DatabaseService {
+        let config = match url {
+            Some(url) => DatabaseConfig {
+                backend: DatabaseBackend::Postgres,
+                url: Some(url.to_string()),
+                ..config
+            },
+            None => config,
+        };
+        DatabaseService::connect(dir.path().to_path_buf(), config)
+            .await
+            .unwrap()
+    }
+
+    /// Another service (a restart, or a second frame) on the same databases.
+    pub async fn reopen(&self, config: DatabaseConfig) -> DatabaseService {
+        Self::service(&self.dir, self.url.as_deref(), config).await
+    }
+
+    /// The context of shard `demo`.
+    pub async fn ctx(&self) -> DatabaseCtx {
+        DatabaseCtx::granted(self.service.open("demo").await.unwrap())
+    }
+}
+
+/// `on_backends!(name, config)` runs `async fn name(backend: Backend)` as `name::sqlite` and
+/// `name::postgres`, each on a fresh database made with `config`.
+macro_rules! on_backends {
+    ($name:ident, $config:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(b) = Backend::new(Kind::Sqlite, stringify!($name), $config).await {
+                    super::$name(b).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(b) = Backend::new(Kind::Postgres, stringify!($name), $config).await {
+                    super::$name(b).await;
+                }
+            }
+        }
+    };
+    ($name:ident) => {
+        on_backends!($name, DatabaseConfig::default());
+    };
+}
+
+on_backends!(execute_query_and_typed_values);
+async fn execute_query_and_typed_values(b: Backend) {
+    let ctx = b.ctx().await;
     let mut table = ResourceTable::new();
     let mut view = DatabaseView {
         ctx: &ctx,
         table: &mut table,
     };
-    Host::execute_batch(&mut view, "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT); CREATE TABLE u (k TEXT PRIMARY KEY);".into())
+    let blob = if b.kind == Kind::Postgres {
+        "BYTEA"
+    } else {
+        "BLOB"
+    };
+    Host::execute_batch(&mut view, format!("CREATE TABLE t (i BIGINT, r DOUBLE PRECISION, s TEXT, b {blob}, n TEXT); CREATE TABLE u (k TEXT PRIMARY KEY);"))
         .await
         .unwrap()
         .unwrap();
@@ -74,15 +164,61 @@ async fn execute_query_and_typed_values() {
         .await
         .unwrap();
     assert!(matches!(bad, Err(Error::InvalidSql(_))), "{bad:?}");
-    let attach = Host::execute(&mut view, "ATTACH DATABASE '/tmp/x.db' AS x".into(), vec![])
+    let escape = match b.kind {
+        Kind::Sqlite => "ATTACH DATABASE '/tmp/x.db' AS x",
+        Kind::Postgres => "SELECT pg_read_file('/etc/passwd')",
+    };
+    let attach = Host::execute(&mut view, escape.into(), vec![])
         .await
         .unwrap();
     assert!(matches!(attach, Err(Error::Denied(_))), "{attach:?}");
+    // NULL goes into any column type, and text compares with text.
+    Host::execute(
+        &mut view,
+        "INSERT INTO t (i, r, s, b, n) VALUES (?, ?, ?, ?, ?)".into(),
+        vec![
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Text("y".into()),
+        ],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let rows = Host::query(
+        &mut view,
+        "SELECT count(*) FROM t WHERE n = ? AND b IS NULL".into(),
+        vec![Value::Text("y".into())],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(rows.rows[0][0], Value::Integer(1)),
+        "{:?}",
+        rows.rows
+    );
+    // The same statement bound with other types.
+    Host::query(&mut view, "SELECT ?".into(), vec![Value::Integer(1)])
+        .await
+        .unwrap()
+        .unwrap();
+    let text = Host::query(&mut view, "SELECT ?".into(), vec![Value::Text("a".into())])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&text.rows[0][0], Value::Text(s) if s == "a"),
+        "{:?}",
+        text.rows
+    );
 }
 
-#[tokio::test]
-async fn transactions_commit_roll_back_and_roll_back_on_drop() {
-    let (_dir, ctx) = service().await;
+on_backends!(transactions_commit_roll_back_and_roll_back_on_drop);
+async fn transactions_commit_roll_back_and_roll_back_on_drop(b: Backend) {
+    let ctx = b.ctx().await;
     let mut table = ResourceTable::new();
     let mut view = DatabaseView {
         ctx: &ctx,
@@ -178,11 +314,9 @@ async fn has_column(ctx: &DatabaseCtx, column: &str) -> bool {
 const V1: &str = "CREATE TABLE t (a INTEGER)";
 const V2: &str = "CREATE TABLE IF NOT EXISTS t (a INTEGER); ALTER TABLE t ADD COLUMN b TEXT";
 
-#[tokio::test]
-async fn ensure_schema_runs_each_version_once_and_remembers_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = DatabaseService::new(dir.path().to_path_buf(), DatabaseConfig::default());
-    let db = service.open("demo").await.unwrap();
+on_backends!(ensure_schema_runs_each_version_once_and_remembers_it);
+async fn ensure_schema_runs_each_version_once_and_remembers_it(b: Backend) {
+    let db = b.service.open("demo").await.unwrap();
     let ctx = DatabaseCtx::granted(db.clone());
 
     // A new database gets the script and the version.
@@ -199,16 +333,16 @@ async fn ensure_schema_runs_each_version_once_and_remembers_it() {
     db.close().await;
     ensure(&ctx, 2, V2).await.unwrap();
 
-    // The version is in the file: a frame opening it again (an upgrade, a restart) reads it.
-    let service = DatabaseService::new(dir.path().to_path_buf(), DatabaseConfig::default());
+    // The version is in the database: a frame opening it again (an upgrade, a restart) reads it.
+    let service = b.reopen(DatabaseConfig::default()).await;
     let ctx = DatabaseCtx::granted(service.open("demo").await.unwrap());
     ensure(&ctx, 2, V2).await.unwrap();
     ensure(&ctx, 1, V1).await.unwrap();
 }
 
-#[tokio::test]
-async fn ensure_schema_is_atomic_and_checked() {
-    let (_dir, ctx) = service().await;
+on_backends!(ensure_schema_is_atomic_and_checked);
+async fn ensure_schema_is_atomic_and_checked(b: Backend) {
+    let ctx = b.ctx().await;
     // A failing script leaves nothing behind, not even its first statement or a version.
     let failed = ensure(
         &ctx,
@@ -219,16 +353,20 @@ async fn ensure_schema_is_atomic_and_checked() {
     assert!(matches!(failed, Err(Error::InvalidSql(_))), "{failed:?}");
     ensure(&ctx, 1, V1).await.unwrap();
     // The script is checked like any other statement.
-    let denied = ensure(&ctx, 2, "ATTACH DATABASE '/tmp/x.db' AS x").await;
+    let escape = match b.kind {
+        Kind::Sqlite => "ATTACH DATABASE '/tmp/x.db' AS x",
+        Kind::Postgres => "CREATE ROLE escape SUPERUSER",
+    };
+    let denied = ensure(&ctx, 2, escape).await;
     assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
     ensure(&ctx, 2, V2).await.unwrap();
     let denied = ensure(&DatabaseCtx::denied(), 1, V1).await;
     assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_first_calls_run_the_script_once() {
-    let (_dir, ctx) = service().await;
+on_backends!(concurrent_first_calls_run_the_script_once);
+async fn concurrent_first_calls_run_the_script_once(b: Backend) {
+    let ctx = b.ctx().await;
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let ctx = ctx.clone();
@@ -547,31 +685,34 @@ async fn values_and_results_are_bounded() {
     select(&ctx, "SELECT 1", vec![]).await.unwrap();
 }
 
-/// A raw `BEGIN` through `execute` must not leave the connection in a transaction for the next
-/// caller, nor hold the write lock.
-#[tokio::test]
-async fn a_raw_begin_does_not_outlive_its_call() {
-    let (dir, ctx) = service_with(small()).await;
+// A raw `BEGIN` through `execute` must not leave the connection in a transaction for the next
+// caller, nor hold the write lock.
+on_backends!(a_raw_begin_does_not_outlive_its_call, small());
+async fn a_raw_begin_does_not_outlive_its_call(b: Backend) {
+    let ctx = b.ctx().await;
     batch(&ctx, "CREATE TABLE t (v INTEGER)").await.unwrap();
-    run(&ctx, "BEGIN IMMEDIATE", vec![]).await.unwrap();
+    let begin = match b.kind {
+        Kind::Sqlite => "BEGIN IMMEDIATE",
+        Kind::Postgres => "BEGIN",
+    };
+    run(&ctx, begin, vec![]).await.unwrap();
     let started = std::time::Instant::now();
     run(&ctx, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
     assert!(
         started.elapsed() < std::time::Duration::from_millis(1_500),
         "the write waited for a leaked transaction"
     );
-    // A connection of its own sees the write: it was committed, not kept in a leaked transaction.
-    let mut other = sqlx::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("demo/database.sqlite")),
-    )
-    .await
-    .unwrap();
-    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-        .fetch_one(&mut other)
-        .await
-        .unwrap();
-    assert_eq!(seen, 1);
+    // Other connections see the write: it was committed, not kept in a leaked transaction.
+    let mut seen = 0;
+    for _ in 0..4 {
+        let rows = select(&ctx, "SELECT count(*) FROM t", vec![])
+            .await
+            .unwrap();
+        if let Value::Integer(n) = rows.rows[0][0] {
+            seen = n;
+        }
+        assert_eq!(seen, 1);
+    }
     // Transaction control smuggled into a host transaction or a batch leaves sqlx's own
     // bookkeeping behind; the next transaction still starts.
     let mut table = ResourceTable::new();
@@ -600,7 +741,6 @@ async fn a_raw_begin_does_not_outlive_its_call() {
             .unwrap();
         batch(&ctx, "INSERT INTO t VALUES (3)").await.unwrap();
     }
-    other.close().await.unwrap();
 }
 
 /// After the database hits its size limit (SQLITE_FULL), everywhere, writes work again once
@@ -666,5 +806,79 @@ async fn a_full_database_recovers() {
         matches!(rows.rows[0][0], Value::Integer(3)),
         "{:?}",
         rows.rows
+    );
+}
+
+#[path = "postgres_tests.rs"]
+mod postgres_tests;
+
+// The packets shard's schema and the shapes of its queries, on every engine: its SQL is the
+// portable dialect (read from its source, so this follows it).
+on_backends!(the_packets_shard_sql_is_portable);
+async fn the_packets_shard_sql_is_portable(b: Backend) {
+    let source = include_str!("../../../../shards/packets/src/store.rs");
+    let start = source.find("const SCHEMA: &str = \"").unwrap() + "const SCHEMA: &str = \"".len();
+    let schema = &source[start..start + source[start..].find("\";").unwrap()];
+    let ctx = b.ctx().await;
+    ensure(&ctx, 1, schema).await.unwrap();
+    let text = |s: &str| Value::Text(s.into());
+    run(
+        &ctx,
+        "INSERT INTO arkham_packets (id, name, description, status, visibility, created_by, \
+         created_at, updated_at, version, contents_count, size_bytes, checksum, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            text("p1"),
+            text("Big_Report"),
+            text(""),
+            text("draft"),
+            text("private"),
+            text("me"),
+            text("2026-01-01T00:00:00Z"),
+            text("2026-01-01T00:00:00Z"),
+            Value::Integer(1),
+            Value::Integer(0),
+            Value::Integer(5_000_000_000),
+            Value::Null,
+            text("{}"),
+        ],
+    )
+    .await
+    .unwrap();
+    let found = select(
+        &ctx,
+        "SELECT id, size_bytes FROM arkham_packets WHERE status <> ? AND LOWER(name) LIKE ? \
+         ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        vec![
+            text("archived"),
+            text("%g\\_r%"),
+            Value::Integer(10),
+            Value::Integer(0),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", found.rows),
+        r#"[[Value::Text("p1"), Value::Integer(5000000000)]]"#
+    );
+    let max = select(
+        &ctx,
+        "SELECT MAX(order_num) AS n FROM arkham_packet_contents WHERE packet_id = ?",
+        vec![text("p1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(format!("{:?}", max.rows), "[[Value::Null]]");
+    let counts = select(
+        &ctx,
+        "SELECT status, COUNT(*) AS n FROM arkham_packets GROUP BY status",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", counts.rows),
+        r#"[[Value::Text("draft"), Value::Integer(1)]]"#
     );
 }

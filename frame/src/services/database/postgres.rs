@@ -1,0 +1,796 @@
+//! The PostgreSQL backend: each shard is a role of its own that owns one schema and has no right
+//! on anything else, so PostgreSQL itself keeps shards apart.
+//!
+//! `pg_cluster.rs` creates the roles and schemas (role names hash the database and shard names,
+//! see [`pg_sql::role_name`]: roles are cluster-wide). A shard's calls run on connections that log
+//! in as its role, with `search_path` and `statement_timeout` pinned by `ALTER ROLE … SET`; every
+//! connection is reset (`RESET ALL`, …) before it serves the next call. Each call is also bounded
+//! by the host: past the deadline the frame cancels the statement server-side from its own
+//! connection, since a shard may `SET statement_timeout = 0`.
+
+use super::DatabaseConfig;
+use super::pg_sql::{self, ident};
+use super::pg_values::{CANCELED, bind_all, map_error, param_types, prepare_sql, read_value};
+use crate::bindings::database::{Error, Rows, Value};
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgTypeInfo};
+use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a cancelled statement may take to report back before its connection is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a connection may sit idle before it is pinged when lent again (short in tests, so
+/// that they see it).
+const IDLE_CHECK: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(10)
+};
+
+/// How long the cached size of a shard's schema is trusted, and after how many writes it is
+/// measured again regardless.
+const SIZE_TTL: Duration = Duration::from_secs(1);
+const SIZE_WRITES: u64 = 64;
+
+/// What each returned connection runs before the next call gets it: ends a transaction a raw
+/// `BEGIN` left open, closes cursors, restores every setting to the role's defaults (a
+/// `SET search_path` or `SET statement_timeout` of the last call must not leak), and drops
+/// listens, session advisory locks and the statements the shard `PREPARE`d (`from_sql`). Not
+/// `DISCARD ALL`: it would drop the statements sqlx prepared and caches. `client_min_messages` first, so that the `ROLLBACK`
+/// without a transaction does not send a warning each time.
+const RESET: &str = "SET client_min_messages = error; ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; \
+                     SELECT pg_catalog.pg_advisory_unlock_all(); \
+                     DO $arkham$ DECLARE s record; BEGIN \
+                     FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements \
+                     WHERE from_sql LOOP EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(s.name); \
+                     END LOOP; END $arkham$";
+
+/// A connection of a shard's role and its server process id (to cancel its statement).
+struct Conn {
+    conn: PgConnection,
+    pid: i32,
+    /// The schema-change count its statement cache is valid for.
+    seen: u64,
+    /// When it was last returned: a connection idle for long is checked before it is lent.
+    idle_since: Instant,
+}
+
+/// A small pool of a shard's connections. sqlx's pool hides which server process a connection
+/// is, and the host needs it to cancel a runaway statement; this one keeps it with each.
+struct ConnPool {
+    options: PgConnectOptions,
+    idle: Mutex<Vec<Conn>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection lent to one call; dropping it resets the connection (in a task) and returns it.
+struct Lease {
+    conn: Option<Conn>,
+    inner: Arc<Inner>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Lease {
+    fn conn(&mut self) -> Result<&mut Conn, Error> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Other("the connection was lost".to_string()))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (Some(mut conn), Some(permit)) = (self.conn.take(), self.permit.take()) else {
+            return;
+        };
+        let inner = self.inner.clone();
+        // Without a runtime (process exit) the connection just closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let reset = tokio::time::timeout(
+                    inner.timeout + CANCEL_GRACE,
+                    conn.conn.execute(sqlx::raw_sql(RESET)),
+                )
+                .await;
+                if matches!(reset, Ok(Ok(_))) {
+                    conn.idle_since = Instant::now();
+                    inner.pool.lock().push(conn);
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl ConnPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        // The vector stays consistent whatever panicked while holding it.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An open transaction: its connection, in a `BEGIN` block.
+pub(super) struct Tx {
+    lease: Lease,
+    /// Whether a statement in it failed: PostgreSQL then ends it, and `COMMIT` would roll back.
+    failed: bool,
+    changes_schema: bool,
+}
+
+struct Inner {
+    pool: ConnPool,
+    admin: PgPool,
+    shard: Arc<str>,
+    schema: String,
+    lock_key: i64,
+    timeout: Duration,
+    max_rows: usize,
+    max_value_bytes: u64,
+    max_result_bytes: u64,
+    max_size_bytes: u64,
+    /// The highest schema version known to be in place, as in the SQLite backend.
+    version: AtomicI64,
+    /// DDL through this frame: connections clear their statement caches when behind.
+    schema_changes: AtomicU64,
+    /// The schema's size in bytes and when it was measured.
+    size: Mutex<Option<(u64, Instant)>>,
+    writes: AtomicU64,
+}
+
+/// A shard's database on PostgreSQL: its role's connections and its limits.
+#[derive(Clone)]
+pub struct PgDatabase {
+    inner: Arc<Inner>,
+}
+
+/// Which kind of call, for messages.
+#[derive(Clone, Copy)]
+enum What {
+    Statement,
+    Query,
+    Batch,
+    Migration,
+    Begin,
+    Commit,
+    Rollback,
+}
+
+impl What {
+    fn name(self) -> &'static str {
+        match self {
+            What::Statement => "the statement",
+            What::Query => "the query",
+            What::Batch => "the batch",
+            What::Migration => "the schema migration",
+            What::Begin => "starting the transaction",
+            What::Commit => "the commit",
+            What::Rollback => "the rollback",
+        }
+    }
+}
+
+impl PgDatabase {
+    /// The database of `shard`, whose role logs in with `options`; `admin` is the frame's own
+    /// connection (to cancel statements and measure the schema).
+    pub(super) fn new(
+        shard: &str,
+        schema: String,
+        options: PgConnectOptions,
+        admin: PgPool,
+        config: &DatabaseConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool: ConnPool {
+                    options,
+                    idle: Mutex::default(),
+                    permits: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
+                },
+                admin,
+                shard: shard.into(),
+                lock_key: pg_sql::lock_key(&schema),
+                schema,
+                timeout: Duration::from_millis(config.statement_timeout_ms.max(1)),
+                max_rows: config.max_rows,
+                max_value_bytes: config.max_value_bytes.max(1),
+                max_result_bytes: config.max_result_bytes.max(1),
+                max_size_bytes: config.max_size_bytes,
+                version: AtomicI64::new(i64::MIN),
+                schema_changes: AtomicU64::new(0),
+                size: Mutex::new(None),
+                writes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The shard this database belongs to.
+    pub fn shard(&self) -> &str {
+        &self.inner.shard
+    }
+
+    /// The shard's schema (where its tables are).
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// Drops the idle connections; leased ones close when their call ends.
+    pub async fn close(&self) {
+        let idle: Vec<Conn> = std::mem::take(&mut *self.inner.pool.lock());
+        for conn in idle {
+            let _ = conn.conn.close().await;
+        }
+    }
+
+    fn timeout_error(&self, what: What) -> Error {
+        Error::LimitExceeded(format!(
+            "{} took longer than the statement time limit of {} ms",
+            what.name(),
+            self.inner.timeout.as_millis()
+        ))
+    }
+
+    /// A connection within `deadline`: an idle one, or a new one.
+    async fn acquire(&self, deadline: Instant, what: What) -> Result<Lease, Error> {
+        let permit = tokio::time::timeout_at(
+            deadline.into(),
+            self.inner.pool.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| Error::Busy("no database connection became free in time".to_string()))?
+        .map_err(|_| Error::Other("the database is closed".to_string()))?;
+        let mut idle = self.inner.pool.lock().pop();
+        // A server restart or an idle timeout closes connections silently: check one that sat
+        // idle for a while, so the shard's call does not fail on it.
+        if let Some(conn) = idle.as_mut()
+            && conn.idle_since.elapsed() > IDLE_CHECK
+            && !matches!(
+                tokio::time::timeout_at(deadline.into(), conn.conn.ping()).await,
+                Ok(Ok(()))
+            )
+        {
+            idle = None;
+        }
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let connect = async {
+                    let mut conn = PgConnection::connect_with(&self.inner.pool.options)
+                        .await
+                        .map_err(map_error)?;
+                    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(map_error)?;
+                    Ok::<_, Error>(Conn {
+                        conn,
+                        pid,
+                        seen: 0,
+                        idle_since: Instant::now(),
+                    })
+                };
+                tokio::time::timeout_at(deadline.into(), connect)
+                    .await
+                    .map_err(|_| self.timeout_error(what))??
+            }
+        };
+        Ok(Lease {
+            conn: Some(conn),
+            inner: self.inner.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    /// Runs `op` on `lease` until `deadline`; past it, cancels the statement on the server
+    /// (the shard may have lifted its own `statement_timeout`), waits briefly for it to stop,
+    /// and answers the time-limit error. A connection that does not come back is dropped.
+    async fn bounded<T>(
+        &self,
+        lease: &mut Lease,
+        deadline: Instant,
+        what: What,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let conn = lease.conn()?;
+        let pid = conn.pid;
+        // `Some(result)`: the call ended (by itself, or after its cancel within the grace);
+        // `None`: it did not stop, and its connection cannot be lent again.
+        let mut cancelled = false;
+        let result = {
+            let fut = op(conn);
+            tokio::pin!(fut);
+            tokio::select! {
+                result = &mut fut => Some(result),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    cancelled = true;
+                    let _ = sqlx::query("SELECT pg_cancel_backend($1)")
+                        .bind(pid)
+                        .execute(&self.inner.admin)
+                        .await;
+                    tokio::time::timeout(CANCEL_GRACE, &mut fut).await.ok()
+                }
+            }
+        };
+        match result {
+            Some(_) if cancelled => Err(self.timeout_error(what)),
+            Some(Err(Error::LimitExceeded(m))) if m.starts_with(CANCELED) => {
+                Err(self.timeout_error(what))
+            }
+            Some(result) => result,
+            None => {
+                if let Some(conn) = lease.conn.take() {
+                    // Terminated rather than trusted: its statement may still be running.
+                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                        .bind(conn.pid)
+                        .execute(&self.inner.admin)
+                        .await;
+                    drop(conn);
+                }
+                Err(self.timeout_error(what))
+            }
+        }
+    }
+
+    /// The schema's size when it is over `max_size_bytes` (`None` under it): measured at most
+    /// every [`SIZE_TTL`] or [`SIZE_WRITES`] writes, so a write costs no extra round trip most
+    /// of the time. Over it, writes run on probation (see [`Self::probation`]).
+    async fn over_quota(&self) -> Result<Option<u64>, Error> {
+        let writes = self.inner.writes.fetch_add(1, Ordering::AcqRel);
+        let cached = *self.inner.size.lock().unwrap_or_else(|e| e.into_inner());
+        let size = match cached {
+            Some((size, at)) if at.elapsed() < SIZE_TTL && !writes.is_multiple_of(SIZE_WRITES) => {
+                size
+            }
+            _ => {
+                let size = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'S')",
+                )
+                .bind(&self.inner.schema);
+                // The frame's few connections serve every shard: bounded like the call.
+                let size: i64 =
+                    tokio::time::timeout(self.inner.timeout, size.fetch_one(&self.inner.admin))
+                        .await
+                        .map_err(|_| {
+                            Error::Busy("measuring the database's size took too long".to_string())
+                        })?
+                        .map_err(map_error)?;
+                let size = u64::try_from(size).unwrap_or(0);
+                *self.inner.size.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((size, Instant::now()));
+                size
+            }
+        };
+        Ok((size > self.inner.max_size_bytes).then_some(size))
+    }
+
+    fn full(&self, size: u64) -> Error {
+        Error::LimitExceeded(format!(
+            "the shard's database holds {size} bytes, past its size limit of {} \
+             (`database.max_size_bytes`); delete rows (or drop tables) to write again",
+            self.inner.max_size_bytes
+        ))
+    }
+
+    /// Over the quota, a write is kept only if it did not grow the schema (a DELETE, a
+    /// TRUNCATE, a DROP): measured on the write's own connection before its transaction
+    /// commits, so uncommitted growth counts. Names are schema-qualified: the shard controls
+    /// the session's search path.
+    async fn probation(&self, conn: &mut Conn, before: u64) -> Result<(), Error> {
+        let size = measure(conn, &self.inner.schema).await?;
+        if size > self.inner.max_size_bytes && size > before {
+            return Err(self.full(size));
+        }
+        *self.inner.size.lock().unwrap_or_else(|e| e.into_inner()) = Some((size, Instant::now()));
+        Ok(())
+    }
+
+    /// Runs `op` in a transaction of its own that commits only if the schema did not grow.
+    async fn on_probation<T>(
+        &self,
+        conn: &mut Conn,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        conn.conn
+            .execute(sqlx::raw_sql("BEGIN"))
+            .await
+            .map_err(map_error)?;
+        let before = measure(conn, &self.inner.schema).await?;
+        // On any error the lease's reset rolls the transaction back.
+        let value = op(conn).await?;
+        self.probation(conn, before).await?;
+        conn.conn
+            .execute(sqlx::raw_sql("COMMIT"))
+            .await
+            .map_err(map_error)?;
+        Ok(value)
+    }
+}
+
+/// The size of `schema`'s relations seen from `conn` (its uncommitted growth included).
+async fn measure(conn: &mut Conn, schema: &str) -> Result<u64, Error> {
+    let size: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)\
+             ::pg_catalog.int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+             ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+             WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name \
+             AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m,S}'::pg_catalog.\"char\"[])",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn.conn)
+    .await
+    .map_err(map_error)?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+impl PgDatabase {
+    fn wrote_schema(&self, sql: &str) {
+        if super::sqlite::changes_schema(sql) {
+            self.inner.schema_changes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn call(&self) -> Call {
+        Call {
+            max_rows: self.inner.max_rows,
+            max_value_bytes: self.inner.max_value_bytes,
+            max_result_bytes: self.inner.max_result_bytes,
+            changes: self.inner.schema_changes.load(Ordering::Acquire),
+        }
+    }
+
+    pub(super) async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let over = self.over_quota().await?;
+        let mut lease = self.acquire(deadline, What::Statement).await?;
+        let call = self.call();
+        let done = self
+            .bounded(
+                &mut lease,
+                deadline,
+                What::Statement,
+                async |c| match over {
+                    None => execute_on(c, &sql, params, call).await,
+                    Some(_) => {
+                        self.on_probation(c, async |c| execute_on(c, &sql, params, call).await)
+                            .await
+                    }
+                },
+            )
+            .await;
+        self.wrote_schema(&sql);
+        done
+    }
+
+    pub(super) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut lease = self.acquire(deadline, What::Query).await?;
+        let call = self.call();
+        self.bounded(&mut lease, deadline, What::Query, async |c| {
+            query_on(c, &sql, params, call).await
+        })
+        .await
+    }
+
+    pub(super) async fn execute_batch(&self, sql: String) -> Result<(), Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let over = self.over_quota().await?;
+        let mut lease = self.acquire(deadline, What::Batch).await?;
+        // The simple-query protocol runs the statements of one message as one implicit
+        // transaction: all or nothing.
+        let script = async |c: &mut Conn| {
+            c.conn
+                .execute(sqlx::raw_sql(AssertSqlSafe(sql.clone())))
+                .await
+                .map_err(map_error)?;
+            Ok(())
+        };
+        let done = self
+            .bounded(&mut lease, deadline, What::Batch, async |c| match over {
+                None => script(c).await,
+                Some(_) => self.on_probation(c, script).await,
+            })
+            .await;
+        self.wrote_schema(&sql);
+        done
+    }
+
+    pub(super) async fn ensure_schema(&self, version: i64, script: String) -> Result<(), Error> {
+        if self.inner.version.load(Ordering::Acquire) >= version {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut lease = self.acquire(deadline, What::Migration).await?;
+        let table = format!("{}.arkham_schema", ident(&self.inner.schema));
+        let key = self.inner.lock_key;
+        let in_place = self
+            .bounded(&mut lease, deadline, What::Migration, async |c| {
+                let mut tx = c.conn.begin().await.map_err(map_error)?;
+                // Frames sharing the database wait here; the next one reads the new version.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+                tx.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE TABLE IF NOT EXISTS {table} \
+                     (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)"
+                ))))
+                .await
+                .map_err(map_error)?;
+                let recorded: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT version::int8 FROM {table} WHERE id = 1"
+                )))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_error)?;
+                let in_place = match recorded {
+                    Some(recorded) if recorded >= version => recorded,
+                    _ => {
+                        tx.execute(sqlx::raw_sql(AssertSqlSafe(script.clone())))
+                            .await
+                            .map_err(map_error)?;
+                        sqlx::query(AssertSqlSafe(format!(
+                            "INSERT INTO {table} (id, version) VALUES (1, $1) \
+                             ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+                        )))
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_error)?;
+                        version
+                    }
+                };
+                tx.commit().await.map_err(map_error)?;
+                Ok(in_place)
+            })
+            .await?;
+        if in_place == version {
+            self.inner.schema_changes.fetch_add(1, Ordering::AcqRel);
+        }
+        self.inner.version.fetch_max(in_place, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub(super) async fn begin(&self) -> Result<Tx, Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut lease = self.acquire(deadline, What::Begin).await?;
+        self.bounded(&mut lease, deadline, What::Begin, async |c| {
+            c.conn
+                .execute(sqlx::raw_sql("BEGIN"))
+                .await
+                .map_err(map_error)?;
+            Ok(())
+        })
+        .await?;
+        Ok(Tx {
+            lease,
+            failed: false,
+            changes_schema: false,
+        })
+    }
+
+    pub(super) async fn execute_in(
+        &self,
+        tx: &mut Tx,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<u64, Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        tx.changes_schema |= super::sqlite::changes_schema(&sql);
+        let call = self.call();
+        let done = self
+            .bounded(&mut tx.lease, deadline, What::Statement, async |c| {
+                execute_on(c, &sql, params, call).await
+            })
+            .await;
+        tx.failed |= done.is_err();
+        done
+    }
+
+    pub(super) async fn query_in(
+        &self,
+        tx: &mut Tx,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<Rows, Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let call = self.call();
+        let done = self
+            .bounded(&mut tx.lease, deadline, What::Query, async |c| {
+                query_on(c, &sql, params, call).await
+            })
+            .await;
+        tx.failed |= done.is_err();
+        done
+    }
+
+    pub(super) async fn commit(&self, mut tx: Tx) -> Result<(), Error> {
+        if tx.failed {
+            // PostgreSQL aborted the transaction at the failed statement; `COMMIT` would
+            // silently roll back. Dropping the lease rolls back.
+            return Err(Error::Other(
+                "the transaction was rolled back: a statement in it failed, and PostgreSQL \
+                 ends a transaction at its first error"
+                    .to_string(),
+            ));
+        }
+        // Over the quota, a transaction that grew the schema is refused at commit; dropping
+        // `tx` rolls it back.
+        let over = self.over_quota().await?;
+        let deadline = Instant::now() + self.inner.timeout;
+        let done = self
+            .bounded(&mut tx.lease, deadline, What::Commit, async |c| {
+                if let Some(before) = over {
+                    self.probation(c, before).await?;
+                }
+                c.conn
+                    .execute(sqlx::raw_sql("COMMIT"))
+                    .await
+                    .map_err(map_error)?;
+                Ok(())
+            })
+            .await;
+        if tx.changes_schema {
+            self.inner.schema_changes.fetch_add(1, Ordering::AcqRel);
+        }
+        done
+    }
+
+    pub(super) async fn rollback(&self, mut tx: Tx) -> Result<(), Error> {
+        let deadline = Instant::now() + self.inner.timeout;
+        self.bounded(&mut tx.lease, deadline, What::Rollback, async |c| {
+            c.conn
+                .execute(sqlx::raw_sql("ROLLBACK"))
+                .await
+                .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The bounds of one call.
+#[derive(Clone, Copy)]
+struct Call {
+    max_rows: usize,
+    max_value_bytes: u64,
+    max_result_bytes: u64,
+    /// The schema-change count when the call started.
+    changes: u64,
+}
+
+impl Call {
+    fn check_params(&self, params: &[Value]) -> Result<(), Error> {
+        for (i, param) in params.iter().enumerate() {
+            let len = match param {
+                Value::Text(s) => s.len(),
+                Value::Blob(b) => b.len(),
+                _ => 0,
+            };
+            if len as u64 > self.max_value_bytes {
+                return Err(Error::LimitExceeded(format!(
+                    "parameter {} is {len} bytes, past the value limit of {} bytes \
+                     (`database.max_value_bytes`)",
+                    i + 1,
+                    self.max_value_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Clears `conn`'s statement cache when DDL ran since it was last valid.
+async fn refresh(conn: &mut Conn, call: Call) -> Result<(), Error> {
+    if conn.seen != call.changes {
+        conn.conn
+            .clear_cached_statements()
+            .await
+            .map_err(map_error)?;
+        conn.seen = call.changes;
+    }
+    Ok(())
+}
+
+async fn execute_on(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<Value>,
+    call: Call,
+) -> Result<u64, Error> {
+    call.check_params(&params)?;
+    let text = prepare_sql(sql, &params)?;
+    refresh(conn, call).await?;
+    let query = bind_all(sqlx::query(AssertSqlSafe(text)), params);
+    let done = conn.conn.execute(query).await.map_err(map_error);
+    stale_plan(conn, &done).await;
+    Ok(done?.rows_affected())
+}
+
+/// A table altered by another frame leaves this connection's cached plans stale: PostgreSQL
+/// refuses them, so drop them and let the shard's retry succeed.
+async fn stale_plan<T>(conn: &mut Conn, result: &Result<T, Error>) {
+    if let Err(Error::InvalidSql(m)) = result
+        && m.contains("cached plan must not change result type")
+    {
+        let _ = conn.conn.clear_cached_statements().await;
+    }
+}
+
+/// Host memory one decoded value takes beyond its payload.
+const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
+
+async fn query_on(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<Value>,
+    call: Call,
+) -> Result<Rows, Error> {
+    call.check_params(&params)?;
+    let text = prepare_sql(sql, &params)?;
+    refresh(conn, call).await?;
+    let types = param_types(&params);
+    let result = read_rows(&mut conn.conn, text, &types, params, call).await;
+    stale_plan(conn, &result).await;
+    result
+}
+
+async fn read_rows(
+    conn: &mut PgConnection,
+    text: String,
+    types: &[PgTypeInfo],
+    params: Vec<Value>,
+    call: Call,
+) -> Result<Rows, Error> {
+    // Preparing first gives the column names even without rows; it is cached.
+    let statement = conn
+        .prepare_with(AssertSqlSafe(text).into_sql_str(), types)
+        .await
+        .map_err(map_error)?;
+    let columns: Vec<String> = statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let budget = usize::try_from(call.max_result_bytes).unwrap_or(usize::MAX);
+    let value_limit = usize::try_from(call.max_value_bytes).unwrap_or(usize::MAX);
+    let mut used = 0usize;
+    let mut rows = Vec::new();
+    let query = bind_all(statement.query(), params);
+    let mut stream = conn.fetch(query);
+    while let Some(row) = stream.try_next().await.map_err(map_error)? {
+        if rows.len() >= call.max_rows {
+            return Err(Error::LimitExceeded(format!(
+                "the query returned more than {} rows; at most that many may be fetched at once \
+                 (use LIMIT/OFFSET)",
+                call.max_rows
+            )));
+        }
+        let mut values = Vec::with_capacity(row.len());
+        used = used.saturating_add(std::mem::size_of::<Vec<Value>>());
+        for i in 0..row.len() {
+            let value = read_value(&row, i, value_limit)?;
+            let payload = match &value {
+                Value::Text(s) => s.len(),
+                Value::Blob(b) => b.len(),
+                _ => 0,
+            };
+            used = used.saturating_add(VALUE_OVERHEAD + payload);
+            if used > budget {
+                return Err(Error::LimitExceeded(format!(
+                    "the query's result passed {budget} bytes after {} rows; at most that much \
+                     may be fetched at once (select fewer columns or use LIMIT/OFFSET)",
+                    rows.len()
+                )));
+            }
+            values.push(value);
+        }
+        rows.push(values);
+    }
+    Ok(Rows { columns, rows })
+}
