@@ -95,14 +95,9 @@ impl Frame {
         };
         let log: EventBus = match (&nats, config.events.backend) {
             (Some(client), EventsBackend::Nats) => {
-                // Past the longest handler, or JetStream redelivers an event still being handled.
-                let longest = config
-                    .limits
-                    .shards
-                    .values()
-                    .filter_map(|o| o.event_timeout_ms)
-                    .fold(config.limits.event_timeout_ms, u64::max);
-                let ack_wait = Duration::from_millis(longest) + Duration::from_secs(30);
+                // Short: a handler's progress messages extend it while it runs, and an event in
+                // flight on a frame that died waits this long to be redelivered.
+                let ack_wait = crate::services::events::ACK_WAIT;
                 JetStreamBus::open(client.clone(), &config.nats, &config.events, ack_wait)
                     .await
                     .context("opening the event stream on NATS JetStream")?

@@ -47,13 +47,16 @@ async fn postgres_escapes_are_denied() {
 
     // The schema packets' tables live in, as PostgreSQL names it.
     let packets_schema = data.psql(
-        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'packets' LIMIT 1",
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'arkham_packets' LIMIT 1",
     );
-    assert!(!packets_schema.is_empty(), "packets has a table `packets`");
+    assert!(
+        !packets_schema.is_empty(),
+        "packets has a table `arkham_packets`"
+    );
 
     let attempts = [
-        format!("SELECT * FROM \"{packets_schema}\".packets"),
-        format!("DELETE FROM \"{packets_schema}\".packets"),
+        format!("SELECT * FROM \"{packets_schema}\".arkham_packets"),
+        format!("DELETE FROM \"{packets_schema}\".arkham_packets"),
         format!("CREATE TABLE \"{packets_schema}\".planted (x int8)"),
         "SELECT pg_read_file('/etc/passwd')".to_string(),
         "SELECT pg_ls_dir('.')".to_string(),
@@ -61,7 +64,7 @@ async fn postgres_escapes_are_denied() {
         "COPY (SELECT 1) TO PROGRAM 'touch /tmp/arkham-pwned'".to_string(),
         "CREATE TABLE IF NOT EXISTS loot (line text)".to_string()
             + "; COPY loot FROM '/etc/passwd'",
-        "SET ROLE postgres".to_string(),
+        "SET ROLE arkham_admin".to_string(),
         "SET SESSION AUTHORIZATION arkham_admin".to_string(),
         "CREATE EXTENSION IF NOT EXISTS dblink".to_string(),
         "ALTER SYSTEM SET fsync = off".to_string(),

@@ -33,6 +33,11 @@ use tokio::sync::watch;
 pub const RETAINED_REFRESH: Duration = Duration::from_secs(1);
 /// How long a consumer loop waits before trying again after NATS failed.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// How long JetStream waits for a subscriber's ack before redelivering. A running handler sends
+/// progress every third of it, so this bounds only how long an event in flight on a frame that
+/// died (or lost its connection) waits before another delivery.
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Most dead letters one listing returns.
 pub const MAX_DEAD_LETTERS: usize = 10_000;
 
@@ -131,7 +136,8 @@ pub fn pattern_subject(base: &str, pattern: &str) -> String {
 
 impl JetStreamBus {
     /// Creates or updates the streams (idempotent: several frames share them) and starts the
-    /// task that recounts retained bytes. `ack_wait` must exceed the longest event timeout.
+    /// task that recounts retained bytes. `ack_wait` is how long the server waits for an ack or
+    /// a progress message before redelivering ([`ACK_WAIT`] in the frame).
     pub async fn open(
         client: async_nats::Client,
         nats_config: &NatsConfig,
@@ -722,7 +728,24 @@ async fn handle(
             .unwrap_or(0),
         hops: header(H_HOPS).and_then(|v| v.parse().ok()).unwrap_or(0),
     };
-    let error = match target.deliver(event.clone()).await {
+    // While the handler runs, the frame tells the server it is still working, so `ack_wait`
+    // can stay short: an event in flight on a frame that died is redelivered after it.
+    let progress_every = (bus.0.ack_wait / 3).max(Duration::from_millis(100));
+    let delivery = target.deliver(event.clone());
+    tokio::pin!(delivery);
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
+    let delivered = loop {
+        tokio::select! {
+            delivered = &mut delivery => break delivered,
+            _ = progress.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(shard = target.name(), id, error = %e, "progress not sent");
+                }
+            }
+        }
+    };
+    let error = match delivered {
         Ok(()) => {
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(shard = target.name(), id, error = %e, "ack not confirmed; the event may be delivered again");

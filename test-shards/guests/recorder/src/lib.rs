@@ -20,13 +20,14 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+// BIGINT: 64-bit on both engines (PostgreSQL's INTEGER is 32-bit; milliseconds overflow it).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
+    id BIGINT PRIMARY KEY,
     name TEXT NOT NULL,
     source TEXT NOT NULL,
     payload TEXT NOT NULL,
-    published_at INTEGER NOT NULL
+    published_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
