@@ -4,6 +4,7 @@
 //! [`super::package`]), so a `.wasm` file is self-describing.
 
 use semver::{Version, VersionReq};
+pub use crate::services::events::names::{pattern_matches, validate_event_name, validate_pattern};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -393,55 +394,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn is_name_part(part: &str) -> bool {
-    !part.is_empty()
-        && part
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// Checks an event name: exactly three parts `{shard}.{entity}.{action}`.
-pub fn validate_event_name(name: &str) -> Result<(), String> {
-    let parts: Vec<&str> = name.split('.').collect();
-    if parts.len() != 3 || !parts.iter().all(|p| is_name_part(p)) {
-        return Err(format!(
-            "`{name}` is not an event name; event names are `{{shard}}.{{entity}}.{{action}}` in lowercase letters, digits, `_` and `-`"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks an event pattern: up to three parts, each a name part or `*`.
-pub fn validate_pattern(pattern: &str) -> Result<(), String> {
-    let parts: Vec<&str> = pattern.split('.').collect();
-    let ok = !parts.is_empty()
-        && parts.len() <= 3
-        && parts.iter().all(|p| *p == "*" || is_name_part(p))
-        && (parts.len() == 3 || parts.last() == Some(&"*"));
-    if !ok {
-        return Err(format!(
-            "has `{pattern}`, which is not an event pattern; write a full name (`shard.entity.action`) with `*` for a whole part, or end with `*` for any rest (`documents.*`)"
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `name` matches `pattern`: `*` matches one part, and a trailing `*` any rest.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<&str> = pattern.split('.').collect();
-    let name: Vec<&str> = name.split('.').collect();
-    for (i, p) in pattern.iter().enumerate() {
-        let last = i + 1 == pattern.len();
-        match name.get(i) {
-            None => return false,
-            Some(_) if *p == "*" && last => return true,
-            Some(n) if *p == "*" || p == n => {}
-            Some(_) => return false,
-        }
-    }
-    pattern.len() == name.len()
 }
 
 #[cfg(test)]

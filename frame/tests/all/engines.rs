@@ -172,7 +172,9 @@ async fn postgres_time_and_size_are_bounded() {
         let body = sql(
             &frame,
             "execute",
-            "INSERT INTO fill SELECT decode(repeat(md5(random()::text), 8192), 'hex') FROM generate_series(1, 4)",
+            // 256 KiB of random bytes a row: nothing TOAST could compress away.
+            "INSERT INTO fill SELECT decode(string_agg(md5(random()::text), ''), 'hex') \
+             FROM generate_series(1, 16384)",
         )
         .await;
         outcome = body["outcome"].as_str().unwrap().to_string();
@@ -181,6 +183,22 @@ async fn postgres_time_and_size_are_bounded() {
         }
     }
     assert_eq!(outcome, "limit_exceeded");
+    // Writing through `query` (`RETURNING`) or a batch is refused the same way.
+    for (kind, statement) in [
+        (
+            "query",
+            "INSERT INTO fill SELECT decode(string_agg(md5(random()::text), ''), 'hex') \
+             FROM generate_series(1, 16384) RETURNING 1",
+        ),
+        (
+            "batch",
+            "INSERT INTO fill SELECT decode(string_agg(md5(random()::text), ''), 'hex') \
+             FROM generate_series(1, 16384)",
+        ),
+    ] {
+        let body = sql(&frame, kind, statement).await;
+        assert_eq!(body["outcome"], "limit_exceeded", "{kind}: {body}");
+    }
     packets_answers(&frame, "after the fill").await;
     frame.stop();
 }

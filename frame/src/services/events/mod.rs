@@ -14,11 +14,13 @@ mod bus;
 mod dispatch;
 mod jetstream;
 mod log;
+pub mod names;
 mod quota;
 
 use crate::bindings::events::{self, Error};
 use crate::shards::grants::Grant;
-use crate::shards::manifest::{Manifest, validate_event_name};
+use crate::shards::manifest::Manifest;
+use names::validate_event_name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
