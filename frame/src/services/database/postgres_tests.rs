@@ -484,6 +484,63 @@ async fn values_map_to_the_five_types() {
         matches!(&many, Err(Error::LimitExceeded(m)) if m.contains("result passed")),
         "{many:?}"
     );
+    let rows = select(&ctx, "SELECT generate_series(1, 100001)", vec![]).await;
+    assert!(matches!(&rows, Err(Error::LimitExceeded(_))), "{rows:?}");
+    let narrow = DatabaseConfig {
+        max_rows: 10,
+        ..small()
+    };
+    let rows_ctx = DatabaseCtx::granted(b.reopen(narrow).await.open("narrow").await.unwrap());
+    let rows = select(&rows_ctx, "SELECT generate_series(1, 11)", vec![]).await;
+    assert!(
+        matches!(&rows, Err(Error::LimitExceeded(m)) if m.contains("10 rows")),
+        "{rows:?}"
+    );
+    select(&rows_ctx, "SELECT generate_series(1, 10)", vec![])
+        .await
+        .unwrap();
+    // A failed statement ends a transaction on PostgreSQL: its commit says so, keeps nothing.
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    crate::bindings::database::HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO u VALUES ('c', 3)".into(),
+        vec![],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    let dup = crate::bindings::database::HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO u VALUES ('a', 1)".into(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(dup, Err(Error::Constraint(_))), "{dup:?}");
+    let commit = crate::bindings::database::HostTransaction::commit(&mut view, tx)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&commit, Err(Error::Other(m)) if m.contains("rolled back")),
+        "{commit:?}"
+    );
+    let kept = select(&ctx, "SELECT count(*) FROM u WHERE k = 'c'", vec![])
+        .await
+        .unwrap();
+    assert!(
+        matches!(kept.rows[0][0], Value::Integer(0)),
+        "{:?}",
+        kept.rows
+    );
     let big = select(&ctx, "SELECT repeat('x', 2000000)", vec![]).await;
     assert!(matches!(big, Err(Error::LimitExceeded(_))), "{big:?}");
     let bound = run(
