@@ -288,7 +288,8 @@ async fn a_sleep_past_the_deadline_is_cancelled_on_the_server() {
     let busy = cluster().psql(
         &db_name(&b),
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1000)%' \
-         AND state = 'active' AND pid <> pg_backend_pid()",
+         AND state = 'active' AND pid <> pg_backend_pid() \
+         AND datname = current_database()",
     );
     assert_eq!(busy, "0");
     // And the shard's next call works.
@@ -670,4 +671,33 @@ async fn a_frame_role_with_createrole_that_owns_the_database_suffices() {
         let result = run(&ctx, sql, vec![]).await;
         assert!(matches!(result, Err(Error::Denied(_))), "{sql}: {result:?}");
     }
+}
+
+/// A call whose future is dropped mid-statement (its request trapped or timed out) does not
+/// leave the statement running on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_stops_its_statement() {
+    let config = DatabaseConfig {
+        statement_timeout_ms: 60_000,
+        ..DatabaseConfig::default()
+    };
+    let Some(b) = pg("dropped", config).await else {
+        return;
+    };
+    let ctx = b.ctx().await;
+    let call = tokio::time::timeout(
+        Duration::from_millis(500),
+        select(&ctx, "SELECT pg_sleep(1000)", vec![]),
+    )
+    .await;
+    assert!(call.is_err(), "the sleep returned: {call:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let busy = cluster().psql(
+        &db_name(&b),
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1000)%' \
+         AND state = 'active' AND pid <> pg_backend_pid() \
+         AND datname = current_database()",
+    );
+    assert_eq!(busy, "0");
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
 }
