@@ -31,6 +31,9 @@ const IDLE_CHECK: Duration = if cfg!(test) {
     Duration::from_secs(10)
 };
 
+/// How long an idle connection is kept.
+const IDLE_MAX: Duration = Duration::from_secs(60);
+
 /// How long the cached size of a shard's schema is trusted, and after how many writes it is
 /// measured again regardless.
 const SIZE_TTL: Duration = Duration::from_secs(1);
@@ -120,6 +123,19 @@ impl ConnPool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
         // The vector stays consistent whatever panicked while holding it.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection returned last (the warmest), after closing those idle for longer than
+    /// [`IDLE_MAX`]: server processes are a cluster-wide budget shared by every shard.
+    fn take(&self) -> Option<Conn> {
+        let mut idle = self.lock();
+        // Returned in order, so the stale ones are at the front.
+        let stale = idle
+            .iter()
+            .take_while(|c| c.idle_since.elapsed() > IDLE_MAX)
+            .count();
+        idle.drain(..stale);
+        idle.pop()
     }
 }
 
@@ -269,7 +285,7 @@ impl PgDatabase {
         .await
         .map_err(|_| Error::Busy("no database connection became free in time".to_string()))?
         .map_err(|_| Error::Other("the database is closed".to_string()))?;
-        let mut idle = self.inner.pool.lock().pop();
+        let mut idle = self.inner.pool.take();
         // A server restart or an idle timeout closes connections silently: check one that sat
         // idle for a while, so the shard's call does not fail on it.
         if let Some(conn) = idle.as_mut()
