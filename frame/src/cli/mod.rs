@@ -50,7 +50,11 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // PostgreSQL notices are what a shard's SQL raises (`RAISE WARNING` in a loop):
+                // they must not reach the frame's log past the shard's own log budget.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -188,6 +188,13 @@ impl PgCluster {
                 (role, schema, password)
             }
         };
+        // Interpolated into CREATE/ALTER ROLE below (DDL takes no parameters): only ever hex.
+        if password.is_empty() || !password.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(sqlx::Error::Protocol(format!(
+                "the password of shard `{shard}` in arkham_frame.shards is not the frame's \
+                 (hex); delete its row to have a new one made"
+            )));
+        }
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
                 .bind(&role)

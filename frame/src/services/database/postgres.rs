@@ -31,6 +31,9 @@ const IDLE_CHECK: Duration = if cfg!(test) {
     Duration::from_secs(10)
 };
 
+/// How long an idle connection is kept.
+const IDLE_MAX: Duration = Duration::from_secs(60);
+
 /// How long the cached size of a shard's schema is trusted, and after how many writes it is
 /// measured again regardless.
 const SIZE_TTL: Duration = Duration::from_secs(1);
@@ -57,6 +60,9 @@ struct Conn {
     seen: u64,
     /// When it was last returned: a connection idle for long is checked before it is lent.
     idle_since: Instant,
+    /// Whether a call's statement may be running on it: the call's future was dropped (a
+    /// trapped or timed-out request) before the statement answered.
+    busy: bool,
 }
 
 /// A small pool of a shard's connections. sqlx's pool hides which server process a connection
@@ -91,6 +97,10 @@ impl Drop for Lease {
         // Without a runtime (process exit) the connection just closes.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                // A statement left running by a dropped call is stopped now, not when it ends.
+                if conn.busy {
+                    inner.signal(CANCEL, conn.pid).await;
+                }
                 let reset = tokio::time::timeout(
                     inner.timeout + CANCEL_GRACE,
                     conn.conn.execute(sqlx::raw_sql(RESET)),
@@ -98,7 +108,10 @@ impl Drop for Lease {
                 .await;
                 if matches!(reset, Ok(Ok(_))) {
                     conn.idle_since = Instant::now();
+                    conn.busy = false;
                     inner.pool.lock().push(conn);
+                } else {
+                    inner.signal(TERMINATE, conn.pid).await;
                 }
                 drop(permit);
             });
@@ -111,6 +124,19 @@ impl ConnPool {
         // The vector stays consistent whatever panicked while holding it.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The connection returned last (the warmest), after closing those idle for longer than
+    /// [`IDLE_MAX`]: server processes are a cluster-wide budget shared by every shard.
+    fn take(&self) -> Option<Conn> {
+        let mut idle = self.lock();
+        // Returned in order, so the stale ones are at the front.
+        let stale = idle
+            .iter()
+            .take_while(|c| c.idle_since.elapsed() > IDLE_MAX)
+            .count();
+        idle.drain(..stale);
+        idle.pop()
+    }
 }
 
 /// An open transaction: its connection, in a `BEGIN` block.
@@ -120,6 +146,23 @@ pub(super) struct Tx {
     failed: bool,
     changes_schema: bool,
 }
+
+impl Inner {
+    /// Runs `sql` (a [`CANCEL`] or [`TERMINATE`]) for the server process `pid` from the
+    /// frame's connection; best effort, bounded by the grace period.
+    async fn signal(&self, sql: &'static str, pid: i32) {
+        let _ = tokio::time::timeout(
+            CANCEL_GRACE,
+            sqlx::query(sql).bind(pid).execute(&self.admin),
+        )
+        .await;
+    }
+}
+
+/// Stops the statement a server process runs.
+const CANCEL: &str = "SELECT pg_cancel_backend($1)";
+/// Ends a server process (and its session).
+const TERMINATE: &str = "SELECT pg_terminate_backend($1)";
 
 struct Inner {
     pool: ConnPool,
@@ -242,7 +285,7 @@ impl PgDatabase {
         .await
         .map_err(|_| Error::Busy("no database connection became free in time".to_string()))?
         .map_err(|_| Error::Other("the database is closed".to_string()))?;
-        let mut idle = self.inner.pool.lock().pop();
+        let mut idle = self.inner.pool.take();
         // A server restart or an idle timeout closes connections silently: check one that sat
         // idle for a while, so the shard's call does not fail on it.
         if let Some(conn) = idle.as_mut()
@@ -270,6 +313,7 @@ impl PgDatabase {
                         pid,
                         seen: 0,
                         idle_since: Instant::now(),
+                        busy: false,
                     })
                 };
                 tokio::time::timeout_at(deadline.into(), connect)
@@ -296,6 +340,7 @@ impl PgDatabase {
     ) -> Result<T, Error> {
         let conn = lease.conn()?;
         let pid = conn.pid;
+        conn.busy = true;
         // `Some(result)`: the call ended (by itself, or after its cancel within the grace);
         // `None`: it did not stop, and its connection cannot be lent again.
         let mut cancelled = false;
@@ -306,14 +351,16 @@ impl PgDatabase {
                 result = &mut fut => Some(result),
                 () = tokio::time::sleep_until(deadline.into()) => {
                     cancelled = true;
-                    let _ = sqlx::query("SELECT pg_cancel_backend($1)")
-                        .bind(pid)
-                        .execute(&self.inner.admin)
-                        .await;
+                    self.inner.signal(CANCEL, pid).await;
                     tokio::time::timeout(CANCEL_GRACE, &mut fut).await.ok()
                 }
             }
         };
+        if result.is_some()
+            && let Some(conn) = lease.conn.as_mut()
+        {
+            conn.busy = false;
+        }
         match result {
             Some(_) if cancelled => Err(self.timeout_error(what)),
             Some(Err(Error::LimitExceeded(m))) if m.starts_with(CANCELED) => {
@@ -323,10 +370,7 @@ impl PgDatabase {
             None => {
                 if let Some(conn) = lease.conn.take() {
                     // Terminated rather than trusted: its statement may still be running.
-                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
-                        .bind(conn.pid)
-                        .execute(&self.inner.admin)
-                        .await;
+                    self.inner.signal(TERMINATE, conn.pid).await;
                     drop(conn);
                 }
                 Err(self.timeout_error(what))

@@ -288,7 +288,8 @@ async fn a_sleep_past_the_deadline_is_cancelled_on_the_server() {
     let busy = cluster().psql(
         &db_name(&b),
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1000)%' \
-         AND state = 'active' AND pid <> pg_backend_pid()",
+         AND state = 'active' AND pid <> pg_backend_pid() \
+         AND datname = current_database()",
     );
     assert_eq!(busy, "0");
     // And the shard's next call works.
@@ -484,6 +485,63 @@ async fn values_map_to_the_five_types() {
         matches!(&many, Err(Error::LimitExceeded(m)) if m.contains("result passed")),
         "{many:?}"
     );
+    let rows = select(&ctx, "SELECT generate_series(1, 100001)", vec![]).await;
+    assert!(matches!(&rows, Err(Error::LimitExceeded(_))), "{rows:?}");
+    let narrow = DatabaseConfig {
+        max_rows: 10,
+        ..small()
+    };
+    let rows_ctx = DatabaseCtx::granted(b.reopen(narrow).await.open("narrow").await.unwrap());
+    let rows = select(&rows_ctx, "SELECT generate_series(1, 11)", vec![]).await;
+    assert!(
+        matches!(&rows, Err(Error::LimitExceeded(m)) if m.contains("10 rows")),
+        "{rows:?}"
+    );
+    select(&rows_ctx, "SELECT generate_series(1, 10)", vec![])
+        .await
+        .unwrap();
+    // A failed statement ends a transaction on PostgreSQL: its commit says so, keeps nothing.
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    crate::bindings::database::HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO u VALUES ('c', 3)".into(),
+        vec![],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    let dup = crate::bindings::database::HostTransaction::execute(
+        &mut view,
+        rep,
+        "INSERT INTO u VALUES ('a', 1)".into(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(dup, Err(Error::Constraint(_))), "{dup:?}");
+    let commit = crate::bindings::database::HostTransaction::commit(&mut view, tx)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&commit, Err(Error::Other(m)) if m.contains("rolled back")),
+        "{commit:?}"
+    );
+    let kept = select(&ctx, "SELECT count(*) FROM u WHERE k = 'c'", vec![])
+        .await
+        .unwrap();
+    assert!(
+        matches!(kept.rows[0][0], Value::Integer(0)),
+        "{:?}",
+        kept.rows
+    );
     let big = select(&ctx, "SELECT repeat('x', 2000000)", vec![]).await;
     assert!(matches!(big, Err(Error::LimitExceeded(_))), "{big:?}");
     let bound = run(
@@ -613,4 +671,33 @@ async fn a_frame_role_with_createrole_that_owns_the_database_suffices() {
         let result = run(&ctx, sql, vec![]).await;
         assert!(matches!(result, Err(Error::Denied(_))), "{sql}: {result:?}");
     }
+}
+
+/// A call whose future is dropped mid-statement (its request trapped or timed out) does not
+/// leave the statement running on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_stops_its_statement() {
+    let config = DatabaseConfig {
+        statement_timeout_ms: 60_000,
+        ..DatabaseConfig::default()
+    };
+    let Some(b) = pg("dropped", config).await else {
+        return;
+    };
+    let ctx = b.ctx().await;
+    let call = tokio::time::timeout(
+        Duration::from_millis(500),
+        select(&ctx, "SELECT pg_sleep(1000)", vec![]),
+    )
+    .await;
+    assert!(call.is_err(), "the sleep returned: {call:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let busy = cluster().psql(
+        &db_name(&b),
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1000)%' \
+         AND state = 'active' AND pid <> pg_backend_pid() \
+         AND datname = current_database()",
+    );
+    assert_eq!(busy, "0");
+    select(&ctx, "SELECT 1", vec![]).await.unwrap();
 }
