@@ -3,8 +3,8 @@
 //! The same document travels inside a built component as a custom section (see
 //! [`super::package`]), so a `.wasm` file is self-describing.
 
-use semver::{Version, VersionReq};
 pub use crate::services::events::names::{pattern_matches, validate_event_name, validate_pattern};
+use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;

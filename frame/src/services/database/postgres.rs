@@ -383,11 +383,20 @@ impl PgDatabase {
     /// of the time. Over it, writes run on probation (see [`Self::probation`]).
     async fn over_quota(&self) -> Result<Option<u64>, Error> {
         let writes = self.inner.writes.fetch_add(1, Ordering::AcqRel);
+        self.over_quota_after(!writes.is_multiple_of(SIZE_WRITES))
+            .await
+    }
+
+    /// [`Self::over_quota`] for a `query`, which does not count as a write: measured only when
+    /// the last measurement is older than [`SIZE_TTL`].
+    async fn over_quota_reading(&self) -> Result<Option<u64>, Error> {
+        self.over_quota_after(true).await
+    }
+
+    async fn over_quota_after(&self, cache_ok: bool) -> Result<Option<u64>, Error> {
         let cached = *self.inner.size.lock().unwrap_or_else(|e| e.into_inner());
         let size = match cached {
-            Some((size, at)) if at.elapsed() < SIZE_TTL && !writes.is_multiple_of(SIZE_WRITES) => {
-                size
-            }
+            Some((size, at)) if at.elapsed() < SIZE_TTL && cache_ok => size,
             _ => {
                 let size = sqlx::query_scalar(
                     "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
@@ -512,10 +521,17 @@ impl PgDatabase {
 
     pub(super) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Rows, Error> {
         let deadline = Instant::now() + self.inner.timeout;
+        // A query may write too (`INSERT … RETURNING`, a data-modifying CTE): over the quota it
+        // runs on probation like `execute`. Reads do not count towards re-measuring.
+        let over = self.over_quota_reading().await?;
         let mut lease = self.acquire(deadline, What::Query).await?;
         let call = self.call();
-        self.bounded(&mut lease, deadline, What::Query, async |c| {
-            query_on(c, &sql, params, call).await
+        self.bounded(&mut lease, deadline, What::Query, async |c| match over {
+            None => query_on(c, &sql, params, call).await,
+            Some(_) => {
+                self.on_probation(c, async |c| query_on(c, &sql, params, call).await)
+                    .await
+            }
         })
         .await
     }

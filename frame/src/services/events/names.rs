@@ -57,8 +57,14 @@ mod tests {
     #[test]
     fn names_and_patterns() {
         assert!(pattern_matches("packets.*", "packets.packet.created"));
-        assert!(pattern_matches("packets.*.created", "packets.packet.created"));
-        assert!(!pattern_matches("packets.*.created", "packets.packet.updated"));
+        assert!(pattern_matches(
+            "packets.*.created",
+            "packets.packet.created"
+        ));
+        assert!(!pattern_matches(
+            "packets.*.created",
+            "packets.packet.updated"
+        ));
         assert!(pattern_matches("*", "anything.at.all"));
         assert!(!pattern_matches("packets.packet.created", "packets.packet"));
         assert!(!pattern_matches("packets.packet", "packets.packet.created"));
