@@ -824,7 +824,7 @@ mod tests {
         fn wants(&self, event_name: &str) -> bool {
             self.patterns
                 .iter()
-                .any(|p| super::names::pattern_matches(p, event_name))
+                .any(|p| crate::services::events::names::pattern_matches(p, event_name))
         }
         fn patterns(&self) -> Vec<String> {
             self.patterns.clone()
