@@ -1,5 +1,6 @@
 //! Grants, the admin API and its token, and a running frame following installs and removals.
 
+use crate::backends::Backends;
 use crate::harness::{
     Frame, admin_token, arkham, data_dir, eventually, install, manifest_of, package_with, packaged,
 };
@@ -49,9 +50,10 @@ async fn admin_api_needs_the_token() {
     frame.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn revoking_a_grant_takes_effect_on_the_next_request() {
-    let data = data_dir("");
+async fn revoking_a_grant_takes_effect_on_the_next_request(backends: Backends) {
+    let Some(data) = backends.data_dir("revoking_a_grant", "") else {
+        return;
+    };
     install(data.path(), &[&TRAPPER]);
     let frame = Frame::start(data.path());
     let token = admin_token(data.path());
@@ -304,3 +306,5 @@ async fn consent_preapproval_updates_and_cli_revocation() {
     .await;
     frame.stop();
 }
+
+crate::on_both_backends!(revoking_a_grant_takes_effect_on_the_next_request);

@@ -39,6 +39,9 @@ const IDLE_MAX: Duration = Duration::from_secs(60);
 const SIZE_TTL: Duration = Duration::from_secs(1);
 const SIZE_WRITES: u64 = 64;
 
+/// Past this fraction of its quota, a shard's schema is measured before every write.
+const MEASURE_ALWAYS: f64 = 0.75;
+
 /// What each returned connection runs before the next call gets it: ends a transaction a raw
 /// `BEGIN` left open, closes cursors, restores every setting to the role's defaults (a
 /// `SET search_path` or `SET statement_timeout` of the last call must not leak), and drops
@@ -145,6 +148,8 @@ pub(super) struct Tx {
     /// Whether a statement in it failed: PostgreSQL then ends it, and `COMMIT` would roll back.
     failed: bool,
     changes_schema: bool,
+    /// Bytes of SQL and parameters sent in it, for the quota check at commit.
+    sent: u64,
 }
 
 impl Inner {
@@ -182,6 +187,9 @@ struct Inner {
     /// The schema's size in bytes and when it was measured.
     size: Mutex<Option<(u64, Instant)>>,
     writes: AtomicU64,
+    /// Bytes of SQL and parameters sent since the size was last measured: what the schema may
+    /// have grown by, at least, that the cached size does not show.
+    unmeasured: AtomicU64,
 }
 
 /// A shard's database on PostgreSQL: its role's connections and its limits.
@@ -246,6 +254,7 @@ impl PgDatabase {
                 schema_changes: AtomicU64::new(0),
                 size: Mutex::new(None),
                 writes: AtomicU64::new(0),
+                unmeasured: AtomicU64::new(0),
             }),
         }
     }
@@ -381,23 +390,41 @@ impl PgDatabase {
     /// The schema's size when it is over `max_size_bytes` (`None` under it): measured at most
     /// every [`SIZE_TTL`] or [`SIZE_WRITES`] writes, so a write costs no extra round trip most
     /// of the time. Over it, writes run on probation (see [`Self::probation`]).
-    async fn over_quota(&self) -> Result<Option<u64>, Error> {
+    async fn over_quota(&self, sent: u64) -> Result<Option<u64>, Error> {
         let writes = self.inner.writes.fetch_add(1, Ordering::AcqRel);
-        self.over_quota_after(!writes.is_multiple_of(SIZE_WRITES))
+        self.over_quota_after(!writes.is_multiple_of(SIZE_WRITES), sent)
             .await
     }
 
     /// [`Self::over_quota`] for a `query`, which does not count as a write: measured only when
     /// the last measurement is older than [`SIZE_TTL`].
-    async fn over_quota_reading(&self) -> Result<Option<u64>, Error> {
-        self.over_quota_after(true).await
+    async fn over_quota_reading(&self, sent: u64) -> Result<Option<u64>, Error> {
+        self.over_quota_after(true, sent).await
     }
 
-    async fn over_quota_after(&self, cache_ok: bool) -> Result<Option<u64>, Error> {
+    /// How long a measured `size` is trusted: [`SIZE_TTL`] for an empty schema, less the
+    /// closer it is to the quota, and not at all past [`MEASURE_ALWAYS`] of it — so a shard
+    /// writing fast cannot run far past its quota between two measurements.
+    fn trust_for(&self, size: u64) -> Duration {
+        let max = self.inner.max_size_bytes.max(1) as f64;
+        let used = size as f64 / max;
+        if used >= MEASURE_ALWAYS {
+            return Duration::ZERO;
+        }
+        SIZE_TTL.mul_f64(1.0 - used / MEASURE_ALWAYS)
+    }
+
+    async fn over_quota_after(&self, cache_ok: bool, sent: u64) -> Result<Option<u64>, Error> {
+        let unmeasured = self.inner.unmeasured.fetch_add(sent, Ordering::AcqRel) + sent;
         let cached = *self.inner.size.lock().unwrap_or_else(|e| e.into_inner());
         let size = match cached {
-            Some((size, at)) if at.elapsed() < SIZE_TTL && cache_ok => size,
+            Some((size, at))
+                if cache_ok && at.elapsed() < self.trust_for(size.saturating_add(unmeasured)) =>
+            {
+                size
+            }
             _ => {
+                self.inner.unmeasured.store(0, Ordering::Release);
                 let size = sqlx::query_scalar(
                     "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -464,6 +491,19 @@ impl PgDatabase {
     }
 }
 
+/// Bytes of SQL text and TEXT/BLOB parameters a call sends: a lower bound of what it can add.
+fn sent_bytes(sql: &str, params: &[Value]) -> u64 {
+    let values: usize = params
+        .iter()
+        .map(|p| match p {
+            Value::Text(s) => s.len(),
+            Value::Blob(b) => b.len(),
+            _ => 8,
+        })
+        .sum();
+    (sql.len() + values) as u64
+}
+
 /// The size of `schema`'s relations seen from `conn` (its uncommitted growth included).
 async fn measure(conn: &mut Conn, schema: &str) -> Result<u64, Error> {
     let size: i64 = sqlx::query_scalar(
@@ -498,7 +538,7 @@ impl PgDatabase {
 
     pub(super) async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
         let deadline = Instant::now() + self.inner.timeout;
-        let over = self.over_quota().await?;
+        let over = self.over_quota(sent_bytes(&sql, &params)).await?;
         let mut lease = self.acquire(deadline, What::Statement).await?;
         let call = self.call();
         let done = self
@@ -523,7 +563,7 @@ impl PgDatabase {
         let deadline = Instant::now() + self.inner.timeout;
         // A query may write too (`INSERT … RETURNING`, a data-modifying CTE): over the quota it
         // runs on probation like `execute`. Reads do not count towards re-measuring.
-        let over = self.over_quota_reading().await?;
+        let over = self.over_quota_reading(sent_bytes(&sql, &params)).await?;
         let mut lease = self.acquire(deadline, What::Query).await?;
         let call = self.call();
         self.bounded(&mut lease, deadline, What::Query, async |c| match over {
@@ -538,7 +578,7 @@ impl PgDatabase {
 
     pub(super) async fn execute_batch(&self, sql: String) -> Result<(), Error> {
         let deadline = Instant::now() + self.inner.timeout;
-        let over = self.over_quota().await?;
+        let over = self.over_quota(sent_bytes(&sql, &[])).await?;
         let mut lease = self.acquire(deadline, What::Batch).await?;
         // The simple-query protocol runs the statements of one message as one implicit
         // transaction: all or nothing.
@@ -631,6 +671,7 @@ impl PgDatabase {
             lease,
             failed: false,
             changes_schema: false,
+            sent: 0,
         })
     }
 
@@ -642,6 +683,7 @@ impl PgDatabase {
     ) -> Result<u64, Error> {
         let deadline = Instant::now() + self.inner.timeout;
         tx.changes_schema |= super::sqlite::changes_schema(&sql);
+        tx.sent = tx.sent.saturating_add(sent_bytes(&sql, &params));
         let call = self.call();
         let done = self
             .bounded(&mut tx.lease, deadline, What::Statement, async |c| {
@@ -659,6 +701,7 @@ impl PgDatabase {
         params: Vec<Value>,
     ) -> Result<Rows, Error> {
         let deadline = Instant::now() + self.inner.timeout;
+        tx.sent = tx.sent.saturating_add(sent_bytes(&sql, &params));
         let call = self.call();
         let done = self
             .bounded(&mut tx.lease, deadline, What::Query, async |c| {
@@ -681,7 +724,7 @@ impl PgDatabase {
         }
         // Over the quota, a transaction that grew the schema is refused at commit; dropping
         // `tx` rolls it back.
-        let over = self.over_quota().await?;
+        let over = self.over_quota(tx.sent).await?;
         let deadline = Instant::now() + self.inner.timeout;
         let done = self
             .bounded(&mut tx.lease, deadline, What::Commit, async |c| {

@@ -169,10 +169,20 @@ fn slow_query(_: &Request, _: &Params) -> Result<Response, ApiError> {
 }
 
 fn fill(request: &Request, _: &Params) -> Result<Response, ApiError> {
-    db::execute_batch("CREATE TABLE IF NOT EXISTS filler (data BLOB NOT NULL);")?;
-    let chunk = vec![0x5Au8; 1 << 20];
+    // `bytea` is PostgreSQL's BLOB; SQLite keeps blobs whatever the declared type.
+    db::execute_batch("CREATE TABLE IF NOT EXISTS filler (data bytea NOT NULL);")?;
     let mut rows = 0;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..megabytes(request) {
+        // Pseudo-random bytes (xorshift): no engine can compress them below the quota.
+        let chunk: Vec<u8> = (0..(1 << 20) / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
         if let Err(e) = db::execute(
             "INSERT INTO filler (data) VALUES (?)",
             params![chunk.as_slice()],
