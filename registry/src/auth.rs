@@ -237,7 +237,7 @@ pub fn store_login(host: &str, username: &str, password: &str) -> Result<PathBuf
         base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     auths.insert(host.to_string(), serde_json::json!({ "auth": encoded }));
     let bytes = serde_json::to_vec_pretty(&config).map_err(|e| fail(e.to_string()))?;
-    crate::layout::write_atomically(&path, &bytes, 0o600).map_err(|e| fail(e.to_string()))?;
+    crate::fsutil::write_atomically(&path, &bytes, 0o600).map_err(|e| fail(e.to_string()))?;
     Ok(path)
 }
 

@@ -10,7 +10,7 @@ use crate::error::RegistryError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::fsutil::write_atomically;
+use crate::fsutil::write_atomically;
 
 /// The `index.json` of a layout.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -121,7 +121,7 @@ impl Lockfile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        crate::layout::write_atomically(path, text.as_bytes(), 0o644).map_err(|source| {
+        crate::fsutil::write_atomically(path, text.as_bytes(), 0o644).map_err(|source| {
             LockfileError::Io {
                 path: path.to_path_buf(),
                 source,

@@ -1,6 +1,7 @@
 //! The catalog of installed shards: `installed.json` in the data dir, replaced atomically, and
 //! changed only under the data dir's lock so concurrent `arkham` commands cannot lose an update.
 
+use arkham_registry::fsutil::write_atomically;
 use arkham_registry::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -80,7 +81,7 @@ impl Catalog {
             source,
         };
         let json = serde_json::to_vec_pretty(self).map_err(|e| io(io::Error::other(e)))?;
-        write_atomically(path, &json).map_err(io)
+        write_atomically(path, &json, 0o644).map_err(io)
     }
 
     /// The shard named `name`.
@@ -101,11 +102,6 @@ impl Catalog {
         let index = self.shards.iter().position(|s| s.name == name)?;
         Some(self.shards.remove(index))
     }
-}
-
-/// Writes `bytes` to `path` atomically and durably (see [`arkham_registry::fsutil`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    arkham_registry::fsutil::write_atomically(path, bytes, 0o644)
 }
 
 /// An exclusive lock on a data dir, held while the catalog changes; released on drop.

@@ -6,7 +6,7 @@
 //! revoked with `arkham shard grants NAME --revoke …` or the admin API, and a running frame applies
 //! a change on the next call. An update that requests more than was granted stops for approval.
 
-use super::catalog::write_atomically;
+use arkham_registry::fsutil::write_atomically;
 use super::manifest::{Manifest, Service, pattern_matches};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,7 +174,7 @@ impl Grants {
             path: path.display().to_string(),
             source: std::io::Error::other(e),
         })?;
-        write_atomically(path, &json).map_err(|source| GrantsError::Io {
+        write_atomically(path, &json, 0o644).map_err(|source| GrantsError::Io {
             path: path.display().to_string(),
             source,
         })
