@@ -147,9 +147,11 @@ fn package(folder: &Path, manifest: Manifest) -> Result<Built, BuildError> {
     })?;
     let output =
         component.with_file_name(format!("{}-{}.shard.wasm", manifest.name, manifest.version));
-    arkham_registry::fsutil::write_atomically(&output, &bytes, 0o644).map_err(|source| BuildError::Io {
-        path: output.display().to_string(),
-        source,
+    arkham_registry::fsutil::write_atomically(&output, &bytes, 0o644).map_err(|source| {
+        BuildError::Io {
+            path: output.display().to_string(),
+            source,
+        }
     })?;
     Ok(Built {
         manifest,

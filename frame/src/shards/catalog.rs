@@ -1,8 +1,8 @@
 //! The catalog of installed shards: `installed.json` in the data dir, replaced atomically, and
 //! changed only under the data dir's lock so concurrent `arkham` commands cannot lose an update.
 
-use arkham_registry::fsutil::write_atomically;
 use arkham_registry::digest::Digest;
+use arkham_registry::fsutil::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io;

@@ -6,8 +6,8 @@
 //! revoked with `arkham shard grants NAME --revoke …` or the admin API, and a running frame applies
 //! a change on the next call. An update that requests more than was granted stops for approval.
 
-use arkham_registry::fsutil::write_atomically;
 use super::manifest::{Manifest, Service, pattern_matches};
+use arkham_registry::fsutil::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

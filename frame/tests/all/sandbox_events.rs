@@ -2,8 +2,11 @@
 //! receives, a publish flood, a 1 MiB handler error and a log flood. Each is cut by its bound,
 //! and packets (with the recorder receiving its events) keeps working throughout.
 
-use crate::harness::{Frame, data_dir, eventually, install};
+use crate::backends::{Backends, Data};
+use crate::harness::{Frame, eventually, install};
 use crate::hostile::packets_answers;
+use arkham_frame::services::events::{ACK_WAIT, EventsConfig, JetStreamBus};
+use arkham_frame::services::nats::NatsConfig;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use test_shards::{HOSTILE_EVENTS, PACKETS, RECORDER};
@@ -28,7 +31,7 @@ rate_bytes = 65536
 burst_bytes = 262144
 ";
 
-/// frame.db (with its WAL) stays below this: the flooder's bytes are capped at 8 MiB retained
+/// The event store (frame.db with its WAL, or JetStream's files) stays below this: the flooder's bytes are capped at 8 MiB retained
 /// and ~4 MiB + 1 MiB/s published, and retention trims what every subscriber has passed.
 const FRAME_DB_BOUND: u64 = 48 << 20;
 
@@ -57,20 +60,59 @@ async fn packets_works(frame: &Frame, name: &str) {
     .await;
 }
 
-/// Bytes of frame.db and its WAL.
-fn frame_db_bytes(data: &Path) -> u64 {
-    ["frame.db", "frame.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
-        .map(|m| m.len())
+/// Bytes the event backend keeps on disk: frame.db and its WAL, or the JetStream store.
+fn event_store_bytes(data: &Data) -> u64 {
+    match &data.nats {
+        None => ["frame.db", "frame.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(data.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum(),
+        Some(nats) => dir_bytes(&nats.store_dir().join("jetstream")),
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
         .sum()
 }
 
-/// Every id the log ever gave (retention deletes rows, not the sequence), read from frame.db
-/// directly, read-only.
-async fn events_ever_logged(data: &Path) -> i64 {
+/// The JetStream bus of an engines data dir, as a second client sees it.
+async fn bus(data: &Data) -> JetStreamBus {
+    let nats = data.nats.as_ref().unwrap();
+    let config = NatsConfig {
+        url: Some(nats.url()),
+        ..NatsConfig::default()
+    };
+    let client = arkham_frame::services::nats::connect(&config)
+        .await
+        .unwrap();
+    JetStreamBus::open(client, &config, &EventsConfig::default(), ACK_WAIT)
+        .await
+        .unwrap()
+}
+
+/// Every id the backend ever gave (retention deletes events, not the sequence), read directly:
+/// frame.db read-only, or the event stream's last sequence.
+async fn events_ever_logged(data: &Data) -> i64 {
+    if let Some(nats) = &data.nats {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream("ARKHAM_EVENTS")
+            .await
+            .unwrap();
+        return stream.info().await.unwrap().state.last_sequence as i64;
+    }
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data.join("frame.db"))
+        .filename(data.path().join("frame.db"))
         .read_only(true);
     let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
     let seq: Option<i64> =
@@ -81,10 +123,20 @@ async fn events_ever_logged(data: &Path) -> i64 {
     seq.unwrap_or(0)
 }
 
-/// The stored error of every dead letter, read from frame.db directly, read-only.
-async fn dead_letter_errors(data: &Path) -> Vec<String> {
+/// The stored error of every dead letter, read directly.
+async fn dead_letter_errors(data: &Data) -> Vec<String> {
+    if data.nats.is_some() {
+        return bus(data)
+            .await
+            .dead_letters("hostile-events", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, error)| error)
+            .collect();
+    }
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data.join("frame.db"))
+        .filename(data.path().join("frame.db"))
         .read_only(true);
     let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
     sqlx::query_scalar("SELECT error FROM dead_letters")
@@ -99,9 +151,10 @@ async fn stats(frame: &Frame) -> serde_json::Value {
     body
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
-    let data = data_dir(CONFIG);
+async fn event_and_log_floods_are_cut_and_packets_keeps_working(backends: Backends) {
+    let Some(data) = backends.data_dir("event_and_log_floods", CONFIG) else {
+        return;
+    };
     install(data.path(), &[&PACKETS, &RECORDER, &HOSTILE_EVENTS]);
     let frame = Frame::start(data.path());
     packets_works(&frame, "before").await;
@@ -109,7 +162,7 @@ async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
     // A causation loop: each handler republishes what it gets twice. Only the hop limit ends
     // it: hops 0..=8 make 1 + 2 + ... + 256 = 511 events, where the unbounded frame logged
     // 214,702 in 25 s.
-    let before = events_ever_logged(data.path()).await;
+    let before = events_ever_logged(&data).await;
     let (status, body) = frame
         .call("POST", "/api/hostile-events/loop?fanout=2", None)
         .await;
@@ -134,10 +187,10 @@ async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
     })
     .await;
     // It has ended: nothing more is published (the loop events plus packets' own).
-    let logged = events_ever_logged(data.path()).await - before;
+    let logged = events_ever_logged(&data).await - before;
     assert!((511..=520).contains(&logged), "{logged} events logged");
     packets_works(&frame, "after the loop").await;
-    assert_eq!(events_ever_logged(data.path()).await - before, logged + 1);
+    assert_eq!(events_ever_logged(&data).await - before, logged + 1);
 
     // A publish flood: 100 events of 64 KiB per request, far past the byte rate.
     let mut refused = None;
@@ -161,8 +214,11 @@ async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
             || message.contains("events.max_retained_bytes_per_shard"),
         "{message}"
     );
-    let size = frame_db_bytes(data.path());
-    assert!(size < FRAME_DB_BOUND, "frame.db grew to {size} bytes");
+    let size = event_store_bytes(&data);
+    assert!(
+        size < FRAME_DB_BOUND,
+        "the event store grew to {size} bytes"
+    );
 
     // A handler error of 1 MiB is cut before it is logged (every attempt) and stored.
     let log_before = frame.log().len();
@@ -171,10 +227,10 @@ async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("the failing event became a dead letter", || async {
-        !dead_letter_errors(data.path()).await.is_empty()
+        !dead_letter_errors(&data).await.is_empty()
     })
     .await;
-    for error in dead_letter_errors(data.path()).await {
+    for error in dead_letter_errors(&data).await {
         assert!(
             error.len() <= 1024,
             "a {}-byte dead-letter error",
@@ -212,3 +268,5 @@ async fn event_and_log_floods_are_cut_and_packets_keeps_working() {
     packets_works(&frame, "at the end").await;
     frame.stop();
 }
+
+crate::on_both_backends!(event_and_log_floods_are_cut_and_packets_keeps_working);

@@ -30,8 +30,8 @@ use std::io::Write as _;
 struct HostileEvents;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS handled (id INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS refusals (n INTEGER PRIMARY KEY AUTOINCREMENT, code TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS handled (id BIGINT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS refusals (n BIGINT PRIMARY KEY, code TEXT NOT NULL, message TEXT NOT NULL);
 ";
 
 /// Most copies a handler republishes; the frame's per-call limit is 100 by default.
@@ -63,7 +63,10 @@ impl Shard for HostileEvents {
                 for _ in 0..body.fanout.min(MAX_FANOUT) {
                     if let Err(e) = events::publish_raw("hostile-events.loop.go", &event.payload) {
                         db::execute(
-                            "INSERT INTO refusals (code, message) VALUES (?, ?)",
+                            // Portable SQL (SQLite and PostgreSQL): no AUTOINCREMENT; deliveries
+                            // to one subscriber run one at a time.
+                            "INSERT INTO refusals (n, code, message) \
+                             SELECT COALESCE(MAX(n), 0) + 1, ?, ? FROM refusals",
                             params![e.code(), e.message()],
                         )
                         .map_err(describe)?;
