@@ -16,7 +16,7 @@ use crate::services::logging::ShardLog;
 use crate::services::storage::{StorageBackend, StorageService};
 use crate::shards::catalog::{Catalog, DataDirLock, InstalledShard};
 use crate::shards::grants::{Grant, Grants};
-use crate::shards::manifest::Service;
+use crate::shards::manifest::{Manifest, Service};
 use crate::shards::{install, package};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -30,12 +30,45 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub enum ShardStatus {
     /// Serving.
-    Running(Arc<LoadedShard>),
+    Running(Arc<Running>),
     /// Installed but not loadable; the message says why.
     Failed {
         /// Why it did not load.
         error: String,
     },
+}
+
+/// A loaded shard with the manifest and grant its policy is computed from: the runtime knows
+/// only the policy, the frame keeps what it came from to compare, show and recompute it.
+pub struct Running {
+    shard: Arc<LoadedShard>,
+    manifest: Arc<Manifest>,
+    grant: RwLock<Arc<Grant>>,
+}
+
+impl Running {
+    /// The loaded shard.
+    pub fn shard(&self) -> &Arc<LoadedShard> {
+        &self.shard
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Its effective grant.
+    pub fn grant(&self) -> Arc<Grant> {
+        self.grant.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces its grant and gives the shard the policy of the new one (applied on its next
+    /// call; instances made under the old one are not reused).
+    fn set_grant(&self, grant: Grant) {
+        let policy = grant.policy(&self.manifest);
+        *self.grant.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(grant);
+        self.shard.set_policy(policy);
+    }
 }
 
 type ShardMap = BTreeMap<String, (InstalledShard, ShardStatus)>;
@@ -174,14 +207,15 @@ impl Frame {
         for installed in &catalog.shards {
             let current = self.read().get(&installed.name).cloned();
             match current {
-                Some((was, ShardStatus::Running(shard))) if was.digest == installed.digest => {
-                    let grant = grants.effective(shard.manifest());
-                    if *shard.grant() != grant {
-                        let receives_changed = shard.grant().subscribes != grant.subscribes;
-                        shard.set_grant(grant);
+                Some((was, ShardStatus::Running(running))) if was.digest == installed.digest => {
+                    let grant = grants.effective(running.manifest());
+                    let held = running.grant();
+                    if *held != grant {
+                        let receives_changed = held.subscribes != grant.subscribes;
+                        running.set_grant(grant);
                         tracing::info!(shard = %installed.name, "grants changed");
-                        if receives_changed && !shard.manifest().events.subscribes.is_empty() {
-                            self.dispatcher.start(shard.clone()).await;
+                        if receives_changed && !running.manifest().events.subscribes.is_empty() {
+                            self.dispatcher.start(running.shard().clone()).await;
                         }
                     }
                 }
@@ -213,7 +247,7 @@ impl Frame {
         &self,
         installed: &InstalledShard,
         grants: &Grants,
-    ) -> anyhow::Result<Arc<LoadedShard>> {
+    ) -> anyhow::Result<Arc<Running>> {
         let bytes = self.data.store().get(&installed.digest)?;
         let manifest = Arc::new(package::extract_manifest(&bytes)?);
         let digest = installed.digest.to_string();
@@ -270,11 +304,11 @@ impl Frame {
         let grant = grants.effective(&manifest);
         let shard = Arc::new(LoadedShard::new(
             &self.runtime,
-            manifest.clone(),
+            &manifest.name,
             digest,
             &component,
             services,
-            grant,
+            grant.policy(&manifest),
         )?);
         if manifest.events.subscribes.is_empty() {
             self.dispatcher.stop(&manifest.name).await;
@@ -286,7 +320,11 @@ impl Frame {
         } else {
             self.dispatcher.start(shard.clone()).await;
         }
-        Ok(shard)
+        Ok(Arc::new(Running {
+            shard,
+            manifest,
+            grant: RwLock::new(Arc::new(grant)),
+        }))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardMap> {
@@ -299,8 +337,13 @@ impl Frame {
 
     /// The running shard named `name`.
     pub fn shard(&self, name: &str) -> Option<Arc<LoadedShard>> {
+        self.running(name).map(|running| running.shard().clone())
+    }
+
+    /// The running shard named `name`, with its manifest and grant.
+    pub fn running(&self, name: &str) -> Option<Arc<Running>> {
         match self.read().get(name) {
-            Some((_, ShardStatus::Running(shard))) => Some(shard.clone()),
+            Some((_, ShardStatus::Running(running))) => Some(running.clone()),
             _ => None,
         }
     }
@@ -356,10 +399,10 @@ impl Frame {
 
     /// Replaces a shard's grant (limited to what its manifest requests) and applies it at once.
     pub async fn set_grant(&self, name: &str, grant: Grant) -> anyhow::Result<Grant> {
-        let shard = self
-            .shard(name)
+        let running = self
+            .running(name)
             .with_context(|| format!("no shard named `{name}` is running"))?;
-        let effective = grant.intersection(&Grant::requested_by(shard.manifest()));
+        let effective = grant.intersection(&Grant::requested_by(running.manifest()));
         {
             let _lock = DataDirLock::acquire(&self.data.lock())?;
             install::save_grant(&self.data, name, Some(effective.clone()))?;
@@ -377,13 +420,13 @@ impl Frame {
             .read()
             .values()
             .filter_map(|(_, s)| match s {
-                ShardStatus::Running(shard) => Some(shard.clone()),
+                ShardStatus::Running(running) => Some(running.shard().clone()),
                 ShardStatus::Failed { .. } => None,
             })
             .collect();
         let drains = running.iter().map(|shard| async move {
             if tokio::time::timeout_at(deadline, shard.drain()).await.is_err() {
-                tracing::warn!(shard = %shard.manifest().name, "calls still running at shutdown were abandoned");
+                tracing::warn!(shard = %shard.name(), "calls still running at shutdown were abandoned");
             }
         });
         futures::future::join_all(drains).await;

@@ -79,10 +79,10 @@ async fn remove(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Re
 }
 
 async fn grants(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {
-    match frame.shard(&name) {
-        Some(shard) => Json(json!({
-            "granted": &*shard.grant(),
-            "requested": Grant::requested_by(shard.manifest()),
+    match frame.running(&name) {
+        Some(running) => Json(json!({
+            "granted": &*running.grant(),
+            "requested": Grant::requested_by(running.manifest()),
         }))
         .into_response(),
         None => error(

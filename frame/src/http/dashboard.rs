@@ -20,8 +20,8 @@ pub async fn page(State(frame): State<Arc<Frame>>) -> Html<String> {
     let mut other = Vec::new();
     for (installed, status) in frame.shards() {
         match status {
-            ShardStatus::Running(shard) => match shard.manifest().navigation.clone() {
-                Some(nav) => entries.push((shard.manifest().clone(), nav)),
+            ShardStatus::Running(running) => match running.manifest().navigation.clone() {
+                Some(nav) => entries.push((running.manifest().clone(), nav)),
                 None => other.push(format!("{} {}", installed.name, installed.version)),
             },
             ShardStatus::Failed { error, .. } => {

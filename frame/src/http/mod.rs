@@ -64,10 +64,10 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|(installed, status)| {
             let (status, manifest, http_interface, error) = match &status {
-                ShardStatus::Running(shard) => (
+                ShardStatus::Running(running) => (
                     "running",
-                    serde_json::to_value(&**shard.manifest()).ok(),
-                    Some(shard.http_interface()),
+                    serde_json::to_value(&**running.manifest()).ok(),
+                    Some(running.shard().http_interface()),
                     None,
                 ),
                 ShardStatus::Failed { error, .. } => ("failed", None, None, Some(error.clone())),

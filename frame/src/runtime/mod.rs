@@ -6,6 +6,7 @@ pub mod cache;
 pub mod limiter;
 pub mod limits;
 pub mod linker;
+pub mod policy;
 mod shard;
 pub mod slots;
 pub mod store;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use policy::ShardPolicy;
 pub use shard::{CallError, LoadedShard, ShardBody, ShardServices, set_deadline};
 
 /// How often the epoch advances; deadlines are checked at this granularity, and a guest that

@@ -2,6 +2,7 @@
 
 use super::Runtime;
 use super::limiter::{LimitHit, ShardLimiter};
+use super::policy::ShardPolicy;
 use super::slots::{self, ShardSlots, SlotError, SlotPermit};
 use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler};
@@ -12,8 +13,6 @@ use crate::services::events::{
 };
 use crate::services::logging::ShardLog;
 use crate::services::storage::{ShardStore, StorageCtx};
-use crate::shards::grants::Grant;
-use crate::shards::manifest::{Manifest, Service};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::pin::Pin;
@@ -31,7 +30,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 /// The services a shard declares, opened once when it is loaded. Whether a call may use one is
-/// decided per call by the shard's current [`Grant`].
+/// decided per call by the shard's current [`ShardPolicy`].
 #[derive(Clone)]
 pub struct ShardServices {
     /// Its database, if declared.
@@ -148,7 +147,7 @@ struct Warm {
     entry: Entry,
     /// Requests it has served.
     served: u32,
-    /// The shard's grant generation when its store was created.
+    /// The shard's policy generation when its store was created.
     generation: u64,
     permit: SlotPermit,
 }
@@ -254,10 +253,7 @@ fn buffered_request(request: http::Request<Bytes>) -> http_handler::Request {
 
 /// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
 /// opted in, an instance reused for a bounded number of requests).
-/// A loaded shard: one `InstancePre`, a fresh instance per request or event (or, when the shard
-/// opted in, an instance reused for a bounded number of requests).
 pub struct LoadedShard {
-    manifest: Arc<Manifest>,
     name: Arc<str>,
     digest: String,
     runtime: Runtime,
@@ -265,24 +261,26 @@ pub struct LoadedShard {
     http: HttpExport,
     handler: Option<event_handler::GuestIndices>,
     services: ShardServices,
-    grant: RwLock<Arc<Grant>>,
+    policy: RwLock<Arc<ShardPolicy>>,
     limits: ShardLimits,
     slots: ShardSlots,
     /// Idle instances, most recently used last; empty unless `limits.instance_reuse > 1`.
     warm: Mutex<Vec<Warm>>,
-    /// Bumped by every grant change; instances created under an older grant are not reused.
+    /// Bumped by every policy change; instances created under an older policy are not reused.
     generation: AtomicU64,
 }
 
 impl LoadedShard {
-    /// Links `component` and prepares it to serve as the shard `manifest` describes.
+    /// Links `component` and prepares it to serve as the shard `name`, with `services` opened
+    /// for it and allowed what `policy` says. It has an event handler when `policy` declares
+    /// subscriptions; those stay for its life (a new manifest is a new shard version).
     pub fn new(
         runtime: &Runtime,
-        manifest: Arc<Manifest>,
+        name: &str,
         digest: String,
         component: &Component,
         services: ShardServices,
-        grant: Grant,
+        policy: ShardPolicy,
     ) -> anyhow::Result<Self> {
         let pre = runtime.linker().instantiate_pre(component)?;
         let http = match http_handler::GuestIndices::new(&pre) {
@@ -296,12 +294,12 @@ impl LoadedShard {
                 ),
             },
         };
-        let handler = if manifest.events.subscribes.is_empty() {
+        let handler = if policy.receive.declared().is_empty() {
             None
         } else {
             Some(event_handler::GuestIndices::new(&pre)?)
         };
-        let limits = runtime.limits().for_shard(&manifest.name);
+        let limits = runtime.limits().for_shard(name);
         // A component that imports core modules has no static count: assume the most allowed.
         let config = runtime.limits();
         let (memories, tables) = component.resources_required().map_or(
@@ -317,15 +315,14 @@ impl LoadedShard {
             limits.instances_reserved,
         );
         Ok(Self {
-            name: manifest.name.as_str().into(),
-            manifest,
+            name: name.into(),
             digest,
             runtime: runtime.clone(),
             pre,
             http,
             handler,
             services,
-            grant: RwLock::new(Arc::new(grant)),
+            policy: RwLock::new(Arc::new(policy)),
             limits,
             slots,
             warm: Mutex::new(Vec::new()),
@@ -333,15 +330,18 @@ impl LoadedShard {
         })
     }
 
-    /// The shard's current grant.
-    pub fn grant(&self) -> Arc<Grant> {
-        self.grant.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// What the shard may do now.
+    pub fn policy(&self) -> Arc<ShardPolicy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// Replaces the shard's grant; calls starting after this see the new one, and no instance
-    /// created under the old one serves another request.
-    pub fn set_grant(&self, grant: Grant) {
-        *self.grant.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(grant);
+    /// Replaces the shard's policy (its grant changed); calls starting after this see the new
+    /// one, and no instance created under the old one serves another request.
+    pub fn set_policy(&self, policy: ShardPolicy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         self.generation.fetch_add(1, Ordering::AcqRel);
         let retired = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
         drop(retired);
@@ -352,9 +352,9 @@ impl LoadedShard {
         &self.limits
     }
 
-    /// The shard's manifest.
-    pub fn manifest(&self) -> &Arc<Manifest> {
-        &self.manifest
+    /// The shard's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The export the frame serves the shard's HTTP API through.
@@ -379,18 +379,18 @@ impl LoadedShard {
             config.max_memories_per_component,
             config.max_tables_per_component,
         );
-        let grant = self.grant();
+        let policy = self.policy();
         let s = &self.services;
-        let database = match (&s.database, grant.has(Service::Database)) {
+        let database = match (&s.database, policy.database) {
             (Some(db), true) => DatabaseCtx::granted(db.clone()),
             _ => DatabaseCtx::denied(),
         };
-        let storage = match (&s.storage, grant.has(Service::Storage)) {
+        let storage = match (&s.storage, policy.storage) {
             (Some(store), true) => StorageCtx::granted(store.clone()),
             _ => StorageCtx::denied(),
         };
-        let events = if grant.has(Service::Events) {
-            EventsCtx::granted(self.manifest.clone(), grant.clone(), s.events.clone())
+        let events = if policy.events {
+            EventsCtx::granted(policy.publish.clone(), s.events.clone())
         } else {
             EventsCtx::denied(s.events_config.clone())
         };
@@ -399,7 +399,7 @@ impl LoadedShard {
             .into_store(self.runtime.engine())
     }
 
-    /// An idle instance created under the current grant, if the shard reuses instances.
+    /// An idle instance created under the current policy, if the shard reuses instances.
     fn take_warm(&self) -> Option<Warm> {
         if self.limits.instance_reuse <= 1 {
             return None;
@@ -816,11 +816,11 @@ impl EventTarget for LoadedShard {
     }
 
     fn wants(&self, event_name: &str) -> bool {
-        self.manifest.subscribes_to(event_name) && self.grant().may_receive(event_name)
+        self.policy().receive.may_receive(event_name)
     }
 
     fn patterns(&self) -> Vec<String> {
-        self.manifest.events.subscribes.clone()
+        self.policy().receive.declared().to_vec()
     }
 
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {

@@ -7,10 +7,13 @@
 //! a change on the next call. An update that requests more than was granted stops for approval.
 
 use super::manifest::{Manifest, Service, pattern_matches};
+use crate::runtime::ShardPolicy;
+use crate::services::events::{PublishPolicy, ReceivePolicy};
 use arkham_registry::fsutil::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 /// What one shard may use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +105,32 @@ impl Grant {
     /// Whether an event named `name` may be received under this grant.
     pub fn may_receive(&self, name: &str) -> bool {
         self.subscribes.iter().any(|p| pattern_matches(p, name))
+    }
+
+    /// What a shard with `manifest` may do under this grant, for the runtime: the services it
+    /// holds, and the events both its manifest declares and this grant allows.
+    pub fn policy(&self, manifest: &Manifest) -> ShardPolicy {
+        let events = self.has(Service::Events);
+        // Without the events service nothing may be published, whatever patterns remain.
+        let publishes = if events {
+            self.publishes.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        ShardPolicy {
+            database: self.has(Service::Database),
+            events,
+            storage: self.has(Service::Storage),
+            publish: Arc::new(PublishPolicy::new(
+                manifest.name.clone(),
+                manifest.events.publishes.clone(),
+                publishes,
+            )),
+            receive: Arc::new(ReceivePolicy::new(
+                manifest.events.subscribes.clone(),
+                self.subscribes.iter().cloned().collect(),
+            )),
+        }
     }
 
     /// One line per item, for showing a request or a grant to a person.
@@ -236,6 +265,41 @@ mod tests {
             .subscribes
             .insert("*".into());
         assert!(!grants.effective(&manifest()).may_receive("r.a.b"));
+    }
+
+    #[test]
+    fn the_policy_is_what_manifest_and_grant_both_allow() {
+        let manifest = manifest();
+        let full = Grant::requested_by(&manifest).policy(&manifest);
+        assert!(full.database && full.events && full.storage);
+        assert!(full.publish.may_publish("p.x.created"));
+        assert!(!full.publish.may_publish("p.y.created"));
+        assert!(full.receive.may_receive("q.a.b"));
+        assert_eq!(full.receive.declared(), ["q.*"]);
+
+        let mut grant = Grant::requested_by(&manifest);
+        grant.services.remove(&Service::Storage);
+        grant.subscribes.clear();
+        let narrowed = grant.policy(&manifest);
+        assert!(narrowed.database && narrowed.events && !narrowed.storage);
+        assert!(!narrowed.receive.may_receive("q.a.b"));
+        // Its declared subscriptions stay: it still has an event handler.
+        assert_eq!(narrowed.receive.declared(), ["q.*"]);
+
+        // Publishing follows the events service, as `Grant::may_publish` does.
+        grant.services.remove(&Service::Events);
+        let silent = grant.policy(&manifest);
+        assert!(!silent.events);
+        assert!(!silent.publish.may_publish("p.x.created"));
+        // A grant beyond the manifest is never effective.
+        let wide = Grant {
+            publishes: ["*".to_string()].into(),
+            subscribes: ["*".to_string()].into(),
+            ..Grant::requested_by(&manifest)
+        };
+        let wide = wide.policy(&manifest);
+        assert!(!wide.publish.may_publish("p.y.created"));
+        assert!(!wide.receive.may_receive("r.a.b"));
     }
 
     #[test]

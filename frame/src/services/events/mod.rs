@@ -15,11 +15,10 @@ mod dispatch;
 mod jetstream;
 mod log;
 pub mod names;
+mod policy;
 mod quota;
 
 use crate::bindings::events::{self, Error};
-use crate::shards::grants::Grant;
-use crate::shards::manifest::Manifest;
 use names::validate_event_name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +29,7 @@ pub use bus::{EventBus, EventBusError, EventsBackend};
 pub use dispatch::{Dispatcher, EventTarget};
 pub use jetstream::{ACK_WAIT, JetStreamBus, JetStreamError};
 pub use log::{EventLog, EventLogError, StoredEvent};
+pub use policy::{PublishPolicy, ReceivePolicy};
 pub use quota::{EventsShard, PublishLimits};
 
 /// The `[events]` section of the frame config.
@@ -172,7 +172,8 @@ impl PendingEvents {
 
 /// A store's events context: what its shard may publish, and what it published so far.
 pub struct EventsCtx {
-    manifest: Option<(Arc<Manifest>, Arc<Grant>, EventsShard)>,
+    /// What the shard may publish and its quota; `None` without the events service.
+    granted: Option<(Arc<PublishPolicy>, EventsShard)>,
     config: Arc<EventsConfig>,
     pending: PendingEvents,
     /// Events published by this call so far, handed to the log or not.
@@ -185,12 +186,12 @@ pub struct EventsCtx {
 }
 
 impl EventsCtx {
-    /// A context for a shard granted the events service; it may publish what both its manifest
-    /// declares and its grant allows, within its quota `shard`.
-    pub fn granted(manifest: Arc<Manifest>, grant: Arc<Grant>, shard: EventsShard) -> Self {
+    /// A context for a shard granted the events service; it may publish what `policy` allows,
+    /// within its quota `shard`.
+    pub fn granted(policy: Arc<PublishPolicy>, shard: EventsShard) -> Self {
         Self {
             config: shard.config().clone(),
-            manifest: Some((manifest, grant, shard)),
+            granted: Some((policy, shard)),
             pending: PendingEvents::default(),
             published: 0,
             pending_bytes: 0,
@@ -201,7 +202,7 @@ impl EventsCtx {
     /// A context for a shard without the events service.
     pub fn denied(config: Arc<EventsConfig>) -> Self {
         Self {
-            manifest: None,
+            granted: None,
             config,
             pending: PendingEvents::default(),
             published: 0,
@@ -227,17 +228,17 @@ impl EventsCtx {
     }
 
     fn publish(&mut self, name: String, payload: String) -> Result<(), Error> {
-        let Some((manifest, grant, quota)) = &self.manifest else {
+        let Some((policy, quota)) = &self.granted else {
             return Err(Error::Denied(
                 "the events service is not granted to this shard; declare `events` in its manifest's services"
                     .to_string(),
             ));
         };
         validate_event_name(&name).map_err(Error::InvalidName)?;
-        if !manifest.may_publish(&name) || !grant.may_publish(&name) {
+        if !policy.may_publish(&name) {
+            let shard = policy.shard();
             return Err(Error::Denied(format!(
-                "shard `{}` may not publish `{name}`: it publishes only names starting with `{}.` that its manifest lists in events.publishes",
-                manifest.name, manifest.name
+                "shard `{shard}` may not publish `{name}`: it publishes only names starting with `{shard}.` that its manifest lists in events.publishes",
             )));
         }
         if payload.len() > self.config.max_payload_bytes {
@@ -315,19 +316,13 @@ mod tests {
     use super::*;
 
     fn ctx() -> EventsCtx {
-        let manifest = Manifest::parse(
-            "name = \"packets\"\nversion = \"0.1.0\"\n[services]\nrequired = [\"events\"]\n[events]\npublishes = [\"packets.packet.*\"]\n",
-            "test",
-        )
-        .unwrap();
         let config = EventsConfig {
             max_per_call: 2,
             max_payload_bytes: 10,
             ..Default::default()
         };
-        let grant = Arc::new(Grant::requested_by(&manifest));
         let shard = EventsShard::with_retained("packets", Arc::new(config), Arc::default());
-        EventsCtx::granted(Arc::new(manifest), grant, shard)
+        EventsCtx::granted(packets(), shard)
     }
 
     #[test]
@@ -369,20 +364,15 @@ mod tests {
         ));
     }
 
-    fn packets() -> (Arc<Manifest>, Arc<Grant>) {
-        let manifest = Manifest::parse(
-            "name = \"packets\"\nversion = \"0.1.0\"\n[services]\nrequired = [\"events\"]\n[events]\npublishes = [\"packets.packet.*\"]\n",
-            "test",
-        )
-        .unwrap();
-        let grant = Arc::new(Grant::requested_by(&manifest));
-        (Arc::new(manifest), grant)
+    /// What a shard `packets` declaring and granted `packets.packet.*` may publish.
+    fn packets() -> Arc<PublishPolicy> {
+        let patterns = vec!["packets.packet.*".to_string()];
+        Arc::new(PublishPolicy::new("packets", patterns.clone(), patterns))
     }
 
     fn limited(config: EventsConfig, retained: Arc<quota::Retained>) -> EventsCtx {
-        let (manifest, grant) = packets();
         let shard = EventsShard::with_retained("packets", Arc::new(config), retained);
-        EventsCtx::granted(manifest, grant, shard)
+        EventsCtx::granted(packets(), shard)
     }
 
     fn refusal(result: Result<(), Error>) -> String {
@@ -404,11 +394,11 @@ mod tests {
             ..Default::default()
         };
         let retained = Arc::new(quota::Retained::default());
-        let (manifest, grant) = packets();
+        let policy = packets();
         let shard = EventsShard::with_retained("packets", Arc::new(config), retained);
         // Two instances of one shard share its buckets.
-        let mut one = EventsCtx::granted(manifest.clone(), grant.clone(), shard.clone());
-        let mut two = EventsCtx::granted(manifest, grant, shard);
+        let mut one = EventsCtx::granted(policy.clone(), shard.clone());
+        let mut two = EventsCtx::granted(policy, shard);
         assert!(one.publish(NAME.into(), "{}".into()).is_ok());
         assert!(two.publish(NAME.into(), "{}".into()).is_ok());
         assert!(one.publish(NAME.into(), "{}".into()).is_ok());
