@@ -852,7 +852,9 @@ mod tests {
             ..Default::default()
         };
         let client = crate::services::nats::connect(&nats_config).await.unwrap();
-        JetStreamBus::open(client, &nats_config, config, Duration::from_secs(30))
+        // Short, as in the frame: a message the server handed to a stopped consumer's pull
+        // request (NATS 2.9 cannot tell it is gone) comes back after this.
+        JetStreamBus::open(client, &nats_config, config, Duration::from_secs(2))
             .await
             .unwrap()
     }
