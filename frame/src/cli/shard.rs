@@ -289,9 +289,14 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             json,
         } => {
             let data = data_dir.get();
-            // Read the lockfile first: a corrupt one stops the removal before anything changes.
+            // Read the lockfile and the config first: a corrupt one stops the removal before
+            // anything changes.
             let mut lock = Lockfile::load(&lock_path(&data))?;
+            let config = FrameConfig::load(&data.config_file())?;
             let removed = install::remove(&data, &name, purge)?;
+            if purge {
+                purge_engines(&data, &config, &name).await?;
+            }
             if lock.remove(&name) {
                 lock.save(&lock_path(&data))?;
             }
@@ -316,6 +321,42 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Deletes what the engine backends keep for a removed shard: its PostgreSQL schema and role,
+/// its object-store bucket and its event consumer. The embedded backends keep everything in
+/// the shard's folder, which `install::remove` deleted.
+async fn purge_engines(data: &DataDir, config: &FrameConfig, name: &str) -> anyhow::Result<()> {
+    use crate::services::database::{DatabaseBackend, DatabaseService};
+    use crate::services::events::{ACK_WAIT, EventsBackend, JetStreamBus};
+    use crate::services::storage::{StorageBackend, StorageService};
+    if config.database.backend == DatabaseBackend::Postgres {
+        let database = DatabaseService::connect(data.shards(), config.database.clone()).await?;
+        let purged = database.purge(name).await;
+        database.close_all().await;
+        purged.with_context(|| format!("deleting the PostgreSQL schema and role of `{name}`"))?;
+    }
+    if config.nats_user().is_none() {
+        return Ok(());
+    }
+    let client = crate::services::nats::connect(&config.nats).await?;
+    if config.storage.backend == StorageBackend::Nats {
+        StorageService::on_nats(
+            config.storage.clone(),
+            client.clone(),
+            &config.nats.subject_prefix(),
+        )
+        .purge(name)
+        .await
+        .with_context(|| format!("deleting the object-store bucket of `{name}`"))?;
+    }
+    if config.events.backend == EventsBackend::Nats {
+        let bus = JetStreamBus::open(client, &config.nats, &config.events, ACK_WAIT).await?;
+        bus.remove_subscriber(name)
+            .await
+            .with_context(|| format!("deleting the event consumer of `{name}`"))?;
+    }
+    Ok(())
 }
 
 async fn inspect(

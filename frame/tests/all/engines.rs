@@ -275,3 +275,52 @@ async fn a_nats_restart_loses_nothing_acknowledged() {
     assert_eq!(response.text().await.unwrap(), "kept");
     frame.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_purge_deletes_the_engines_data() {
+    let Some(data) = engines("remove_purge_deletes_the_engines_data") else {
+        return;
+    };
+    install(data.path(), &[&PACKETS, &HOSTILE_SQL, &TRAPPER]);
+    let frame = Frame::start(data.path());
+    let body = sql(
+        &frame,
+        "batch",
+        "CREATE TABLE kept (v int8); INSERT INTO kept VALUES (1)",
+    )
+    .await;
+    assert_eq!(body["outcome"], "ok", "{body}");
+    let response = frame
+        .client
+        .put(format!("{}/api/trapper/blob/gone.txt", frame.base))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let role_count = "SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_hostile\\_sql'";
+    assert_eq!(data.psql(role_count), "1");
+    frame.stop();
+
+    // Without --purge the data stays; with it, the schema, role and bucket go.
+    let (ok, _, err) = crate::harness::arkham(data.path(), &["shard", "remove", "hostile-sql"]);
+    assert!(ok, "{err}");
+    assert_eq!(data.psql(role_count), "1");
+    install(data.path(), &[&HOSTILE_SQL]);
+    for shard in ["hostile-sql", "trapper"] {
+        let (ok, _, err) =
+            crate::harness::arkham(data.path(), &["shard", "remove", "--purge", shard]);
+        assert!(ok, "{shard}: {err}");
+    }
+    assert_eq!(data.psql(role_count), "0");
+    assert_eq!(
+        data.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard\\_hostile\\_sql\\_%'"),
+        "0"
+    );
+    let nats = data.nats.as_ref().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    assert!(js.get_object_store("arkham_trapper").await.is_err());
+    // Packets' data is untouched.
+    assert!(data.psql("SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_packets'") == "1");
+}

@@ -282,6 +282,17 @@ impl DatabaseService {
         Ok(self.lock().entry(shard.to_string()).or_insert(db).clone())
     }
 
+    /// Deletes what the engine keeps for `shard` (`arkham shard remove --purge`): on
+    /// PostgreSQL its schema with everything in it, its role and the frame's record of them.
+    /// The embedded database is a file in the shard's folder, which the purge removes.
+    pub async fn purge(&self, shard: &str) -> Result<(), DatabaseServiceError> {
+        self.close(shard).await;
+        match &self.engine {
+            Engine::Embedded => Ok(()),
+            Engine::Postgres(cluster) => cluster.purge(shard).await,
+        }
+    }
+
     /// Closes the pool of `shard`, e.g. before its data is purged.
     pub async fn close(&self, shard: &str) {
         let db = self.lock().remove(shard);

@@ -150,6 +150,47 @@ impl PgCluster {
         ))
     }
 
+    /// Drops the schema and role of `shard` and forgets them, under the shard's provisioning
+    /// lock. A frame still serving the shard loses its database: purge after removing it.
+    pub(super) async fn purge(&self, shard: &str) -> Result<(), DatabaseServiceError> {
+        let failed = |source| DatabaseServiceError::Prepare {
+            shard: shard.to_string(),
+            target: self.target.clone(),
+            source,
+        };
+        let purge = async {
+            let mut tx = self.admin.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'), hashtext($1))")
+                .bind(shard)
+                .execute(&mut *tx)
+                .await?;
+            let known: Option<(String, String)> = sqlx::query_as(
+                "DELETE FROM arkham_frame.shards WHERE shard = $1 RETURNING role, schema",
+            )
+            .bind(shard)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((role, schema)) = known {
+                let (r, s) = (ident(&role), ident(&schema));
+                // The shard's sessions end first: a role with connections cannot be dropped.
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                )
+                .bind(&role)
+                .execute(&mut *tx)
+                .await?;
+                let script = format!(
+                    "DROP SCHEMA IF EXISTS {s} CASCADE;
+                     DROP OWNED BY {r};
+                     DROP ROLE IF EXISTS {r};"
+                );
+                tx.execute(sqlx::raw_sql(AssertSqlSafe(script))).await?;
+            }
+            tx.commit().await
+        };
+        purge.await.map_err(failed)
+    }
+
     /// The role, schema and password of `shard`, created on first use and brought in line with
     /// `config` every time, under a lock so that frames sharing the database agree.
     async fn provision(

@@ -205,6 +205,24 @@ impl StorageService {
             .clone()
     }
 
+    /// Deletes what the engine keeps for `shard` (`arkham shard remove --purge`): its bucket
+    /// on NATS. The embedded namespace is a folder of the shard's, which the purge removes.
+    pub async fn purge(&self, shard: &str) -> Result<(), Error> {
+        self.forget(shard);
+        let Some((js, prefix)) = &self.nats else {
+            return Ok(());
+        };
+        let bucket = object_store::bucket_name(prefix, shard);
+        match js.delete_object_store(&bucket).await {
+            Ok(()) => Ok(()),
+            // Never written to: there is no bucket.
+            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(Error::Io(format!(
+                "the bucket `{bucket}` of shard `{shard}` could not be deleted: {e}"
+            ))),
+        }
+    }
+
     /// Forgets the namespace of `shard` (after its data was removed).
     pub fn forget(&self, shard: &str) {
         self.namespaces
