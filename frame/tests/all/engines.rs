@@ -314,7 +314,9 @@ async fn remove_purge_deletes_the_engines_data() {
     }
     assert_eq!(data.psql(role_count), "0");
     assert_eq!(
-        data.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard\\_hostile\\_sql\\_%'"),
+        data.psql(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard\\_hostile\\_sql\\_%'"
+        ),
         "0"
     );
     let nats = data.nats.as_ref().unwrap();
