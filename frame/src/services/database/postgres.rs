@@ -150,6 +150,10 @@ pub(super) struct Tx {
     changes_schema: bool,
     /// Bytes of SQL and parameters sent in it, for the quota check at commit.
     sent: u64,
+    /// The schema's last measured size when it began: what its commit is compared with, since
+    /// a measurement taken at commit already includes the transaction's own (uncommitted)
+    /// writes.
+    size_at_begin: Option<u64>,
 }
 
 impl Inner {
@@ -667,11 +671,18 @@ impl PgDatabase {
             Ok(())
         })
         .await?;
+        let size_at_begin = self
+            .inner
+            .size
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(size, _)| size);
         Ok(Tx {
             lease,
             failed: false,
             changes_schema: false,
             sent: 0,
+            size_at_begin,
         })
     }
 
@@ -724,7 +735,10 @@ impl PgDatabase {
         }
         // Over the quota, a transaction that grew the schema is refused at commit; dropping
         // `tx` rolls it back.
-        let over = self.over_quota(tx.sent).await?;
+        let over = self
+            .over_quota(tx.sent)
+            .await?
+            .map(|now| tx.size_at_begin.map_or(now, |at_begin| at_begin.min(now)));
         let deadline = Instant::now() + self.inner.timeout;
         let done = self
             .bounded(&mut tx.lease, deadline, What::Commit, async |c| {

@@ -172,7 +172,18 @@ async fn the_size_quota_refuses_writes_past_it() {
     };
     let ctx = b.ctx().await;
     batch(&ctx, "CREATE TABLE f (data BYTEA)").await.unwrap();
-    let chunk = Value::Blob((0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect());
+    // Incompressible (xorshift): TOAST cannot fit it into free space, so each row grows the table.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let chunk = Value::Blob(
+        (0..100_000 / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect(),
+    );
     let mut refused = None;
     for _ in 0..200 {
         match run(&ctx, "INSERT INTO f VALUES (?)", vec![chunk.clone()]).await {
