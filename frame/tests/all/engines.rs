@@ -298,25 +298,30 @@ async fn remove_purge_deletes_the_engines_data() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let role_count = "SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_hostile\\_sql'";
-    assert_eq!(data.psql(role_count), "1");
+    // Roles are cluster-wide (other tests' databases have a `hostile-sql` too): this data dir's
+    // are the ones its frame recorded.
+    let role = data.psql("SELECT role FROM arkham_frame.shards WHERE shard = 'hostile-sql'");
+    let schema = data.psql("SELECT schema FROM arkham_frame.shards WHERE shard = 'hostile-sql'");
+    assert!(!role.is_empty() && !schema.is_empty());
+    let role_count = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'");
+    let schema_count = format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'");
+    assert_eq!(data.psql(&role_count), "1");
     frame.stop();
 
     // Without --purge the data stays; with it, the schema, role and bucket go.
     let (ok, _, err) = crate::harness::arkham(data.path(), &["shard", "remove", "hostile-sql"]);
     assert!(ok, "{err}");
-    assert_eq!(data.psql(role_count), "1");
+    assert_eq!(data.psql(&role_count), "1");
     install(data.path(), &[&HOSTILE_SQL]);
     for shard in ["hostile-sql", "trapper"] {
         let (ok, _, err) =
             crate::harness::arkham(data.path(), &["shard", "remove", "--purge", shard]);
         assert!(ok, "{shard}: {err}");
     }
-    assert_eq!(data.psql(role_count), "0");
+    assert_eq!(data.psql(&role_count), "0");
+    assert_eq!(data.psql(&schema_count), "0");
     assert_eq!(
-        data.psql(
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard\\_hostile\\_sql\\_%'"
-        ),
+        data.psql("SELECT count(*) FROM arkham_frame.shards WHERE shard = 'hostile-sql'"),
         "0"
     );
     let nats = data.nats.as_ref().unwrap();
@@ -324,5 +329,8 @@ async fn remove_purge_deletes_the_engines_data() {
     let js = async_nats::jetstream::new(client);
     assert!(js.get_object_store("arkham_trapper").await.is_err());
     // Packets' data is untouched.
-    assert!(data.psql("SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_packets'") == "1");
+    assert_eq!(
+        data.psql("SELECT count(*) FROM arkham_frame.shards WHERE shard = 'packets'"),
+        "1"
+    );
 }
