@@ -491,24 +491,4 @@ subscribes = ["documents.*"]
             assert!(err.contains(needle), "expected `{needle}` in: {err}");
         }
     }
-
-    #[test]
-    fn patterns() {
-        assert!(pattern_matches("packets.*", "packets.packet.created"));
-        assert!(pattern_matches(
-            "packets.*.created",
-            "packets.packet.created"
-        ));
-        assert!(!pattern_matches(
-            "packets.*.created",
-            "packets.packet.updated"
-        ));
-        assert!(pattern_matches("*", "anything.at.all"));
-        assert!(!pattern_matches("packets.packet.created", "packets.packet"));
-        assert!(!pattern_matches("packets.packet", "packets.packet.created"));
-        assert!(validate_pattern("packets.packet").is_err());
-        assert!(validate_event_name("packets.packet.created").is_ok());
-        assert!(validate_event_name("packets.packet").is_err());
-        assert!(validate_event_name("Packets.packet.created").is_err());
-    }
 }
