@@ -125,6 +125,14 @@ const GUESTS: &[Guest] = &[
         doc: "Exports both HTTP entry points (no SDK); each answers with its own name.",
     },
     Guest {
+        constant: "LEGACY",
+        name: "legacy",
+        dir: "test-shards/guests/legacy",
+        artifact: "fixture_legacy",
+        workspace: "test-shards/guests",
+        doc: "Built against the frozen `arkham:shard@0.1.0` (no SDK); uses every 0.1.0 interface.",
+    },
+    Guest {
         constant: "HOSTILE_SQL",
         name: "hostile-sql",
         dir: "test-shards/guests/hostile-sql",
@@ -253,6 +261,7 @@ fn run() -> Result<(), String> {
 fn emit_rerun_lines(root: &Path) {
     let mut paths: Vec<PathBuf> = vec![
         root.join("wit"),
+        root.join("frame/wit"),
         root.join("shards/Cargo.toml"),
         root.join("shards/Cargo.lock"),
         root.join("shards/sdk/Cargo.toml"),

@@ -1,5 +1,6 @@
-//! The one `bindgen!`, for the `arkham:shard/buffered-shard` world: arkham's imports and its two
-//! exports (`http-handler`, `event-handler`). `wasi:http/incoming-handler`, the `shard` world's
+//! The `bindgen!` for the `arkham:shard/buffered-shard` world: arkham's imports and its two
+//! exports (`http-handler`, `event-handler`), at the package's current version; [`v0_1`] has
+//! the frozen 0.1.0 package the frame still runs. `wasi:http/incoming-handler`, the `shard` world's
 //! export, is loaded through `wasmtime-wasi-http`'s `ProxyIndices`.
 //!
 //! WASI interfaces come from `wasmtime-wasi` (through `with:`), so only arkham's own interfaces
@@ -22,3 +23,5 @@ wasmtime::component::bindgen!({
 
 pub use arkham::shard::{database, events, logging, storage};
 pub use exports::arkham::shard::{event_handler, http_handler};
+
+pub mod v0_1;

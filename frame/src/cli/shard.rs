@@ -479,7 +479,7 @@ async fn push(
             interfaces: ComponentInfo {
                 exports: inspection.interfaces.exports.clone(),
                 imports: inspection.interfaces.imports.clone(),
-                target: Some("arkham:shard/shard@0.1.0".to_string()),
+                target: inspection.interfaces.target_world(),
             },
             annotations: notes,
             created: &created,

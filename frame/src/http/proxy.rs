@@ -3,6 +3,7 @@
 use super::error;
 use super::server::{BodyBudget, BodyReservation};
 use crate::frame::Frame;
+use crate::runtime::limits::ShardLimits;
 use crate::runtime::{CallError, ShardBody};
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
@@ -27,6 +28,24 @@ fn split_path(uri: &Uri) -> Option<(&str, String)> {
     Some((shard, with_query))
 }
 
+/// 429 for a request over its shard's rate, with `retry-after` in whole seconds (at least 1).
+fn rate_limited(name: &str, limits: &ShardLimits, wait: Duration) -> Response {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "shard `{name}` is over its request rate ({} per second, bursts of {}); retry after \
+             {seconds} s, or raise `requests_per_second` in [limits.shards.{name}]",
+            limits.requests_per_second, limits.request_burst
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
+}
+
 /// Serves one request through the named shard.
 pub async fn forward(
     State(frame): State<Arc<Frame>>,
@@ -45,6 +64,10 @@ pub async fn forward(
             ),
         );
     };
+    // Before the body is read: a shard over its rate costs the frame as little as possible.
+    if let Err(wait) = shard.admit_request() {
+        return rate_limited(&name, shard.limits(), wait);
+    }
     let limit = shard.limits().max_request_bytes;
     let (mut parts, body) = request.into_parts();
     let timeout = frame.config().server.body_read_timeout();

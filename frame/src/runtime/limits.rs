@@ -38,6 +38,12 @@ pub struct LimitsConfig {
     /// Largest response body, in bytes; a larger declared length gets 502, and a body that grows
     /// past it while streaming is cut off.
     pub max_response_bytes: u64,
+    /// Requests one shard may receive per second, on average (a token bucket refilled at this
+    /// rate); past it a request gets 429 with `retry-after`. `0` turns the limit off. The
+    /// default is far above what one frame serves: operators lower it per shard.
+    pub requests_per_second: u64,
+    /// Requests one shard may receive at once above its rate (the bucket's size); at least 1.
+    pub request_burst: u64,
     /// Per-shard overrides, by shard name: `[limits.shards.packets]`.
     pub shards: BTreeMap<String, LimitsOverride>,
 }
@@ -69,6 +75,10 @@ pub struct LimitsOverride {
     pub storage_max_object_bytes: Option<u64>,
     /// The shard's `events.max_per_call`.
     pub events_max_per_call: Option<usize>,
+    /// See [`LimitsConfig::requests_per_second`].
+    pub requests_per_second: Option<u64>,
+    /// See [`LimitsConfig::request_burst`].
+    pub request_burst: Option<u64>,
     /// Requests one instance may serve in a row (README, "Instance reuse"). Absent or 1: a
     /// fresh instance per request, the default and the strongest isolation.
     pub instance_reuse: Option<u32>,
@@ -89,6 +99,8 @@ impl Default for LimitsConfig {
             event_timeout_ms: 30_000,
             max_request_bytes: 16 << 20,
             max_response_bytes: 64 << 20,
+            requests_per_second: 100_000,
+            request_burst: 100_000,
             shards: BTreeMap::new(),
         }
     }
@@ -115,6 +127,10 @@ pub struct ShardLimits {
     pub max_response_bytes: u64,
     /// Requests one instance serves before it is discarded; 1 means a fresh instance each.
     pub instance_reuse: u32,
+    /// Requests per second on average; 0 for no limit.
+    pub requests_per_second: u64,
+    /// Requests at once above that rate; at least 1.
+    pub request_burst: u64,
 }
 
 impl LimitsConfig {
@@ -139,6 +155,8 @@ impl LimitsConfig {
             max_request_bytes: o.max_request_bytes.unwrap_or(self.max_request_bytes),
             max_response_bytes: o.max_response_bytes.unwrap_or(self.max_response_bytes),
             instance_reuse: o.instance_reuse.unwrap_or(1).max(1),
+            requests_per_second: o.requests_per_second.unwrap_or(self.requests_per_second),
+            request_burst: o.request_burst.unwrap_or(self.request_burst).max(1),
         }
     }
 

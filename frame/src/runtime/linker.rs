@@ -15,37 +15,44 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi_http::WasiHttpView;
 
-/// Every import the frame can satisfy, by name without version, with the version it provides.
-pub const PROVIDED: &[(&str, &str)] = &[
-    ("arkham:shard/database", "0.1.0"),
-    ("arkham:shard/events", "0.1.0"),
-    ("arkham:shard/storage", "0.1.0"),
-    ("arkham:shard/logging", "0.1.0"),
-    ("wasi:io/error", WASI_VERSION),
-    ("wasi:io/poll", WASI_VERSION),
-    ("wasi:io/streams", WASI_VERSION),
-    ("wasi:clocks/monotonic-clock", WASI_VERSION),
-    ("wasi:clocks/wall-clock", WASI_VERSION),
-    ("wasi:random/random", WASI_VERSION),
-    ("wasi:random/insecure", WASI_VERSION),
-    ("wasi:random/insecure-seed", WASI_VERSION),
-    ("wasi:cli/environment", WASI_VERSION),
-    ("wasi:cli/exit", WASI_VERSION),
-    ("wasi:cli/stdin", WASI_VERSION),
-    ("wasi:cli/stdout", WASI_VERSION),
-    ("wasi:cli/stderr", WASI_VERSION),
-    ("wasi:cli/terminal-input", WASI_VERSION),
-    ("wasi:cli/terminal-output", WASI_VERSION),
-    ("wasi:cli/terminal-stdin", WASI_VERSION),
-    ("wasi:cli/terminal-stdout", WASI_VERSION),
-    ("wasi:cli/terminal-stderr", WASI_VERSION),
-    ("wasi:filesystem/types", WASI_VERSION),
-    ("wasi:filesystem/preopens", WASI_VERSION),
-    ("wasi:http/types", WASI_VERSION),
-];
+/// The versions of the `arkham:shard` package the frame links and calls, newest first: the
+/// current `wit/`, and the older ones shards may still be built against
+/// (`crate::bindings::v0_1`).
+pub const ARKHAM_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
 
 /// The WASI version of the vendored WIT in `wit/deps`.
 pub const WASI_VERSION: &str = "0.2.12";
+
+const WASI: &[&str] = &[WASI_VERSION];
+
+/// Every import the frame can satisfy, by name without version, with the versions it provides.
+pub const PROVIDED: &[(&str, &[&str])] = &[
+    ("arkham:shard/database", ARKHAM_VERSIONS),
+    ("arkham:shard/events", ARKHAM_VERSIONS),
+    ("arkham:shard/storage", ARKHAM_VERSIONS),
+    ("arkham:shard/logging", ARKHAM_VERSIONS),
+    ("wasi:io/error", WASI),
+    ("wasi:io/poll", WASI),
+    ("wasi:io/streams", WASI),
+    ("wasi:clocks/monotonic-clock", WASI),
+    ("wasi:clocks/wall-clock", WASI),
+    ("wasi:random/random", WASI),
+    ("wasi:random/insecure", WASI),
+    ("wasi:random/insecure-seed", WASI),
+    ("wasi:cli/environment", WASI),
+    ("wasi:cli/exit", WASI),
+    ("wasi:cli/stdin", WASI),
+    ("wasi:cli/stdout", WASI),
+    ("wasi:cli/stderr", WASI),
+    ("wasi:cli/terminal-input", WASI),
+    ("wasi:cli/terminal-output", WASI),
+    ("wasi:cli/terminal-stdin", WASI),
+    ("wasi:cli/terminal-stdout", WASI),
+    ("wasi:cli/terminal-stderr", WASI),
+    ("wasi:filesystem/types", WASI),
+    ("wasi:filesystem/preopens", WASI),
+    ("wasi:http/types", WASI),
+];
 
 /// Builds the linker every shard instance is created from.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ShardState>> {
@@ -77,5 +84,26 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ShardState>> {
     services::events::add_to_linker(l, ShardState::events)?;
     services::storage::add_to_linker(l, ShardState::storage)?;
     services::logging::add_to_linker(l, ShardState::logging)?;
+    crate::bindings::v0_1::add_to_linker(
+        l,
+        ShardState::database,
+        ShardState::events,
+        ShardState::storage,
+        ShardState::logging,
+    )?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_versions_are_those_of_the_wit_files() {
+        let current = include_str!("../../../wit/world.wit");
+        assert!(current.contains(&format!("package arkham:shard@{};", ARKHAM_VERSIONS[0])));
+        assert!(current.contains(&format!("import wasi:cli/environment@{WASI_VERSION};")));
+        let frozen = include_str!("../../wit/arkham-shard-0.1.0/world.wit");
+        assert!(frozen.contains(&format!("package arkham:shard@{};", ARKHAM_VERSIONS[1])));
+    }
 }

@@ -5,13 +5,15 @@ use super::limiter::{LimitHit, ShardLimiter};
 use super::policy::ShardPolicy;
 use super::slots::{self, ShardSlots, SlotError, SlotPermit};
 use super::store::ShardState;
-use crate::bindings::{event_handler, http_handler};
+use crate::bindings::{event_handler, http_handler, v0_1};
 use crate::runtime::limits::ShardLimits;
+use crate::runtime::linker::ARKHAM_VERSIONS;
 use crate::services::database::{DatabaseCtx, ShardDatabase};
 use crate::services::events::{
     EventBus, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
 };
 use crate::services::logging::ShardLog;
+use crate::services::rate::TokenBucket;
 use crate::services::storage::{ShardStore, StorageCtx};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -168,6 +170,8 @@ type BufferedAnswer = Result<http_handler::Response, CallError>;
 enum HttpExport {
     /// `arkham:shard/http-handler`, preferred when a component exports both.
     Buffered(http_handler::GuestIndices),
+    /// `arkham:shard/http-handler@0.1.0`, of a component built before 0.2.0.
+    BufferedV0_1(v0_1::http_handler::GuestIndices),
     /// `wasi:http/incoming-handler`.
     Wasi(ProxyIndices),
 }
@@ -176,8 +180,47 @@ enum HttpExport {
 enum Entry {
     /// `arkham:shard/http-handler`.
     Buffered(http_handler::Guest),
+    /// `arkham:shard/http-handler@0.1.0`.
+    BufferedV0_1(v0_1::http_handler::Guest),
     /// `wasi:http/incoming-handler`.
     Wasi(Proxy),
+}
+
+/// A shard's `event-handler` export, at the package version it was built against.
+enum EventHandler {
+    Current(event_handler::GuestIndices),
+    V0_1(v0_1::event_handler::GuestIndices),
+}
+
+impl EventHandler {
+    fn new(pre: &InstancePre<ShardState>) -> wasmtime::Result<Self> {
+        match event_handler::GuestIndices::new(pre) {
+            Ok(indices) => Ok(Self::Current(indices)),
+            Err(current) => match v0_1::event_handler::GuestIndices::new(pre) {
+                Ok(indices) => Ok(Self::V0_1(indices)),
+                Err(_) => Err(current),
+            },
+        }
+    }
+
+    /// Calls the handler of `instance` with `event`.
+    async fn call(
+        &self,
+        store: &mut Store<ShardState>,
+        instance: &wasmtime::component::Instance,
+        event: event_handler::Event,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Self::Current(indices) => {
+                let guest = indices.load(&mut *store, instance)?;
+                guest.call_handle(&mut *store, &event).await
+            }
+            Self::V0_1(indices) => {
+                let guest = indices.load(&mut *store, instance)?;
+                guest.call_handle(&mut *store, &event.into()).await
+            }
+        }
+    }
 }
 
 /// Response headers the frame sets itself (from the body it sends) and ignores from a shard's
@@ -259,7 +302,7 @@ pub struct LoadedShard {
     runtime: Runtime,
     pre: InstancePre<ShardState>,
     http: HttpExport,
-    handler: Option<event_handler::GuestIndices>,
+    handler: Option<EventHandler>,
     services: ShardServices,
     policy: RwLock<Arc<ShardPolicy>>,
     limits: ShardLimits,
@@ -268,6 +311,8 @@ pub struct LoadedShard {
     warm: Mutex<Vec<Warm>>,
     /// Bumped by every policy change; instances created under an older policy are not reused.
     generation: AtomicU64,
+    /// The request rate limit; `None` when it is off.
+    requests: Option<Mutex<TokenBucket>>,
 }
 
 impl LoadedShard {
@@ -283,21 +328,25 @@ impl LoadedShard {
         policy: ShardPolicy,
     ) -> anyhow::Result<Self> {
         let pre = runtime.linker().instantiate_pre(component)?;
-        let http = match http_handler::GuestIndices::new(&pre) {
-            Ok(indices) => HttpExport::Buffered(indices),
-            Err(buffered) => match ProxyIndices::new(&pre) {
+        let http = if let Ok(indices) = http_handler::GuestIndices::new(&pre) {
+            HttpExport::Buffered(indices)
+        } else if let Ok(indices) = v0_1::http_handler::GuestIndices::new(&pre) {
+            HttpExport::BufferedV0_1(indices)
+        } else {
+            match ProxyIndices::new(&pre) {
                 Ok(indices) => HttpExport::Wasi(indices),
                 Err(wasi) => anyhow::bail!(
                     "the component exports no HTTP entry point: neither \
-                     `arkham:shard/http-handler` ({buffered:#}) nor \
-                     `wasi:http/incoming-handler` ({wasi:#})"
+                     `arkham:shard/http-handler` (at a version the frame calls: {}) nor \
+                     `wasi:http/incoming-handler` ({wasi:#})",
+                    ARKHAM_VERSIONS.join(", ")
                 ),
-            },
+            }
         };
         let handler = if policy.receive.declared().is_empty() {
             None
         } else {
-            Some(event_handler::GuestIndices::new(&pre)?)
+            Some(EventHandler::new(&pre)?)
         };
         let limits = runtime.limits().for_shard(name);
         // A component that imports core modules has no static count: assume the most allowed.
@@ -314,7 +363,15 @@ impl LoadedShard {
             limits.instances,
             limits.instances_reserved,
         );
+        let requests = (limits.requests_per_second > 0).then(|| {
+            Mutex::new(TokenBucket::new(
+                limits.requests_per_second,
+                limits.request_burst,
+                std::time::Instant::now(),
+            ))
+        });
         Ok(Self {
+            requests,
             name: name.into(),
             digest,
             runtime: runtime.clone(),
@@ -352,6 +409,20 @@ impl LoadedShard {
         &self.limits
     }
 
+    /// Admits one request under the shard's request rate; `Err` with how long until one would
+    /// pass when it is over.
+    pub fn admit_request(&self) -> Result<(), Duration> {
+        let Some(bucket) = &self.requests else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if bucket.try_take(1, now) {
+            return Ok(());
+        }
+        Err(bucket.time_until(1, now).unwrap_or(Duration::from_secs(1)))
+    }
+
     /// The shard's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -360,8 +431,9 @@ impl LoadedShard {
     /// The export the frame serves the shard's HTTP API through.
     pub fn http_interface(&self) -> &'static str {
         match self.http {
-            HttpExport::Buffered(_) => "arkham:shard/http-handler",
-            HttpExport::Wasi(_) => "wasi:http/incoming-handler",
+            HttpExport::Buffered(_) => "arkham:shard/http-handler@0.2.0",
+            HttpExport::BufferedV0_1(_) => "arkham:shard/http-handler@0.1.0",
+            HttpExport::Wasi(_) => "wasi:http/incoming-handler@0.2.12",
         }
     }
 
@@ -490,7 +562,7 @@ impl LoadedShard {
             deadline,
         };
         match &self.http {
-            HttpExport::Buffered(_) => {
+            HttpExport::Buffered(_) | HttpExport::BufferedV0_1(_) => {
                 let is_head = request.method() == http::Method::HEAD;
                 let invocation = Invocation::Buffered(buffered_request(request));
                 let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -658,6 +730,9 @@ impl LoadedShard {
                     HttpExport::Buffered(indices) => {
                         Entry::Buffered(indices.load(&mut *store, &instance)?)
                     }
+                    HttpExport::BufferedV0_1(indices) => {
+                        Entry::BufferedV0_1(indices.load(&mut *store, &instance)?)
+                    }
                     HttpExport::Wasi(indices) => Entry::Wasi(indices.load(&mut *store, &instance)?),
                 }
             }
@@ -666,6 +741,10 @@ impl LoadedShard {
             (Entry::Buffered(guest), Invocation::Buffered(request)) => {
                 let response = guest.call_handle(&mut *store, &request).await?;
                 Ok((Entry::Buffered(guest), Some(response)))
+            }
+            (Entry::BufferedV0_1(guest), Invocation::Buffered(request)) => {
+                let response = guest.call_handle(&mut *store, &request.into()).await?;
+                Ok((Entry::BufferedV0_1(guest), Some(response.into())))
             }
             (Entry::Wasi(proxy), Invocation::Wasi { request, out }) => {
                 proxy
@@ -774,8 +853,7 @@ impl LoadedShard {
         };
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = handler.load(&mut store, &instance)?;
-            guest.call_handle(&mut store, &event).await
+            handler.call(&mut store, &instance, event).await
         };
         let result = tokio::time::timeout_at(deadline, call)
             .await

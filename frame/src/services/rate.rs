@@ -48,6 +48,20 @@ impl TokenBucket {
         true
     }
 
+    /// How long until `n` tokens are available at `now` (zero when they are); `None` when they
+    /// never will be (more than the bucket holds, or no refill).
+    pub fn time_until(&mut self, n: u64, now: Instant) -> Option<std::time::Duration> {
+        self.refill(now);
+        let missing = n as f64 - self.tokens;
+        if missing <= 0.0 {
+            return Some(std::time::Duration::ZERO);
+        }
+        if n as f64 > self.burst || self.rate <= 0.0 {
+            return None;
+        }
+        std::time::Duration::try_from_secs_f64(missing / self.rate).ok()
+    }
+
     /// The configured refill rate, per second.
     pub fn rate(&self) -> u64 {
         self.rate as u64
@@ -121,6 +135,26 @@ mod tests {
         let much_later = later + Duration::from_secs(3600);
         assert!(!bucket.try_take(6, much_later));
         assert!(bucket.try_take(5, much_later));
+    }
+
+    #[test]
+    fn time_until_says_when_a_refused_take_would_pass() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(4, 2, start);
+        assert_eq!(bucket.time_until(1, start), Some(Duration::ZERO));
+        assert!(bucket.try_take(2, start));
+        assert_eq!(
+            bucket.time_until(1, start),
+            Some(Duration::from_millis(250))
+        );
+        let later = start + Duration::from_millis(100);
+        let wait = bucket.time_until(1, later).unwrap();
+        assert!(wait > Duration::from_millis(149) && wait <= Duration::from_millis(150));
+        // Past the bucket's size, or without refill: never.
+        assert_eq!(bucket.time_until(3, later), None);
+        let mut dry = TokenBucket::new(0, 1, start);
+        assert!(dry.try_take(1, start));
+        assert_eq!(dry.time_until(1, later), None);
     }
 
     #[test]

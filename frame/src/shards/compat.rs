@@ -2,7 +2,7 @@
 
 use super::manifest::{Manifest, Service};
 use super::package::{Interfaces, split_versioned, version_compatible};
-use crate::runtime::linker::{PROVIDED, WASI_VERSION};
+use crate::runtime::linker::{ARKHAM_VERSIONS, PROVIDED, WASI_VERSION};
 
 /// The frame's version, which `requires_frame` is checked against.
 pub const FRAME_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,12 +49,13 @@ pub enum Incompatibility {
     ExportVersion {
         /// The export.
         export: String,
-        /// The version the frame calls.
+        /// The versions the frame calls (`0.2.0 or 0.1.0`).
         expected: String,
     },
     /// Neither HTTP entry point is exported.
     #[error(
-        "it exports no HTTP entry point: build it for the `arkham:shard/buffered-shard` world (export `arkham:shard/http-handler@0.1.0`, as the Rust SDK does) or the `arkham:shard/shard` world (export `wasi:http/incoming-handler@{WASI_VERSION}`)"
+        "it exports no HTTP entry point: build it for the `arkham:shard/buffered-shard` world (export `arkham:shard/http-handler@{}`, as the Rust SDK does) or the `arkham:shard/shard` world (export `wasi:http/incoming-handler@{WASI_VERSION}`)",
+        ARKHAM_VERSIONS[0]
     )]
     NoHttpExport,
 }
@@ -76,15 +77,10 @@ pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibilit
             problems.push(Incompatibility::UnknownImport(import.clone()));
             continue;
         };
-        let provided_version = semver::Version::parse(provided).ok();
-        let compatible = match (&version, &provided_version) {
-            (Some(wanted), Some(have)) => version_compatible(wanted, have),
-            _ => false,
-        };
-        if !compatible {
+        if !any_compatible(version.as_ref(), provided) {
             problems.push(Incompatibility::ImportVersion {
                 import: import.clone(),
-                provided: (*provided).to_string(),
+                provided: provided.join(" or "),
             });
             continue;
         }
@@ -115,17 +111,27 @@ pub fn check(manifest: &Manifest, interfaces: &Interfaces) -> Vec<Incompatibilit
             Exported::Incompatible(problem) => problems.push(problem),
             Exported::Missing => problems.push(Incompatibility::MissingExport(format!(
                 "{}@{} (required because the manifest subscribes to events)",
-                EVENT_HANDLER.0, EVENT_HANDLER.1
+                EVENT_HANDLER.0, EVENT_HANDLER.1[0]
             ))),
         }
     }
     problems
 }
 
-/// The exports the frame calls, by name without version, with the version it calls.
-const HTTP_HANDLER: (&str, &str) = ("arkham:shard/http-handler", "0.1.0");
-const INCOMING_HANDLER: (&str, &str) = ("wasi:http/incoming-handler", WASI_VERSION);
-const EVENT_HANDLER: (&str, &str) = ("arkham:shard/event-handler", "0.1.0");
+/// The exports the frame calls, by name without version, with the versions it calls.
+const HTTP_HANDLER: (&str, &[&str]) = ("arkham:shard/http-handler", ARKHAM_VERSIONS);
+const INCOMING_HANDLER: (&str, &[&str]) = ("wasi:http/incoming-handler", &[WASI_VERSION]);
+const EVENT_HANDLER: (&str, &[&str]) = ("arkham:shard/event-handler", ARKHAM_VERSIONS);
+
+/// Whether `wanted` (an import's or export's version) matches one of `provided` under the semver
+/// rule the linker applies.
+fn any_compatible(wanted: Option<&semver::Version>, provided: &[&str]) -> bool {
+    wanted.is_some_and(|wanted| {
+        provided.iter().any(|have| {
+            semver::Version::parse(have).is_ok_and(|have| version_compatible(wanted, &have))
+        })
+    })
+}
 
 /// Whether a component exports `called`, at a version the frame can call (the semver rule the
 /// linker applies to imports, which wasmtime also applies when looking up exports).
@@ -135,24 +141,21 @@ enum Exported {
     Missing,
 }
 
-fn exported(interfaces: &Interfaces, (name, expected): (&str, &str)) -> Exported {
-    let Some(export) = interfaces
+fn exported(interfaces: &Interfaces, (name, expected): (&str, &[&str])) -> Exported {
+    let mut named = interfaces
         .exports
         .iter()
-        .find(|e| split_versioned(e).0 == name)
-    else {
+        .filter(|e| split_versioned(e).0 == name)
+        .peekable();
+    let Some(&export) = named.peek() else {
         return Exported::Missing;
     };
-    let compatible = match (split_versioned(export).1, semver::Version::parse(expected)) {
-        (Some(have), Ok(want)) => version_compatible(&have, &want),
-        _ => false,
-    };
-    if compatible {
+    if named.any(|e| any_compatible(split_versioned(e).1.as_ref(), expected)) {
         Exported::Compatible
     } else {
         Exported::Incompatible(Incompatibility::ExportVersion {
             export: export.clone(),
-            expected: expected.to_string(),
+            expected: expected.join(" or "),
         })
     }
 }
@@ -179,15 +182,21 @@ mod tests {
     #[test]
     fn compatible_component_passes() {
         let m = manifest("[services]\nrequired = [\"database\"]\n");
-        for export in [
-            "wasi:http/incoming-handler@0.2.6",
-            "arkham:shard/http-handler@0.1.0",
-        ] {
-            let i = interfaces(
-                &["wasi:io/poll@0.2.6", "arkham:shard/database@0.1.0"],
-                &[export],
-            );
-            assert_eq!(check(&m, &i), [], "exporting {export}");
+        // Either package version the frame links: a shard built before 0.2.0 still installs.
+        for version in ["0.2.0", "0.1.0"] {
+            for export in [
+                "wasi:http/incoming-handler@0.2.6".to_string(),
+                format!("arkham:shard/http-handler@{version}"),
+            ] {
+                let i = interfaces(
+                    &[
+                        "wasi:io/poll@0.2.6",
+                        &format!("arkham:shard/database@{version}"),
+                    ],
+                    &[&export],
+                );
+                assert_eq!(check(&m, &i), [], "exporting {export}");
+            }
         }
     }
 
@@ -217,18 +226,19 @@ mod tests {
     fn an_export_is_counted_only_at_a_version_the_frame_calls() {
         let m = manifest("[events]\nsubscribes = [\"a.*\"]\n");
         // Only an http-handler of another minor version, and such an event-handler: refused,
-        // naming each with the version the frame calls.
+        // naming each with the versions the frame calls.
         let i = interfaces(
             &[],
             &[
-                "arkham:shard/http-handler@0.2.0",
+                "arkham:shard/http-handler@0.3.0",
                 "arkham:shard/event-handler@1.0.0",
             ],
         );
         let text: Vec<String> = check(&m, &i).iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 2, "{text:#?}");
         assert!(
-            text[0].contains("arkham:shard/http-handler@0.2.0") && text[0].contains("0.1.0"),
+            text[0].contains("arkham:shard/http-handler@0.3.0")
+                && text[0].contains("0.2.0 or 0.1.0"),
             "{text:#?}"
         );
         assert!(
@@ -239,9 +249,19 @@ mod tests {
         let i = interfaces(
             &[],
             &[
-                "arkham:shard/http-handler@0.2.0",
+                "arkham:shard/http-handler@0.3.0",
                 "wasi:http/incoming-handler@0.2.6",
                 "arkham:shard/event-handler@0.1.0",
+            ],
+        );
+        assert_eq!(check(&m, &i), []);
+        // An export at a version the frame calls counts even after one it does not.
+        let i = interfaces(
+            &[],
+            &[
+                "arkham:shard/http-handler@0.3.0",
+                "arkham:shard/http-handler@0.2.0",
+                "arkham:shard/event-handler@0.2.0",
             ],
         );
         assert_eq!(check(&m, &i), []);

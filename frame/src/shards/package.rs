@@ -195,6 +195,31 @@ pub struct Interfaces {
     pub exports: Vec<String>,
 }
 
+impl Interfaces {
+    /// The `arkham:shard` world the component was built for, as an artifact's `target` names it:
+    /// `buffered-shard` when it exports `http-handler`, else `shard`, at the package version of
+    /// its arkham imports and exports. `None` when it uses no arkham interface at all.
+    pub fn target_world(&self) -> Option<String> {
+        let version = self
+            .imports
+            .iter()
+            .chain(&self.exports)
+            .filter_map(|name| name.strip_prefix("arkham:shard/"))
+            .find_map(|rest| rest.split_once('@'))
+            .map(|(_, version)| version)?;
+        let world = if self
+            .exports
+            .iter()
+            .any(|e| split_versioned(e).0 == "arkham:shard/http-handler")
+        {
+            "buffered-shard"
+        } else {
+            "shard"
+        };
+        Some(format!("arkham:shard/{world}@{version}"))
+    }
+}
+
 /// Lists a component's top-level imports and exports.
 pub fn interfaces(component: &[u8]) -> Result<Interfaces, PackageError> {
     // Checks the header first, for a precise error on modules and non-wasm input.
@@ -245,6 +270,34 @@ pub fn version_compatible(wanted: &semver::Version, provided: &semver::Version) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_world_follows_the_exports_and_the_version() {
+        let of = |imports: &[&str], exports: &[&str]| {
+            Interfaces {
+                imports: imports.iter().map(|s| s.to_string()).collect(),
+                exports: exports.iter().map(|s| s.to_string()).collect(),
+            }
+            .target_world()
+        };
+        assert_eq!(
+            of(
+                &["wasi:io/poll@0.2.12"],
+                &["arkham:shard/http-handler@0.2.0"]
+            )
+            .as_deref(),
+            Some("arkham:shard/buffered-shard@0.2.0")
+        );
+        assert_eq!(
+            of(
+                &["arkham:shard/database@0.1.0"],
+                &["wasi:http/incoming-handler@0.2.12"]
+            )
+            .as_deref(),
+            Some("arkham:shard/shard@0.1.0")
+        );
+        assert_eq!(of(&[], &["wasi:http/incoming-handler@0.2.12"]), None);
+    }
 
     /// The smallest valid component: header only.
     const EMPTY_COMPONENT: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];

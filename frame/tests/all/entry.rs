@@ -32,17 +32,17 @@ async fn each_shard_is_served_through_the_entry_point_it_exports() {
     };
     assert_eq!(
         interface("echo").unwrap(),
-        "arkham:shard/http-handler",
+        "arkham:shard/http-handler@0.2.0",
         "{listing}"
     );
     assert_eq!(
         interface("streamer").unwrap(),
-        "wasi:http/incoming-handler",
+        "wasi:http/incoming-handler@0.2.12",
         "{listing}"
     );
     assert_eq!(
         interface("dual").unwrap(),
-        "arkham:shard/http-handler",
+        "arkham:shard/http-handler@0.2.0",
         "{listing}"
     );
     // Exporting both, `dual` answers with the name of the entry point it was called through.

@@ -101,7 +101,12 @@ async fn revoking_a_grant_takes_effect_on_the_next_request(backends: Backends) {
     assert_eq!(response.status().as_u16(), 200);
     let response = frame.client.put(&blob).body("v").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    assert!(response.text().await.unwrap().contains("not granted"));
+    // The 0.2.0 `denied` case (the trapper answers the error's code and message).
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("\"denied\"") && body.contains("not granted"),
+        "{body}"
+    );
     let (status, _) = frame
         .call(
             "POST",

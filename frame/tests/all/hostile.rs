@@ -329,7 +329,7 @@ fn ungranted_imports_and_lying_manifests_are_refused_at_install() {
     );
     assert!(!ok);
     assert!(
-        err.contains("imports `arkham:shard/database@0.1.0` but its manifest does not declare"),
+        err.contains("imports `arkham:shard/database@0.2.0` but its manifest does not declare"),
         "{err}"
     );
 }

@@ -165,7 +165,7 @@ fn incompatible_components_are_refused_and_nothing_changes() {
         (
             "undeclared",
             Box::new(|p: &Path| package_with(&TRAPPER, &undeclared, p)),
-            "imports `arkham:shard/storage@0.1.0` but its manifest does not declare the `storage` service",
+            "imports `arkham:shard/storage@0.2.0` but its manifest does not declare the `storage` service",
         ),
         (
             "raw",

@@ -27,3 +27,4 @@ mod sandbox_events;
 mod sandbox_runtime;
 mod sandbox_sql;
 mod sandbox_storage;
+mod wit_versions;

@@ -331,6 +331,9 @@ impl From<storage::Error> for ApiError {
         let status = match error {
             storage::Error::InvalidKey(_) => 400,
             storage::Error::LimitExceeded(_) => 507,
+            // The frame's operator (or the manifest) withholds storage: nothing the client can
+            // change, and it may come back.
+            storage::Error::Denied(_) => 503,
             storage::Error::Io(_) => 500,
         };
         let code = format!("storage_{}", error.code());

@@ -53,6 +53,7 @@ impl Error {
         match self {
             Error::InvalidKey(_) => "invalid_key",
             Error::LimitExceeded(_) => "limit_exceeded",
+            Error::Denied(_) => "denied",
             Error::Io(_) => "io",
         }
     }
@@ -60,9 +61,10 @@ impl Error {
     /// The frame's message.
     pub fn message(&self) -> &str {
         match self {
-            Error::InvalidKey(message) | Error::LimitExceeded(message) | Error::Io(message) => {
-                message
-            }
+            Error::InvalidKey(message)
+            | Error::LimitExceeded(message)
+            | Error::Denied(message)
+            | Error::Io(message) => message,
         }
     }
 }

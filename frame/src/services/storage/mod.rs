@@ -253,8 +253,9 @@ impl StorageCtx {
 
     fn store(&self) -> Result<&ShardStore, Error> {
         self.store.as_ref().ok_or_else(|| {
-            Error::Io(
-                "storage is not granted to this shard; declare `storage` in its manifest's services"
+            Error::Denied(
+                "storage is not granted to this shard: declare `storage` in its manifest's services, \
+                 or give back a revoked grant (`arkham shard grants NAME --grant storage`)"
                     .to_string(),
             )
         })

@@ -13,7 +13,7 @@ mod bindings {
 
             world dual {
                 include wasi:http/proxy@0.2.12;
-                export arkham:shard/http-handler@0.1.0;
+                export arkham:shard/http-handler@0.2.0;
             }
         ",
         path: "../../../wit",
