@@ -13,6 +13,16 @@ pub enum RegistryError {
     /// No version matches.
     #[error(transparent)]
     NoMatch(#[from] NoMatch),
+    /// A repository lists more tags than the client reads.
+    #[error(
+        "{location} lists more than {limit} tags; the registry may be paging without end. Pin a version by digest (`NAME@sha256:…`) to install without listing"
+    )]
+    TooManyTags {
+        /// The repository.
+        location: String,
+        /// How many tags were read.
+        limit: usize,
+    },
     /// The registry could not be reached.
     #[error(
         "cannot reach the registry {registry}: {message}; check the address and that it is running (a registry that speaks plain HTTP needs --plain-http unless it is on loopback)"

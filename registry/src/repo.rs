@@ -9,6 +9,12 @@ use crate::reference::Location;
 use std::time::Duration;
 
 /// Manifest media types asked for and accepted on pull.
+/// Tags asked for per page of `tags/list`: the page size GHCR and Docker Hub use.
+const TAG_PAGE: usize = 100;
+/// Pages read at most: 100000 tags, far past any real repository; bounds a registry that pages
+/// forever.
+const MAX_TAG_PAGES: usize = 1000;
+
 const MANIFEST_TYPES: &[&str] = &[
     MANIFEST_MEDIA_TYPE,
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -133,11 +139,33 @@ impl Repo {
                 credentials,
             } => {
                 let reference = self.reference("latest");
-                client
-                    .list_tags(&reference, &credentials.to_oci(), None, None)
-                    .await
-                    .map(|t| t.tags)
-                    .map_err(|e| from_oci(e, registry, repository, "the repository"))
+                let auth = credentials.to_oci();
+                // Registries page `tags/list` (GHCR and Docker Hub at 100); oci-client does not
+                // show the `Link` header, so ask for the page after the last tag seen until a
+                // page brings nothing new (which also ends the loop on a registry that ignores
+                // `last` and answers the same page again).
+                let mut tags: Vec<String> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for _ in 0..MAX_TAG_PAGES {
+                    let page = client
+                        .list_tags(
+                            &reference,
+                            &auth,
+                            Some(TAG_PAGE),
+                            tags.last().map(String::as_str),
+                        )
+                        .await
+                        .map_err(|e| from_oci(e, registry, repository, "the repository"))?;
+                    let before = tags.len();
+                    tags.extend(page.tags.into_iter().filter(|t| seen.insert(t.clone())));
+                    if tags.len() == before {
+                        return Ok(tags);
+                    }
+                }
+                Err(RegistryError::TooManyTags {
+                    location: self.location(),
+                    limit: MAX_TAG_PAGES * TAG_PAGE,
+                })
             }
         }
     }

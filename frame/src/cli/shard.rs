@@ -626,9 +626,13 @@ async fn add_locked(
 
 /// For each locked shard (or those named): the newest version its requirement allows and the
 /// newest there is.
+/// The newest version `entry`'s requirement allows (`None` when it is pinned to a tag or a
+/// digest: nothing moves it) and the newest release, looked up for a pinned shard only when
+/// `with_latest` (`update` needs no registry for those).
 async fn newest(
     entry: &LockedShard,
     options: ConnectOptions,
+    with_latest: bool,
 ) -> anyhow::Result<(Option<semver::Version>, Option<semver::Version>, ShardRef)> {
     let selector = selector_from_text(&entry.requirement)?;
     let shard_ref = ShardRef::parse(&entry.source, None)
@@ -637,16 +641,25 @@ async fn newest(
         selector: selector.clone(),
         ..shard_ref
     };
-    if matches!(selector, Selector::Tag(_) | Selector::Digest(_)) {
+    let pinned = is_pinned(&selector);
+    if pinned && !with_latest {
         return Ok((None, None, shard_ref));
     }
     let repo = Repo::open(&shard_ref.location, options)?;
     let tags = repo.tags().await?;
     let versions = arkham_registry::resolve::versions(&tags);
-    let wanted =
-        arkham_registry::resolve::pick(&repo.location(), &tags, &selector).and_then(Result::ok);
+    let wanted = if pinned {
+        None
+    } else {
+        arkham_registry::resolve::pick(&repo.location(), &tags, &selector).and_then(Result::ok)
+    };
     let latest = versions.iter().rev().find(|v| v.pre.is_empty()).cloned();
     Ok((wanted, latest, shard_ref))
+}
+
+/// Whether a selector names one artifact (a tag or a digest) rather than a range of versions.
+fn is_pinned(selector: &Selector) -> bool {
+    matches!(selector, Selector::Tag(_) | Selector::Digest(_))
 }
 
 async fn update(
@@ -672,7 +685,7 @@ async fn update(
         if !names.is_empty() && !names.contains(&entry.name) {
             continue;
         }
-        let (wanted, _, shard_ref) = newest(&entry, options).await?;
+        let (wanted, _, shard_ref) = newest(&entry, options, false).await?;
         let current = semver::Version::parse(&entry.version).ok();
         let Some(wanted) = wanted.filter(|w| current.as_ref().is_none_or(|c| w > c)) else {
             if !json {
@@ -722,7 +735,8 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
     let lock = Lockfile::load(&lock_path(data))?;
     let mut rows = Vec::new();
     for entry in &lock.shards {
-        let (wanted, latest, _) = newest(entry, options).await?;
+        let (wanted, latest, _) = newest(entry, options, true).await?;
+        let pinned = is_pinned(&selector_from_text(&entry.requirement)?);
         let current = semver::Version::parse(&entry.version).ok();
         let newer = |v: &Option<semver::Version>| match (v, &current) {
             (Some(v), Some(c)) => v > c,
@@ -735,6 +749,7 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
                 "requirement": entry.requirement,
                 "wanted": wanted.map(|v| v.to_string()),
                 "latest": latest.map(|v| v.to_string()),
+                "pinned": pinned,
                 "source": entry.source,
             }));
         }
@@ -750,12 +765,22 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
         );
         for r in &rows {
             let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            let wanted = if r["pinned"] == true {
+                "pinned".to_string()
+            } else {
+                s("wanted")
+            };
             println!(
                 "{:<20} {:<10} {:<10} {:<10}",
                 s("name"),
                 s("version"),
-                s("wanted"),
+                wanted,
                 s("latest")
+            );
+        }
+        if rows.iter().any(|r| r["pinned"] == true) {
+            println!(
+                "pinned shards (an exact tag or digest) stay as they are: `arkham shard add NAME@VERSION` moves one"
             );
         }
     }

@@ -694,3 +694,86 @@ fn a_download_cut_midway_installs_nothing_and_the_next_add_completes() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("installed packets 0.1.0"), "{out}");
 }
+
+/// Tags the manifest `from` of `repository` also as each of `tags`, straight through the
+/// registry's API (as `crane tag` does).
+async fn tag_again(registry: &Registry, repository: &str, from: &str, tags: &[String]) {
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/v2/{repository}/manifests", registry.host);
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = client
+        .get(format!("{base}/{from}"))
+        .header("accept", media_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status().as_u16(), 200);
+    let bytes = manifest.bytes().await.unwrap();
+    for tag in tags {
+        let response = client
+            .put(format!("{base}/{tag}"))
+            .header("content-type", media_type)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "tagging {tag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolution_reads_every_page_of_tags_and_outdated_shows_pinned_shards() {
+    let Some(registry) = Registry::start("tag pages", None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [
+        ("ARKHAM_REGISTRY", registry.host.as_str()),
+        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+    ];
+    let data = data_dir("");
+    let push = |version: &str| {
+        let file = packets_version(work.path(), version);
+        let (ok, out, err) = arkham_with(
+            data.path(),
+            &["shard", "push", file.to_str().unwrap(), "--json"],
+            &env,
+        );
+        assert!(ok, "{out}{err}");
+        json(&out)["manifest_digest"].as_str().unwrap().to_string()
+    };
+    let v010 = push("0.1.0");
+    // 150 older tags, which sort before `0.1.0`: in pages of 100, `0.1.0` is on the second.
+    let decoys: Vec<String> = (0..150).map(|i| format!("0.0.{i}")).collect();
+    tag_again(&registry, "packets", "0.1.0", &decoys).await;
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@<1", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+
+    // Pinned by digest: update leaves it, --outdated still names the newer release.
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", &format!("packets@{v010}"), "--yes"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    push("0.1.1");
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "list", "--outdated", "--json"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let rows = json(&out);
+    assert_eq!(rows[0]["name"], "packets", "{rows}");
+    assert_eq!(rows[0]["pinned"], true, "{rows}");
+    assert_eq!(rows[0]["latest"], "0.1.1", "{rows}");
+    assert_eq!(rows[0]["wanted"], serde_json::Value::Null, "{rows}");
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "list", "--outdated"], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("pinned") && out.contains("0.1.1"), "{out}");
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "update", "--json"], &env);
+    assert!(ok, "{out}{err}");
+    assert_eq!(installed(data.path())[0]["version"], "0.1.0");
+}
