@@ -74,7 +74,14 @@ impl DataDir {
         self.root.join(".lock")
     }
 
-    /// The content-addressed component store.
+    /// The tags resolved online, per repository, for working offline
+    /// ([`arkham_registry::cache`]).
+    pub fn tag_index(&self) -> PathBuf {
+        self.root.join("registry-index.json")
+    }
+
+    /// The content-addressed store of components (and of the manifests and configs they came
+    /// with, for working offline).
     pub fn store(&self) -> arkham_registry::store::BlobStore {
         arkham_registry::store::BlobStore::new(self.root.join("store"))
     }

@@ -53,6 +53,16 @@ pub enum RegistryError {
         /// Where.
         location: String,
     },
+    /// Offline, and the local cache does not hold what was asked for.
+    #[error(
+        "{what} of {location} is not in the local cache: offline, only versions added before are known; run without --offline when the registry is reachable"
+    )]
+    NotCached {
+        /// What was looked for.
+        what: String,
+        /// The repository.
+        location: String,
+    },
     /// A blob's content does not match its digest.
     #[error(
         "{what} from {location} is corrupt: expected {expected}, got {actual}; it was discarded and nothing was installed"

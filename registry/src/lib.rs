@@ -20,6 +20,7 @@
 
 pub mod artifact;
 pub mod auth;
+pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod fsutil;

@@ -62,6 +62,12 @@ pub struct Artifact {
     pub layer: Descriptor,
     /// The version, from the tag or the version annotation.
     pub version: Option<String>,
+    /// The manifest as fetched, for the offline cache.
+    #[serde(skip)]
+    pub manifest_bytes: Vec<u8>,
+    /// The config as fetched, for the offline cache.
+    #[serde(skip)]
+    pub config_bytes: Vec<u8>,
 }
 
 impl Artifact {
@@ -140,6 +146,8 @@ pub async fn fetch_artifact(repo: &Repo, target: &str) -> Result<Artifact, Regis
         config,
         layer,
         version,
+        manifest_bytes: bytes,
+        config_bytes,
     };
     artifact.component_digest()?;
     Ok(artifact)

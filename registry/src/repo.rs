@@ -2,10 +2,13 @@
 
 use crate::artifact::{Descriptor, MANIFEST_MEDIA_TYPE};
 use crate::auth::{self, Credentials};
+use crate::cache::TagIndex;
 use crate::digest::Digest;
 use crate::error::{RegistryError, from_oci};
 use crate::layout::Layout;
 use crate::reference::Location;
+use crate::store::BlobStore;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Manifest media types asked for and accepted on pull.
@@ -25,6 +28,8 @@ const MANIFEST_TYPES: &[&str] = &[
 pub struct ConnectOptions {
     /// Use plain HTTP even though the registry is not on loopback.
     pub plain_http: bool,
+    /// Use no network: only what the local cache holds ([`Repo::cached`]).
+    pub offline: bool,
 }
 
 /// Whether `registry` (`host` or `host:port`) is on loopback, where plain HTTP is used by default.
@@ -56,6 +61,16 @@ pub enum Repo {
     },
     /// A local OCI layout folder.
     Layout(Layout, Location),
+    /// What the blob store and the tag index hold of a repository: read-only, for working
+    /// offline ([`crate::cache`]).
+    Cached {
+        /// Holds the manifests, configs and components.
+        store: BlobStore,
+        /// Tag → manifest digest, for the tags resolved before.
+        tags: BTreeMap<String, String>,
+        /// The repository it stands for.
+        location: Location,
+    },
 }
 
 impl std::fmt::Debug for Repo {
@@ -100,6 +115,15 @@ impl Repo {
         }
     }
 
+    /// The repository at `location` as the local cache holds it, without the network.
+    pub fn cached(location: &Location, store: BlobStore, index: &TagIndex) -> Self {
+        Repo::Cached {
+            tags: index.tags(&location.to_string()),
+            store,
+            location: location.clone(),
+        }
+    }
+
     /// Where it is, as text.
     pub fn location(&self) -> String {
         match self {
@@ -108,7 +132,7 @@ impl Repo {
                 repository,
                 ..
             } => format!("{registry}/{repository}"),
-            Repo::Layout(_, location) => location.to_string(),
+            Repo::Layout(_, location) | Repo::Cached { location, .. } => location.to_string(),
         }
     }
 
@@ -119,7 +143,7 @@ impl Repo {
                 repository,
                 ..
             } => (registry.clone(), repository.clone()),
-            Repo::Layout(..) => (String::new(), String::new()),
+            Repo::Layout(..) | Repo::Cached { .. } => (String::new(), String::new()),
         };
         if tag_or_digest.starts_with("sha256:") {
             oci_client::Reference::with_digest(registry, repository, tag_or_digest.to_string())
@@ -132,6 +156,12 @@ impl Repo {
     pub async fn tags(&self) -> Result<Vec<String>, RegistryError> {
         match self {
             Repo::Layout(layout, _) => layout.tags(),
+            // Only tags whose manifest is still here: those can be installed.
+            Repo::Cached { store, tags, .. } => Ok(tags
+                .iter()
+                .filter(|(_, digest)| digest.parse().is_ok_and(|d| store.contains(&d)))
+                .map(|(tag, _)| tag.clone())
+                .collect()),
             Repo::Remote {
                 client,
                 registry,
@@ -193,6 +223,21 @@ impl Repo {
                 let digest = verify(&bytes, &descriptor, "the manifest", &self.location(), false)?;
                 Ok((bytes, digest))
             }
+            Repo::Cached { store, tags, .. } => {
+                let digest = if tag_or_digest.starts_with("sha256:") {
+                    Some(tag_or_digest)
+                } else {
+                    tags.get(tag_or_digest).map(String::as_str)
+                };
+                let bytes = digest
+                    .and_then(|d| d.parse::<Digest>().ok())
+                    .and_then(|d| store.get(&d).ok())
+                    .ok_or_else(|| RegistryError::NotCached {
+                        what,
+                        location: self.location(),
+                    })?;
+                Ok((bytes.clone(), Digest::of(&bytes)))
+            }
             Repo::Remote {
                 client,
                 registry,
@@ -236,6 +281,15 @@ impl Repo {
     ) -> Result<Vec<u8>, RegistryError> {
         let bytes = match self {
             Repo::Layout(layout, _) => layout.blob(&descriptor.digest)?,
+            Repo::Cached { store, .. } => descriptor
+                .digest
+                .parse::<Digest>()
+                .ok()
+                .and_then(|d| store.get(&d).ok())
+                .ok_or_else(|| RegistryError::NotCached {
+                    what: what.to_string(),
+                    location: self.location(),
+                })?,
             Repo::Remote {
                 client,
                 registry,
@@ -264,11 +318,19 @@ impl Repo {
         Ok(bytes)
     }
 
+    fn read_only(&self) -> RegistryError {
+        RegistryError::Protocol {
+            registry: self.location(),
+            message: "the offline cache is read-only; push without --offline".to_string(),
+        }
+    }
+
     /// Uploads a blob (skipped when the registry has it).
     pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
         match self {
             Repo::Layout(layout, _) => layout.put_blob(bytes),
+            Repo::Cached { .. } => Err(self.read_only()),
             Repo::Remote {
                 client,
                 registry,
@@ -308,6 +370,7 @@ impl Repo {
     pub async fn push_manifest(&self, tag: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
         match self {
             Repo::Layout(layout, _) => layout.put_manifest(tag, MANIFEST_MEDIA_TYPE, bytes),
+            Repo::Cached { .. } => Err(self.read_only()),
             Repo::Remote {
                 client,
                 registry,

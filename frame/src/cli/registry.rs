@@ -1,10 +1,12 @@
 //! `arkham registry login`, and fetching shards from registries for `shard add|update|inspect`:
 //! the manifest and config are read and checked before the component is downloaded.
 
+use crate::datadir::DataDir;
 use crate::shards::compat;
 use crate::shards::manifest::Manifest;
 use crate::shards::package::Interfaces;
 use anyhow::Context as _;
+use arkham_registry::cache::TagIndex;
 use arkham_registry::pull::{self, Artifact};
 use arkham_registry::reference::{Location, Selector, ShardRef};
 use arkham_registry::repo::{ConnectOptions, Repo};
@@ -109,15 +111,67 @@ pub fn selector_from_text(text: &str) -> anyhow::Result<Selector> {
 
 /// Resolves `shard_ref` to one artifact and checks it (shape, manifest, frame, imports) without
 /// downloading the component.
+///
+/// Offline (`options.offline`), the repository is what `data`'s cache holds of it; a digest
+/// reference is looked up there first in any case (content is content), and online results are
+/// recorded in it.
 pub async fn resolve_checked(
     shard_ref: &ShardRef,
     options: ConnectOptions,
+    data: &DataDir,
 ) -> anyhow::Result<(Repo, Artifact)> {
+    let remote = matches!(shard_ref.location, Location::Remote { .. });
+    if remote && (options.offline || matches!(shard_ref.selector, Selector::Digest(_))) {
+        let index = TagIndex::load(&data.tag_index())?;
+        let repo = Repo::cached(&shard_ref.location, data.store(), &index);
+        match resolve_in(&repo, shard_ref).await {
+            Ok((artifact, _)) => return Ok((repo, artifact)),
+            Err(e) if options.offline => return Err(e),
+            // Not here: the registry has it, or says why not.
+            Err(_) => {}
+        }
+    }
     let repo = Repo::open(&shard_ref.location, options)?;
-    let resolved = pull::resolve(&repo, shard_ref).await?;
-    let artifact = pull::fetch_artifact(&repo, &resolved.target).await?;
-    precheck(&artifact)?;
+    let (artifact, target) = resolve_in(&repo, shard_ref).await.map_err(|e| {
+        match e.downcast_ref::<arkham_registry::RegistryError>() {
+            Some(arkham_registry::RegistryError::Unreachable { .. }) => {
+                e.context("versions added before install without the registry: add --offline")
+            }
+            _ => e,
+        }
+    })?;
+    if remote && let Err(e) = remember(data, &shard_ref.location, &target, &artifact) {
+        // Only the cache is lost: the install goes on, and will work online next time.
+        eprintln!("warning: the offline cache was not updated: {e:#}");
+    }
     Ok((repo, artifact))
+}
+
+async fn resolve_in(repo: &Repo, shard_ref: &ShardRef) -> anyhow::Result<(Artifact, String)> {
+    let resolved = pull::resolve(repo, shard_ref).await?;
+    let artifact = pull::fetch_artifact(repo, &resolved.target).await?;
+    precheck(&artifact)?;
+    Ok((artifact, resolved.target))
+}
+
+/// Keeps `artifact`'s manifest and config in the store, and what `target` named (a tag), for
+/// working offline later.
+fn remember(
+    data: &DataDir,
+    location: &Location,
+    target: &str,
+    artifact: &Artifact,
+) -> anyhow::Result<()> {
+    let store = data.store();
+    store.put(&artifact.manifest_bytes)?;
+    store.put(&artifact.config_bytes)?;
+    if !target.starts_with("sha256:") {
+        let path = data.tag_index();
+        let mut index = TagIndex::load(&path)?;
+        index.record(&location.to_string(), target, &artifact.manifest_digest);
+        index.save(&path)?;
+    }
+    Ok(())
 }
 
 /// Refuses, from the manifest annotations and the Wasm config alone, a shard this frame cannot
@@ -206,10 +260,10 @@ fn progress_line(name: &str, received: u64, total: u64) -> String {
 pub async fn fetch(
     shard_ref: &ShardRef,
     options: ConnectOptions,
-    store: &BlobStore,
+    data: &DataDir,
 ) -> anyhow::Result<Fetched> {
-    let (repo, artifact) = resolve_checked(shard_ref, options).await?;
-    let bytes = component(&repo, &artifact, store).await?;
+    let (repo, artifact) = resolve_checked(shard_ref, options, data).await?;
+    let bytes = component(&repo, &artifact, &data.store()).await?;
     Ok(Fetched {
         bytes,
         artifact,

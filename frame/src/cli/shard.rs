@@ -13,7 +13,7 @@ use crate::shards::package;
 use anyhow::Context as _;
 use arkham_registry::artifact::{ComponentInfo, annotations};
 use arkham_registry::lockfile::{self, LockedShard, Lockfile};
-use arkham_registry::reference::{Selector, ShardRef};
+use arkham_registry::reference::{Location, Selector, ShardRef};
 use arkham_registry::repo::{ConnectOptions, Repo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +24,17 @@ pub struct RegistryArgs {
     /// Use plain HTTP for a registry that is not on loopback (loopback registries always use it).
     #[arg(long, global = true)]
     plain_http: bool,
+    /// Use no network: resolve against the versions added before, from the local store (a
+    /// digest reference the store holds never needs the network anyway).
+    #[arg(long, global = true)]
+    offline: bool,
 }
 
 impl RegistryArgs {
     fn options(&self) -> ConnectOptions {
         ConnectOptions {
             plain_http: self.plain_http,
+            offline: self.offline,
         }
     }
 }
@@ -536,7 +541,7 @@ async fn add(
         let shard_ref = parse_ref(data, text).with_context(|| {
             format!("`{text}` is neither an existing path nor a shard reference")
         })?;
-        let fetched = fetch::fetch(&shard_ref, options, &data.store()).await?;
+        let fetched = fetch::fetch(&shard_ref, options, data).await?;
         let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
         ask(data, yes, &inspection)?;
         let installed = install_bytes(
@@ -600,7 +605,7 @@ async fn add_locked(
             Err(_) => {
                 let shard_ref = ShardRef::parse(&reference, None)
                     .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
-                let (repo, artifact) = fetch::resolve_checked(&shard_ref, options).await?;
+                let (repo, artifact) = fetch::resolve_checked(&shard_ref, options, data).await?;
                 if artifact.component_digest()? != entry.digest {
                     anyhow::bail!(
                         "{reference} holds component {}, but the lockfile pins {}; nothing was installed",
@@ -630,6 +635,7 @@ async fn add_locked(
 /// digest: nothing moves it) and the newest release, looked up for a pinned shard only when
 /// `with_latest` (`update` needs no registry for those).
 async fn newest(
+    data: &DataDir,
     entry: &LockedShard,
     options: ConnectOptions,
     with_latest: bool,
@@ -645,7 +651,12 @@ async fn newest(
     if pinned && !with_latest {
         return Ok((None, None, shard_ref));
     }
-    let repo = Repo::open(&shard_ref.location, options)?;
+    let repo = if options.offline && matches!(shard_ref.location, Location::Remote { .. }) {
+        let index = arkham_registry::cache::TagIndex::load(&data.tag_index())?;
+        Repo::cached(&shard_ref.location, data.store(), &index)
+    } else {
+        Repo::open(&shard_ref.location, options)?
+    };
     let tags = repo.tags().await?;
     let versions = arkham_registry::resolve::versions(&tags);
     let wanted = if pinned {
@@ -685,7 +696,7 @@ async fn update(
         if !names.is_empty() && !names.contains(&entry.name) {
             continue;
         }
-        let (wanted, _, shard_ref) = newest(&entry, options, false).await?;
+        let (wanted, _, shard_ref) = newest(data, &entry, options, false).await?;
         let current = semver::Version::parse(&entry.version).ok();
         let Some(wanted) = wanted.filter(|w| current.as_ref().is_none_or(|c| w > c)) else {
             if !json {
@@ -700,7 +711,7 @@ async fn update(
             selector: Selector::Tag(wanted.to_string()),
             ..shard_ref
         };
-        let fetched = fetch::fetch(&exact, options, &data.store()).await?;
+        let fetched = fetch::fetch(&exact, options, data).await?;
         let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
         ask(data, yes, &inspection)?;
         let installed = install_bytes(
@@ -735,7 +746,7 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
     let lock = Lockfile::load(&lock_path(data))?;
     let mut rows = Vec::new();
     for entry in &lock.shards {
-        let (wanted, latest, _) = newest(entry, options, true).await?;
+        let (wanted, latest, _) = newest(data, entry, options, true).await?;
         let pinned = is_pinned(&selector_from_text(&entry.requirement)?);
         let current = semver::Version::parse(&entry.version).ok();
         let newer = |v: &Option<semver::Version>| match (v, &current) {

@@ -777,3 +777,97 @@ async fn resolution_reads_every_page_of_tags_and_outdated_shows_pinned_shards() 
     assert!(ok, "{out}{err}");
     assert_eq!(installed(data.path())[0]["version"], "0.1.0");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_added_before_installs_with_the_registry_down() {
+    let Some(registry) = Registry::start("offline", None) else {
+        return;
+    };
+    let host = registry.host.clone();
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [
+        ("ARKHAM_REGISTRY", host.as_str()),
+        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+    ];
+    let data = data_dir("");
+    let mut digests = BTreeMap::new();
+    for version in ["0.1.0", "0.1.1"] {
+        let file = packets_version(work.path(), version);
+        let (ok, out, err) = arkham_with(
+            data.path(),
+            &["shard", "push", file.to_str().unwrap(), "--json"],
+            &env,
+        );
+        assert!(ok, "{out}{err}");
+        digests.insert(
+            version,
+            json(&out)["manifest_digest"].as_str().unwrap().to_string(),
+        );
+    }
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(ok && out.contains("installed packets 0.1.1"), "{out}{err}");
+    let remove = || {
+        let (ok, _, err) = arkham_with(data.path(), &["shard", "remove", "packets"], &env);
+        assert!(ok, "{err}");
+    };
+    remove();
+    drop(registry);
+
+    // Online, the registry is the truth: its absence is named, with the way out.
+    let (ok, _, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(!ok && err.contains("cannot reach the registry"), "{err}");
+    assert!(err.contains("--offline"), "{err}");
+    // Offline: resolved against what was added before.
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.1", "--offline", "--yes"],
+        &env,
+    );
+    assert!(ok && out.contains("installed packets 0.1.1"), "{out}{err}");
+    remove();
+    // A digest the store holds needs no network, without --offline.
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &[
+            "shard",
+            "add",
+            &format!("packets@{}", digests["0.1.1"]),
+            "--yes",
+        ],
+        &env,
+    );
+    assert!(ok && out.contains("installed packets 0.1.1"), "{out}{err}");
+    remove();
+    // What was never added is not invented: a version offline, a digest online.
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "add", "packets@0.2", "--offline", "--yes"],
+        &env,
+    );
+    assert!(!ok && err.contains("0.1.1"), "{err}");
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &[
+            "shard",
+            "add",
+            &format!("packets@{}", digests["0.1.0"]),
+            "--yes",
+        ],
+        &env,
+    );
+    assert!(!ok && err.contains("cannot reach the registry"), "{err}");
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &[
+            "shard",
+            "add",
+            &format!("packets@{}", digests["0.1.0"]),
+            "--offline",
+            "--yes",
+        ],
+        &env,
+    );
+    assert!(!ok && err.contains("not in the local cache"), "{err}");
+    assert_eq!(installed(data.path()), serde_json::json!([]));
+}
