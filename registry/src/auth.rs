@@ -241,6 +241,27 @@ pub fn store_login(host: &str, username: &str, password: &str) -> Result<PathBuf
     Ok(path)
 }
 
+/// Removes the credentials stored for `host` from the docker config's `auths`, atomically;
+/// returns the file's path and whether there were any. Credentials a helper (`credsStore`,
+/// `credHelpers`) keeps are the helper's to remove.
+pub fn remove_login(host: &str) -> Result<(PathBuf, bool), AuthError> {
+    let path = docker_config_path();
+    let mut config = read_config()?;
+    let fail = |reason: String| AuthError::Config {
+        path: path.clone(),
+        reason,
+    };
+    let removed = config
+        .get_mut("auths")
+        .and_then(serde_json::Value::as_object_mut)
+        .is_some_and(|auths| auths.remove(host).is_some());
+    if removed {
+        let bytes = serde_json::to_vec_pretty(&config).map_err(|e| fail(e.to_string()))?;
+        crate::fsutil::write_atomically(&path, &bytes, 0o600).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok((path, removed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

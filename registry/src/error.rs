@@ -53,6 +53,14 @@ pub enum RegistryError {
         /// Where.
         location: String,
     },
+    /// `registry login`: the registry refused the credentials.
+    #[error(
+        "the registry {registry} refused these credentials, and nothing was stored; check the username and the password or token (GHCR wants a personal access token with read:packages, and write:packages to push)"
+    )]
+    LoginRefused {
+        /// The registry host.
+        registry: String,
+    },
     /// Offline, and the local cache does not hold what was asked for.
     #[error(
         "{what} of {location} is not in the local cache: offline, only versions added before are known; run without --offline when the registry is reachable"

@@ -26,6 +26,7 @@ pub mod error;
 pub mod fsutil;
 pub mod layout;
 pub mod lockfile;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -27,6 +27,18 @@ pub enum RegistryCommand {
         /// Read the password (or token) from stdin instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Use plain HTTP for a registry that is not on loopback (loopback registries always
+        /// use it).
+        #[arg(long)]
+        plain_http: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the credentials stored for a registry by `login`.
+    Logout {
+        /// The registry host.
+        host: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -35,10 +47,25 @@ pub enum RegistryCommand {
 
 pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
     match command {
+        RegistryCommand::Logout { host, json } => {
+            let (path, removed) = arkham_registry::auth::remove_login(&host)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "registry": host, "removed": removed, "config": path })
+                );
+            } else if removed {
+                println!("credentials for {host} removed from {}", path.display());
+            } else {
+                println!("no credentials for {host} in {}", path.display());
+            }
+            Ok(())
+        }
         RegistryCommand::Login {
             host,
             username,
             password_stdin,
+            plain_http,
             json,
         } => {
             if !password_stdin && !std::io::stdin().is_terminal() {
@@ -59,14 +86,35 @@ pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
             if password.is_empty() {
                 anyhow::bail!("the password is empty");
             }
+            // Checked first, as `docker login` does: wrong credentials are never stored.
+            let options = ConnectOptions {
+                plain_http,
+                offline: false,
+            };
+            let checked =
+                arkham_registry::login::check(&host, &username, password, options).await?;
+            let verified = checked == arkham_registry::login::LoginCheck::Verified;
             let path = arkham_registry::auth::store_login(&host, &username, password)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "registry": host, "username": username, "config": path })
+                    serde_json::json!({
+                        "registry": host,
+                        "username": username,
+                        "config": path,
+                        "verified": verified,
+                    })
+                );
+            } else if verified {
+                println!(
+                    "{host} accepted the credentials; stored in {}",
+                    path.display()
                 );
             } else {
-                println!("credentials for {host} stored in {}", path.display());
+                println!(
+                    "{host} asks for no credentials, so they could not be checked; stored in {}",
+                    path.display()
+                );
             }
             Ok(())
         }

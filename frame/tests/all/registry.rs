@@ -871,3 +871,97 @@ async fn what_was_added_before_installs_with_the_registry_down() {
     assert!(!ok && err.contains("not in the local cache"), "{err}");
     assert_eq!(installed(data.path()), serde_json::json!([]));
 }
+
+/// `arkham registry login HOST -u USER --password-stdin ARGS` with `password` on stdin:
+/// (success, stdout + stderr).
+fn login(
+    docker_config: &Path,
+    host: &str,
+    user: &str,
+    password: &str,
+    args: &[&str],
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(crate::harness::arkham_bin())
+        .args(["registry", "login", host, "-u", user, "--password-stdin"])
+        .args(args)
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_is_checked_before_it_is_stored_and_logout_removes_it() {
+    let Some(registry) = Registry::start("registry login check", Some(("ark", "s3cret-pw"))) else {
+        return;
+    };
+    let docker = tempfile::tempdir().unwrap();
+    let config = docker.path().join("config.json");
+    let (ok, text) = login(docker.path(), &registry.host, "ark", "not-the-pw", &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("refused these credentials") && text.contains("nothing was stored"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-pw"), "{text}");
+    assert!(!config.exists(), "wrong credentials were stored");
+
+    let (ok, text) = login(
+        docker.path(),
+        &registry.host,
+        "ark",
+        "s3cret-pw",
+        &["--json"],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("\"verified\":true") && !text.contains("s3cret-pw"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&registry.host)
+    );
+
+    let logout = |json: bool| {
+        let mut args = vec!["registry", "logout", registry.host.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(crate::harness::arkham_bin())
+            .args(&args)
+            .env("DOCKER_CONFIG", docker.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(logout(true).contains("\"removed\":true"));
+    assert!(
+        !std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&registry.host)
+    );
+    assert!(logout(false).contains("no credentials for"));
+
+    // A registry that asks for nothing: stored, and said plainly that nothing was checked.
+    let Some(open) = Registry::start("registry login, no auth", None) else {
+        return;
+    };
+    let (ok, text) = login(docker.path(), &open.host, "anyone", "anything", &[]);
+    assert!(ok && text.contains("asks for no credentials"), "{text}");
+}

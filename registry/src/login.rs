@@ -1,0 +1,175 @@
+//! Checking credentials against a registry before they are stored, as `docker login` does. The
+//! registry's answer to an anonymous `GET /v2/` says how it authenticates: not at all, with
+//! Basic auth (the credentials are tried on `/v2/`), or through a token service (a token is
+//! asked for with them, for no particular scope).
+
+use crate::error::RegistryError;
+use crate::repo::{ConnectOptions, is_loopback};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCheck {
+    /// The registry accepted the credentials.
+    Verified,
+    /// The registry asks for no credentials, so they could not be checked.
+    NotRequired,
+}
+
+/// Tries `username`/`password` on the registry `host`.
+pub async fn check(
+    host: &str,
+    username: &str,
+    password: &str,
+    options: ConnectOptions,
+) -> Result<LoginCheck, RegistryError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let scheme = if options.plain_http || is_loopback(host) {
+        "http"
+    } else {
+        "https"
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| unreachable(host, &e))?;
+    let base = format!("{scheme}://{host}/v2/");
+    let anonymous = client
+        .get(&base)
+        .send()
+        .await
+        .map_err(|e| unreachable(host, &e))?;
+    if anonymous.status().is_success() {
+        return Ok(LoginCheck::NotRequired);
+    }
+    if anonymous.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(protocol(
+            host,
+            format!("GET /v2/ answered {}", anonymous.status()),
+        ));
+    }
+    let header = anonymous
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (scheme, params) = parse_challenge(&header)
+        .ok_or_else(|| protocol(host, format!("GET /v2/ challenged with `{header}`")))?;
+    let answer = match scheme.as_str() {
+        "basic" => client.get(&base).basic_auth(username, Some(password)),
+        "bearer" => {
+            let realm = params
+                .get("realm")
+                .ok_or_else(|| protocol(host, "its token challenge names no realm".to_string()))?;
+            let mut query = vec![("account", username)];
+            if let Some(service) = params.get("service") {
+                query.push(("service", service.as_str()));
+            }
+            client
+                .get(realm.as_str())
+                .query(&query)
+                .basic_auth(username, Some(password))
+        }
+        other => {
+            return Err(protocol(
+                host,
+                format!("it asks for `{other}` authentication, which arkham does not speak"),
+            ));
+        }
+    }
+    .send()
+    .await
+    .map_err(|e| unreachable(host, &e))?;
+    match answer.status() {
+        status if status.is_success() => Ok(LoginCheck::Verified),
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+            Err(RegistryError::LoginRefused {
+                registry: host.to_string(),
+            })
+        }
+        status => Err(protocol(
+            host,
+            format!("checking the credentials got {status}"),
+        )),
+    }
+}
+
+fn unreachable(host: &str, e: &reqwest::Error) -> RegistryError {
+    // reqwest's errors name the URL, never the credentials.
+    RegistryError::Unreachable {
+        registry: host.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn protocol(host: &str, message: String) -> RegistryError {
+    RegistryError::Protocol {
+        registry: host.to_string(),
+        message,
+    }
+}
+
+/// `Bearer realm="https://auth.example/token",service="registry.example"` → (`bearer`, its
+/// parameters); values may be quoted (with `\` escapes) or bare tokens.
+fn parse_challenge(header: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.trim().is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                value.push(c);
+            }
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    Some((scheme.to_ascii_lowercase(), params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_parsed_as_registries_send_them() {
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#,
+        )
+        .unwrap();
+        assert_eq!(scheme, "bearer");
+        assert_eq!(params["realm"], "https://ghcr.io/token");
+        assert_eq!(params["service"], "ghcr.io");
+        assert_eq!(params["scope"], "repository:a/b:pull");
+        let (scheme, params) = parse_challenge(r#"Basic realm="a \"quoted\" realm""#).unwrap();
+        assert_eq!(scheme, "basic");
+        assert_eq!(params["realm"], r#"a "quoted" realm"#);
+        let (_, params) = parse_challenge("Bearer realm=bare, service = s").unwrap();
+        assert_eq!(params["realm"], "bare");
+        assert_eq!(params["service"], "s");
+        assert!(parse_challenge("").is_none());
+    }
+}
