@@ -78,8 +78,49 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `e` and its causes, joined by `: ` as anyhow's `{:#}` does, without the causes a message
+/// already quotes (typed errors often say `cannot read {path}: {source}` and also expose
+/// `source`, which would print it twice).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x: {source}")]
+    struct Read {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_quotes_is_printed_once() {
+        let e = anyhow::Error::from(Read {
+            source: std::io::Error::other("gone"),
+        })
+        .context("cannot build the shard");
+        assert_eq!(
+            super::report(&e),
+            "cannot build the shard: cannot read x: gone"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::report(&plain), "outer: inner");
     }
 }

@@ -82,8 +82,8 @@ fn component_path(folder: &Path, manifest: &Manifest) -> Result<PathBuf, BuildEr
 /// Runs the folder's build command, then packages its component.
 pub fn build(folder: &Path) -> Result<Built, BuildError> {
     let manifest = Manifest::from_file(&folder.join(MANIFEST_FILE))?;
-    run_build_command(folder, &manifest)?;
-    package(folder, manifest)
+    let produced = run_build_command(folder, &manifest)?;
+    package(folder, manifest, produced)
 }
 
 /// Builds the folder only if its component is missing or older than a file of the folder.
@@ -97,28 +97,49 @@ pub fn build_if_stale(folder: &Path) -> Result<Built, BuildError> {
         None => true,
         Some(built_at) => newest_source(folder).is_some_and(|newest| newest > built_at),
     };
-    if stale {
-        run_build_command(folder, &manifest)?;
-    }
-    package(folder, manifest)
+    let produced = if stale {
+        run_build_command(folder, &manifest)?
+    } else {
+        None
+    };
+    package(folder, manifest, produced)
 }
 
-fn run_build_command(folder: &Path, manifest: &Manifest) -> Result<(), BuildError> {
+/// Runs the build command. For `cargo build`, returns where cargo says the component went:
+/// `CARGO_TARGET_DIR`, a workspace's target or `build.target-dir` move it away from the path in
+/// shard.toml, and a stale file may still sit there.
+fn run_build_command(folder: &Path, manifest: &Manifest) -> Result<Option<PathBuf>, BuildError> {
     let build = manifest.build.as_ref().ok_or_else(|| {
         BuildError::NoBuildSection(folder.join(MANIFEST_FILE).display().to_string())
     })?;
-    let mut words = build.command.split_whitespace();
-    let program = words.next().unwrap_or_default();
+    let words: Vec<&str> = build.command.split_whitespace().collect();
+    let program = words.first().copied().unwrap_or_default();
+    let is_cargo_build = Path::new(program).file_name().is_some_and(|n| n == "cargo")
+        && words.get(1) == Some(&"build")
+        && !words.iter().any(|w| w.starts_with("--message-format"));
     tracing::info!(shard = %manifest.name, command = %build.command, "building");
-    let status = Command::new(program)
-        .args(words)
-        .current_dir(folder)
-        .status()
-        .map_err(|source| BuildError::Spawn {
-            command: build.command.clone(),
-            dir: folder.display().to_string(),
-            source,
-        })?;
+    let mut command = Command::new(program);
+    command
+        .args(&words[1.min(words.len())..])
+        .current_dir(folder);
+    let spawn = |source| BuildError::Spawn {
+        command: build.command.clone(),
+        dir: folder.display().to_string(),
+        source,
+    };
+    let (status, produced) = if is_cargo_build {
+        // Diagnostics still reach the terminal, rendered; stdout carries the JSON messages.
+        let output = command
+            .arg("--message-format=json-render-diagnostics")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(spawn)?;
+        let wanted = Path::new(&build.component).file_name();
+        (output.status, cargo_component(&output.stdout, wanted))
+    } else {
+        (command.status().map_err(spawn)?, None)
+    };
     if !status.success() {
         return Err(BuildError::Failed {
             command: build.command.clone(),
@@ -126,11 +147,41 @@ fn run_build_command(folder: &Path, manifest: &Manifest) -> Result<(), BuildErro
             status,
         });
     }
-    Ok(())
+    Ok(produced)
 }
 
-fn package(folder: &Path, manifest: Manifest) -> Result<Built, BuildError> {
-    let component = component_path(folder, &manifest)?;
+/// The `.wasm` file cargo's JSON messages report: the one named like `wanted` (the file name
+/// of shard.toml's `component`), else the only one.
+fn cargo_component(stdout: &[u8], wanted: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        reason: String,
+        #[serde(default)]
+        filenames: Vec<PathBuf>,
+    }
+    let wasm: Vec<PathBuf> = stdout
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Message>(line).ok())
+        .filter(|m| m.reason == "compiler-artifact")
+        .flat_map(|m| m.filenames)
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    match wasm.iter().find(|f| f.file_name() == wanted) {
+        Some(named) => Some(named.clone()),
+        None if wasm.len() == 1 => wasm.into_iter().next(),
+        None => None,
+    }
+}
+
+fn package(
+    folder: &Path,
+    manifest: Manifest,
+    produced: Option<PathBuf>,
+) -> Result<Built, BuildError> {
+    let component = match produced {
+        Some(path) => path,
+        None => component_path(folder, &manifest)?,
+    };
     let raw = std::fs::read(&component).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             BuildError::NoComponent(component.display().to_string())

@@ -1,8 +1,8 @@
 //! Installing from folders and files, and refusing what cannot run, with nothing changed.
 
-use crate::harness::{arkham, data_dir, install, manifest_of, package_with};
+use crate::harness::{arkham, arkham_with, data_dir, install, manifest_of, package_with};
 use std::path::Path;
-use test_shards::{PACKETS, TRAPPER};
+use test_shards::{ECHO, PACKETS, TRAPPER};
 
 fn installed(data: &Path) -> serde_json::Value {
     let (ok, out, err) = arkham(data, &["shard", "list", "--json"]);
@@ -201,4 +201,43 @@ fn incompatible_components_are_refused_and_nothing_changes() {
         std::fs::read(data.path().join("installed.json")).unwrap(),
         catalog_before
     );
+}
+
+#[test]
+fn a_cargo_shard_builds_wherever_cargo_puts_its_target() {
+    // CARGO_TARGET_DIR moves cargo's output away from shard.toml's `component` path (where a
+    // stale file may sit); the build asks cargo where the component went. The fixtures' own
+    // target dir is warm, so cargo only reports what it has.
+    let folder = Path::new(ECHO.manifest).parent().unwrap();
+    let target = Path::new(ECHO.component)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_path_buf();
+    let env = [("CARGO_TARGET_DIR", target.to_str().unwrap())];
+    let data = data_dir("");
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "build", folder.to_str().unwrap()],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.trim_end().ends_with("echo-0.1.0.shard.wasm") && out.contains(target.to_str().unwrap()),
+        "{out}"
+    );
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", folder.to_str().unwrap(), "--yes"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(installed(data.path())[0]["name"], "echo");
+    // An error is said once, even when its cause is quoted in it.
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "build", "/nonexistent-shard-folder"],
+    );
+    assert!(!ok);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
