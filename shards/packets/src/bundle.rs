@@ -31,6 +31,9 @@ pub const MAX_CONTENTS: usize = 10_000;
 pub const MAX_VERSIONS: usize = 1_000;
 const MAX_FILE_NAME: usize = 128;
 const MAX_TOTAL_BYTES: usize = 16 << 20;
+/// A JSON bundle is parsed whole into a document tree, several times its size in memory, so it
+/// is held to less than a zip (whose entries are read in place).
+pub const MAX_JSON_BYTES: usize = 4 << 20;
 const MAX_SUMMARY: usize = 1_000;
 const MAX_TIMESTAMP: usize = 64;
 
@@ -141,7 +144,19 @@ pub fn encode(
         }
         ExportFormat::Json => {
             let embedded: Map<String, Value> = file_values.into_iter().collect();
-            to_bytes(&json!({ "manifest": manifest, "files": embedded }))?
+            let bytes = to_bytes(&json!({ "manifest": manifest, "files": embedded }))?;
+            if bytes.len() > MAX_JSON_BYTES {
+                return Err(ApiError::new(
+                    413,
+                    "export_too_large",
+                    format!(
+                        "the JSON bundle would be {} bytes, more than the {MAX_JSON_BYTES} an \
+                         import reads; export as zip",
+                        bytes.len()
+                    ),
+                ));
+            }
+            bytes
         }
     };
     Ok(Encoded {
@@ -255,6 +270,12 @@ fn unpack(body: &[u8]) -> Result<Unpacked<'_>, ApiError> {
             manifest,
             files,
         });
+    }
+    if body.len() > MAX_JSON_BYTES {
+        return Err(refuse(
+            "bundle",
+            format!("a JSON bundle is at most {MAX_JSON_BYTES} bytes; import a zip bundle"),
+        ));
     }
     let document: Value = serde_json::from_slice(body).map_err(|err| {
         refuse(
