@@ -554,6 +554,25 @@ async fn export_import_round_trips(backends: Backends) {
         );
     }
     assert_eq!(contents_checksums[0], contents_checksums[1]);
+
+    // A bundle can be deleted; then it is neither listed nor downloadable.
+    let (first, _) = export(&frame, &id, "json").await;
+    let path = first["download_path"].as_str().unwrap().to_string();
+    let (status, body) = frame.call("DELETE", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = frame.call("GET", &path, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = frame.call("DELETE", &path, None).await;
+    assert_eq!(status, 404);
+    let (_, listed) = frame
+        .call("GET", &format!("/api/packets/{id}/exports"), None)
+        .await;
+    assert!(
+        !listed
+            .to_string()
+            .contains(first["file_path"].as_str().unwrap())
+    );
+    assert_eq!(listed["total"], 2, "{listed}");
     let (status, _) = frame
         .call(
             "GET",

@@ -105,6 +105,22 @@ pub fn download(_: &Request, params: &Params) -> Answer {
     )
 }
 
+/// `DELETE /{id}/exports/{file}`: removes a bundle (they count against the storage quota).
+pub fn delete(_: &Request, params: &Params) -> Answer {
+    let id = params.require("id")?;
+    let file = params.require("file")?;
+    find_packet(&Autocommit, id)?;
+    let missing = || ApiError::not_found(format!("packet `{id}` has no export `{file}`"));
+    if !files::is_export_file_name(file) {
+        return Err(missing());
+    }
+    let key = format!("{}{file}", files::exports_prefix(id));
+    if !storage::delete(&key).map_err(|error| files::storage_unavailable(&error))? {
+        return Err(missing());
+    }
+    Ok(Response::json(200, &json!({ "deleted": key })))
+}
+
 /// `POST /import`: the body is a bundle (zip or JSON, told apart by its first bytes);
 /// `?created_by=` and `?source=` say who imports it and from where.
 pub fn import(request: &Request, _: &Params) -> Answer {

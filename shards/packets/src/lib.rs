@@ -73,6 +73,7 @@ fn router() -> Router {
         .post("/{id}/export", exchange::export)
         .get("/{id}/exports", exchange::list)
         .get("/{id}/exports/{file}", exchange::download)
+        .delete("/{id}/exports/{file}", exchange::delete)
         .post("/import", exchange::import)
 }
 
