@@ -626,6 +626,15 @@ async fn export_import_round_trips(backends: Backends) {
     frame.stop();
 }
 
+/// A zip end-of-central-directory record alone, claiming `entries` entries.
+fn end_record(entries: u16) -> Vec<u8> {
+    let mut record = b"PK\x05\x06\0\0\0\0".to_vec();
+    record.extend_from_slice(&entries.to_le_bytes());
+    record.extend_from_slice(&entries.to_le_bytes());
+    record.extend_from_slice(&[0; 10]);
+    record
+}
+
 /// Flips the byte at `at`, keeping the rest.
 fn flipped(bytes: &[u8], at: usize) -> Vec<u8> {
     let mut bytes = bytes.to_vec();
@@ -669,6 +678,10 @@ async fn import_refuses_bad_bundles(backends: Backends) {
     let mut bad_type = document.clone();
     bad_type["files"]["contents.json"][0]["content_type"] = json!("weapon");
 
+    // A JSON document past the 4 MiB a JSON bundle may have (under the frame's 16 MiB).
+    let mut huge_json = serde_json::to_vec(&document).unwrap();
+    huge_json.truncate(huge_json.len() - 1);
+    huge_json.extend_from_slice(format!(",\"pad\":\"{}\"}}", "x".repeat(5 << 20)).as_bytes());
     // The data of the first zip entry starts after its 30-byte header and name.
     let first_data = 30 + "manifest.json".len();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -722,6 +735,9 @@ async fn import_refuses_bad_bundles(backends: Backends) {
             "bundle",
         ),
         ("zip of garbage", b"PK\x03\x04garbage".to_vec(), "bundle"),
+        ("too many zip entries", end_record(2000), "bundle"),
+        ("zip64", end_record(0xffff), "bundle"),
+        ("JSON past 4 MiB", huge_json, "bundle"),
     ];
     for (what, body, field) in cases {
         let (status, err) = post_bytes(&frame, "/api/packets/import", body).await;

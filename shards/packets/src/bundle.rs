@@ -175,15 +175,25 @@ pub struct Imported {
     pub versions: Vec<(Version, Option<Vec<u8>>)>,
 }
 
-/// 422 `invalid_bundle`, naming the file (or `bundle`) and what is wrong with it.
+/// 422 `invalid_bundle`, naming the file (or `bundle`) and what is wrong with it. Both may
+/// quote the bundle, so both are cut short: an error never echoes a large input back.
 fn refuse(file: &str, problem: impl Into<String>) -> ApiError {
-    let problem = problem.into();
+    let file = shortened(file, MAX_FILE_NAME);
+    let problem = shortened(&problem.into(), 400);
     ApiError::new(
         422,
         "invalid_bundle",
         format!("the bundle is refused: {file}: {problem}"),
     )
     .with_field(file, problem)
+}
+
+/// `text` cut to at most `max` characters, marked with `…` when cut.
+fn shortened(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -54,7 +54,8 @@ pub fn storage_unavailable(error: &storage::Error) -> ApiError {
         503,
         "storage_unavailable",
         format!(
-            "storage ({}): {reason}; grant the packets shard the storage service and retry",
+            "storage is unavailable to the packets shard ({}: {reason}); this needs the \
+             storage service granted and within its quota",
             error.code()
         ),
     )
