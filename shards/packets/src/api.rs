@@ -6,30 +6,30 @@ use arkham_shard_sdk::{ApiError, Params, Request, Response, random, time};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::model::{Content, Packet, Page, Share, Status, Version};
+use crate::model::{Content, Packet, Page, Status, Version};
 use crate::{notify, snapshot, store, validate};
 
-type Answer = Result<Response, ApiError>;
+pub type Answer = Result<Response, ApiError>;
 
 /// `{"items":[...],"total":N}` for the lists under one packet.
 #[derive(Serialize)]
-struct Items<T> {
+pub struct Items<T> {
     items: Vec<T>,
     total: usize,
 }
 
 impl<T: Serialize> Items<T> {
-    fn response(items: Vec<T>) -> Response {
+    pub fn response(items: Vec<T>) -> Response {
         let total = items.len();
         Response::json(200, &Items { items, total })
     }
 }
 
-fn packet_not_found(id: &str) -> ApiError {
+pub fn packet_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no packet with id `{id}`"))
 }
 
-fn find_packet(db: &impl Executor, id: &str) -> Result<Packet, ApiError> {
+pub fn find_packet(db: &impl Executor, id: &str) -> Result<Packet, ApiError> {
     store::get_packet(db, id)?.ok_or_else(|| packet_not_found(id))
 }
 
@@ -106,6 +106,7 @@ pub fn create(request: &Request, _: &Params) -> Answer {
         size_bytes: 0,
         checksum: None,
         metadata: serde_json::Value::Object(new.metadata),
+        import_source: None,
     };
     store::insert_packet(&Autocommit, &packet)?;
     notify::packet_created(&packet.id, &packet.name, &packet.created_by);
@@ -175,11 +176,12 @@ pub fn finalize(_: &Request, params: &Params) -> Answer {
     packet.size_bytes = i64::try_from(listing.len()).unwrap_or(i64::MAX);
     packet.contents_count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
     packet.updated_at = now.clone();
-    // Written before the commit so the version row can name it; a failed commit leaves an
-    // unreferenced snapshot, which is harmless.
-    let snapshot_path = snapshot::write(&packet, &contents);
+    // Written before the commit so the version row can name it; its key is the version's own,
+    // so a failed commit leaves an unreferenced snapshot that nothing reads.
+    let version_id = random::uuid_v4();
+    let snapshot_path = snapshot::write_optional(&packet, &contents, &version_id);
     let version = Version {
-        id: random::uuid_v4(),
+        id: version_id,
         packet_id: packet.id.clone(),
         version_number: packet.version,
         created_at: now,
@@ -192,57 +194,6 @@ pub fn finalize(_: &Request, params: &Params) -> Answer {
     notify::packet_finalized(&packet.id, packet.version);
     notify::version_created(&packet.id, version.version_number);
     Ok(Response::json(200, &packet))
-}
-
-pub fn share(request: &Request, params: &Params) -> Answer {
-    let id = params.require("id")?;
-    let new = validate::new_share(request)?;
-    let tx = db::begin()?;
-    let mut packet = find_packet(&tx, id)?;
-    if !matches!(packet.status, Status::Finalized | Status::Shared) {
-        return Err(ApiError::conflict(
-            "invalid_state",
-            format!(
-                "packet `{id}` is {}; only finalized or shared packets can be shared",
-                packet.status.as_str()
-            ),
-        ));
-    }
-    let now = time::now_rfc3339();
-    let share = Share {
-        id: random::uuid_v4(),
-        packet_id: packet.id.clone(),
-        shared_with: new.shared_with,
-        permissions: new.permissions,
-        shared_at: now.clone(),
-        expires_at: new.expires_at,
-        access_token: random::hex_token(32),
-    };
-    store::insert_share(&tx, &share)?;
-    packet.status = Status::Shared;
-    packet.updated_at = now;
-    store::update_packet(&tx, &packet)?;
-    tx.commit()?;
-    notify::packet_shared(&packet.id, &share.shared_with, share.permissions.as_str());
-    Ok(Response::json(201, &share))
-}
-
-pub fn list_shares(_: &Request, params: &Params) -> Answer {
-    let id = params.require("id")?;
-    find_packet(&Autocommit, id)?;
-    Ok(Items::response(store::list_shares(&Autocommit, id)?))
-}
-
-pub fn revoke_share(_: &Request, params: &Params) -> Answer {
-    let id = params.require("id")?;
-    let share_id = params.require("sid")?;
-    let tx = db::begin()?;
-    find_packet(&tx, id)?;
-    let share = store::get_share(&tx, id, share_id)?
-        .ok_or_else(|| ApiError::not_found(format!("packet `{id}` has no share `{share_id}`")))?;
-    store::delete_share(&tx, id, share_id)?;
-    tx.commit()?;
-    Ok(Response::json(200, &share))
 }
 
 pub fn list_contents(_: &Request, params: &Params) -> Answer {

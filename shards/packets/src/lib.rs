@@ -2,17 +2,25 @@
 //! versioned and shared. A port of the original Python design to an arkham component.
 //!
 //! Workflow: `draft --finalize--> finalized --share--> shared`, and any of them `--archive-->`
-//! `archived`. Only drafts can be edited or have their contents changed. Every response is JSON;
+//! `archived`. Only drafts can be edited or have their contents changed. Versions are made at
+//! finalisation and on request; packets export to JSON or zip bundles and import from them;
+//! shares open a read-only link until they expire or are revoked. Every response is JSON;
 //! errors use the house shape `{"error":{"code":"...","message":"..."}}` with 404 for unknown
 //! ids, 405 for a wrong method, 409 (`invalid_state`) for an illegal transition and 422
 //! (`validation_failed`, with `fields`) for a bad body.
 
 mod api;
+mod bundle;
+mod exchange;
+mod files;
 mod model;
 mod notify;
+mod sharing;
 mod snapshot;
 mod store;
 mod validate;
+mod versions;
+mod zip;
 
 use arkham_shard_sdk::{ApiError, Request, Response, Router, Shard, log};
 
@@ -48,13 +56,25 @@ fn router() -> Router {
         .delete("/{id}", api::archive)
         .post("/{id}/archive", api::archive)
         .post("/{id}/finalize", api::finalize)
-        .post("/{id}/share", api::share)
-        .get("/{id}/shares", api::list_shares)
-        .delete("/{id}/shares/{sid}", api::revoke_share)
+        .post("/{id}/share", sharing::share)
+        .get("/{id}/shares", sharing::list)
+        .delete("/{id}/shares/{sid}", sharing::revoke)
+        .get("/shared/{token}", sharing::view)
+        .post("/shared/{token}", sharing::write)
+        .put("/shared/{token}", sharing::write)
+        .patch("/shared/{token}", sharing::write)
+        .delete("/shared/{token}", sharing::write)
         .get("/{id}/contents", api::list_contents)
         .post("/{id}/contents", api::add_content)
         .delete("/{id}/contents/{cid}", api::remove_content)
         .get("/{id}/versions", api::list_versions)
+        .post("/{id}/versions", versions::create)
+        .get("/{id}/versions/{n}", versions::snapshot)
+        .post("/{id}/export", exchange::export)
+        .get("/{id}/exports", exchange::list)
+        .get("/{id}/exports/{file}", exchange::download)
+        .delete("/{id}/exports/{file}", exchange::delete)
+        .post("/import", exchange::import)
 }
 
 arkham_shard_sdk::export_shard!(Packets);

@@ -36,6 +36,8 @@ macro_rules! vocabulary {
             }
 
             /// Reads the column `column` of `row`.
+            // `allow`, not `expect`: only the vocabularies stored in a column use it.
+            #[allow(dead_code, reason = "ExportFormat is never stored in a column")]
             pub fn from_row(row: &Row, column: &str) -> Result<Self, db::Error> {
                 let text: String = row.get(column)?;
                 Self::parse(&text).ok_or_else(|| {
@@ -65,6 +67,11 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// How an export bundle is encoded: one JSON document, or a zip of JSON files.
+    ExportFormat { Json = "json", Zip = "zip" }
+}
+
+vocabulary! {
     /// The kind of item a packet bundles.
     ContentType {
         Document = "document",
@@ -88,7 +95,8 @@ pub struct Packet {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
-    /// Starts at 1; every finalisation adds one.
+    /// Starts at 1; every finalisation and every version asked for adds one, so it is the
+    /// number of the newest version (1 while there is none).
     pub version: i64,
     pub contents_count: i64,
     /// Bytes of the canonical contents listing hashed into `checksum` (0 until finalised).
@@ -97,12 +105,17 @@ pub struct Packet {
     pub checksum: Option<String>,
     /// Free-form JSON object, stored as TEXT.
     pub metadata: serde_json::Value,
+    /// Where an imported packet came from (`"{format}:{source packet id}"` or what the importer
+    /// named); `None` for packets created here.
+    pub import_source: Option<String>,
 }
 
 impl Packet {
     /// The columns [`Packet::from_row`] reads, for SELECT lists.
     pub const COLUMNS: &str = "id, name, description, status, visibility, created_by, created_at, \
-         updated_at, version, contents_count, size_bytes, checksum, metadata";
+         updated_at, version, contents_count, size_bytes, checksum, metadata, \
+         (SELECT i.import_source FROM arkham_packet_imports i \
+          WHERE i.packet_id = arkham_packets.id) AS import_source";
 
     /// Reads a row selected with [`Packet::COLUMNS`].
     pub fn from_row(row: &Row) -> Result<Self, db::Error> {
@@ -123,6 +136,7 @@ impl Packet {
             // Only this shard writes the column, always from a JSON object.
             metadata: serde_json::from_str(&metadata)
                 .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
+            import_source: row.get("import_source")?,
         })
     }
 }
@@ -168,6 +182,7 @@ pub struct Share {
     pub shared_with: String,
     pub permissions: Permission,
     pub shared_at: String,
+    /// RFC 3339 UTC with milliseconds; past it the token opens nothing.
     pub expires_at: Option<String>,
     pub access_token: String,
 }
@@ -191,7 +206,7 @@ impl Share {
     }
 }
 
-/// A finalised state of a packet (table `arkham_packet_versions`).
+/// A recorded state of a packet, made at finalisation or on request (table `arkham_packet_versions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {
     pub id: String,
@@ -199,7 +214,7 @@ pub struct Version {
     pub version_number: i64,
     pub created_at: String,
     pub changes_summary: String,
-    /// Storage key of the JSON snapshot; `None` when storage was unavailable.
+    /// Storage key of the JSON snapshot; `None` when storage was unavailable at finalisation.
     pub snapshot_path: Option<String>,
 }
 

@@ -61,3 +61,17 @@ pub fn version_created(packet_id: &str, version_number: i64) {
         &json!({ "packet_id": packet_id, "version_number": version_number }),
     );
 }
+
+pub fn packet_exported(packet_id: &str, format: &str, file_path: &str) {
+    publish(
+        "packets.packet.exported",
+        &json!({ "packet_id": packet_id, "format": format, "file_path": file_path }),
+    );
+}
+
+pub fn packet_imported(packet_id: &str, import_source: &str) {
+    publish(
+        "packets.packet.imported",
+        &json!({ "packet_id": packet_id, "import_source": import_source }),
+    );
+}

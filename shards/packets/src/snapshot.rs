@@ -1,9 +1,10 @@
-//! What finalising a packet freezes: the checksum of its contents and a JSON snapshot in storage.
+//! What a version freezes: the checksum of the packet's contents and a JSON snapshot in storage.
 
 use arkham_shard_sdk::{log, random, storage};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::files;
 use crate::model::{Content, Packet};
 
 /// The canonical listing of a packet's contents: one JSON array
@@ -29,23 +30,29 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     random::to_hex(&Sha256::digest(bytes))
 }
 
-/// The storage key of a packet version's snapshot.
-pub fn snapshot_key(packet_id: &str, version: i64) -> String {
-    format!("snapshots/{packet_id}/v{version}.json")
-}
-
 #[derive(Serialize)]
 struct Snapshot<'a> {
     packet: &'a Packet,
     contents: &'a [Content],
 }
 
-/// Writes the snapshot and returns its key, or `None` when storage is unavailable: it is an
-/// optional service, so a packet finalises without it.
-pub fn write(packet: &Packet, contents: &[Content]) -> Option<String> {
-    let key = snapshot_key(&packet.id, packet.version);
-    match storage::put_json(&key, &Snapshot { packet, contents }) {
-        Ok(_) => Some(key),
+/// Writes the snapshot of `packet` (at its current version) for the version `version_id` and
+/// returns its key.
+pub fn write(
+    packet: &Packet,
+    contents: &[Content],
+    version_id: &str,
+) -> Result<String, storage::Error> {
+    let key = files::snapshot_key(&packet.id, packet.version, version_id);
+    storage::put_json(&key, &Snapshot { packet, contents })?;
+    Ok(key)
+}
+
+/// Like [`write`], but `None` when storage is unavailable: finalising does not need storage
+/// (an optional service), so it goes ahead without a snapshot.
+pub fn write_optional(packet: &Packet, contents: &[Content], version_id: &str) -> Option<String> {
+    match write(packet, contents, version_id) {
+        Ok(key) => Some(key),
         Err(error) => {
             log::warn(&format!(
                 "packet {} v{}: no snapshot stored ({}: {})",

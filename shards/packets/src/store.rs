@@ -10,7 +10,7 @@ use crate::validate::ListFilter;
 /// Bump when `SCHEMA` changes; `SCHEMA` must work on a new database and on any older version.
 /// Portable to SQLite and PostgreSQL: TEXT timestamps, BIGINT where a count may pass 2^31
 /// (INTEGER is 32-bit on PostgreSQL; SQLite reads BIGINT as INTEGER, so existing files match).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS arkham_packets (
@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS arkham_packet_versions (
     snapshot_path TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_versions_packet ON arkham_packet_versions(packet_id);
+
+-- Version 2. Where imported packets came from: a table of its own rather than an ALTER, so the
+-- script stays idempotent for every later version. Two versions of a packet never share a
+-- number: of two concurrent version requests, the second fails instead of duplicating it.
+CREATE TABLE IF NOT EXISTS arkham_packet_imports (
+    packet_id TEXT PRIMARY KEY REFERENCES arkham_packets(id),
+    import_source TEXT NOT NULL,
+    imported_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_versions_number
+    ON arkham_packet_versions(packet_id, version_number);
 ";
 
 /// Creates the tables on first use; afterwards the frame answers from memory.
@@ -101,6 +112,13 @@ pub fn insert_packet(db: &impl Executor, packet: &Packet) -> Result<(), db::Erro
             packet.metadata.to_string(),
         ],
     )?;
+    if let Some(source) = &packet.import_source {
+        db.execute(
+            "INSERT INTO arkham_packet_imports (packet_id, import_source, imported_at) \
+             VALUES (?, ?, ?)",
+            params![&packet.id, source, &packet.created_at],
+        )?;
+    }
     Ok(())
 }
 
@@ -373,6 +391,17 @@ pub fn get_share(
         .transpose()
 }
 
+/// The share whose token is `token`, if any: tokens are looked up, never listed to a holder.
+pub fn get_share_by_token(db: &impl Executor, token: &str) -> Result<Option<Share>, db::Error> {
+    let sql = format!(
+        "SELECT {} FROM arkham_packet_shares WHERE access_token = ?",
+        Share::COLUMNS
+    );
+    db.query_opt(&sql, params![token])?
+        .map(|row| Share::from_row(&row))
+        .transpose()
+}
+
 pub fn insert_share(db: &impl Executor, share: &Share) -> Result<(), db::Error> {
     db.execute(
         "INSERT INTO arkham_packet_shares (id, packet_id, shared_with, permissions, shared_at, \
@@ -406,6 +435,20 @@ pub fn list_versions(db: &impl Executor, packet_id: &str) -> Result<Vec<Version>
     );
     db.query(&sql, params![packet_id])?
         .map(|row| Version::from_row(&row))
+}
+
+pub fn get_version(
+    db: &impl Executor,
+    packet_id: &str,
+    version_number: i64,
+) -> Result<Option<Version>, db::Error> {
+    let sql = format!(
+        "SELECT {} FROM arkham_packet_versions WHERE packet_id = ? AND version_number = ?",
+        Version::COLUMNS
+    );
+    db.query_opt(&sql, params![packet_id, version_number])?
+        .map(|row| Version::from_row(&row))
+        .transpose()
 }
 
 pub fn insert_version(db: &impl Executor, version: &Version) -> Result<(), db::Error> {

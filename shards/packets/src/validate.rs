@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use arkham_shard_sdk::{ApiError, Request};
+use arkham_shard_sdk::{ApiError, Request, time};
 use serde_json::{Map, Value};
 
-use crate::model::{ContentType, Permission, Status, Visibility};
+use crate::model::{ContentType, ExportFormat, Permission, Status, Visibility};
 
-const NAME_MAX: usize = 200;
-const DESCRIPTION_MAX: usize = 10_000;
-const ACTOR_MAX: usize = 200;
-const CONTENT_ID_MAX: usize = 200;
-const TITLE_MAX: usize = 500;
+pub const NAME_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 10_000;
+pub const ACTOR_MAX: usize = 200;
+pub const CONTENT_ID_MAX: usize = 200;
+pub const TITLE_MAX: usize = 500;
 const QUERY_MAX: usize = 200;
+const SUMMARY_MAX: usize = 1_000;
 pub const LIMIT_DEFAULT: i64 = 50;
 pub const LIMIT_MAX: i64 = 500;
 
@@ -142,27 +143,85 @@ pub fn new_content(request: &Request) -> Result<NewContent, ApiError> {
     }
 }
 
-pub fn new_share(request: &Request) -> Result<NewShare, ApiError> {
+/// Checks a `POST /{id}/share` body; `now_millis` is the wall clock an expiry must pass.
+pub fn new_share(request: &Request, now_millis: u64) -> Result<NewShare, ApiError> {
     let body = Body::parse(request)?;
     let mut check = Check::default();
     let shared_with = check.required_text(&body, "shared_with", ACTOR_MAX);
     let permissions =
         check.optional_word(&body, "permissions", Permission::parse, Permission::NAMES);
     let expires_at = check.optional_text(&body, "expires_at", 64, true).flatten();
-    if let Some(expires_at) = &expires_at
-        && !is_rfc3339(expires_at)
-    {
-        check.fail(
-            "expires_at",
-            "must be an RFC 3339 timestamp, e.g. 2026-12-31T23:59:59Z",
-        );
-    }
+    // Stored as UTC with milliseconds, so that it compares with the clock as text and as time.
+    let expires_at = match expires_at.as_deref().map(parse_rfc3339_millis) {
+        None => None,
+        Some(None) => {
+            check.fail(
+                "expires_at",
+                "must be an RFC 3339 timestamp, e.g. 2026-12-31T23:59:59Z",
+            );
+            None
+        }
+        Some(Some(millis)) => match u64::try_from(millis) {
+            Ok(millis) if millis > now_millis => Some(time::rfc3339_from_unix_millis(millis)),
+            _ => {
+                check.fail("expires_at", "must be in the future");
+                None
+            }
+        },
+    };
     check.finish()?;
     Ok(NewShare {
         shared_with: shared_with.unwrap_or_default(),
         permissions: permissions.unwrap_or(Permission::View),
         expires_at,
     })
+}
+
+/// Reads the export format from a `{"format": ...}` body or `?format=`; JSON when neither says.
+pub fn export_format(request: &Request) -> Result<ExportFormat, ApiError> {
+    let mut check = Check::default();
+    let mut format = None;
+    if !request.body.iter().all(u8::is_ascii_whitespace) {
+        let body = Body::parse(request)?;
+        format = check.optional_word(&body, "format", ExportFormat::parse, ExportFormat::NAMES);
+    }
+    if format.is_none()
+        && let Some(text) = request.query_param("format")
+    {
+        format = ExportFormat::parse(text);
+        if format.is_none() {
+            check.fail("format", &one_of(ExportFormat::NAMES));
+        }
+    }
+    check.finish()?;
+    Ok(format.unwrap_or(ExportFormat::Json))
+}
+
+/// Checks a `POST /{id}/versions` body: its `changes_summary`.
+pub fn new_version(request: &Request) -> Result<String, ApiError> {
+    let body = Body::parse(request)?;
+    let mut check = Check::default();
+    let summary = check.required_text(&body, "changes_summary", SUMMARY_MAX);
+    check.finish()?;
+    Ok(summary.unwrap_or_default())
+}
+
+/// Who imports and from where: `?created_by=` and `?source=` of `POST /import` (the body is the
+/// bundle itself).
+pub fn import_options(request: &Request) -> Result<(Option<String>, Option<String>), ApiError> {
+    let mut check = Check::default();
+    let mut read = |name: &str| {
+        let text = request.query_param(name)?.trim();
+        if text.is_empty() || text.chars().count() > ACTOR_MAX {
+            check.fail(name, &format!("must be 1 to {ACTOR_MAX} characters"));
+            return None;
+        }
+        Some(text.to_owned())
+    };
+    let created_by = read("created_by");
+    let source = read("source");
+    check.finish()?;
+    Ok((created_by, source))
 }
 
 /// Reads the listing query parameters; `fixed_status` (from `/status/{status}`) wins over
@@ -404,52 +463,89 @@ fn one_of(names: &[&str]) -> String {
     format!("must be one of: {}", names.join(", "))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, with plausible field ranges.
-fn is_rfc3339(text: &str) -> bool {
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into milliseconds since the Unix epoch;
+/// `None` unless every field is in range.
+pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        bytes
-            .get(range)
-            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = bytes.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
     };
-    let number = |range: std::ops::Range<usize>| {
-        text.get(range)
-            .and_then(|part| part.parse::<u32>().ok())
-            .unwrap_or(u32::MAX)
-    };
-    let shape = digits(0..4)
-        && bytes.get(4) == Some(&b'-')
-        && digits(5..7)
+    let separators = bytes.get(4) == Some(&b'-')
         && bytes.get(7) == Some(&b'-')
-        && digits(8..10)
         && matches!(bytes.get(10), Some(b'T' | b't' | b' '))
-        && digits(11..13)
         && bytes.get(13) == Some(&b':')
-        && digits(14..16)
-        && bytes.get(16) == Some(&b':')
-        && digits(17..19);
-    if !shape
-        || !(1..=12).contains(&number(5..7))
-        || !(1..=31).contains(&number(8..10))
-        || number(11..13) > 23
-        || number(14..16) > 59
-        || number(17..19) > 60
+        && bytes.get(16) == Some(&b':');
+    if !separators {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
-        return false;
+        return None;
     }
     let mut rest = bytes.get(19..).unwrap_or_default();
+    let mut millis = 0;
     if let Some((b'.', fraction)) = rest.split_first() {
         let count = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
         if count == 0 {
-            return false;
+            return None;
+        }
+        // Milliseconds: further digits are dropped (truncated, never rounded up).
+        for (index, digit) in fraction.iter().take(3).enumerate() {
+            if index < count {
+                millis += i64::from(digit - b'0') * [100, 10, 1][index];
+            }
         }
         rest = fraction.get(count..).unwrap_or_default();
     }
-    match rest {
-        [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
-        _ => false,
+    let offset_minutes = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+            let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = hours * 60 + minutes;
+            if *sign == b'-' { -offset } else { offset }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -458,11 +554,19 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        assert!(is_rfc3339("2026-12-31T23:59:59Z"));
-        assert!(is_rfc3339("2026-12-31T23:59:59.123+02:00"));
-        assert!(!is_rfc3339("2026-13-31T23:59:59Z"));
-        assert!(!is_rfc3339("2026-12-31"));
-        assert!(!is_rfc3339("2026-12-31T23:59:59"));
-        assert!(!is_rfc3339("2026-12-31T23:59:59.Z"));
+        assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_millis("2026-03-21T11:05:00.123+02:00"),
+            Some(1_774_083_900_123)
+        );
+        assert_eq!(
+            parse_rfc3339_millis("2000-02-29T00:00:00.1239Z"),
+            Some(951_782_400_123)
+        );
+        assert_eq!(parse_rfc3339_millis("2026-13-31T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339_millis("2026-02-30T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339_millis("2026-12-31"), None);
+        assert_eq!(parse_rfc3339_millis("2026-12-31T23:59:59"), None);
+        assert_eq!(parse_rfc3339_millis("2026-12-31T23:59:59.Z"), None);
     }
 }
