@@ -48,6 +48,7 @@ pub fn storage_unavailable(error: &storage::Error) -> ApiError {
     let reason = match error {
         storage::Error::InvalidKey(message)
         | storage::Error::LimitExceeded(message)
+        | storage::Error::Denied(message)
         | storage::Error::Io(message) => message,
     };
     ApiError::new(
