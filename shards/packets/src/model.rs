@@ -206,6 +206,36 @@ impl Share {
     }
 }
 
+/// A comment left through a share link that grants `comment` (table `arkham_packet_comments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    pub id: String,
+    pub packet_id: String,
+    /// The share it came through (the token itself is never shown).
+    pub share_id: String,
+    /// Who wrote it: what the commenter gave, else the share's `shared_with`.
+    pub author: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+impl Comment {
+    /// The columns [`Comment::from_row`] reads.
+    pub const COLUMNS: &str = "id, packet_id, share_id, author, body, created_at";
+
+    /// Reads a row selected with [`Comment::COLUMNS`].
+    pub fn from_row(row: &Row) -> Result<Self, db::Error> {
+        Ok(Self {
+            id: row.get("id")?,
+            packet_id: row.get("packet_id")?,
+            share_id: row.get("share_id")?,
+            author: row.get("author")?,
+            body: row.get("body")?,
+            created_at: row.get("created_at")?,
+        })
+    }
+}
+
 /// A recorded state of a packet, made at finalisation or on request (table `arkham_packet_versions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {

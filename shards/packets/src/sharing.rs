@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::api::{Answer, Items, find_packet};
-use crate::model::{Permission, Share, Status};
+use crate::model::{Comment, Permission, Share, Status};
 use crate::{notify, store, validate};
 
 /// Bytes of randomness in a token (64 hex characters).
@@ -187,8 +187,52 @@ pub fn view(_: &Request, params: &Params) -> Answer {
     ))
 }
 
-/// Any write through the link: a finalised packet is frozen (only drafts change, and drafts
-/// are never shared), so it is refused, with 403 when the permission does not even allow it.
+/// `POST /shared/{token}/comments`: a comment on the shared packet, for a share that grants
+/// `comment` (403 otherwise). Comments are the one write a link allows: the packet is frozen.
+pub fn add_comment(request: &Request, params: &Params) -> Answer {
+    let (share, packet) = open(params.require("token")?)?;
+    if !allowed(share.permissions).contains(&"comment") {
+        return Err(ApiError::new(
+            403,
+            "permission_denied",
+            format!(
+                "this share grants `{}`; commenting needs `comment`",
+                share.permissions.as_str()
+            ),
+        ));
+    }
+    let (body, author) = validate::new_comment(request)?;
+    let comment = Comment {
+        id: random::uuid_v4(),
+        packet_id: packet.id,
+        share_id: share.id,
+        author: author.unwrap_or(share.shared_with),
+        body,
+        created_at: time::now_rfc3339(),
+    };
+    store::insert_comment(&Autocommit, &comment)?;
+    Ok(Response::json(201, &comment))
+}
+
+/// `GET /shared/{token}/comments`: the packet's comments, for any permission.
+pub fn link_comments(_: &Request, params: &Params) -> Answer {
+    let (_, packet) = open(params.require("token")?)?;
+    Ok(Items::response(store::list_comments(
+        &Autocommit,
+        &packet.id,
+    )?))
+}
+
+/// `GET /{id}/comments`: the packet's comments, for its owner.
+pub fn comments(_: &Request, params: &Params) -> Answer {
+    let id = params.require("id")?;
+    find_packet(&Autocommit, id)?;
+    Ok(Items::response(store::list_comments(&Autocommit, id)?))
+}
+
+/// Any other write through the link: a finalised packet is frozen (only drafts change, and
+/// drafts are never shared), so it is refused, with 403 when the permission does not even allow
+/// it; comments go to `/shared/{token}/comments`.
 pub fn write(request: &Request, params: &Params) -> Answer {
     let (share, packet) = open(params.require("token")?)?;
     let needed = match request.method {
@@ -209,7 +253,8 @@ pub fn write(request: &Request, params: &Params) -> Answer {
     Err(ApiError::conflict(
         "invalid_state",
         format!(
-            "packet `{}` is {}: the shared packet is read-only",
+            "packet `{}` is {}: the shared packet is read-only (comments go to \
+             POST /shared/{{token}}/comments; a change needs a new draft by its owner)",
             packet.id,
             packet.status.as_str()
         ),

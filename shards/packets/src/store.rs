@@ -4,13 +4,13 @@
 use arkham_shard_sdk::db::{self, Executor, Value};
 use arkham_shard_sdk::params;
 
-use crate::model::{Content, Packet, Share, Status, Version};
+use crate::model::{Comment, Content, Packet, Share, Status, Version};
 use crate::validate::ListFilter;
 
 /// Bump when `SCHEMA` changes; `SCHEMA` must work on a new database and on any older version.
 /// Portable to SQLite and PostgreSQL: TEXT timestamps, BIGINT where a count may pass 2^31
 /// (INTEGER is 32-bit on PostgreSQL; SQLite reads BIGINT as INTEGER, so existing files match).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS arkham_packets (
@@ -75,6 +75,18 @@ CREATE TABLE IF NOT EXISTS arkham_packet_imports (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS idx_versions_number
     ON arkham_packet_versions(packet_id, version_number);
+
+-- Version 3. Comments left through a share link that grants `comment`; kept when the share is
+-- revoked (they are the packet's), with the share they came through.
+CREATE TABLE IF NOT EXISTS arkham_packet_comments (
+    id TEXT PRIMARY KEY,
+    packet_id TEXT NOT NULL REFERENCES arkham_packets(id),
+    share_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_comments_packet ON arkham_packet_comments(packet_id, created_at);
 ";
 
 /// Creates the tables on first use; afterwards the frame answers from memory.
@@ -424,6 +436,33 @@ pub fn delete_share(db: &impl Executor, packet_id: &str, id: &str) -> Result<u64
         "DELETE FROM arkham_packet_shares WHERE packet_id = ? AND id = ?",
         params![packet_id, id],
     )
+}
+
+// ---- comments ----
+
+pub fn list_comments(db: &impl Executor, packet_id: &str) -> Result<Vec<Comment>, db::Error> {
+    let sql = format!(
+        "SELECT {} FROM arkham_packet_comments WHERE packet_id = ? ORDER BY created_at, id",
+        Comment::COLUMNS
+    );
+    db.query(&sql, params![packet_id])?
+        .map(|row| Comment::from_row(&row))
+}
+
+pub fn insert_comment(db: &impl Executor, comment: &Comment) -> Result<(), db::Error> {
+    db.execute(
+        "INSERT INTO arkham_packet_comments (id, packet_id, share_id, author, body, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            &comment.id,
+            &comment.packet_id,
+            &comment.share_id,
+            &comment.author,
+            &comment.body,
+            &comment.created_at,
+        ],
+    )?;
+    Ok(())
 }
 
 // ---- versions ----

@@ -197,6 +197,19 @@ pub fn export_format(request: &Request) -> Result<ExportFormat, ApiError> {
     Ok(format.unwrap_or(ExportFormat::Json))
 }
 
+/// Longest comment body, in characters.
+pub const COMMENT_MAX: usize = 4_000;
+
+/// Checks a `POST /shared/{token}/comments` body: `body` (required), `author` (optional).
+pub fn new_comment(request: &Request) -> Result<(String, Option<String>), ApiError> {
+    let body = Body::parse(request)?;
+    let mut check = Check::default();
+    let text = check.required_text(&body, "body", COMMENT_MAX);
+    let author = check.optional_text(&body, "author", ACTOR_MAX, false);
+    check.finish()?;
+    Ok((text.unwrap_or_default(), author.flatten()))
+}
+
 /// Checks a `POST /{id}/versions` body: its `changes_summary`.
 pub fn new_version(request: &Request) -> Result<String, ApiError> {
     let body = Body::parse(request)?;

@@ -227,6 +227,49 @@ async fn shares_expire_and_revoke(backends: Backends) {
         .await;
     assert_eq!(status, 409, "{err}");
 
+    // Comments: the one write a link allows, for `comment` and `edit`, not `view`.
+    let (status, err) = frame
+        .call(
+            "POST",
+            &format!("{link}/comments"),
+            Some(json!({"body": "hi"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("permission_denied")),
+        "{err}"
+    );
+    let (status, err) = frame
+        .call(
+            "POST",
+            &format!("{edit_link}/comments"),
+            Some(json!({"body": ""})),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["error"]["fields"]["body"].is_string(), "{err}");
+    let (status, comment) = frame
+        .call(
+            "POST",
+            &format!("{edit_link}/comments"),
+            Some(json!({"body": "see page 3"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{comment}");
+    assert_eq!(comment["author"], "editor", "{comment}");
+    assert_eq!(comment["packet_id"], id.as_str(), "{comment}");
+    assert!(!comment.to_string().contains(&token), "{comment}");
+    for listing in [
+        format!("{link}/comments"),
+        format!("/api/packets/{id}/comments"),
+    ] {
+        let (status, comments) = frame.call("GET", &listing, None).await;
+        assert_eq!(status, 200, "{comments}");
+        assert_eq!(comments["total"], 1, "{listing}: {comments}");
+        assert_eq!(comments["items"][0]["body"], "see page 3");
+    }
+
     // Unknown and malformed tokens open nothing, alike.
     for bad in [
         "0".repeat(64),
