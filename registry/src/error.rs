@@ -43,6 +43,18 @@ pub enum RegistryError {
         /// The repository.
         repository: String,
     },
+    /// Credentials were given, and the registry would not let them push.
+    #[error(
+        "the registry {registry} does not let `{username}` push to `{repository}` (it may only pull); ask the repository's owner for write access (on GHCR: a token with write:packages and a write role on the package), or `arkham registry login {registry}` as an account that has it"
+    )]
+    PushDenied {
+        /// The registry host.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Who tried.
+        username: String,
+    },
     /// No such repository, tag or blob.
     #[error(
         "{what} not found in {location}; `arkham shard inspect` with another version, or push it first"

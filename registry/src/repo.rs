@@ -341,7 +341,8 @@ impl Repo {
                 client
                     .store_auth_if_needed(registry, &credentials.to_oci())
                     .await;
-                let map = |e| from_oci(e, registry, repository, "the upload");
+                let map =
+                    |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
                 // Authenticate for push first: blob_exists alone would use a pull token.
                 client
                     .auth(
@@ -375,16 +376,40 @@ impl Repo {
                 client,
                 registry,
                 repository,
-                ..
+                credentials,
             } => {
                 let reference = self.reference(tag);
                 client
                     .push_manifest_raw(&reference, bytes.to_vec(), http_header(MANIFEST_MEDIA_TYPE))
                     .await
-                    .map_err(|e| from_oci(e, registry, repository, "the manifest upload"))?;
+                    .map_err(|e| {
+                        push_refused(
+                            from_oci(e, registry, repository, "the manifest upload"),
+                            credentials,
+                        )
+                    })?;
                 Ok(Digest::of(bytes))
             }
         }
+    }
+}
+
+/// A refusal to push with credentials is not a missing login: the account may pull but not
+/// push (a token registry grants the scopes it allows), and the message says so.
+fn push_refused(e: RegistryError, credentials: &Credentials) -> RegistryError {
+    match (e, credentials) {
+        (
+            RegistryError::Unauthorized {
+                registry,
+                repository,
+            },
+            Credentials::Basic { username, .. },
+        ) => RegistryError::PushDenied {
+            registry,
+            repository,
+            username: username.clone(),
+        },
+        (e, _) => e,
     }
 }
 

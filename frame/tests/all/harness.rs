@@ -324,12 +324,6 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let host = format!("127.0.0.1:{port}");
         let mut auth = String::new();
         if let Some((name, password)) = user {
             assert!(
@@ -348,6 +342,36 @@ impl Registry {
                 file.display()
             );
         }
+        Some(Self::launch(
+            dir,
+            auth,
+            if user.is_some() { 401 } else { 200 },
+        ))
+    }
+
+    /// Starts a registry that takes tokens from `tokens` (`auth: token`), as GHCR does; `None`
+    /// (after a skip notice) when `docker-registry` or `openssl` is not installed outside CI.
+    pub fn start_with_tokens(test: &str, policy: TokenPolicy) -> Option<(Self, TokenServer)> {
+        if !require("docker-registry", test) || !require("openssl", test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = TokenServer::start(dir.path(), policy);
+        let auth = format!(
+            "auth: {{ token: {{ realm: \"{}\", service: {TOKEN_SERVICE}, issuer: {TOKEN_ISSUER}, rootcertbundle: {} }} }}\n",
+            tokens.realm,
+            tokens.cert.display()
+        );
+        Some((Self::launch(dir, auth, 401), tokens))
+    }
+
+    fn launch(dir: tempfile::TempDir, auth: String, ready_status: u16) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
@@ -369,8 +393,8 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let status = registry.v2_status();
-            if status == Some(if user.is_some() { 401 } else { 200 }) {
-                return Some(registry);
+            if status == Some(ready_status) {
+                return registry;
             }
             assert!(Instant::now() < deadline, "docker-registry did not start");
             std::thread::sleep(Duration::from_millis(50));
@@ -405,4 +429,238 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Docker token service for a token-auth registry, as GHCR and Docker Hub run: `GET /token
+/// ?service=…&scope=repository:NAME:pull,push` with Basic credentials (or none) answers a JWT
+/// (RS256, the signing certificate in `x5c`) granting the actions the policy allows. Signed with
+/// `openssl`; served from a thread on a loopback port.
+pub struct TokenServer {
+    /// `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    /// The certificate the registry trusts.
+    pub cert: PathBuf,
+    /// Tokens issued, for tests that check none leaks.
+    pub issued: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Who may do what: `user:password`s, and per repository prefix the actions each user (or
+/// `anonymous`) gets.
+pub struct TokenPolicy {
+    pub users: Vec<(&'static str, &'static str)>,
+    pub grants: Vec<(&'static str, &'static str, &'static [&'static str])>,
+}
+
+pub const TOKEN_SERVICE: &str = "arkham-test-registry";
+const TOKEN_ISSUER: &str = "arkham-test-issuer";
+
+impl TokenServer {
+    pub fn start(dir: &Path, policy: TokenPolicy) -> Self {
+        let key = dir.join("token-key.pem");
+        let cert = dir.join("token-cert.pem");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=arkham-test-token-issuer", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "openssl could not make the token certificate"
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(der.status.success());
+        use base64::Engine as _;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(&der.stdout);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                // One request per connection; failures only fail that request.
+                let _ = serve_token(stream, &policy, &key, &x5c, &log);
+            }
+        });
+        Self {
+            realm,
+            cert,
+            issued,
+        }
+    }
+}
+
+fn serve_token(
+    mut stream: std::net::TcpStream,
+    policy: &TokenPolicy,
+    key: &Path,
+    x5c: &str,
+    issued: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    use base64::Engine as _;
+    use std::io::Write;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut authorization = None;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_string());
+        }
+    }
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect();
+    let user = match authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Basic "))
+    {
+        None => None,
+        Some(encoded) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .unwrap_or_default();
+            let known = policy
+                .users
+                .iter()
+                .find(|(u, p)| decoded == format!("{u}:{p}"));
+            match known {
+                Some((u, _)) => Some(*u),
+                None => {
+                    let body =
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                    write!(
+                        stream,
+                        "HTTP/1.0 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )?;
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let who = user.unwrap_or("anonymous");
+    let mut access = Vec::new();
+    for (key_name, value) in &params {
+        if key_name != "scope" {
+            continue;
+        }
+        // repository:NAME:pull,push
+        let mut parts = value.splitn(3, ':');
+        let (Some("repository"), Some(name), Some(actions)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let granted: Vec<&str> = actions
+            .split(',')
+            .filter(|action| {
+                policy.grants.iter().any(|(prefix, grantee, allowed)| {
+                    name.starts_with(prefix)
+                        && (*grantee == who || *grantee == "anonymous")
+                        && allowed.contains(action)
+                })
+            })
+            .collect();
+        access.push(serde_json::json!({"type": "repository", "name": name, "actions": granted}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": user.unwrap_or(""),
+        "aud": TOKEN_SERVICE,
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{now}-{}", rand::random::<u64>()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    openssl
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?
+        .write_all(signing_input.as_bytes())?;
+    let signature = openssl.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", b64(&signature));
+    if let Ok(mut log) = issued.lock() {
+        log.push(token.clone());
+    }
+    let body =
+        serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    write!(
+        stream,
+        "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -3,7 +3,7 @@
 //! refusal leaves the installed shards and the lockfile as they were.
 
 use crate::harness::{
-    Frame, Registry, arkham, arkham_with, data_dir, manifest_of, package_with, require,
+    Frame, Registry, TokenPolicy, arkham, arkham_with, data_dir, manifest_of, package_with, require,
 };
 use arkham_registry::artifact::{self, ComponentInfo, annotations};
 use arkham_registry::digest::Digest;
@@ -964,4 +964,110 @@ async fn login_is_checked_before_it_is_stored_and_logout_removes_it() {
     };
     let (ok, text) = login(docker.path(), &open.host, "anyone", "anything", &[]);
     assert!(ok && text.contains("asks for no credentials"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_auth_registry_as_ghcr_runs_one() {
+    let policy = TokenPolicy {
+        users: vec![("ark", "tok-pw-1"), ("reader", "read-pw-2")],
+        grants: vec![
+            ("public/", "anonymous", &["pull"]),
+            ("public/", "ark", &["pull", "push"]),
+            ("private/", "ark", &["pull", "push"]),
+            ("private/", "reader", &["pull"]),
+        ],
+    };
+    let Some((registry, tokens)) = Registry::start_with_tokens("token auth", policy) else {
+        return;
+    };
+    let host = registry.host.clone();
+    let work = tempfile::tempdir().unwrap();
+    let file = packets_version(work.path(), "0.1.0");
+    let file = file.to_str().unwrap();
+    let ark_config = tempfile::tempdir().unwrap();
+    let nobody = tempfile::tempdir().unwrap();
+    let data = data_dir("");
+    let outputs = std::cell::RefCell::new(String::new());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let (ok, out, err) = arkham_with(data.path(), args, env);
+        let text = out + &err;
+        outputs.borrow_mut().push_str(&text);
+        (ok, text)
+    };
+    let as_ark = [("DOCKER_CONFIG", ark_config.path().to_str().unwrap())];
+    let anonymous = [("DOCKER_CONFIG", nobody.path().to_str().unwrap())];
+    let public = format!("{host}/public/packets");
+    let private = format!("{host}/private/packets");
+
+    // Pushing needs a login; the token service's refusal reads as one.
+    let (ok, text) = run(&["shard", "push", file, &public], &anonymous);
+    assert!(
+        !ok && text.contains(&format!("arkham registry login {host}")),
+        "{text}"
+    );
+
+    // Login goes through the token service's challenge, and a wrong password stores nothing.
+    let (ok, text) = login(ark_config.path(), &host, "ark", "wrong", &[]);
+    assert!(!ok && text.contains("refused these credentials"), "{text}");
+    assert!(!ark_config.path().join("config.json").exists());
+    let (ok, text) = login(ark_config.path(), &host, "ark", "tok-pw-1", &[]);
+    assert!(ok && text.contains("accepted the credentials"), "{text}");
+    outputs.borrow_mut().push_str(&text);
+
+    // With the docker config's credentials: push to both.
+    for repository in [&public, &private] {
+        let (ok, text) = run(&["shard", "push", file, repository], &as_ark);
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = run(
+        &["shard", "add", &format!("{private}@0.1"), "--yes"],
+        &as_ark,
+    );
+    assert!(ok && text.contains("installed packets 0.1.0"), "{text}");
+    let (ok, text) = run(&["shard", "remove", "packets"], &[]);
+    assert!(ok, "{text}");
+
+    // Anonymous: the public repository pulls, the private one asks for a login.
+    let (ok, text) = run(
+        &["shard", "add", &format!("{public}@0.1"), "--yes"],
+        &anonymous,
+    );
+    assert!(ok && text.contains("installed packets 0.1.0"), "{text}");
+    let (ok, text) = run(&["shard", "remove", "packets"], &[]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(
+        &["shard", "add", &format!("{private}@0.1"), "--yes"],
+        &anonymous,
+    );
+    assert!(!ok && text.contains("registry login"), "{text}");
+
+    // From the environment: `reader` pulls the private repository, and may not push to it.
+    let reader = [
+        ("DOCKER_CONFIG", nobody.path().to_str().unwrap()),
+        ("ARKHAM_REGISTRY_USERNAME", "reader"),
+        ("ARKHAM_REGISTRY_PASSWORD", "read-pw-2"),
+    ];
+    let (ok, text) = run(
+        &["shard", "add", &format!("{private}@0.1"), "--yes"],
+        &reader,
+    );
+    assert!(ok && text.contains("installed packets 0.1.0"), "{text}");
+    let (ok, text) = run(&["shard", "push", file, &private, "--force"], &reader);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("does not let `reader` push to `private/packets`")
+            && text.contains("write access"),
+        "{text}"
+    );
+
+    // No secret in anything said: passwords, nor the tokens the service issued.
+    let issued = tokens.issued.lock().unwrap().clone();
+    assert!(!issued.is_empty());
+    for secret in ["tok-pw-1", "read-pw-2"]
+        .into_iter()
+        .map(String::from)
+        .chain(issued)
+    {
+        assert!(!outputs.borrow().contains(&secret), "a secret was printed");
+    }
 }

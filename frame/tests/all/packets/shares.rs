@@ -259,7 +259,7 @@ async fn shares_expire_and_revoke(backends: Backends) {
     assert_eq!(status, 201, "{comment}");
     assert_eq!(comment["author"], "editor", "{comment}");
     assert_eq!(comment["packet_id"], id.as_str(), "{comment}");
-    assert!(!comment.to_string().contains(&token), "{comment}");
+    assert!(!comment.to_string().contains(token), "{comment}");
     for listing in [
         format!("{link}/comments"),
         format!("/api/packets/{id}/comments"),
