@@ -73,15 +73,16 @@ pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
                     "no terminal to ask for the password; pipe it in with --password-stdin"
                 );
             }
-            if !password_stdin {
-                eprint!(
-                    "password for {username}@{host} (input is echoed; prefer --password-stdin): "
-                );
-            }
-            let mut password = String::new();
-            std::io::stdin()
-                .read_line(&mut password)
-                .context("reading the password")?;
+            let password = if password_stdin {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_line(&mut password)
+                    .context("reading the password")?;
+                password
+            } else {
+                hidden::read_line(&format!("password for {username}@{host}: "))
+                    .context("reading the password")?
+            };
             let password = password.trim_end_matches(['\n', '\r']);
             if password.is_empty() {
                 anyhow::bail!("the password is empty");
@@ -118,6 +119,50 @@ pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "turning the terminal's echo off has no safe wrapper in std or our dependencies"
+)]
+mod hidden {
+    use std::io::{self, BufRead as _};
+    use std::os::fd::AsRawFd as _;
+
+    /// Shows `prompt` and reads one line from the terminal on stdin with its echo off (the
+    /// newline still shows), restoring the terminal's settings after, whatever the read did. The
+    /// prompt comes once echo is off, so nothing typed after it is echoed.
+    pub fn read_line(prompt: &str) -> io::Result<String> {
+        let stdin = io::stdin();
+        let fd = stdin.as_raw_fd();
+        // SAFETY: `termios` is a plain C struct of integers and arrays, for which all-zero bytes
+        // are a valid value; `tcgetattr` overwrites it before it is read, and its result is
+        // checked.
+        let mut original: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is stdin's descriptor, open for the life of the process; `original` is a
+        // valid `termios`, exclusively borrowed for the call.
+        if unsafe { libc::tcgetattr(fd, &mut original) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut quiet = original;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: as above; `quiet` is a valid `termios` (a copy of the one read, with two flags
+        // changed), only read by the call.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        eprint!("{prompt}");
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        // SAFETY: as above, with the settings read at the start.
+        let restored = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &original) };
+        read?;
+        if restored != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(line)
     }
 }
 

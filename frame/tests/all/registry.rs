@@ -1071,3 +1071,49 @@ async fn a_token_auth_registry_as_ghcr_runs_one() {
         assert!(!outputs.borrow().contains(&secret), "a secret was printed");
     }
 }
+
+#[test]
+fn a_password_typed_at_the_prompt_is_not_echoed() {
+    use std::io::{Read, Write};
+    if !require("script", "hidden password prompt") {
+        return;
+    }
+    let Some(registry) = Registry::start("hidden password prompt", Some(("ark", "typed-pw-9")))
+    else {
+        return;
+    };
+    let docker = tempfile::tempdir().unwrap();
+    // `script` gives the command a terminal; what it prints is what the terminal shows.
+    let command = format!(
+        "{} registry login {} -u ark",
+        crate::harness::arkham_bin(),
+        registry.host
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", docker.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 256];
+    // Type only once the prompt is up: echo is off by then.
+    while !String::from_utf8_lossy(&shown).contains("password for ark@") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&shown));
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed-pw-9\n").unwrap();
+    stdout.read_to_end(&mut shown).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(!shown.contains("typed-pw-9"), "echoed: {shown}");
+    assert!(shown.contains("accepted the credentials"), "{shown}");
+    let config = std::fs::read_to_string(docker.path().join("config.json")).unwrap();
+    assert!(config.contains(&registry.host));
+}
