@@ -28,6 +28,15 @@ pub enum Credentials {
         /// The password; never printed.
         password: String,
     },
+    /// An identity token (`identitytoken` in the docker config, or a credential helper's
+    /// `<token>` user): an OAuth2 refresh token, exchanged at the registry's token service for
+    /// an access token per repository.
+    IdentityToken {
+        /// The account it belongs to, when known (for messages).
+        username: String,
+        /// The refresh token; never printed.
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -35,6 +44,9 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::Anonymous => f.write_str("Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
+            Credentials::IdentityToken { username, .. } => {
+                write!(f, "IdentityToken({username}, <hidden>)")
+            }
         }
     }
 }
@@ -42,7 +54,10 @@ impl std::fmt::Debug for Credentials {
 impl Credentials {
     pub(crate) fn to_oci(&self) -> oci_client::secrets::RegistryAuth {
         match self {
-            Credentials::Anonymous => oci_client::secrets::RegistryAuth::Anonymous,
+            // An identity token is exchanged first (`Repo::auth`); on its own it opens nothing.
+            Credentials::Anonymous | Credentials::IdentityToken { .. } => {
+                oci_client::secrets::RegistryAuth::Anonymous
+            }
             Credentials::Basic { username, password } => {
                 oci_client::secrets::RegistryAuth::Basic(username.clone(), password.clone())
             }
@@ -141,6 +156,25 @@ pub fn credentials_for(host: &str) -> Result<Credentials, AuthError> {
             let Some(entry) = auths.get(key) else {
                 continue;
             };
+            if let Some(token) = entry
+                .get("identitytoken")
+                .and_then(|v| v.as_str())
+                .filter(|t| !t.is_empty())
+            {
+                let username = entry
+                    .get("auth")
+                    .and_then(|v| v.as_str())
+                    .and_then(decode_auth)
+                    .and_then(|c| match c {
+                        Credentials::Basic { username, .. } => Some(username),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                return Ok(Credentials::IdentityToken {
+                    username,
+                    token: token.to_string(),
+                });
+            }
             if let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) {
                 return decode_auth(auth).ok_or_else(|| AuthError::Config {
                     path: docker_config_path(),
@@ -210,6 +244,13 @@ fn run_helper(helper: &str, host: &str) -> Result<Credentials, AuthError> {
     }
     let parsed: HelperOut = serde_json::from_slice(&out.stdout)
         .map_err(|_| fail("its output is not {\"Username\",\"Secret\"} JSON".to_string()))?;
+    // Docker's convention: the user `<token>` means the secret is an identity token.
+    if parsed.username == "<token>" {
+        return Ok(Credentials::IdentityToken {
+            username: String::new(),
+            token: parsed.secret,
+        });
+    }
     Ok(Credentials::Basic {
         username: parsed.username,
         password: parsed.secret,

@@ -25,17 +25,8 @@ pub async fn check(
     options: ConnectOptions,
 ) -> Result<LoginCheck, RegistryError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let scheme = if options.plain_http || is_loopback(host) {
-        "http"
-    } else {
-        "https"
-    };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| unreachable(host, &e))?;
-    let base = format!("{scheme}://{host}/v2/");
+    let client = client(host)?;
+    let base = format!("{}://{host}/v2/", scheme(host, options));
     let anonymous = client
         .get(&base)
         .send()
@@ -95,6 +86,127 @@ pub async fn check(
             format!("checking the credentials got {status}"),
         )),
     }
+}
+
+/// Exchanges an identity (refresh) token for an access token to `repository`, with `push` or
+/// only pull rights, at the token service the registry's challenge names (OAuth2's
+/// `refresh_token` grant, as docker does).
+pub async fn exchange_identity_token(
+    host: &str,
+    repository: &str,
+    push: bool,
+    refresh_token: &str,
+    options: ConnectOptions,
+) -> Result<String, RegistryError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(host)?;
+    let anonymous = client
+        .get(format!("{}://{host}/v2/", scheme(host, options)))
+        .send()
+        .await
+        .map_err(|e| unreachable(host, &e))?;
+    let header = anonymous
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let params = match parse_challenge(&header) {
+        Some((scheme, params)) if scheme == "bearer" => params,
+        _ => {
+            return Err(protocol(
+                host,
+                "the docker config holds an identity token for it, but it has no token service; \
+                 log in again with a password (`arkham registry login`)"
+                    .to_string(),
+            ));
+        }
+    };
+    let realm = params
+        .get("realm")
+        .ok_or_else(|| protocol(host, "its token challenge names no realm".to_string()))?;
+    let actions = if push { "pull,push" } else { "pull" };
+    let scope = format!("repository:{repository}:{actions}");
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", "arkham"),
+        ("refresh_token", refresh_token),
+        ("scope", scope.as_str()),
+    ];
+    if let Some(service) = params.get("service") {
+        form.push(("service", service.as_str()));
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let answer = client
+        .post(realm.as_str())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(host, &e))?;
+    let status = answer.status();
+    if matches!(status.as_u16(), 400 | 401 | 403) {
+        return Err(RegistryError::Unauthorized {
+            registry: host.to_string(),
+            repository: repository.to_string(),
+        });
+    }
+    if !status.is_success() {
+        return Err(protocol(
+            host,
+            format!("its token service answered {status}"),
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Granted {
+        access_token: Option<String>,
+        token: Option<String>,
+    }
+    let granted: Granted = answer
+        .json()
+        .await
+        .map_err(|_| protocol(host, "its token service answered no token".to_string()))?;
+    granted
+        .access_token
+        .or(granted.token)
+        .ok_or_else(|| protocol(host, "its token service answered no token".to_string()))
+}
+
+fn client(host: &str) -> Result<reqwest::Client, RegistryError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| unreachable(host, &e))
+}
+
+fn scheme(host: &str, options: ConnectOptions) -> &'static str {
+    if options.plain_http || is_loopback(host) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// `application/x-www-form-urlencoded` for one value: unreserved bytes as they are, the rest
+/// `%XX`.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn unreachable(host: &str, e: &reqwest::Error) -> RegistryError {
@@ -171,5 +283,14 @@ mod tests {
         assert_eq!(params["realm"], "bare");
         assert_eq!(params["service"], "s");
         assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(
+            form_encode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+        assert_eq!(form_encode("x-1.2_~"), "x-1.2_~");
     }
 }

@@ -58,6 +58,10 @@ pub enum Repo {
         repository: String,
         /// The credentials.
         credentials: Credentials,
+        /// How to connect (for the token exchange of an identity token).
+        options: ConnectOptions,
+        /// The access token an identity token was exchanged for, and whether it may push.
+        exchanged: std::sync::Mutex<Option<(bool, String)>>,
     },
     /// A local OCI layout folder.
     Layout(Layout, Location),
@@ -110,9 +114,48 @@ impl Repo {
                     registry: registry.clone(),
                     repository: repository.clone(),
                     credentials: auth::credentials_for(registry)?,
+                    options,
+                    exchanged: std::sync::Mutex::new(None),
                 })
             }
         }
+    }
+
+    /// What to authenticate a remote call with: the credentials, or for an identity token the
+    /// access token it is exchanged for (once per repository; again when a push needs more than
+    /// the pull token held).
+    async fn auth(&self, push: bool) -> Result<oci_client::secrets::RegistryAuth, RegistryError> {
+        let Repo::Remote {
+            registry,
+            repository,
+            credentials,
+            options,
+            exchanged,
+            ..
+        } = self
+        else {
+            return Ok(oci_client::secrets::RegistryAuth::Anonymous);
+        };
+        let Credentials::IdentityToken { token, .. } = credentials else {
+            return Ok(credentials.to_oci());
+        };
+        let held = exchanged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|(may_push, _)| *may_push || !push);
+        let access = match held {
+            Some((_, access)) => access,
+            None => {
+                let access = crate::login::exchange_identity_token(
+                    registry, repository, push, token, *options,
+                )
+                .await?;
+                *exchanged.lock().unwrap_or_else(|e| e.into_inner()) = Some((push, access.clone()));
+                access
+            }
+        };
+        Ok(oci_client::secrets::RegistryAuth::Bearer(access))
     }
 
     /// The repository at `location` as the local cache holds it, without the network.
@@ -166,10 +209,10 @@ impl Repo {
                 client,
                 registry,
                 repository,
-                credentials,
+                ..
             } => {
                 let reference = self.reference("latest");
-                let auth = credentials.to_oci();
+                let auth = self.auth(false).await?;
                 // Registries page `tags/list` (GHCR and Docker Hub at 100); oci-client does not
                 // show the `Link` header, so ask for the page after the last tag seen until a
                 // page brings nothing new (which also ends the loop on a registry that ignores
@@ -242,11 +285,12 @@ impl Repo {
                 client,
                 registry,
                 repository,
-                credentials,
+                ..
             } => {
                 let reference = self.reference(tag_or_digest);
+                let auth = self.auth(false).await?;
                 let (bytes, digest) = client
-                    .pull_manifest_raw(&reference, &credentials.to_oci(), MANIFEST_TYPES)
+                    .pull_manifest_raw(&reference, &auth, MANIFEST_TYPES)
                     .await
                     .map_err(|e| from_oci(e, registry, repository, &what))?;
                 let actual = Digest::of(&bytes);
@@ -294,11 +338,11 @@ impl Repo {
                 client,
                 registry,
                 repository,
-                credentials,
+                ..
             } => {
                 let reference = self.reference("latest");
                 client
-                    .store_auth_if_needed(registry, &credentials.to_oci())
+                    .store_auth_if_needed(registry, &self.auth(false).await?)
                     .await;
                 let mut out = Counting {
                     bytes: Vec::with_capacity(
@@ -336,20 +380,19 @@ impl Repo {
                 registry,
                 repository,
                 credentials,
+                ..
             } => {
                 let reference = self.reference("latest");
-                client
-                    .store_auth_if_needed(registry, &credentials.to_oci())
-                    .await;
+                let auth = self
+                    .auth(true)
+                    .await
+                    .map_err(|e| push_refused(e, credentials))?;
+                client.store_auth_if_needed(registry, &auth).await;
                 let map =
                     |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
                 // Authenticate for push first: blob_exists alone would use a pull token.
                 client
-                    .auth(
-                        &reference,
-                        &credentials.to_oci(),
-                        oci_client::RegistryOperation::Push,
-                    )
+                    .auth(&reference, &auth, oci_client::RegistryOperation::Push)
                     .await
                     .map_err(map)?;
                 if !client
@@ -377,6 +420,7 @@ impl Repo {
                 registry,
                 repository,
                 credentials,
+                ..
             } => {
                 let reference = self.reference(tag);
                 client
@@ -403,7 +447,7 @@ fn push_refused(e: RegistryError, credentials: &Credentials) -> RegistryError {
                 registry,
                 repository,
             },
-            Credentials::Basic { username, .. },
+            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. },
         ) => RegistryError::PushDenied {
             registry,
             repository,

@@ -448,6 +448,8 @@ pub struct TokenServer {
 /// `anonymous`) gets.
 pub struct TokenPolicy {
     pub users: Vec<(&'static str, &'static str)>,
+    /// Identity (refresh) tokens for OAuth2's `refresh_token` grant (`POST /token`), and whose.
+    pub refresh_tokens: Vec<(&'static str, &'static str)>,
     pub grants: Vec<(&'static str, &'static str, &'static [&'static str])>,
 }
 
@@ -509,65 +511,98 @@ fn serve_token(
     issued: &std::sync::Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     use base64::Engine as _;
+    use std::io::Read as _;
     use std::io::Write;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    let post = line.starts_with("POST ");
     let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut authorization = None;
+    let mut length = 0usize;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("authorization")
-        {
-            authorization = Some(value.trim().to_string());
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
         }
     }
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let params: Vec<(String, String)> = query
+    let mut form = vec![0u8; length.min(1 << 16)];
+    reader.read_exact(&mut form)?;
+    // A GET carries its parameters in the query; OAuth2's POST in a form body.
+    let encoded = if post {
+        String::from_utf8_lossy(&form).into_owned()
+    } else {
+        target
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("")
+            .to_string()
+    };
+    let params: Vec<(String, String)> = encoded
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
-    let user = match authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Basic "))
-    {
-        None => None,
-        Some(encoded) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok())
-                .unwrap_or_default();
-            let known = policy
-                .users
-                .iter()
-                .find(|(u, p)| decoded == format!("{u}:{p}"));
-            match known {
-                Some((u, _)) => Some(*u),
-                None => {
-                    let body =
-                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-                    write!(
-                        stream,
-                        "HTTP/1.0 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    )?;
-                    return Ok(());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let refused = |stream: &mut std::net::TcpStream| {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+        write!(
+            stream,
+            "HTTP/1.0 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let user = if post && param("grant_type") == Some("refresh_token") {
+        let holder = policy
+            .refresh_tokens
+            .iter()
+            .find(|(token, _)| Some(*token) == param("refresh_token"));
+        match holder {
+            Some((_, user)) => Some(*user),
+            None => return refused(&mut stream),
+        }
+    } else {
+        match authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+        {
+            None => None,
+            Some(encoded) => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|d| String::from_utf8(d).ok())
+                    .unwrap_or_default();
+                match policy
+                    .users
+                    .iter()
+                    .find(|(u, p)| decoded == format!("{u}:{p}"))
+                {
+                    Some((u, _)) => Some(*u),
+                    None => return refused(&mut stream),
                 }
             }
         }
     };
     let who = user.unwrap_or("anonymous");
     let mut access = Vec::new();
-    for (key_name, value) in &params {
-        if key_name != "scope" {
-            continue;
-        }
+    let scopes = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '));
+    for value in scopes {
         // repository:NAME:pull,push
         let mut parts = value.splitn(3, ':');
         let (Some("repository"), Some(name), Some(actions)) =

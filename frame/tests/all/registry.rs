@@ -970,6 +970,7 @@ async fn login_is_checked_before_it_is_stored_and_logout_removes_it() {
 async fn a_token_auth_registry_as_ghcr_runs_one() {
     let policy = TokenPolicy {
         users: vec![("ark", "tok-pw-1"), ("reader", "read-pw-2")],
+        refresh_tokens: vec![("identity-ark-3", "ark")],
         grants: vec![
             ("public/", "anonymous", &["pull"]),
             ("public/", "ark", &["pull", "push"]),
@@ -1060,10 +1061,39 @@ async fn a_token_auth_registry_as_ghcr_runs_one() {
         "{text}"
     );
 
+    // An identity token in the docker config (what `docker login` keeps for some registries),
+    // exchanged for access tokens through OAuth2's refresh grant.
+    let identity = tempfile::tempdir().unwrap();
+    let identity_config = |token: &str| {
+        std::fs::write(
+            identity.path().join("config.json"),
+            serde_json::json!({"auths": {&host: {"auth": "YXJrOg==", "identitytoken": token}}})
+                .to_string(),
+        )
+        .unwrap();
+    };
+    identity_config("identity-ark-3");
+    let as_identity = [("DOCKER_CONFIG", identity.path().to_str().unwrap())];
+    let (ok, text) = run(&["shard", "push", file, &private, "--force"], &as_identity);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["shard", "remove", "packets"], &[]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(
+        &["shard", "add", &format!("{private}@0.1"), "--yes"],
+        &as_identity,
+    );
+    assert!(ok && text.contains("installed packets 0.1.0"), "{text}");
+    identity_config("identity-revoked");
+    let (ok, text) = run(
+        &["shard", "add", &format!("{private}@0.1"), "--yes"],
+        &as_identity,
+    );
+    assert!(!ok && text.contains("registry login"), "{text}");
+
     // No secret in anything said: passwords, nor the tokens the service issued.
     let issued = tokens.issued.lock().unwrap().clone();
     assert!(!issued.is_empty());
-    for secret in ["tok-pw-1", "read-pw-2"]
+    for secret in ["tok-pw-1", "read-pw-2", "identity-ark-3"]
         .into_iter()
         .map(String::from)
         .chain(issued)
