@@ -64,6 +64,12 @@ impl DataDir {
         self.root.join("admin-token")
     }
 
+    /// Where a running frame says where it listens (`{"address", "pid"}`), for the commands
+    /// that ask it (`arkham logs`); removed when it stops.
+    pub fn serving(&self) -> PathBuf {
+        self.root.join("serving.json")
+    }
+
     /// The local OCI image layout used as the default registry when none is configured.
     pub fn local_registry(&self) -> PathBuf {
         self.root.join("registry")

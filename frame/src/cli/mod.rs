@@ -1,6 +1,7 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
 mod grants;
+mod logs;
 mod registry;
 mod serve;
 mod shard;
@@ -28,6 +29,9 @@ enum Command {
     /// Log in to OCI registries that shards are pushed to and added from.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Show what a shard running in the frame wrote lately: its `logging` calls, stdout and
+    /// stderr (the frame keeps the last 1000 lines, 256 KiB, per shard).
+    Logs(logs::LogsArgs),
 }
 
 /// The `--data-dir` option shared by every command that touches installed shards.
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Shard(command) => shard::run(command).await,
             Command::Registry(command) => registry::run(command).await,
+            Command::Logs(args) => logs::run(args).await,
         }
     });
     match result {

@@ -47,6 +47,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), max_connections = connections, fd_limit, "arkham frame serving");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{local}");
+    let serving = data.serving();
+    let said =
+        serde_json::json!({ "address": format!("http://{local}"), "pid": std::process::id() });
+    if let Err(e) =
+        arkham_registry::fsutil::write_atomically(&serving, said.to_string().as_bytes(), 0o600)
+    {
+        tracing::warn!(error = %e, path = %serving.display(), "commands like `arkham logs` will not find this frame");
+    }
     let stopping = server::serve(
         listener,
         frame.clone(),
@@ -59,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One grace for the whole shutdown: what the connections used is not given again.
     let left = (stopping + SHUTDOWN_GRACE).saturating_duration_since(Instant::now());
     frame.shutdown(left.max(MIN_SHARD_GRACE)).await;
+    let _ = std::fs::remove_file(&serving);
     tracing::info!("stopped");
     Ok(())
 }

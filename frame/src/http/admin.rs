@@ -1,4 +1,4 @@
-//! The frame's admin API under `/api/frame/admin/`: install, remove, grants, config. Every call
+//! The frame's admin API under `/api/frame/admin/`: install, remove, grants, logs, config. Every call
 //! needs `Authorization: Bearer <token>`, the token the frame wrote to `admin-token` in its data dir
 //! (mode 0600) at its first start. The shards' own APIs need no token.
 
@@ -35,6 +35,7 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
             "/api/frame/admin/shards/{name}/grants",
             get(grants).put(set_grants),
         )
+        .route("/api/frame/admin/shards/{name}/logs", get(logs))
         .layer(middleware::from_fn_with_state(frame, require_token))
 }
 
@@ -69,6 +70,36 @@ async fn install(State(frame): State<Arc<Frame>>, body: Bytes) -> Response {
             format!("{e:#}"),
         ),
     }
+}
+
+/// `?after=N&limit=M` of the logs route.
+#[derive(serde::Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// The lines a running shard wrote lately (its `logging` calls, stdout and stderr), numbered:
+/// `after` asks for those after a number, `newest` is what to ask after next.
+async fn logs(
+    State(frame): State<Arc<Frame>>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LogsQuery>,
+) -> Response {
+    let Some(shard) = frame.shard(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "shard_not_found",
+            format!("no shard named `{name}` is running"),
+        );
+    };
+    let limit = query
+        .limit
+        .unwrap_or(crate::services::logging::KEPT_LINES)
+        .min(crate::services::logging::KEPT_LINES);
+    let (lines, newest) = shard.log().since(query.after, limit);
+    Json(json!({ "shard": name, "lines": lines, "newest": newest })).into_response()
 }
 
 async fn remove(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {

@@ -404,6 +404,11 @@ impl LoadedShard {
         drop(retired);
     }
 
+    /// What the shard wrote to the frame's log lately.
+    pub fn log(&self) -> &ShardLog {
+        &self.services.logging
+    }
+
     /// The limits the shard runs under.
     pub fn limits(&self) -> &ShardLimits {
         &self.limits

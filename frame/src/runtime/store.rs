@@ -98,6 +98,7 @@ impl ShardState {
             }
             for line in String::from_utf8_lossy(new).lines() {
                 if self.log.admit(line.len()) {
+                    self.log.keep("info", stream, line);
                     tracing::info!(target: "arkham::shard", shard = &*self.shard, stream, "{line}");
                 }
             }

@@ -101,6 +101,35 @@ struct LogState {
 struct LogInner {
     shard: Arc<str>,
     state: Mutex<LogState>,
+    recent: Mutex<Recent>,
+}
+
+/// Lines of one shard kept for `arkham logs`, at most.
+pub const KEPT_LINES: usize = 1000;
+/// Bytes of messages of one shard kept for `arkham logs`, at most.
+pub const KEPT_BYTES: usize = 256 * 1024;
+
+/// The newest lines a shard wrote, within [`KEPT_LINES`] and [`KEPT_BYTES`].
+#[derive(Default)]
+struct Recent {
+    lines: std::collections::VecDeque<LogLine>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+/// One line a shard wrote to the frame's log, as `arkham logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Its number in the shard's log since the shard was loaded, from 1.
+    pub seq: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `trace`, `debug`, `info`, `warn` or `error` (stdout and stderr lines are `info`).
+    pub level: &'static str,
+    /// `log` (the `logging` interface), `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The message.
+    pub message: String,
 }
 
 /// One shard's budget in the frame's log; cheap to clone, shared by its instances.
@@ -128,7 +157,48 @@ impl ShardLog {
                 since: None,
                 last_notice: None,
             }),
+            recent: Mutex::default(),
         }))
+    }
+
+    /// Keeps a line the shard wrote (one the budget admitted), dropping the oldest past the
+    /// bounds.
+    pub fn keep(&self, level: &'static str, stream: &'static str, message: &str) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let message = truncate_to(message, KEPT_BYTES).to_string();
+        let mut recent = self.0.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.next_seq += 1;
+        recent.bytes += message.len();
+        let seq = recent.next_seq;
+        recent.lines.push_back(LogLine {
+            seq,
+            at_ms,
+            level,
+            stream,
+            message,
+        });
+        while recent.lines.len() > KEPT_LINES || recent.bytes > KEPT_BYTES {
+            match recent.lines.pop_front() {
+                Some(old) => recent.bytes -= old.message.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Up to `limit` kept lines numbered after `after`, oldest first, and the number of the
+    /// newest line written (kept or not), to ask for what follows.
+    pub fn since(&self, after: u64, limit: usize) -> (Vec<LogLine>, u64) {
+        let recent = self.0.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = recent
+            .lines
+            .iter()
+            .filter(|line| line.seq > after)
+            .take(limit)
+            .cloned()
+            .collect();
+        (lines, recent.next_seq)
     }
 
     /// The shard's name.
@@ -255,6 +325,14 @@ impl logging::Host for LoggingView<'_> {
         if !enabled || !self.log.admit(message.len()) {
             return Ok(());
         }
+        let name = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.log.keep(name, "log", message);
         match level {
             Level::Trace => tracing::trace!(target: "arkham::shard", shard, "{message}"),
             Level::Debug => tracing::debug!(target: "arkham::shard", shard, "{message}"),
@@ -269,6 +347,31 @@ impl logging::Host for LoggingView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_lines_are_bounded_and_read_after_a_number() {
+        let log = ShardLog::new("s", &LoggingConfig::default());
+        for i in 0..(KEPT_LINES + 5) {
+            log.keep("info", "log", &format!("line {i}"));
+        }
+        let (lines, newest) = log.since(0, usize::MAX);
+        assert_eq!(newest, (KEPT_LINES + 5) as u64);
+        assert_eq!(lines.len(), KEPT_LINES);
+        assert_eq!(lines[0].message, "line 5");
+        let (tail, _) = log.since(newest - 2, 10);
+        assert_eq!(
+            tail.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["line 1003", "line 1004"]
+        );
+        // Bytes bound the kept lines too.
+        let big = "x".repeat(KEPT_BYTES / 2);
+        log.keep("warn", "stderr", &big);
+        log.keep("warn", "stderr", &big);
+        log.keep("warn", "stderr", &big);
+        let (lines, _) = log.since(0, usize::MAX);
+        assert!(lines.iter().map(|l| l.message.len()).sum::<usize>() <= KEPT_BYTES);
+        assert_eq!(lines.last().unwrap().level, "warn");
+    }
 
     #[test]
     fn drops_past_the_budget_and_counts_what_it_dropped() {

@@ -253,6 +253,18 @@ pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let (date, time) = civil(secs);
+    format!("{date}T{time}Z")
+}
+
+/// `millis` since the Unix epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_millis(millis: u64) -> String {
+    let (date, time) = civil(millis / 1000);
+    format!("{date}T{time}.{:03}Z", millis % 1000)
+}
+
+/// `YYYY-MM-DD` and `hh:mm:ss` of `secs` since the Unix epoch, UTC.
+fn civil(secs: u64) -> (String, String) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -265,11 +277,9 @@ pub fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60),
     )
 }
 
@@ -281,5 +291,9 @@ mod tests {
         assert_eq!(now.len(), 20, "{now}");
         assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
         assert!(now.as_str() > "2024-01-01");
+        assert_eq!(
+            super::rfc3339_millis(1_764_657_601_123),
+            "2025-12-02T06:40:01.123Z"
+        );
     }
 }

@@ -18,6 +18,7 @@ mod grants;
 mod hostile;
 mod http;
 mod install;
+mod logs;
 mod packets;
 mod registry;
 mod reuse;
