@@ -43,6 +43,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
+    // Before the frame says it listens: a SIGTERM right after that must stop it cleanly, not
+    // find the default action (a signal's handler is installed when it is registered).
+    let stop = shutdown_signal();
     let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), max_connections = connections, fd_limit, "arkham frame serving");
     // Tests and scripts read this line to learn the port when listening on port 0.
@@ -59,7 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         frame.clone(),
         connections,
-        shutdown_signal(),
+        stop,
         SHUTDOWN_GRACE,
     )
     .await;
@@ -72,22 +75,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves at SIGINT or SIGTERM; both are registered when this is called, not when it is first
+/// polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
