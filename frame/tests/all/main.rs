@@ -14,6 +14,7 @@ mod disk_full;
 mod engines;
 mod entry;
 mod events;
+mod examples;
 mod grants;
 mod hostile;
 mod http;
