@@ -1,6 +1,7 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
 mod grants;
+mod new;
 mod registry;
 mod serve;
 mod shard;

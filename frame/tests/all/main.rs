@@ -28,4 +28,5 @@ mod sandbox_events;
 mod sandbox_runtime;
 mod sandbox_sql;
 mod sandbox_storage;
+mod shard_new;
 mod wit_versions;
