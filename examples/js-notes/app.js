@@ -4,7 +4,7 @@
 //
 //     arkham shard build examples/js-notes
 //     arkham shard add examples/js-notes --yes
-//     curl -X POST localhost:8080/api/jsnotes/ -d '{"title": "hi", "body": "hello"}'
+//     curl -X POST localhost:8470/api/jsnotes/ -d '{"title": "hi", "body": "hello"}'
 //
 // Every request runs in a fresh instance, so all state lives in the database and storage.
 

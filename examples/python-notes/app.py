@@ -4,7 +4,7 @@ Build, add and call it (from the repository root, after `scripts/setup --test`):
 
     arkham shard build examples/python-notes
     arkham shard add examples/python-notes --yes
-    curl -X POST localhost:8080/api/pynotes/ -d '{"title": "hi", "body": "hello"}'
+    curl -X POST localhost:8470/api/pynotes/ -d '{"title": "hi", "body": "hello"}'
 
 Every request runs in a fresh instance, so all state lives in the database and storage.
 """
