@@ -181,3 +181,46 @@ async fn js_notes(backends: Backends) {
 }
 
 crate::on_both_backends!(js_notes);
+
+/// The two examples subscribe to `*.note.created`: each hears the other's notes as well as its
+/// own, across languages.
+#[tokio::test(flavor = "multi_thread")]
+async fn notes_examples_hear_each_other() {
+    let test = "notes_examples_hear_each_other";
+    if !require_tool(PYTHON_NOTES.tool, test) || !require_tool(JS_NOTES.tool, test) {
+        return;
+    }
+    let data = crate::harness::data_dir(CONFIG);
+    for example in [&PYTHON_NOTES, &JS_NOTES] {
+        let package = built(&repo_root().join(example.folder));
+        let (ok, out, err) = arkham(
+            data.path(),
+            &["shard", "add", package.to_str().unwrap(), "--yes"],
+        );
+        assert!(ok, "installing {} failed:\n{out}\n{err}", example.name);
+    }
+    let frame = Frame::start(data.path());
+    for example in [&PYTHON_NOTES, &JS_NOTES] {
+        let (status, body) = frame
+            .call(
+                "POST",
+                &format!("/api/{}/", example.name),
+                Some(json!({"title": example.name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}\n{}", frame.log());
+    }
+    for listener in [&PYTHON_NOTES, &JS_NOTES] {
+        eventually(&format!("{} hears both notes", listener.name), || async {
+            let mut sources: Vec<String> = heard(&frame, listener.name)
+                .await
+                .iter()
+                .map(|e| e["source"].as_str().unwrap().to_string())
+                .collect();
+            sources.sort();
+            sources == ["jsnotes", "pynotes"]
+        })
+        .await;
+    }
+    frame.stop();
+}
