@@ -2,6 +2,7 @@
 
 mod grants;
 mod logs;
+mod new;
 mod registry;
 mod serve;
 mod shard;

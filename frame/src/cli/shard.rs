@@ -42,6 +42,8 @@ impl RegistryArgs {
 /// `arkham shard` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ShardCommand {
+    /// Create a shard project (Rust, Python or JavaScript) that builds and installs as it is.
+    New(super::new::NewArgs),
     /// Build a shard folder with the command its shard.toml declares and package the component
     /// with its manifest embedded; prints the packaged file's path.
     Build {
@@ -208,6 +210,7 @@ fn ask(data: &DataDir, yes: bool, inspection: &Inspection) -> anyhow::Result<()>
 
 pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
     match command {
+        ShardCommand::New(args) => super::new::run(args),
         ShardCommand::Build { path } => {
             let built = tokio::task::spawn_blocking(move || builder::build(&path)).await??;
             println!("{}", built.output.display());

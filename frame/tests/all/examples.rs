@@ -1,0 +1,226 @@
+//! The example shards in other languages (`examples/python-notes`, `examples/js-notes`), built
+//! with `arkham shard build` once per run, installed, and driven over HTTP on both backend sets:
+//! their database, events and storage, and their data after a frame restart.
+
+use crate::backends::Backends;
+use crate::harness::{Frame, arkham, eventually};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+/// Fast retries, so delivery is not waited for on back-off.
+const CONFIG: &str = "[events]\nretry_base_ms = 20\nretry_max_ms = 200\n";
+
+/// The repository root (the frame crate's parent).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// One example shard: its folder, its name, and the toolchain program its build needs.
+pub struct Example {
+    pub folder: &'static str,
+    pub name: &'static str,
+    /// Where `scripts/setup --test` installs the toolchain, relative to the repository root.
+    pub tool: &'static str,
+}
+
+pub const PYTHON_NOTES: Example = Example {
+    folder: "examples/python-notes",
+    name: "pynotes",
+    tool: ".tools/python-venv/bin/componentize-py",
+};
+
+pub const JS_NOTES: Example = Example {
+    folder: "examples/js-notes",
+    name: "jsnotes",
+    tool: ".tools/js/node_modules/.bin/componentize-js",
+};
+
+/// Whether the toolchain `scripts/setup --test` installs is there: false (with a skip notice)
+/// outside CI, a failure under `CI=true`, as `harness::require` does for programs on PATH.
+pub fn require_tool(tool: &str, test: &str) -> bool {
+    if repo_root().join(tool).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs {tool} (`scripts/setup --test` installs it) and CI=true"
+    );
+    eprintln!("SKIPPED {test}: {tool} is missing (`scripts/setup --test` installs it)");
+    false
+}
+
+/// Runs `arkham shard build` on a shard folder once per run (the Python and JavaScript builds take
+/// seconds each); returns the packaged `.wasm`.
+pub fn built(folder: &Path) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<(PathBuf, PathBuf)>>> = OnceLock::new();
+    // Held while building, so two tests wanting the same folder build it once.
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some((_, output)) = built.iter().find(|(f, _)| f == folder) {
+        return output.clone();
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (ok, out, err) = arkham(
+        scratch.path(),
+        &["shard", "build", folder.to_str().unwrap()],
+    );
+    assert!(ok, "building {} failed:\n{out}\n{err}", folder.display());
+    eprintln!(
+        "built {} in {:.1} s",
+        folder.display(),
+        started.elapsed().as_secs_f64()
+    );
+    // The path is the last line; the build command's own output may come before it.
+    let output = PathBuf::from(out.lines().last().unwrap_or_default().trim());
+    let output = if output.is_absolute() {
+        output
+    } else {
+        repo_root().join(output)
+    };
+    built.push((folder.to_path_buf(), output.clone()));
+    output
+}
+
+async fn heard(frame: &Frame, shard: &str) -> Vec<serde_json::Value> {
+    let (status, body) = frame
+        .call("GET", &format!("/api/{shard}/events"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// The notes examples' contract: notes in the database, bodies in storage, a `created` event
+/// the shard hears itself (it subscribes to `*.note.created`), and all of it after a restart.
+async fn notes_example(example: &Example, backends: Backends, test: &str) {
+    if !require_tool(example.tool, test) {
+        return;
+    }
+    let Some(data) = backends.data_dir(test, CONFIG) else {
+        return;
+    };
+    let package = built(&repo_root().join(example.folder));
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "add", package.to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "installing {} failed:\n{out}\n{err}", example.name);
+    let api = format!("/api/{}", example.name);
+
+    let frame = Frame::start(data.path());
+    let (status, body) = frame.call("GET", &format!("{api}/"), None).await;
+    assert_eq!(status, 200, "{body}\n{}", frame.log());
+    assert_eq!(body["notes"], json!([]));
+
+    let (status, created) = frame
+        .call(
+            "POST",
+            &format!("{api}/"),
+            Some(json!({"title": "first", "body": "kept in storage"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}\n{}", frame.log());
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["blob_key"], format!("notes/{id}.txt"));
+
+    // A bad request answers 400 and publishes nothing.
+    let (status, body) = frame
+        .call(
+            "POST",
+            &format!("{api}/"),
+            Some(json!({"body": "no title"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_note");
+
+    let (status, note) = frame.call("GET", &format!("{api}/{id}"), None).await;
+    assert_eq!(status, 200, "{note}");
+    assert_eq!(note["title"], "first");
+    assert_eq!(note["body"], "kept in storage");
+    let (status, _) = frame.call("GET", &format!("{api}/999"), None).await;
+    assert_eq!(status, 404);
+
+    let event_name = format!("{}.note.created", example.name);
+    eventually("the created event delivered to the shard", || async {
+        heard(&frame, example.name)
+            .await
+            .iter()
+            .any(|e| e["name"] == event_name.as_str())
+    })
+    .await;
+    let events = heard(&frame, example.name).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["source"], example.name);
+    let payload: serde_json::Value =
+        serde_json::from_str(events[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["id"].as_i64(), Some(id));
+    frame.stop();
+
+    // Everything lives in the frame's services, so a new frame process sees it all.
+    let frame = Frame::start(data.path());
+    let (status, body) = frame.call("GET", &format!("{api}/"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["notes"].as_array().unwrap().len(), 1, "{body}");
+    let (status, note) = frame.call("GET", &format!("{api}/{id}"), None).await;
+    assert_eq!(status, 200, "{note}");
+    assert_eq!(note["body"], "kept in storage");
+    assert_eq!(heard(&frame, example.name).await.len(), 1);
+    frame.stop();
+}
+
+async fn python_notes(backends: Backends) {
+    notes_example(&PYTHON_NOTES, backends, "python_notes").await;
+}
+
+crate::on_both_backends!(python_notes);
+
+async fn js_notes(backends: Backends) {
+    notes_example(&JS_NOTES, backends, "js_notes").await;
+}
+
+crate::on_both_backends!(js_notes);
+
+/// The two examples subscribe to `*.note.created`: each hears the other's notes as well as its
+/// own, across languages.
+#[tokio::test(flavor = "multi_thread")]
+async fn notes_examples_hear_each_other() {
+    let test = "notes_examples_hear_each_other";
+    if !require_tool(PYTHON_NOTES.tool, test) || !require_tool(JS_NOTES.tool, test) {
+        return;
+    }
+    let data = crate::harness::data_dir(CONFIG);
+    for example in [&PYTHON_NOTES, &JS_NOTES] {
+        let package = built(&repo_root().join(example.folder));
+        let (ok, out, err) = arkham(
+            data.path(),
+            &["shard", "add", package.to_str().unwrap(), "--yes"],
+        );
+        assert!(ok, "installing {} failed:\n{out}\n{err}", example.name);
+    }
+    let frame = Frame::start(data.path());
+    for example in [&PYTHON_NOTES, &JS_NOTES] {
+        let (status, body) = frame
+            .call(
+                "POST",
+                &format!("/api/{}/", example.name),
+                Some(json!({"title": example.name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}\n{}", frame.log());
+    }
+    for listener in [&PYTHON_NOTES, &JS_NOTES] {
+        eventually(&format!("{} hears both notes", listener.name), || async {
+            let mut sources: Vec<String> = heard(&frame, listener.name)
+                .await
+                .iter()
+                .map(|e| e["source"].as_str().unwrap().to_string())
+                .collect();
+            sources.sort();
+            sources == ["jsnotes", "pynotes"]
+        })
+        .await;
+    }
+    frame.stop();
+}

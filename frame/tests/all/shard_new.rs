@@ -1,0 +1,123 @@
+//! `arkham shard new NAME --lang L`: the project it writes builds, installs and answers with no
+//! edits, in every language.
+
+use crate::examples::{repo_root, require_tool};
+use crate::harness::{Frame, arkham_bin, cache_dir};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `arkham` in `cwd` with the repository's toolchains on PATH (as `scripts/setup --test`
+/// installs them) and without the host build settings of the test run, which must not reach the
+/// guest's cargo.
+fn arkham_in(cwd: &Path, data: &Path, args: &[&str]) -> (bool, String, String) {
+    let root = repo_root();
+    let path = format!(
+        "{}:{}:{}",
+        root.join(".tools/python-venv/bin").display(),
+        root.join(".tools/js/node_modules/.bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(arkham_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("ARKHAM_DATA_DIR", data)
+        .env("ARKHAM_CACHE_DIR", cache_dir())
+        .env("RUST_LOG", "warn")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `shard new hello --lang L`, `shard add ./hello --yes`, then `GET /api/hello/` twice.
+async fn new_project_answers(lang: &str, tool: Option<&str>, test: &str) {
+    if let Some(tool) = tool
+        && !require_tool(tool, test)
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let (ok, out, err) = arkham_in(
+        work.path(),
+        &data,
+        &["shard", "new", "hello", "--lang", lang],
+    );
+    assert!(ok, "shard new failed:\n{out}\n{err}");
+    assert!(out.contains("created shard `hello`"), "{out}");
+    if lang == "rust" {
+        // The guest dependencies the fixtures compiled this run, with the same release profile:
+        // a fresh target dir would compile them again (minutes on a busy machine).
+        std::os::unix::fs::symlink(
+            repo_root().join("target/guests"),
+            work.path().join("hello/target"),
+        )
+        .unwrap();
+    }
+
+    // A second `new` into the same folder refuses rather than overwrite it.
+    let (ok, _, err) = arkham_in(
+        work.path(),
+        &data,
+        &["shard", "new", "hello", "--lang", lang],
+    );
+    assert!(!ok);
+    assert!(err.contains("already exists and is not empty"), "{err}");
+
+    let (ok, out, err) = arkham_in(work.path(), &data, &["shard", "add", "./hello", "--yes"]);
+    assert!(ok, "shard add ./hello failed:\n{out}\n{err}");
+
+    let frame = Frame::start(&data);
+    let (status, body) = frame.call("GET", "/api/hello/", None).await;
+    assert_eq!(status, 200, "{body}\n{}", frame.log());
+    assert_eq!(body["hello"], "hello", "{body}");
+    assert_eq!(body["visits"], 1, "{body}");
+    let (status, body) = frame.call("GET", "/api/hello/", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["visits"], 2, "the count lives in the database: {body}");
+    frame.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_python_project_answers() {
+    new_project_answers(
+        "python",
+        Some(".tools/python-venv/bin/componentize-py"),
+        "new_python_project_answers",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_js_project_answers() {
+    new_project_answers(
+        "js",
+        Some(".tools/js/node_modules/.bin/componentize-js"),
+        "new_js_project_answers",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_rust_project_answers() {
+    new_project_answers("rust", None, "new_rust_project_answers").await;
+}
+
+#[test]
+fn new_refuses_a_bad_name() {
+    let work = tempfile::tempdir().unwrap();
+    let (ok, _, err) = arkham_in(work.path(), work.path(), &["shard", "new", "Hello"]);
+    assert!(!ok);
+    assert!(err.contains("the shard name is `Hello`"), "{err}");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+}
