@@ -42,18 +42,74 @@ const SIZE_WRITES: u64 = 64;
 /// Past this fraction of its quota, a shard's schema is measured before every write.
 const MEASURE_ALWAYS: f64 = 0.75;
 
-/// What each returned connection runs before the next call gets it: ends a transaction a raw
-/// `BEGIN` left open, closes cursors, restores every setting to the role's defaults (a
-/// `SET search_path` or `SET statement_timeout` of the last call must not leak), and drops
-/// listens, session advisory locks and the statements the shard `PREPARE`d (`from_sql`). Not
-/// `DISCARD ALL`: it would drop the statements sqlx prepared and caches. `client_min_messages` first, so that the `ROLLBACK`
-/// without a transaction does not send a warning each time.
-const RESET: &str = "SET client_min_messages = error; ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; \
-                     SELECT pg_catalog.pg_advisory_unlock_all(); \
-                     DO $arkham$ DECLARE s record; BEGIN \
-                     FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements \
-                     WHERE from_sql LOOP EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(s.name); \
-                     END LOOP; END $arkham$";
+/// What each returned connection runs before the next call gets it: closes cursors, restores
+/// every setting to the role's defaults (a `SET search_path` or `SET statement_timeout` of the
+/// last call must not leak), drops listens and session advisory locks, and reports whether a
+/// transaction block is still open (`now()` is when it began, earlier than this message) and
+/// whether the shard `PREPARE`d statements (`from_sql`), which [`DEALLOCATE`] then drops. Not
+/// `DISCARD ALL`: it would drop the statements sqlx prepared and caches. One plain message:
+/// the check costs a catalog scan, where running the PL/pgSQL loop every time cost a compile
+/// (about 165 µs of server time per reset, three times the statement it followed).
+const RESET: &str = "CLOSE ALL; RESET ALL; UNLISTEN *; \
+                     SELECT pg_catalog.pg_advisory_unlock_all(), \
+                     pg_catalog.now() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp(), \
+                     EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+/// [`RESET`] after ending the transaction a call left open (a raw `BEGIN`, or one of the
+/// frame's). Only then: a `ROLLBACK` outside a transaction makes the server log a warning.
+const ROLLBACK_RESET: &str = "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; \
+                              SELECT pg_catalog.pg_advisory_unlock_all(), \
+                              pg_catalog.now() OPERATOR(pg_catalog.<>) \
+                              pg_catalog.statement_timestamp(), \
+                              EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+/// Drops the statements the shard `PREPARE`d, when [`RESET`] found some.
+const DEALLOCATE: &str = "DO $arkham$ DECLARE s record; BEGIN \
+                          FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements \
+                          WHERE from_sql LOOP EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(s.name); \
+                          END LOOP; END $arkham$";
+
+/// What a reset found left over.
+struct Leftovers {
+    in_block: bool,
+    prepared: bool,
+}
+
+/// Runs `reset` ([`RESET`] or [`ROLLBACK_RESET`]) on `conn`.
+async fn run_reset(conn: &mut PgConnection, reset: &'static str) -> Result<Leftovers, sqlx::Error> {
+    let rows = conn.fetch_all(sqlx::raw_sql(reset)).await?;
+    let row = rows
+        .last()
+        .ok_or_else(|| sqlx::Error::Protocol("the reset returned no row".to_string()))?;
+    Ok(Leftovers {
+        in_block: row.try_get(1)?,
+        prepared: row.try_get(2)?,
+    })
+}
+
+/// Resets `conn` for the next call; `false` when it could not be made clean (then it is
+/// closed, not lent again).
+async fn reset(conn: &mut Conn) -> bool {
+    let first = if conn.in_tx {
+        run_reset(&mut conn.conn, ROLLBACK_RESET).await
+    } else {
+        run_reset(&mut conn.conn, RESET).await
+    };
+    let left = match first {
+        Ok(left) if !left.in_block => left,
+        // A transaction the shard opened is still running (what ran inside it is undone with
+        // it), or is aborted, where every statement fails: again, after a `ROLLBACK`.
+        Ok(_) | Err(sqlx::Error::Database(_)) if !conn.in_tx => {
+            match run_reset(&mut conn.conn, ROLLBACK_RESET).await {
+                Ok(left) if !left.in_block => left,
+                _ => return false,
+            }
+        }
+        _ => return false,
+    };
+    conn.in_tx = false;
+    !left.prepared || conn.conn.execute(sqlx::raw_sql(DEALLOCATE)).await.is_ok()
+}
 
 /// A connection of a shard's role and its server process id (to cancel its statement).
 struct Conn {
@@ -66,6 +122,9 @@ struct Conn {
     /// Whether a call's statement may be running on it: the call's future was dropped (a
     /// trapped or timed-out request) before the statement answered.
     busy: bool,
+    /// Whether a transaction the frame began on it may still be open: its reset then starts
+    /// with `ROLLBACK` (one a shard began is found by the reset itself).
+    in_tx: bool,
 }
 
 /// A small pool of a shard's connections. sqlx's pool hides which server process a connection
@@ -104,12 +163,8 @@ impl Drop for Lease {
                 if conn.busy {
                     inner.signal(CANCEL, conn.pid).await;
                 }
-                let reset = tokio::time::timeout(
-                    inner.timeout + CANCEL_GRACE,
-                    conn.conn.execute(sqlx::raw_sql(RESET)),
-                )
-                .await;
-                if matches!(reset, Ok(Ok(_))) {
+                let reset = tokio::time::timeout(inner.timeout + CANCEL_GRACE, reset(&mut conn));
+                if matches!(reset.await, Ok(true)) {
                     conn.idle_since = Instant::now();
                     conn.busy = false;
                     inner.pool.lock().push(conn);
@@ -327,6 +382,7 @@ impl PgDatabase {
                         seen: 0,
                         idle_since: Instant::now(),
                         busy: false,
+                        in_tx: false,
                     })
                 };
                 tokio::time::timeout_at(deadline.into(), connect)
@@ -479,6 +535,7 @@ impl PgDatabase {
         conn: &mut Conn,
         op: impl AsyncFnOnce(&mut Conn) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        conn.in_tx = true;
         conn.conn
             .execute(sqlx::raw_sql("BEGIN"))
             .await
@@ -491,6 +548,7 @@ impl PgDatabase {
             .execute(sqlx::raw_sql("COMMIT"))
             .await
             .map_err(map_error)?;
+        conn.in_tx = false;
         Ok(value)
     }
 }
@@ -664,6 +722,7 @@ impl PgDatabase {
         let deadline = Instant::now() + self.inner.timeout;
         let mut lease = self.acquire(deadline, What::Begin).await?;
         self.bounded(&mut lease, deadline, What::Begin, async |c| {
+            c.in_tx = true;
             c.conn
                 .execute(sqlx::raw_sql("BEGIN"))
                 .await
@@ -749,6 +808,7 @@ impl PgDatabase {
                     .execute(sqlx::raw_sql("COMMIT"))
                     .await
                     .map_err(map_error)?;
+                c.in_tx = false;
                 Ok(())
             })
             .await;
@@ -765,6 +825,7 @@ impl PgDatabase {
                 .execute(sqlx::raw_sql("ROLLBACK"))
                 .await
                 .map_err(map_error)?;
+            c.in_tx = false;
             Ok(())
         })
         .await

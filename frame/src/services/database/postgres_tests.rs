@@ -395,6 +395,15 @@ async fn session_state_does_not_leak_into_the_next_call() {
         .await
         .unwrap();
     assert!(matches!(rows.rows[0][0], Value::Integer(1)));
+    // The raw BEGIN ended with its call: a savepoint has no transaction to live in.
+    run(&ctx, "BEGIN", vec![]).await.unwrap();
+    assert!(run(&ctx, "SAVEPOINT s", vec![]).await.is_err());
+    // A transaction left aborted is ended too, and the connection is kept.
+    assert!(batch(&ctx, "BEGIN; SELECT 1 / 0").await.is_err());
+    let after_abort = select(&ctx, "SELECT pg_backend_pid()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(format!("{:?}", pid.rows), format!("{:?}", after_abort.rows));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
