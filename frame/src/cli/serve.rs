@@ -58,14 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, path = %serving.display(), "commands like `arkham logs` will not find this frame");
     }
-    let stopping = server::serve(
-        listener,
-        frame.clone(),
-        connections,
-        stop,
-        SHUTDOWN_GRACE,
-    )
-    .await;
+    let stopping = server::serve(listener, frame.clone(), connections, stop, SHUTDOWN_GRACE).await;
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.
     let left = (stopping + SHUTDOWN_GRACE).saturating_duration_since(Instant::now());
