@@ -52,15 +52,13 @@ pub async fn check(
     let answer = match scheme.as_str() {
         "basic" => client.get(&base).basic_auth(username, Some(password)),
         "bearer" => {
-            let realm = params
-                .get("realm")
-                .ok_or_else(|| protocol(host, "its token challenge names no realm".to_string()))?;
+            let realm = token_realm(host, &params, options)?;
             let mut query = vec![("account", username)];
             if let Some(service) = params.get("service") {
                 query.push(("service", service.as_str()));
             }
             client
-                .get(realm.as_str())
+                .get(realm)
                 .query(&query)
                 .basic_auth(username, Some(password))
         }
@@ -122,9 +120,7 @@ pub async fn exchange_identity_token(
             ));
         }
     };
-    let realm = params
-        .get("realm")
-        .ok_or_else(|| protocol(host, "its token challenge names no realm".to_string()))?;
+    let realm = token_realm(host, &params, options)?;
     let actions = if push { "pull,push" } else { "pull" };
     let scope = format!("repository:{repository}:{actions}");
     let mut form = vec![
@@ -142,7 +138,7 @@ pub async fn exchange_identity_token(
         .collect::<Vec<_>>()
         .join("&");
     let answer = client
-        .post(realm.as_str())
+        .post(realm)
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
@@ -177,6 +173,31 @@ pub async fn exchange_identity_token(
         .access_token
         .or(granted.token)
         .ok_or_else(|| protocol(host, "its token service answered no token".to_string()))
+}
+
+/// The token service a challenge names, where credentials are sent: over HTTPS, unless the
+/// registry itself is spoken to in plain HTTP (loopback, or `--plain-http`), so that a
+/// challenge cannot send a password in the clear.
+fn token_realm<'a>(
+    host: &str,
+    params: &'a BTreeMap<String, String>,
+    options: ConnectOptions,
+) -> Result<&'a str, RegistryError> {
+    let realm = params
+        .get("realm")
+        .ok_or_else(|| protocol(host, "its token challenge names no realm".to_string()))?;
+    let secure = realm.starts_with("https://");
+    let plain_allowed = scheme(host, options) == "http" && realm.starts_with("http://");
+    if secure || plain_allowed {
+        Ok(realm)
+    } else {
+        Err(protocol(
+            host,
+            format!(
+                "its token service `{realm}` is not HTTPS; credentials are not sent there (pass --plain-http only for a registry you trust on a private network)"
+            ),
+        ))
+    }
 }
 
 fn client(host: &str) -> Result<reqwest::Client, RegistryError> {
@@ -283,6 +304,25 @@ mod tests {
         assert_eq!(params["realm"], "bare");
         assert_eq!(params["service"], "s");
         assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn credentials_go_to_a_token_service_over_https_only() {
+        let params = |realm: &str| BTreeMap::from([("realm".to_string(), realm.to_string())]);
+        let tls = ConnectOptions::default();
+        let https = params("https://auth.example/token");
+        let http = params("http://auth.example/token");
+        let odd = params("ftp://auth.example/token");
+        assert!(token_realm("ghcr.io", &https, tls).is_ok());
+        assert!(token_realm("ghcr.io", &http, tls).is_err());
+        assert!(token_realm("ghcr.io", &odd, tls).is_err());
+        // A registry spoken to in plain HTTP may name a plain-HTTP token service.
+        assert!(token_realm("127.0.0.1:5000", &http, tls).is_ok());
+        let plain = ConnectOptions {
+            plain_http: true,
+            offline: false,
+        };
+        assert!(token_realm("registry.lan", &http, plain).is_ok());
     }
 
     #[test]
