@@ -6,6 +6,7 @@ mod new;
 mod registry;
 mod serve;
 mod shard;
+mod wit;
 
 use crate::datadir::DataDir;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Show what a shard running in the frame wrote lately: its `logging` calls, stdout and
     /// stderr (the frame keeps the last 1000 lines, 256 KiB, per shard).
     Logs(logs::LogsArgs),
+    /// Print the WIT package `arkham:shard` this frame speaks, or write it (with its WASI
+    /// dependencies) into a folder to build a shard against.
+    Wit(wit::WitArgs),
 }
 
 /// The `--data-dir` option shared by every command that touches installed shards.
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Shard(command) => shard::run(command).await,
             Command::Registry(command) => registry::run(command).await,
             Command::Logs(args) => logs::run(args).await,
+            Command::Wit(args) => wit::run(args),
         }
     });
     match result {

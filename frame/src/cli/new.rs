@@ -70,30 +70,6 @@ const JS: &[File] = template!("js":
     ".gitignore" => "gitignore",
 );
 
-macro_rules! wit {
-    ($($path:literal),* $(,)?) => {
-        &[$((concat!("wit/", $path), include_str!(concat!("../../../wit/", $path)))),*]
-    };
-}
-
-/// The frame's WIT (`arkham:shard` and the vendored WASI it includes), as this binary speaks it,
-/// at its place in a project: `wit/…`.
-const WIT: &[File] = wit!(
-    "world.wit",
-    "database.wit",
-    "events.wit",
-    "http-handler.wit",
-    "logging.wit",
-    "storage.wit",
-    "deps/cli.wit",
-    "deps/clocks.wit",
-    "deps/filesystem.wit",
-    "deps/http.wit",
-    "deps/io.wit",
-    "deps/random.wit",
-    "deps/sockets.wit",
-);
-
 /// Writes the project and prints what to do next.
 pub fn run(args: NewArgs) -> anyhow::Result<()> {
     validate_name(&args.name).map_err(|problem| anyhow::anyhow!("the shard name {problem}"))?;
@@ -148,7 +124,11 @@ fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(&'static str, String)>
         })
         .collect();
     if with_wit {
-        files.extend(WIT.iter().map(|(path, text)| (*path, (*text).to_string())));
+        files.extend(
+            super::wit::FILES
+                .iter()
+                .map(|(path, text)| (*path, (*text).to_string())),
+        );
     }
     Ok(files)
 }
@@ -194,24 +174,6 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_wit_is_all_there() {
-        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-            .unwrap()
-            .chain(std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/deps")).unwrap())
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "wit")
-            })
-            .count();
-        // A WIT file added to wit/ must be added to `WIT`, or new projects would not build.
-        assert_eq!(WIT.len(), on_disk);
-        assert!(WIT.iter().all(|(path, _)| path.starts_with("wit/")));
-    }
 
     #[test]
     fn placeholders_are_filled() {

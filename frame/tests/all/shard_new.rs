@@ -121,3 +121,41 @@ fn new_refuses_a_bad_name() {
     assert!(err.contains("the shard name is `Hello`"), "{err}");
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn wit_prints_and_writes_the_package_this_frame_speaks() {
+    let data = crate::harness::data_dir("");
+    let (ok, out, err) = crate::harness::arkham(data.path(), &["wit"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.matches("package arkham:shard@0.2.0;").count(),
+        1,
+        "{out}"
+    );
+    for interface in [
+        "database",
+        "events",
+        "storage",
+        "logging",
+        "http-handler",
+        "event-handler",
+    ] {
+        assert!(
+            out.contains(&format!("interface {interface} {{")),
+            "{interface}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("wit");
+    let (ok, out, err) =
+        crate::harness::arkham(data.path(), &["wit", "--out", out_dir.to_str().unwrap()]);
+    assert!(ok && out.contains("arkham:shard@0.2.0"), "{out}{err}");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    for file in ["world.wit", "storage.wit", "deps/io.wit", "deps/http.wit"] {
+        assert_eq!(
+            std::fs::read(out_dir.join(file)).unwrap(),
+            std::fs::read(repo.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
