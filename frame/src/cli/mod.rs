@@ -1,5 +1,7 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
+mod client;
+mod events;
 mod grants;
 mod logs;
 mod new;
@@ -34,6 +36,9 @@ enum Command {
     /// Show what a shard running in the frame wrote lately: its `logging` calls, stdout and
     /// stderr (the frame keeps the last 1000 lines, 256 KiB, per shard).
     Logs(logs::LogsArgs),
+    /// The events subscribers gave up on: list, replay, purge (asks the running frame).
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Print the WIT package `arkham:shard` this frame speaks, or write it (with its WASI
     /// dependencies) into a folder to build a shard against.
     Wit(wit::WitArgs),
@@ -84,6 +89,7 @@ pub fn main() -> ExitCode {
             Command::Registry(command) => registry::run(command).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Wit(args) => wit::run(args),
+            Command::Events(command) => events::run(command).await,
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! The frame's admin API under `/api/frame/admin/`: install, remove, grants, logs, config. Every call
+//! The frame's admin API under `/api/frame/admin/`: install, remove, grants, logs, dead
+//! letters, config. Every call
 //! needs `Authorization: Bearer <token>`, the token the frame wrote to `admin-token` in its data dir
 //! (mode 0600) at its first start. The shards' own APIs need no token.
 
@@ -36,6 +37,15 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
             get(grants).put(set_grants),
         )
         .route("/api/frame/admin/shards/{name}/logs", get(logs))
+        .route("/api/frame/admin/events/dead", get(dead_letters))
+        .route(
+            "/api/frame/admin/events/dead/{name}",
+            axum::routing::delete(purge_dead_letters),
+        )
+        .route(
+            "/api/frame/admin/events/dead/{name}/replay",
+            post(replay_dead_letters),
+        )
         .layer(middleware::from_fn_with_state(frame, require_token))
 }
 
@@ -100,6 +110,148 @@ async fn logs(
         .min(crate::services::logging::KEPT_LINES);
     let (lines, newest) = shard.log().since(query.after, limit);
     Json(json!({ "shard": name, "lines": lines, "newest": newest })).into_response()
+}
+
+/// Dead letters listed at most, per subscriber.
+const DEAD_LIMIT: usize = 1000;
+
+#[derive(serde::Deserialize)]
+struct DeadQuery {
+    /// Only this subscriber's.
+    shard: Option<String>,
+    /// Only this event (replay).
+    id: Option<u64>,
+    /// Purge those up to and including this event [default: all].
+    up_to: Option<u64>,
+}
+
+/// The subscribers to look at: `shard`, or every running shard that subscribes.
+fn subscribers(frame: &Frame, shard: Option<&str>) -> Vec<String> {
+    match shard {
+        Some(name) => vec![name.to_string()],
+        None => frame
+            .shards()
+            .into_iter()
+            .map(|(installed, _)| installed.name)
+            .collect(),
+    }
+}
+
+fn bus_failed(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "events_unavailable",
+        format!("the event log cannot be read: {e}"),
+    )
+}
+
+/// `GET events/dead[?shard=NAME]`: the events each subscriber gave up on, with why.
+async fn dead_letters(
+    State(frame): State<Arc<Frame>>,
+    axum::extract::Query(query): axum::extract::Query<DeadQuery>,
+) -> Response {
+    let mut dead = Vec::new();
+    for subscriber in subscribers(&frame, query.shard.as_deref()) {
+        let letters = match frame
+            .event_bus()
+            .dead_letter_events(&subscriber, DEAD_LIMIT)
+            .await
+        {
+            Ok(letters) => letters,
+            Err(e) => return bus_failed(e),
+        };
+        for (event, why) in letters {
+            dead.push(json!({
+                "subscriber": subscriber,
+                "id": event.id,
+                "name": event.name,
+                "source": event.source,
+                "payload": event.payload,
+                "published_at": event.published_at,
+                "error": why,
+            }));
+        }
+    }
+    Json(json!({ "dead": dead })).into_response()
+}
+
+/// `POST events/dead/{name}/replay[?id=N]`: delivers the shard's dead letters (or one) again
+/// through the normal delivery (a fresh instance, the event deadline, its publications logged);
+/// each one delivered is removed, each one that fails again stays, with the new error reported.
+async fn replay_dead_letters(
+    State(frame): State<Arc<Frame>>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeadQuery>,
+) -> Response {
+    let Some(shard) = frame.shard(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "shard_not_found",
+            format!("no shard named `{name}` is running; replay needs it running"),
+        );
+    };
+    let letters = match frame
+        .event_bus()
+        .dead_letter_events(&name, DEAD_LIMIT)
+        .await
+    {
+        Ok(letters) => letters,
+        Err(e) => return bus_failed(e),
+    };
+    let chosen: Vec<_> = letters
+        .into_iter()
+        .filter(|(event, _)| query.id.is_none_or(|id| event.id == id))
+        .collect();
+    if let (Some(id), true) = (query.id, chosen.is_empty()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_dead_letter",
+            format!(
+                "shard `{name}` has no dead letter of event {id}; `arkham events dead --shard {name}` lists them"
+            ),
+        );
+    }
+    let mut results = Vec::new();
+    for (event, _) in chosen {
+        let id = event.id;
+        // The grant in force now decides, as for any delivery: a revoked subscription is not
+        // replayed around.
+        if !shard.policy().receive.may_receive(&event.name) {
+            results.push(json!({
+                "id": id,
+                "replayed": false,
+                "error": format!("`{name}` is not granted to receive `{}` now", event.name),
+            }));
+            continue;
+        }
+        let outcome = match shard.deliver_event(event).await {
+            Ok(()) => match frame.event_bus().remove_dead_letter(&name, id).await {
+                Ok(_) => json!({ "id": id, "replayed": true }),
+                Err(e) => {
+                    json!({ "id": id, "replayed": true, "error": format!("delivered, but its dead letter stays: {e}") })
+                }
+            },
+            Err(why) => json!({ "id": id, "replayed": false, "error": why }),
+        };
+        results.push(outcome);
+    }
+    Json(json!({ "shard": name, "results": results })).into_response()
+}
+
+/// `DELETE events/dead/{name}[?up_to=N]`: forgets the shard's dead letters (those up to event N).
+async fn purge_dead_letters(
+    State(frame): State<Arc<Frame>>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeadQuery>,
+) -> Response {
+    match frame
+        .event_bus()
+        .purge_dead_letters(&name, query.up_to.unwrap_or(u64::MAX))
+        .await
+    {
+        Ok(purged) => Json(json!({ "shard": name, "purged": purged })).into_response(),
+        Err(e) => bus_failed(e),
+    }
 }
 
 async fn remove(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {

@@ -157,3 +157,98 @@ crate::on_both_backends!(
     undelivered_events_survive_a_restart,
     events_survive_kill_9
 );
+
+/// Gives up after two attempts, quickly.
+const DEAD_CONFIG: &str = "[events]\nretry_base_ms = 20\nretry_max_ms = 50\nmax_attempts = 2\n";
+
+/// `arkham events …` against the running frame of `data`: (success, stdout, stderr).
+fn events_cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["events"];
+    all.extend_from_slice(args);
+    crate::harness::arkham(data, &all)
+}
+
+async fn dead_letters_can_be_listed_replayed_and_purged(backends: Backends) {
+    let Some(data) = backends.data_dir("dead_letters_cli", DEAD_CONFIG) else {
+        return;
+    };
+    install(data.path(), &[&PACKETS, &RECORDER]);
+    let frame = Frame::start(data.path());
+    let fail = |on: bool| {
+        let frame = &frame;
+        async move {
+            let (status, _) = frame
+                .call("PUT", "/api/recorder/fail", Some(json!({"fail": on})))
+                .await;
+            assert_eq!(status, 200);
+        }
+    };
+    fail(true).await;
+    let (status, _) = frame
+        .call("POST", "/api/packets/", Some(json!({"name": "doomed"})))
+        .await;
+    assert_eq!(status, 201);
+    let dead = || async {
+        let (ok, out, err) = events_cli(data.path(), &["dead", "--shard", "recorder", "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
+    };
+    eventually("the event is dead-lettered", || async {
+        !dead().await.is_empty()
+    })
+    .await;
+    let letters = dead().await;
+    assert_eq!(letters[0]["name"], "packets.packet.created", "{letters:?}");
+    assert_eq!(letters[0]["subscriber"], "recorder");
+    assert!(
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("recorder is set to fail"),
+        "{letters:?}"
+    );
+    let id = letters[0]["id"].as_u64().unwrap().to_string();
+    let (ok, out, _) = events_cli(data.path(), &["dead"]);
+    assert!(ok && out.contains("packets.packet.created"), "{out}");
+
+    // Still failing: the replay says so, exits non-zero, and the letter stays.
+    let (ok, out, err) = events_cli(data.path(), &["replay", &id, "--shard", "recorder"]);
+    assert!(
+        !ok && out.contains("failed again") && err.contains("stay dead letters"),
+        "{out}{err}"
+    );
+    assert_eq!(dead().await.len(), 1);
+    // Mended: delivered through the normal path, and gone from the list.
+    fail(false).await;
+    let (ok, out, err) = events_cli(data.path(), &["replay", &id, "--shard", "recorder"]);
+    assert!(ok && out.contains("delivered to recorder"), "{out}{err}");
+    assert!(dead().await.is_empty());
+    assert!(
+        recorded(&frame)
+            .await
+            .iter()
+            .any(|e| e["name"] == "packets.packet.created")
+    );
+    let (ok, _, err) = events_cli(data.path(), &["replay", &id, "--shard", "recorder"]);
+    assert!(!ok && err.contains("no dead letter"), "{err}");
+
+    // Purged: forgotten.
+    fail(true).await;
+    frame
+        .call(
+            "POST",
+            "/api/packets/",
+            Some(json!({"name": "doomed again"})),
+        )
+        .await;
+    eventually("the second event is dead-lettered", || async {
+        !dead().await.is_empty()
+    })
+    .await;
+    let (ok, out, err) = events_cli(data.path(), &["purge", "--shard", "recorder"]);
+    assert!(ok && out.contains("purged 1"), "{out}{err}");
+    assert!(dead().await.is_empty());
+    frame.stop();
+}
+
+crate::on_both_backends!(dead_letters_can_be_listed_replayed_and_purged);

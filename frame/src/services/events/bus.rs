@@ -4,7 +4,7 @@
 
 use super::Pending;
 use super::jetstream::{JetStreamBus, JetStreamError};
-use super::log::{EventLog, EventLogError};
+use super::log::{EventLog, EventLogError, StoredEvent};
 use super::quota::Retained;
 use std::sync::Arc;
 
@@ -81,6 +81,30 @@ impl EventBus {
                 Ok(all)
             }
             Self::Nats(bus) => Ok(bus.dead_letters(subscriber, limit).await?),
+        }
+    }
+
+    /// The events `subscriber` gave up on, with why each failed, oldest first, at most `limit`.
+    pub async fn dead_letter_events(
+        &self,
+        subscriber: &str,
+        limit: usize,
+    ) -> Result<Vec<(StoredEvent, String)>, EventBusError> {
+        match self {
+            Self::Embedded(log) => Ok(log.dead_letter_events(subscriber, limit).await?),
+            Self::Nats(bus) => Ok(bus.dead_letter_events(subscriber, limit).await?),
+        }
+    }
+
+    /// Deletes `subscriber`'s dead letter of event `id`; whether there was one.
+    pub async fn remove_dead_letter(
+        &self,
+        subscriber: &str,
+        id: u64,
+    ) -> Result<bool, EventBusError> {
+        match self {
+            Self::Embedded(log) => Ok(log.remove_dead_letter(subscriber, id).await?),
+            Self::Nats(bus) => Ok(bus.remove_dead_letter(subscriber, id).await?),
         }
     }
 

@@ -481,6 +481,45 @@ impl JetStreamBus {
             .collect())
     }
 
+    /// The dead-lettered events of `subscriber` with why each failed, at most `limit`.
+    pub async fn dead_letter_events(
+        &self,
+        subscriber: &str,
+        limit: usize,
+    ) -> Result<Vec<(StoredEvent, String)>, JetStreamError> {
+        Ok(self
+            .walk_dead(subscriber, limit)
+            .await?
+            .into_iter()
+            .map(|(_, event, error)| (event, error))
+            .collect())
+    }
+
+    /// Deletes `subscriber`'s dead letter of event `id`; whether there was one.
+    pub async fn remove_dead_letter(
+        &self,
+        subscriber: &str,
+        id: u64,
+    ) -> Result<bool, JetStreamError> {
+        let stream = self
+            .0
+            .js
+            .get_stream(&self.0.dead_stream)
+            .await
+            .map_err(nats("opening the dead-letter stream"))?;
+        let mut removed = false;
+        for (sequence, event, _) in self.walk_dead(subscriber, MAX_DEAD_LETTERS).await? {
+            if event.id == id {
+                stream
+                    .delete_message(sequence)
+                    .await
+                    .map_err(nats("removing a dead letter"))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The dead-lettered events of `subscriber` themselves, at most `limit`.
     pub async fn dead_events(
         &self,

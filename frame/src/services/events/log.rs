@@ -439,6 +439,56 @@ impl EventLog {
             .collect())
     }
 
+    /// The events `subscriber` gave up on with why, oldest first, at most `limit`.
+    pub async fn dead_letter_events(
+        &self,
+        subscriber: &str,
+        limit: usize,
+    ) -> Result<Vec<(StoredEvent, String)>, EventLogError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.name, e.source, e.payload, e.published_at, e.hops, d.error
+             FROM dead_letters d JOIN events e ON e.id = d.event_id
+             WHERE d.subscriber = ? ORDER BY d.event_id LIMIT ?",
+        )
+        .bind(subscriber)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("cannot be read"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let event = StoredEvent {
+                    id: row.get::<i64, _>(0) as u64,
+                    name: row.get(1),
+                    source: row.get(2),
+                    payload: row.get(3),
+                    published_at: row.get::<i64, _>(4) as u64,
+                    hops: u32::try_from(row.get::<i64, _>(5)).unwrap_or(u32::MAX),
+                };
+                (event, row.get(6))
+            })
+            .collect())
+    }
+
+    /// Deletes `subscriber`'s dead letter of event `id`; whether there was one.
+    pub async fn remove_dead_letter(
+        &self,
+        subscriber: &str,
+        id: u64,
+    ) -> Result<bool, EventLogError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        let done = sqlx::query("DELETE FROM dead_letters WHERE subscriber = ? AND event_id = ?")
+            .bind(subscriber)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err("dead letters cannot be purged"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes `subscriber`'s dead letters up to and including `up_to`, letting retention trim
     /// their events; returns how many.
     pub async fn purge_dead_letters(
@@ -448,7 +498,8 @@ impl EventLog {
     ) -> Result<u64, EventLogError> {
         let done = sqlx::query("DELETE FROM dead_letters WHERE subscriber = ? AND event_id <= ?")
             .bind(subscriber)
-            .bind(up_to as i64)
+            // Past i64 is every event (u64::MAX means all).
+            .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
             .execute(&self.pool)
             .await
             .map_err(err("dead letters cannot be purged"))?;
