@@ -113,9 +113,11 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
                     println!("{shard} has no dead letters");
                 }
             }
+            let skipped = answer["not_attempted"].as_u64().unwrap_or(0);
             if failed > 0 {
                 anyhow::bail!(
-                    "{failed} of {} events failed again; they stay dead letters",
+                    "{failed} of {} events failed again, and {skipped} more were not attempted; \
+                     they stay dead letters: mend the handler, then replay",
                     results.len()
                 );
             }

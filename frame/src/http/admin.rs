@@ -212,8 +212,17 @@ async fn replay_dead_letters(
         );
     }
     let mut results = Vec::new();
+    let total = chosen.len();
     for (event, _) in chosen {
         let id = event.id;
+        // Replaying all: once one fails again, the handler is not mended yet; the rest would
+        // each wait out the event deadline for the same answer.
+        if results
+            .iter()
+            .any(|r: &serde_json::Value| r["replayed"] == false)
+        {
+            break;
+        }
         // The grant in force now decides, as for any delivery: a revoked subscription is not
         // replayed around.
         if !shard.policy().receive.may_receive(&event.name) {
@@ -235,7 +244,8 @@ async fn replay_dead_letters(
         };
         results.push(outcome);
     }
-    Json(json!({ "shard": name, "results": results })).into_response()
+    let skipped = total - results.len();
+    Json(json!({ "shard": name, "results": results, "not_attempted": skipped })).into_response()
 }
 
 /// `DELETE events/dead/{name}[?up_to=N]`: forgets the shard's dead letters (those up to event N).
