@@ -7,6 +7,14 @@ use super::client::FrameClient;
 /// `arkham events` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCommand {
+    /// The log's size and retention, and how far each subscriber is behind.
+    Status {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the dead letters: events a subscriber gave up on after its retries, with why.
     Dead {
         /// Only this subscriber's.
@@ -51,6 +59,47 @@ pub enum EventsCommand {
 
 pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
     match command {
+        EventsCommand::Status { data_dir, json } => {
+            let frame = FrameClient::of(&data_dir.get())?;
+            let status = frame
+                .call(http::Method::GET, "/api/frame/admin/events/status")
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            let log = &status["log"];
+            println!(
+                "log ({}): {} events, {} bytes; retention: {} bytes undelivered per shard, stream max age {} s, max {} bytes",
+                log["backend"].as_str().unwrap_or("?"),
+                log["events"],
+                log["bytes"],
+                log["retention"]["max_retained_bytes_per_shard"],
+                log["retention"]["stream_max_age_s"],
+                log["retention"]["stream_max_bytes"],
+            );
+            println!(
+                "{:<20} {:>8} {:>14} {:>6}",
+                "subscriber", "behind", "oldest (ms)", "dead"
+            );
+            for s in status["subscribers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let age = s["oldest_undelivered_age_ms"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_string(), |a| a.to_string());
+                println!(
+                    "{:<20} {:>8} {:>14} {:>6}",
+                    s["subscriber"].as_str().unwrap_or(""),
+                    s["behind"],
+                    age,
+                    s["dead_letters"]
+                );
+            }
+            Ok(())
+        }
         EventsCommand::Dead {
             shard,
             data_dir,

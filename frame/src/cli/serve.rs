@@ -48,8 +48,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), max_connections = connections, fd_limit, "arkham frame serving");
-    // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("listening on http://{local}");
     let serving = data.serving();
     let said =
         serde_json::json!({ "address": format!("http://{local}"), "pid": std::process::id() });
@@ -58,6 +56,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, path = %serving.display(), "commands like `arkham logs` will not find this frame");
     }
+    // Tests and scripts read this line to learn the port when listening on port 0; serving.json
+    // is written first, so that whoever reads it can ask the frame at once.
+    println!("listening on http://{local}");
     let stopping = server::serve(listener, frame.clone(), connections, stop, SHUTDOWN_GRACE).await;
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.

@@ -37,6 +37,7 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
             get(grants).put(set_grants),
         )
         .route("/api/frame/admin/shards/{name}/logs", get(logs))
+        .route("/api/frame/admin/events/status", get(events_status))
         .route("/api/frame/admin/events/dead", get(dead_letters))
         .route(
             "/api/frame/admin/events/dead/{name}",
@@ -143,6 +144,59 @@ fn bus_failed(e: impl std::fmt::Display) -> Response {
         "events_unavailable",
         format!("the event log cannot be read: {e}"),
     )
+}
+
+/// `GET events/status`: the log's size and the retention in force, and how far each running
+/// subscriber is behind (events and the age of the oldest undelivered one).
+async fn events_status(State(frame): State<Arc<Frame>>) -> Response {
+    let bus = frame.event_bus();
+    let (events, bytes) = match bus.size().await {
+        Ok(size) => size,
+        Err(e) => return bus_failed(e),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut subscribers = Vec::new();
+    for (installed, _) in frame.shards() {
+        let Some(shard) = frame.shard(&installed.name) else {
+            continue;
+        };
+        let policy = shard.policy();
+        if policy.receive.declared().is_empty() {
+            continue;
+        }
+        let wants = |name: &str| policy.receive.may_receive(name);
+        let lag = match bus.lag(&installed.name, &wants).await {
+            Ok(lag) => lag,
+            Err(e) => return bus_failed(e),
+        };
+        let dead = match bus.dead_letters(&installed.name, DEAD_LIMIT).await {
+            Ok(dead) => dead.len(),
+            Err(e) => return bus_failed(e),
+        };
+        subscribers.push(json!({
+            "subscriber": installed.name,
+            "behind": lag.behind,
+            "oldest_undelivered_age_ms": lag.oldest_published_at.map(|at| now.saturating_sub(at)),
+            "dead_letters": dead,
+        }));
+    }
+    let config = &frame.config().events;
+    Json(json!({
+        "log": {
+            "backend": config.backend,
+            "events": events,
+            "bytes": bytes,
+            "retention": {
+                "max_retained_bytes_per_shard": config.max_retained_bytes_per_shard,
+                "stream_max_age_s": config.stream_max_age_s,
+                "stream_max_bytes": config.stream_max_bytes,
+            },
+        },
+        "subscribers": subscribers,
+    }))
+    .into_response()
 }
 
 /// `GET events/dead[?shard=NAME]`: the events each subscriber gave up on, with why.

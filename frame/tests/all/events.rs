@@ -252,3 +252,55 @@ async fn dead_letters_can_be_listed_replayed_and_purged(backends: Backends) {
 }
 
 crate::on_both_backends!(dead_letters_can_be_listed_replayed_and_purged);
+
+async fn events_status_shows_a_subscriber_falling_behind(backends: Backends) {
+    let Some(data) = backends.data_dir("events_status", CONFIG) else {
+        return;
+    };
+    install(data.path(), &[&PACKETS, &RECORDER]);
+    let frame = Frame::start(data.path());
+    let status = || async {
+        let (ok, out, err) = events_cli(data.path(), &["status", "--json"]);
+        assert!(ok, "{err}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let recorder = status["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subscriber"] == "recorder")
+            .cloned()
+            .unwrap();
+        (status, recorder)
+    };
+    let (whole, recorder) = status().await;
+    assert_eq!(recorder["behind"], 0, "{whole}");
+    let (code, _) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": true})))
+        .await;
+    assert_eq!(code, 200);
+    frame
+        .call("POST", "/api/packets/", Some(json!({"name": "stuck"})))
+        .await;
+    // Retried without end (max_attempts 1000): the subscriber is one event behind.
+    eventually("the failing subscriber shows as behind", || async {
+        status().await.1["behind"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let (whole, _) = status().await;
+    assert!(whole["log"]["events"].as_u64().unwrap() >= 1, "{whole}");
+    let (ok, out, _) = events_cli(data.path(), &["status"]);
+    assert!(
+        ok && out.contains("recorder") && out.contains("retention"),
+        "{out}"
+    );
+    frame
+        .call("PUT", "/api/recorder/fail", Some(json!({"fail": false})))
+        .await;
+    eventually("it catches up", || async {
+        status().await.1["behind"] == 0
+    })
+    .await;
+    frame.stop();
+}
+
+crate::on_both_backends!(events_status_shows_a_subscriber_falling_behind);

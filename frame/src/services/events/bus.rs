@@ -8,6 +8,18 @@ use super::log::{EventLog, EventLogError, StoredEvent};
 use super::quota::Retained;
 use std::sync::Arc;
 
+/// Undelivered events counted at most by [`EventBus::lag`] on the embedded log.
+pub const LAG_SCAN: u32 = 10_000;
+
+/// How far a subscriber is behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Lag {
+    /// Events it subscribes to that it has not had delivered.
+    pub behind: u64,
+    /// When the oldest of them was published (ms since the Unix epoch), when known.
+    pub oldest_published_at: Option<u64>,
+}
+
 /// Which engine holds the events: `[events] backend`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +93,47 @@ impl EventBus {
                 Ok(all)
             }
             Self::Nats(bus) => Ok(bus.dead_letters(subscriber, limit).await?),
+        }
+    }
+
+    /// How far `subscriber` is behind, and since when: events it `wants` not yet delivered (at
+    /// most [`LAG_SCAN`] counted) and the publication time of the oldest of them (known on the
+    /// embedded log). The embedded log counts from the cursor as last saved (once per batch of
+    /// deliveries), so it may count a batch already delivered.
+    pub async fn lag(
+        &self,
+        subscriber: &str,
+        wants: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Lag, EventBusError> {
+        match self {
+            Self::Embedded(log) => {
+                let Some(cursor) = log.cursor(subscriber).await? else {
+                    return Ok(Lag::default());
+                };
+                let behind: Vec<StoredEvent> = log
+                    .read_after(cursor, LAG_SCAN)
+                    .await?
+                    .into_iter()
+                    .filter(|e| wants(&e.name))
+                    .collect();
+                Ok(Lag {
+                    behind: behind.len() as u64,
+                    oldest_published_at: behind.first().map(|e| e.published_at),
+                })
+            }
+            Self::Nats(bus) => Ok(Lag {
+                behind: bus.lag(subscriber).await?.unwrap_or(0),
+                oldest_published_at: None,
+            }),
+        }
+    }
+
+    /// The events the log holds now, and their bytes (payloads and names on the embedded log;
+    /// the stream's bytes on JetStream).
+    pub async fn size(&self) -> Result<(u64, u64), EventBusError> {
+        match self {
+            Self::Embedded(log) => Ok(log.size().await?),
+            Self::Nats(bus) => Ok(bus.size().await?),
         }
     }
 

@@ -481,6 +481,36 @@ impl JetStreamBus {
             .collect())
     }
 
+    /// How far `subscriber` is behind: the events its consumer has not had acknowledged
+    /// (pending, plus the one in flight); `None` when it has no consumer.
+    pub async fn lag(&self, subscriber: &str) -> Result<Option<u64>, JetStreamError> {
+        let stream = self
+            .0
+            .js
+            .get_stream(&self.0.stream)
+            .await
+            .map_err(nats("opening the event stream"))?;
+        match stream.consumer_info(&self.consumer_name(subscriber)).await {
+            Ok(info) => Ok(Some(info.num_pending + info.num_ack_pending as u64)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The stream's events and bytes now.
+    pub async fn size(&self) -> Result<(u64, u64), JetStreamError> {
+        let mut stream = self
+            .0
+            .js
+            .get_stream(&self.0.stream)
+            .await
+            .map_err(nats("opening the event stream"))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(nats("reading the event stream"))?;
+        Ok((info.state.messages, info.state.bytes))
+    }
+
     /// The dead-lettered events of `subscriber` with why each failed, at most `limit`.
     pub async fn dead_letter_events(
         &self,

@@ -439,6 +439,17 @@ impl EventLog {
             .collect())
     }
 
+    /// The events in the log now, and their payload bytes.
+    pub async fn size(&self) -> Result<(u64, u64), EventLogError> {
+        let (count, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(name)), 0) FROM events",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err("cannot be read"))?;
+        Ok((count.max(0) as u64, bytes.max(0) as u64))
+    }
+
     /// The events `subscriber` gave up on with why, oldest first, at most `limit`.
     pub async fn dead_letter_events(
         &self,
