@@ -97,6 +97,7 @@ async fn notes_example(example: &Example, backends: Backends, test: &str) {
     if !require_tool(example.tool, test) {
         return;
     }
+    let _heavy = crate::harness::cpu_heavy().await;
     let Some(data) = backends.data_dir(test, CONFIG) else {
         return;
     };
@@ -190,6 +191,7 @@ async fn notes_examples_hear_each_other() {
     if !require_tool(PYTHON_NOTES.tool, test) || !require_tool(JS_NOTES.tool, test) {
         return;
     }
+    let _heavy = crate::harness::cpu_heavy().await;
     let data = crate::harness::data_dir(CONFIG);
     for example in [&PYTHON_NOTES, &JS_NOTES] {
         let package = built(&repo_root().join(example.folder));

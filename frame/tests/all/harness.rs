@@ -236,6 +236,14 @@ pub fn rss(pid: u32) -> u64 {
     kb * 1024
 }
 
+/// Taken by the tests that load the machine on purpose (guests spinning on every core) and by
+/// those that compile very large components (the Python and JavaScript shards): on two cores,
+/// one of each at once left the spinning test's neighbours past their deadlines.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Polls `check` every 50 ms for up to 20 s; panics with `what` if it never holds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -56,6 +56,7 @@ async fn hostile_shards_fail_alone(backends: Backends) {
     let Some(data) = backends.data_dir("hostile_shards_fail_alone", CONFIG) else {
         return;
     };
+    let _heavy = crate::harness::cpu_heavy().await;
     install(data.path(), &[&PACKETS, &RECORDER, &TRAPPER, &HOSTILE]);
     let frame = Frame::start(data.path());
 

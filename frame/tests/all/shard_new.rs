@@ -45,6 +45,7 @@ async fn new_project_answers(lang: &str, tool: Option<&str>, test: &str) {
     {
         return;
     }
+    let _heavy = crate::harness::cpu_heavy().await;
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     std::fs::create_dir(&data).unwrap();
