@@ -27,28 +27,14 @@ pub async fn check(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = client(host)?;
     let base = format!("{}://{host}/v2/", scheme(host, options));
-    let anonymous = client
-        .get(&base)
-        .send()
-        .await
-        .map_err(|e| unreachable(host, &e))?;
-    if anonymous.status().is_success() {
+    let (status, challenge) = challenge(&client, host, &base).await?;
+    if status.is_success() {
         return Ok(LoginCheck::NotRequired);
     }
-    if anonymous.status() != reqwest::StatusCode::UNAUTHORIZED {
-        return Err(protocol(
-            host,
-            format!("GET /v2/ answered {}", anonymous.status()),
-        ));
+    if status != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(protocol(host, format!("GET /v2/ answered {status}")));
     }
-    let header = anonymous
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let (scheme, params) = parse_challenge(&header)
-        .ok_or_else(|| protocol(host, format!("GET /v2/ challenged with `{header}`")))?;
+    let (scheme, params) = challenge?;
     let answer = match scheme.as_str() {
         "basic" => client.get(&base).basic_auth(username, Some(password)),
         "bearer" => {
@@ -98,19 +84,9 @@ pub async fn exchange_identity_token(
 ) -> Result<String, RegistryError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = client(host)?;
-    let anonymous = client
-        .get(format!("{}://{host}/v2/", scheme(host, options)))
-        .send()
-        .await
-        .map_err(|e| unreachable(host, &e))?;
-    let header = anonymous
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let params = match parse_challenge(&header) {
-        Some((scheme, params)) if scheme == "bearer" => params,
+    let base = format!("{}://{host}/v2/", scheme(host, options));
+    let params = match challenge(&client, host, &base).await?.1 {
+        Ok((scheme, params)) if scheme == "bearer" => params,
         _ => {
             return Err(protocol(
                 host,
@@ -198,6 +174,35 @@ fn token_realm<'a>(
             ),
         ))
     }
+}
+
+/// Asks `base` (the registry's `/v2/`) anonymously how it authenticates: its status, and the
+/// scheme and parameters of its `WWW-Authenticate` challenge (an error naming what it sent when
+/// there is no challenge arkham can read).
+async fn challenge(
+    client: &reqwest::Client,
+    host: &str,
+    base: &str,
+) -> Result<
+    (
+        reqwest::StatusCode,
+        Result<(String, BTreeMap<String, String>), RegistryError>,
+    ),
+    RegistryError,
+> {
+    let anonymous = client
+        .get(base)
+        .send()
+        .await
+        .map_err(|e| unreachable(host, &e))?;
+    let header = anonymous
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let parsed = parse_challenge(header)
+        .ok_or_else(|| protocol(host, format!("GET /v2/ challenged with `{header}`")));
+    Ok((anonymous.status(), parsed))
 }
 
 fn client(host: &str) -> Result<reqwest::Client, RegistryError> {

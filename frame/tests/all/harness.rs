@@ -58,21 +58,31 @@ pub fn manifest_of(shard: &GuestShard) -> Manifest {
     Manifest::from_file(Path::new(shard.manifest)).unwrap()
 }
 
-/// Runs `arkham` with `args` and the test environment; returns (success, stdout, stderr).
-pub fn arkham(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(arkham_bin())
+/// `arkham ARGS` on `data` with the run's compiled cache and quiet logs, to adjust and [`run`].
+pub fn arkham_command(data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(arkham_bin());
+    command
         .args(args)
         .env("ARKHAM_DATA_DIR", data)
         .env("ARKHAM_CACHE_DIR", cache_dir())
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to its end: (success, stdout, stderr).
+pub fn run(command: &mut Command) -> (bool, String, String) {
+    let out = command.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `arkham` with `args` and the test environment; returns (success, stdout, stderr).
+pub fn arkham(data: &Path, args: &[&str]) -> (bool, String, String) {
+    run(&mut arkham_command(data, args))
 }
 
 /// Installs packaged fixtures into `data`, asserting success.
@@ -274,23 +284,11 @@ pub fn data_dir(config: &str) -> tempfile::TempDir {
 
 /// Runs `arkham` with `args`, the test environment and `envs`; returns (success, stdout, stderr).
 pub fn arkham_with(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(arkham_bin())
-        .args(args)
-        .env("ARKHAM_DATA_DIR", data)
-        .env("ARKHAM_CACHE_DIR", cache_dir())
-        .env("RUST_LOG", "warn")
+    run(arkham_command(data, args)
         .env_remove("ARKHAM_REGISTRY")
         .env_remove("ARKHAM_REGISTRY_USERNAME")
         .env_remove("ARKHAM_REGISTRY_PASSWORD")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .envs(envs.iter().copied()))
 }
 
 /// Whether a program is on PATH.

@@ -2,9 +2,8 @@
 //! edits, in every language.
 
 use crate::examples::{repo_root, require_tool};
-use crate::harness::{Frame, arkham_bin, cache_dir};
+use crate::harness::{Frame, arkham_command, run};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// Runs `arkham` in `cwd` with the repository's toolchains on PATH (as `scripts/setup --test`
 /// installs them) and without the host build settings of the test run, which must not reach the
@@ -17,25 +16,13 @@ fn arkham_in(cwd: &Path, data: &Path, args: &[&str]) -> (bool, String, String) {
         root.join(".tools/js/node_modules/.bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(arkham_bin())
-        .args(args)
+    run(arkham_command(data, args)
         .current_dir(cwd)
         .env("PATH", path)
-        .env("ARKHAM_DATA_DIR", data)
-        .env("ARKHAM_CACHE_DIR", cache_dir())
-        .env("RUST_LOG", "warn")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env_remove("CARGO_BUILD_TARGET"))
 }
 
 /// `shard new hello --lang L`, `shard add ./hello --yes`, then `GET /api/hello/` twice.

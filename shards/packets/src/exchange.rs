@@ -84,16 +84,23 @@ pub fn list(_: &Request, params: &Params) -> Answer {
     Ok(Items::response(items))
 }
 
-/// `GET /{id}/exports/{file}`: one bundle, as stored, with its content type.
-pub fn download(_: &Request, params: &Params) -> Answer {
+/// The storage key of `/{id}/exports/{file}` for an existing packet, and the 404 for when there
+/// is no such bundle.
+fn export_key<'a>(params: &'a Params) -> Result<(String, impl Fn() -> ApiError + 'a), ApiError> {
     let id = params.require("id")?;
     let file = params.require("file")?;
     find_packet(&Autocommit, id)?;
-    let missing = || ApiError::not_found(format!("packet `{id}` has no export `{file}`"));
+    let missing = move || ApiError::not_found(format!("packet `{id}` has no export `{file}`"));
     if !files::is_export_file_name(file) {
         return Err(missing());
     }
-    let key = format!("{}{file}", files::exports_prefix(id));
+    Ok((format!("{}{file}", files::exports_prefix(id)), missing))
+}
+
+/// `GET /{id}/exports/{file}`: one bundle, as stored, with its content type.
+pub fn download(_: &Request, params: &Params) -> Answer {
+    let (key, missing) = export_key(params)?;
+    let (id, file) = (params.require("id")?, params.require("file")?);
     let object = storage::get(&key)
         .map_err(|error| files::storage_unavailable(&error))?
         .ok_or_else(missing)?;
@@ -107,14 +114,7 @@ pub fn download(_: &Request, params: &Params) -> Answer {
 
 /// `DELETE /{id}/exports/{file}`: removes a bundle (they count against the storage quota).
 pub fn delete(_: &Request, params: &Params) -> Answer {
-    let id = params.require("id")?;
-    let file = params.require("file")?;
-    find_packet(&Autocommit, id)?;
-    let missing = || ApiError::not_found(format!("packet `{id}` has no export `{file}`"));
-    if !files::is_export_file_name(file) {
-        return Err(missing());
-    }
-    let key = format!("{}{file}", files::exports_prefix(id));
+    let (key, missing) = export_key(params)?;
     if !storage::delete(&key).map_err(|error| files::storage_unavailable(&error))? {
         return Err(missing());
     }
