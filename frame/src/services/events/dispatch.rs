@@ -57,6 +57,15 @@ impl Dispatcher {
     pub async fn start(&self, target: Arc<dyn EventTarget>) {
         self.stop(target.name()).await;
         let (stop, stop_rx) = watch::channel(false);
+        // A new subscriber starts at the end of the log: its cursor is made now, not when its
+        // task first runs, so that events published once `start` returned reach it (the task
+        // would otherwise start after them on a busy runtime). The task makes it again if this
+        // failed.
+        if let EventBus::Embedded(log) = &self.bus
+            && let Err(e) = log.ensure_cursor(target.name()).await
+        {
+            tracing::warn!(shard = target.name(), error = %e, "its event cursor was not made yet; delivery will retry");
+        }
         let task = match &self.bus {
             EventBus::Embedded(log) => tokio::spawn(run(
                 log.clone(),
