@@ -54,6 +54,72 @@ pub struct Manifest {
     pub build: Option<Build>,
 }
 
+/// Longest dashboard route or UI path a manifest may name.
+const MAX_PATH_LEN: usize = 256;
+
+/// The frame's own pages and APIs: no shard route may claim them.
+const RESERVED_ROUTES: &[&str] = &["api", "static", "admin", "shards"];
+
+/// A path the browser will not rewrite: absolute, plain segments (no `.`/`..`, no empty
+/// segment, nothing percent-encoded), no fragment; a query only where `query` allows it.
+fn plain_path(path: &str, query: bool) -> Result<(), String> {
+    let (path, q) = match path.split_once('?') {
+        Some((p, q)) if query => (p, Some(q)),
+        Some(_) => return Err(format!("is `{path}`; it may not have a query (`?`)")),
+        None => (path, None),
+    };
+    if path.len() + q.map_or(0, str::len) > MAX_PATH_LEN {
+        return Err(format!("is longer than {MAX_PATH_LEN} characters"));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("is `{path}`; it must start with `/`"));
+    };
+    let segments: Vec<&str> = rest.strip_suffix('/').unwrap_or(rest).split('/').collect();
+    for segment in segments.iter().filter(|_| !rest.is_empty()) {
+        let plain = segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+        if segment.is_empty() || *segment == "." || *segment == ".." || !plain {
+            return Err(format!(
+                "is `{path}`; use `/`-separated segments of letters, digits, `-`, `_`, `.` and `~`, \
+                 without `.` or `..` segments"
+            ));
+        }
+    }
+    let query_plain = q.is_none_or(|q| {
+        q.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '=' | '&'))
+    });
+    if !query_plain {
+        return Err(format!(
+            "has the query `{}`; use only letters, digits, `-_.~=&`",
+            q.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A dashboard route: a plain path that is not the frame's own (`/`, `/api`, `/static`, …).
+fn check_route(route: &str) -> Result<(), String> {
+    plain_path(route, false)?;
+    let first = route
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if first.is_empty() || RESERVED_ROUTES.contains(&first) {
+        return Err(format!(
+            "is `{route}`; `/`, {} belong to the frame: pick a route such as `/{{name}}`",
+            RESERVED_ROUTES
+                .iter()
+                .map(|r| format!("`/{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
 fn any_version() -> VersionReq {
     VersionReq::STAR
 }
@@ -80,6 +146,11 @@ pub struct Navigation {
     /// Entries below the shard's menu item.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sub_routes: Vec<SubRoute>,
+    /// A path under the shard's API (e.g. `/ui/`, served at `/api/{name}/ui/`) answering the
+    /// shard's own HTML page, which the dashboard shows, sandboxed, for `route` and every
+    /// route below it. Without it the dashboard shows a generic page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<String>,
 }
 
 /// A menu entry below a shard's item.
@@ -294,11 +365,12 @@ impl Manifest {
                     format!("is {}; use a number from 0 to 999", nav.order),
                 ));
             }
-            if !nav.route.starts_with('/') {
-                return Err(invalid(
-                    "navigation.route",
-                    format!("is `{}`; routes start with `/`", nav.route),
-                ));
+            check_route(&nav.route).map_err(|p| invalid("navigation.route", p))?;
+            for sub in &nav.sub_routes {
+                check_route(&sub.route).map_err(|p| invalid("navigation.sub_routes.route", p))?;
+            }
+            if let Some(ui) = &nav.ui {
+                plain_path(ui, false).map_err(|p| invalid("navigation.ui", p))?;
             }
             let prefix = self.api_prefix();
             let badges = nav
@@ -312,6 +384,7 @@ impl Manifest {
                         .map(|b| ("navigation.sub_routes.badge_endpoint", b)),
                 );
             for (field, badge) in badges {
+                plain_path(badge, true).map_err(|p| invalid(field, p))?;
                 if !badge.starts_with(&format!("{prefix}/")) && badge != &prefix {
                     return Err(invalid(
                         field,
@@ -437,6 +510,23 @@ subscribes = ["documents.*"]
     }
 
     #[test]
+    fn a_ui_path_and_badge_queries_are_accepted() {
+        let text = PACKETS
+            .replace(
+                "route = \"/packets\"\n",
+                "route = \"/packets\"\nui = \"/ui/\"\n",
+            )
+            .replace("/api/packets/count", "/api/packets/count?status=draft");
+        let m = Manifest::parse(&text, "shard.toml").unwrap();
+        let nav = m.navigation.unwrap();
+        assert_eq!(nav.ui.as_deref(), Some("/ui/"));
+        assert_eq!(
+            nav.badge_endpoint.as_deref(),
+            Some("/api/packets/count?status=draft")
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_named() {
         let text = format!("{PACKETS}\nentry_point = \"x\"\n");
         let err = Manifest::parse(&text, "shard.toml")
@@ -482,6 +572,48 @@ subscribes = ["documents.*"]
             (
                 PACKETS.replace("\"/api/packets/count\"", "\"/api/other/count\""),
                 "badge_endpoint",
+            ),
+            // The browser would resolve `..` to the frame's admin API.
+            (
+                PACKETS.replace(
+                    "\"/api/packets/count\"",
+                    "\"/api/packets/../frame/admin/config\"",
+                ),
+                "without `.` or `..` segments",
+            ),
+            (
+                PACKETS.replace("\"/api/packets/count\"", "\"/api/packets/%2e%2e/x\""),
+                "navigation.badge_endpoint",
+            ),
+            (
+                PACKETS.replace("\"/api/packets/count\"", "\"//evil.example/count\""),
+                "navigation.badge_endpoint",
+            ),
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/admin\"\n"),
+                "belong to the frame",
+            ),
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/\"\n"),
+                "belong to the frame",
+            ),
+            (
+                PACKETS.replace(
+                    "route = \"/packets\"\n",
+                    "route = \"/packets\"\nsub_routes = [{ id = \"d\", label = \"D\", route = \"/api/packets\" }]\n",
+                ),
+                "navigation.sub_routes.route",
+            ),
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/packets\"\nui = \"ui/\"\n"),
+                "navigation.ui",
+            ),
+            (
+                PACKETS.replace(
+                    "route = \"/packets\"\n",
+                    "route = \"/packets\"\nui = \"/ui/../../frame/\"\n",
+                ),
+                "navigation.ui",
             ),
         ];
         for (text, needle) in cases {
