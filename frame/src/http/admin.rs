@@ -27,7 +27,9 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
         .route("/api/frame/admin/config", get(config))
         .route(
             "/api/frame/admin/shards",
-            get(overview).post(install).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            get(overview)
+                .post(install)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route("/api/frame/admin/events/recent", get(recent_events))
         .route(
@@ -60,7 +62,7 @@ async fn require_token(
 ) -> Response {
     match sessions.authorize(&frame, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -135,7 +137,11 @@ async fn recent_events(
     axum::extract::Query(query): axum::extract::Query<RecentQuery>,
 ) -> Response {
     let limit = query.limit.unwrap_or(50).clamp(1, RECENT_LIMIT);
-    let scan = if query.shard.is_some() { RECENT_SCAN } else { limit };
+    let scan = if query.shard.is_some() {
+        RECENT_SCAN
+    } else {
+        limit
+    };
     let events = match frame.event_bus().recent(scan).await {
         Ok(events) => events,
         Err(e) => return bus_failed(e),

@@ -99,8 +99,9 @@ fn plain_path(path: &str, query: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// A dashboard route: a plain path that is not the frame's own (`/`, `/api`, `/static`, …).
-fn check_route(route: &str) -> Result<(), String> {
+/// A dashboard route: a plain path at or below `/{name}`, so that no two shards claim one
+/// route (as no two share an API prefix), and not the frame's own (`/`, `/api`, `/shards`, …).
+fn check_route(route: &str, name: &str) -> Result<(), String> {
     plain_path(route, false)?;
     let first = route
         .trim_start_matches('/')
@@ -115,6 +116,14 @@ fn check_route(route: &str) -> Result<(), String> {
                 .map(|r| format!("`/{r}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    let own = format!("/{name}");
+    let path = route.trim_end_matches('/');
+    let below = path == own || path.strip_prefix(&own).is_some_and(|r| r.starts_with('/'));
+    if !below {
+        return Err(format!(
+            "is `{route}`; a shard's dashboard routes are `{own}` and the paths below it"
         ));
     }
     Ok(())
@@ -365,9 +374,10 @@ impl Manifest {
                     format!("is {}; use a number from 0 to 999", nav.order),
                 ));
             }
-            check_route(&nav.route).map_err(|p| invalid("navigation.route", p))?;
+            check_route(&nav.route, &self.name).map_err(|p| invalid("navigation.route", p))?;
             for sub in &nav.sub_routes {
-                check_route(&sub.route).map_err(|p| invalid("navigation.sub_routes.route", p))?;
+                check_route(&sub.route, &self.name)
+                    .map_err(|p| invalid("navigation.sub_routes.route", p))?;
             }
             if let Some(ui) = &nav.ui {
                 plain_path(ui, false).map_err(|p| invalid("navigation.ui", p))?;
@@ -596,6 +606,15 @@ subscribes = ["documents.*"]
             (
                 PACKETS.replace("route = \"/packets\"\n", "route = \"/\"\n"),
                 "belong to the frame",
+            ),
+            // Another shard's route: every route is under the shard's own name.
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/notes\"\n"),
+                "`/packets` and the paths below it",
+            ),
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/packetsx\"\n"),
+                "`/packets` and the paths below it",
             ),
             (
                 PACKETS.replace(
