@@ -198,9 +198,17 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-fn cookie(value: &str, max_age: u64) -> HeaderValue {
-    let cookie =
-        format!("{COOKIE}={value}; Path=/api/frame; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+/// The session cookie; `Secure` when the request came through a TLS proxy (the frame itself
+/// speaks plain HTTP, and browsers drop `Secure` cookies set over it).
+fn cookie(value: &str, max_age: u64, headers: &HeaderMap) -> HeaderValue {
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/api/frame; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     // Hex ids and fixed attributes: always a valid header value.
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -214,6 +222,7 @@ pub(super) struct SignIn {
 pub(super) async fn sign_in(
     State(frame): State<Arc<Frame>>,
     Extension(sessions): Extension<Sessions>,
+    headers: HeaderMap,
     body: Result<Json<SignIn>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(SignIn { token })) = body else {
@@ -235,7 +244,7 @@ pub(super) async fn sign_in(
     let mut response = Json(json!({ "signed_in": true, "csrf": csrf })).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie(&id, LIFETIME.as_secs()));
+        .insert(header::SET_COOKIE, cookie(&id, LIFETIME.as_secs(), &headers));
     response
 }
 
@@ -265,7 +274,7 @@ pub(super) async fn sign_out(
     let mut response = Json(json!({ "signed_in": false })).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie("", 0));
+        .insert(header::SET_COOKIE, cookie("", 0, &headers));
     response
 }
 
