@@ -36,6 +36,7 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
             "/api/frame/admin/shards/{name}",
             axum::routing::delete(remove),
         )
+        .route("/api/frame/admin/shards/{name}/rollback", post(rollback))
         .route(
             "/api/frame/admin/shards/{name}/grants",
             get(grants).put(set_grants),
@@ -111,6 +112,8 @@ async fn overview(State(frame): State<Arc<Frame>>) -> Response {
                     "request_burst": limits.request_burst,
                 },
                 "limits_override": limits_config.shards.get(&installed.name),
+                "refused": installed.refused,
+                "history": installed.history,
             })
         })
         .collect();
@@ -413,6 +416,19 @@ async fn purge_dead_letters(
     {
         Ok(purged) => Json(json!({ "shard": name, "purged": purged })).into_response(),
         Err(e) => bus_failed(e),
+    }
+}
+
+/// `POST shards/{name}/rollback`: back to the version installed before, through the health
+/// gate; 422 with the reason when it is refused (the current version keeps serving).
+async fn rollback(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {
+    match frame.rollback(&name).await {
+        Ok(serving) => Json(json!({ "serving": serving })).into_response(),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rollback_failed",
+            format!("{e:#}"),
+        ),
     }
 }
 

@@ -40,6 +40,11 @@ pub struct Manifest {
     /// Free-form capability names, shown on the dashboard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// A path of the shard's API (e.g. `/health`) that answers 2xx when the shard works. A new
+    /// version of a running shard is sent calls only once this answers 2xx; without it, once
+    /// it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     /// Where the shard appears on the dashboard; absent for shards without a page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub navigation: Option<Navigation>,
@@ -357,6 +362,9 @@ impl Manifest {
             problem,
         };
         validate_name(&self.name).map_err(|p| invalid("name", p))?;
+        if let Some(health) = &self.health {
+            plain_path(health, true).map_err(|p| invalid("health", p))?;
+        }
         if let Some(nav) = &self.navigation {
             if !CATEGORIES.contains(&nav.category.as_str()) {
                 return Err(invalid(
