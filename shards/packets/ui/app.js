@@ -492,7 +492,10 @@
     var facts = $(".facts", root);
     clear(facts);
     var fact = function (label, value, className, title) {
-      facts.appendChild(el("div", { className: "fact" }, el("dt", null, label), el("dd", { className: className, title: title }, value)));
+      var wide = className === "mono" && String(value).length > 20;
+      facts.appendChild(
+        el("div", { className: wide ? "fact wide" : "fact" }, el("dt", null, label), el("dd", { className: className, title: title }, value))
+      );
     };
     fact("Version", "v" + packet.version);
     fact("Items", packet.contents_count);
@@ -539,7 +542,7 @@
     var body = $("tbody", wrap);
     clear(body);
     var isDraft = packet.status === "draft";
-    contents.forEach(function (item) {
+    contents.forEach(function (item, index) {
       var remove = isDraft
         ? el("button", {
             type: "button",
@@ -558,7 +561,7 @@
         el(
           "tr",
           { className: "content-row", dataset: { id: item.id, contentType: item.content_type } },
-          el("td", { className: "num" }, item.order_num),
+          el("td", { className: "num", title: "order_num " + item.order_num }, index + 1),
           el("td", null, el("span", { className: "tag" }, String(item.content_type).replace(/_/g, " "))),
           el("td", { className: "content-title" }, item.content_title || "—"),
           el("td", { className: "mono content-id" }, item.content_id),
@@ -663,7 +666,9 @@
         )
       );
     });
-    show($(".empty", wrap), !shares.length);
+    // A draft has no shares to list; its hint already says why.
+    var shareable = packet.status === "finalized" || packet.status === "shared";
+    show($(".empty", wrap), !shares.length && shareable);
   }
 
   function drawVersions(packet, versions) {
