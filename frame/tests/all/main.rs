@@ -10,6 +10,7 @@
 mod backends;
 mod harness;
 
+mod dashboard;
 mod disk_full;
 mod engines;
 mod entry;
