@@ -244,11 +244,24 @@
     return ROOT + "/" + encodeURIComponent(id);
   }
 
+  // The bridge's messages to the frame (navigate, title, download) throw when no dashboard
+  // holds the page; that is reported, not fatal.
+  function tell(what) {
+    if (!bridge) return;
+    try {
+      what(bridge);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
   // Shows `route` now and tells the frame, which puts it in the address bar (and answers with
   // the same route, which is then already on screen).
   function go(route) {
-    if (bridge) bridge.navigate(route);
     render(route, true);
+    tell(function (b) {
+      b.navigate(route);
+    });
   }
 
   function link(text, route, className) {
@@ -310,7 +323,9 @@
 
   function renderList(view, seq) {
     var title = view.status === "all" ? "Packets" : "Packets — " + TAB_LABELS[view.status];
-    if (bridge) bridge.setTitle(title);
+    tell(function (b) {
+      b.setTitle(title);
+    });
     document.title = title;
     $all("a.tab").forEach(function (tab) {
       var status = tab.dataset.status;
@@ -465,7 +480,9 @@
     $all("section.card, form, .detail-actions", root).forEach(function (node) {
       show(node, false);
     });
-    if (bridge) bridge.setTitle("Packets — not found");
+    tell(function (b) {
+      b.setTitle("Packets — not found");
+    });
   }
 
   function drawDetail(packet, contents, shares, versions) {
@@ -478,7 +495,9 @@
     $all("section.card, .detail-actions", root).forEach(function (node) {
       show(node, true);
     });
-    if (bridge) bridge.setTitle(packet.name);
+    tell(function (b) {
+      b.setTitle(packet.name);
+    });
     document.title = packet.name + " — Packets";
 
     var name = $(".detail-name", root);
@@ -687,10 +706,12 @@
               className: "small",
               title: "Download the packet and its contents as they were",
               onclick: function () {
-                bridge.download(
-                  "/" + enc(packet.id) + "/versions/" + version.version_number,
-                  slug(packet.name) + "-v" + version.version_number + ".json"
-                );
+                tell(function (b) {
+                  b.download(
+                    "/" + enc(packet.id) + "/versions/" + version.version_number,
+                    slug(packet.name) + "-v" + version.version_number + ".json"
+                  );
+                });
               },
             }, "Download")
           : el("span", { className: "muted", title: "storage was unavailable when it was made" }, "none");
@@ -760,7 +781,9 @@
   function downloadExport(downloadPath, filename) {
     var path = String(downloadPath);
     if (path.indexOf(PREFIX + "/") === 0) path = path.slice(PREFIX.length);
-    bridge.download(path, filename);
+    tell(function (b) {
+      b.download(path, filename);
+    });
   }
 
   // ---- actions --------------------------------------------------------------------------------
