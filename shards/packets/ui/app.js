@@ -313,6 +313,10 @@
     });
     clear($("#share-link"));
     show($("#share-link"), false);
+    // Nothing but the way back until the packet has loaded.
+    $all("section.card, form, .detail-actions, .facts", root).forEach(function (node) {
+      show(node, false);
+    });
   }
 
   function current(seq) {
@@ -477,7 +481,7 @@
     $(".detail-name", root).textContent = "No such packet";
     $(".detail-description", root).textContent = "There is no packet with id " + id + ".";
     clear($(".facts", root));
-    $all("section.card, form, .detail-actions", root).forEach(function (node) {
+    $all("section.card, form, .detail-actions, .facts", root).forEach(function (node) {
       show(node, false);
     });
     tell(function (b) {
@@ -492,7 +496,7 @@
     var shareable = packet.status === "finalized" || packet.status === "shared";
     root.dataset.id = packet.id;
     root.dataset.status = packet.status;
-    $all("section.card, .detail-actions", root).forEach(function (node) {
+    $all("section.card, .detail-actions, .facts", root).forEach(function (node) {
       show(node, true);
     });
     tell(function (b) {
@@ -602,36 +606,44 @@
       return;
     }
     var urls = shareUrls(last.token);
-    var field = el("input", { type: "text", readonly: "", className: "share-url mono", value: urls.full, "aria-label": "Share link" });
-    field.addEventListener("focus", function () {
-      field.select();
-    });
+    var full = el("code", { className: "share-url" }, urls.full);
     box.appendChild(el("div", { className: "share-link-head" }, "New link — anyone holding it can open the packet read-only:"));
     box.appendChild(
       el(
         "div",
         { className: "share-link-row" },
-        el("a", { href: urls.path, target: "_blank", rel: "noopener noreferrer", className: "mono" }, urls.path),
+        full,
         el("button", {
           type: "button",
           className: "small",
           onclick: function () {
-            copy(urls.full, field);
+            copy(urls.full, full);
           },
-        }, "Copy URL")
+        }, "Copy")
       )
     );
-    box.appendChild(field);
+    box.appendChild(
+      el(
+        "div",
+        { className: "share-link-row muted" },
+        "Path on this frame: ",
+        el("a", { href: urls.path, target: "_blank", rel: "noopener noreferrer", className: "mono" }, urls.path)
+      )
+    );
     show(box, true);
   }
 
-  function copy(text, field) {
+  function copy(text, node) {
     var done = function () {
       notice("Link copied.");
     };
+    // The sandbox may deny the clipboard API; then the text is selected and copied the old way.
     var fallback = function () {
-      field.focus();
-      field.select();
+      var range = document.createRange();
+      range.selectNodeContents(node);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
       var ok = false;
       try {
         ok = document.execCommand("copy");
@@ -639,7 +651,7 @@
         ok = false;
       }
       if (ok) done();
-      else notice("Select the link and copy it (the browser refused).");
+      else notice("The link is selected: copy it with Ctrl+C.");
     };
     if (navigator.clipboard && navigator.clipboard.writeText) {
       navigator.clipboard.writeText(text).then(done, fallback);

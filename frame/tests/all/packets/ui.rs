@@ -5,7 +5,8 @@ use super::new_packet;
 use crate::harness::{Frame, data_dir, install};
 use test_shards::PACKETS;
 
-/// `GET path`: (status, content type, cache-control, body).
+/// `GET path`: (status, content type, cache-control, body); asserts the shard policy the frame
+/// puts on every shard answer, under which the page runs sandboxed and cannot fetch.
 async fn get(frame: &Frame, path: &str) -> (u16, String, String, String) {
     let response = frame
         .client
@@ -20,6 +21,11 @@ async fn get(frame: &Frame, path: &str) -> (u16, String, String, String) {
             .map(|value| value.to_str().unwrap().to_string())
             .unwrap_or_default()
     };
+    let policy = header("content-security-policy");
+    assert!(
+        policy.starts_with("sandbox allow-scripts") && policy.contains("connect-src 'none'"),
+        "{path}: {policy:?}"
+    );
     let (content_type, cache_control) = (header("content-type"), header("cache-control"));
     let status = response.status().as_u16();
     (
