@@ -278,6 +278,7 @@
 
   function render(route, force) {
     if (!force && route === state.route) return;
+    var previous = state.view;
     state.route = route;
     state.view = parseRoute(route);
     state.seq += 1;
@@ -286,6 +287,13 @@
     if (state.view.kind === "list") {
       show($("#detail-view"), false);
       resetDetail();
+      var same = previous && previous.kind === "list" && previous.status === state.view.status && previous.q === state.view.q;
+      if (!same) {
+        // Another tab or filter: no row of the old one lingers while the new one loads.
+        clear($("#packet-list tbody"));
+        show($("#packet-list .empty"), false);
+        clear($("#list-footer"));
+      }
       show($("#list-view"), true);
       renderList(state.view, state.seq);
     } else {
@@ -308,7 +316,7 @@
     $(".detail-name", root).textContent = "";
     $(".detail-description", root).textContent = "";
     clear($(".facts", root));
-    ["#contents", "#shares", "#versions", "#exports"].forEach(function (selector) {
+    ["#contents", "#shares", "#comments", "#versions", "#exports"].forEach(function (selector) {
       clear($(selector + " tbody"));
     });
     clear($("#share-link"));
