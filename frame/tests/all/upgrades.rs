@@ -30,7 +30,7 @@ impl Load {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let response = if i % 2 == 0 {
+                    let response = if i.is_multiple_of(2) {
                         client
                             .post(format!("{base}/api/packets/"))
                             .json(&json!({ "name": format!("load {i}") }))
