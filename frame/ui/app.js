@@ -760,6 +760,14 @@
     );
   }
 
+  function showAdminError(e) {
+    const box = $("#admin-error");
+    if (box) {
+      box.textContent = e.message;
+      box.hidden = false;
+    }
+  }
+
   async function rollback(name) {
     try {
       await admin("POST", `/shards/${encodeURIComponent(name)}/rollback`);
@@ -767,11 +775,7 @@
       renderNav();
       await adminShards();
     } catch (e) {
-      const box = $("#admin-error");
-      if (box) {
-        box.textContent = e.message;
-        box.hidden = false;
-      }
+      showAdminError(e);
     }
   }
 
@@ -788,11 +792,7 @@
       });
       await adminShards();
     } catch (e) {
-      const box = $("#admin-error");
-      if (box) {
-        box.textContent = e.message;
-        box.hidden = false;
-      }
+      showAdminError(e);
     }
   }
 

@@ -79,42 +79,35 @@ async fn overview(State(frame): State<Arc<Frame>>) -> Response {
         .shards()
         .into_iter()
         .map(|(installed, status)| {
-            let (state, error, grant, requested) = match &status {
+            let (grant, requested) = match &status {
                 ShardStatus::Running(running) => (
-                    "running",
-                    None,
                     Some(json!(&*running.grant())),
                     Some(json!(Grant::requested_by(running.manifest()))),
                 ),
-                ShardStatus::Failed { error, .. } => ("failed", Some(error.clone()), None, None),
+                ShardStatus::Failed { .. } => (None, None),
             };
             let limits = limits_config.for_shard(&installed.name);
-            json!({
-                "name": installed.name,
-                "version": installed.version.to_string(),
-                "digest": installed.digest.to_string(),
-                "source": installed.source,
-                "installed_at": installed.installed_at,
-                "status": state,
-                "error": error,
-                "granted": grant,
-                "requested": requested,
-                "limits": {
-                    "memory_bytes": limits.memory_bytes,
-                    "instances": limits.instances,
-                    "instances_reserved": limits.instances_reserved,
-                    "request_timeout_ms": limits.request_timeout.as_millis() as u64,
-                    "event_timeout_ms": limits.event_timeout.as_millis() as u64,
-                    "max_request_bytes": limits.max_request_bytes,
-                    "max_response_bytes": limits.max_response_bytes,
-                    "instance_reuse": limits.instance_reuse,
-                    "requests_per_second": limits.requests_per_second,
-                    "request_burst": limits.request_burst,
-                },
-                "limits_override": limits_config.shards.get(&installed.name),
-                "refused": installed.refused,
-                "history": installed.history,
-            })
+            super::extend(
+                super::installed_json(&installed, &status),
+                json!({
+                    "granted": grant,
+                    "requested": requested,
+                    "limits": {
+                        "memory_bytes": limits.memory_bytes,
+                        "instances": limits.instances,
+                        "instances_reserved": limits.instances_reserved,
+                        "request_timeout_ms": limits.request_timeout.as_millis() as u64,
+                        "event_timeout_ms": limits.event_timeout.as_millis() as u64,
+                        "max_request_bytes": limits.max_request_bytes,
+                        "max_response_bytes": limits.max_response_bytes,
+                        "instance_reuse": limits.instance_reuse,
+                        "requests_per_second": limits.requests_per_second,
+                        "request_burst": limits.request_burst,
+                    },
+                    "limits_override": limits_config.shards.get(&installed.name),
+                    "history": installed.history,
+                }),
+            )
         })
         .collect();
     Json(json!({ "shards": shards })).into_response()

@@ -7,6 +7,7 @@ mod proxy;
 pub mod server;
 
 use crate::frame::{Frame, ShardStatus};
+use crate::shards::catalog::InstalledShard;
 use crate::shards::compat::FRAME_VERSION;
 use axum::Json;
 use axum::Router;
@@ -59,34 +60,54 @@ async fn health(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// What both shard lists (public and admin) say of an installed shard: the catalog's record
+/// and its status, with the reason it failed.
+fn installed_json(installed: &InstalledShard, status: &ShardStatus) -> serde_json::Value {
+    let (state, error) = match status {
+        ShardStatus::Running(_) => ("running", None),
+        ShardStatus::Failed { error } => ("failed", Some(error.clone())),
+    };
+    json!({
+        "name": installed.name,
+        "version": installed.version.to_string(),
+        "digest": installed.digest.to_string(),
+        "source": installed.source,
+        "installed_at": installed.installed_at,
+        "status": state,
+        "error": error,
+        "refused": installed.refused,
+    })
+}
+
+/// `base` with `more`'s fields added.
+fn extend(mut base: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    if let (Some(base), serde_json::Value::Object(more)) = (base.as_object_mut(), more) {
+        base.extend(more);
+    }
+    base
+}
+
 async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
     let list: Vec<_> = frame
         .shards()
         .into_iter()
         .map(|(installed, status)| {
-            let (status, manifest, http_interface, error) = match &status {
+            let (manifest, http_interface) = match &status {
                 ShardStatus::Running(running) => (
-                    "running",
                     serde_json::to_value(&**running.manifest()).ok(),
                     Some(running.shard().http_interface()),
-                    None,
                 ),
-                ShardStatus::Failed { error, .. } => ("failed", None, None, Some(error.clone())),
+                ShardStatus::Failed { .. } => (None, None),
             };
-            json!({
-                "name": installed.name,
-                "version": installed.version.to_string(),
-                "digest": installed.digest.to_string(),
-                "source": installed.source,
-                "installed_at": installed.installed_at,
-                "refused": installed.refused,
-                "earlier_versions": installed.history.iter().map(|e| e.version.to_string()).collect::<Vec<_>>(),
-                "api_prefix": format!("/api/{}", installed.name),
-                "status": status,
-                "http_interface": http_interface,
-                "error": error,
-                "manifest": manifest,
-            })
+            extend(
+                installed_json(&installed, &status),
+                json!({
+                    "earlier_versions": installed.history.iter().map(|e| e.version.to_string()).collect::<Vec<_>>(),
+                    "api_prefix": format!("/api/{}", installed.name),
+                    "http_interface": http_interface,
+                    "manifest": manifest,
+                }),
+            )
         })
         .collect();
     Json(json!({ "shards": list }))

@@ -511,6 +511,15 @@ impl JetStreamBus {
         Ok((info.state.messages, info.state.bytes))
     }
 
+    /// The event name of a message on the stream's `subject` (empty if it is not one of ours).
+    fn event_name(&self, subject: &str) -> String {
+        subject
+            .strip_prefix(&self.0.subjects)
+            .and_then(|r| r.strip_prefix('.'))
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// Events the stream removed since it began (acked by every consumer, under interest
     /// retention, or past its age and byte limits): those before its first sequence, all of
     /// them when it is empty.
@@ -562,16 +571,9 @@ impl JetStreamBus {
                             .map(|v| v.as_str().to_string())
                             .unwrap_or_default()
                     };
-                    let name = message
-                        .subject
-                        .as_str()
-                        .strip_prefix(&self.0.subjects)
-                        .and_then(|r| r.strip_prefix('.'))
-                        .unwrap_or("")
-                        .to_string();
                     out.push(StoredEvent {
                         id: message.sequence,
-                        name,
+                        name: self.event_name(message.subject.as_str()),
                         source: h(H_SOURCE),
                         payload: String::from_utf8_lossy(&message.payload).into_owned(),
                         published_at: h(H_PUBLISHED).parse().unwrap_or(0),
@@ -840,13 +842,7 @@ async fn handle(
     };
     let (id, attempt) = (info.stream_sequence, info.delivered.max(1));
     let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-    let name = message
-        .subject
-        .as_str()
-        .strip_prefix(&bus.0.subjects)
-        .and_then(|r| r.strip_prefix('.'))
-        .unwrap_or("")
-        .to_string();
+    let name = bus.event_name(message.subject.as_str());
     let header = |k: &str| {
         message
             .headers

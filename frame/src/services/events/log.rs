@@ -123,7 +123,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_id);
 /// Schema changes since the first release, applied at open to a `frame.db` that predates them.
 /// `ADD COLUMN` with a constant default rewrites nothing: existing rows read the default.
 /// An `events` row selected as `id, name, source, payload, published_at, hops`.
-fn stored_event(row: sqlx::sqlite::SqliteRow) -> StoredEvent {
+fn stored_event(row: &sqlx::sqlite::SqliteRow) -> StoredEvent {
     StoredEvent {
         id: row.get::<i64, _>(0) as u64,
         name: row.get(1),
@@ -407,7 +407,7 @@ impl EventLog {
         .fetch_all(&self.pool)
         .await
         .map_err(err("cannot be read"))?;
-        Ok(rows.into_iter().map(stored_event).collect())
+        Ok(rows.iter().map(stored_event).collect())
     }
 
     /// The newest events (up to `limit`), newest first.
@@ -419,7 +419,7 @@ impl EventLog {
         .fetch_all(&self.pool)
         .await
         .map_err(err("cannot be read"))?;
-        Ok(rows.into_iter().map(stored_event).collect())
+        Ok(rows.iter().map(stored_event).collect())
     }
 
     /// Records that `subscriber` gave up on `event_id` after `attempts` attempts; `error` is cut
@@ -495,14 +495,7 @@ impl EventLog {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let event = StoredEvent {
-                    id: row.get::<i64, _>(0) as u64,
-                    name: row.get(1),
-                    source: row.get(2),
-                    payload: row.get(3),
-                    published_at: row.get::<i64, _>(4) as u64,
-                    hops: u32::try_from(row.get::<i64, _>(5)).unwrap_or(u32::MAX),
-                };
+                let event = stored_event(&row);
                 (event, row.get(6))
             })
             .collect())
