@@ -1,16 +1,17 @@
 //! The frame's admin API under `/api/frame/admin/`: install, remove, grants, logs, dead
-//! letters, config. Every call
-//! needs `Authorization: Bearer <token>`, the token the frame wrote to `admin-token` in its data dir
-//! (mode 0600) at its first start. The shards' own APIs need no token.
+//! letters, config. Every call needs `Authorization: Bearer <token>`, the token the frame wrote
+//! to `admin-token` in its data dir (mode 0600) at its first start, or a dashboard session made
+//! from it (see [`super::dashboard::session`]). The shards' own APIs need no token.
 
+use super::dashboard::Sessions;
 use super::error;
-use crate::frame::Frame;
+use crate::frame::{Frame, ShardStatus};
 use crate::shards::grants::Grant;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,8 +27,9 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
         .route("/api/frame/admin/config", get(config))
         .route(
             "/api/frame/admin/shards",
-            post(install).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            get(overview).post(install).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
+        .route("/api/frame/admin/events/recent", get(recent_events))
         .route(
             "/api/frame/admin/shards/{name}",
             axum::routing::delete(remove),
@@ -50,26 +52,116 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
         .layer(middleware::from_fn_with_state(frame, require_token))
 }
 
-async fn require_token(State(frame): State<Arc<Frame>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if frame.is_admin_token(token) => next.run(request).await,
-        _ => error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            // Not the path: where the data dir is is not for whoever can reach the port.
-            "the admin API needs `Authorization: Bearer <token>`; the token is in the file \
-             `admin-token` in the frame's data dir",
-        ),
+async fn require_token(
+    State(frame): State<Arc<Frame>>,
+    Extension(sessions): Extension<Sessions>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match sessions.authorize(&frame, request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
     }
 }
 
 async fn config(State(frame): State<Arc<Frame>>) -> Response {
     Json(json!(frame.config())).into_response()
+}
+
+/// `GET shards`: every installed shard with its status (and why it failed), what it
+/// requested and was granted, and the limits in force (the defaults with its override).
+async fn overview(State(frame): State<Arc<Frame>>) -> Response {
+    let limits_config = &frame.config().limits;
+    let shards: Vec<_> = frame
+        .shards()
+        .into_iter()
+        .map(|(installed, status)| {
+            let (state, error, grant, requested) = match &status {
+                ShardStatus::Running(running) => (
+                    "running",
+                    None,
+                    Some(json!(&*running.grant())),
+                    Some(json!(Grant::requested_by(running.manifest()))),
+                ),
+                ShardStatus::Failed { error, .. } => ("failed", Some(error.clone()), None, None),
+            };
+            let limits = limits_config.for_shard(&installed.name);
+            json!({
+                "name": installed.name,
+                "version": installed.version.to_string(),
+                "digest": installed.digest.to_string(),
+                "source": installed.source,
+                "installed_at": installed.installed_at,
+                "status": state,
+                "error": error,
+                "granted": grant,
+                "requested": requested,
+                "limits": {
+                    "memory_bytes": limits.memory_bytes,
+                    "instances": limits.instances,
+                    "instances_reserved": limits.instances_reserved,
+                    "request_timeout_ms": limits.request_timeout.as_millis() as u64,
+                    "event_timeout_ms": limits.event_timeout.as_millis() as u64,
+                    "max_request_bytes": limits.max_request_bytes,
+                    "max_response_bytes": limits.max_response_bytes,
+                    "instance_reuse": limits.instance_reuse,
+                    "requests_per_second": limits.requests_per_second,
+                    "request_burst": limits.request_burst,
+                },
+                "limits_override": limits_config.shards.get(&installed.name),
+            })
+        })
+        .collect();
+    Json(json!({ "shards": shards })).into_response()
+}
+
+/// `?limit=N&shard=NAME` of the recent-events route.
+#[derive(serde::Deserialize)]
+struct RecentQuery {
+    limit: Option<u32>,
+    /// Only events this shard published.
+    shard: Option<String>,
+}
+
+/// Recent events listed at most, and read at most to find a shard's.
+const RECENT_LIMIT: u32 = 200;
+const RECENT_SCAN: u32 = 1000;
+/// Payload bytes shown per event; the rest is cut (the size is given).
+const RECENT_PAYLOAD_BYTES: usize = 4096;
+
+/// `GET events/recent[?limit=N][&shard=NAME]`: the newest events, newest first.
+async fn recent_events(
+    State(frame): State<Arc<Frame>>,
+    axum::extract::Query(query): axum::extract::Query<RecentQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(50).clamp(1, RECENT_LIMIT);
+    let scan = if query.shard.is_some() { RECENT_SCAN } else { limit };
+    let events = match frame.event_bus().recent(scan).await {
+        Ok(events) => events,
+        Err(e) => return bus_failed(e),
+    };
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|e| query.shard.as_deref().is_none_or(|s| e.source == s))
+        .take(limit as usize)
+        .map(|e| {
+            let size = e.payload.len();
+            let mut cut = RECENT_PAYLOAD_BYTES.min(size);
+            while !e.payload.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            json!({
+                "id": e.id,
+                "name": e.name,
+                "source": e.source,
+                "published_at": e.published_at,
+                "payload_bytes": size,
+                "payload": &e.payload[..cut],
+                "payload_cut": cut < size,
+            })
+        })
+        .collect();
+    Json(json!({ "events": events })).into_response()
 }
 
 async fn install(State(frame): State<Arc<Frame>>, body: Bytes) -> Response {

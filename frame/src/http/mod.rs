@@ -24,7 +24,7 @@ pub fn app(frame: Arc<Frame>) -> Router {
     let budget = server::BodyBudget::new(frame.config().server.max_buffered_body_bytes);
     Router::new()
         .merge(admin::routes(frame.clone()))
-        .route("/", get(dashboard::page))
+        .merge(dashboard::routes())
         .route("/api/frame/health", get(health))
         .route("/api/frame/shards", get(shards))
         .route("/api/frame/{*rest}", any(frame_not_found))
@@ -34,6 +34,7 @@ pub fn app(frame: Arc<Frame>) -> Router {
         .fallback(not_found)
         .with_state(frame)
         .layer(Extension(budget))
+        .layer(Extension(dashboard::Sessions::default()))
 }
 
 /// A JSON error response: `{"error": {"code": ..., "message": ...}}`.
@@ -97,7 +98,11 @@ async fn frame_not_found() -> Response {
     )
 }
 
-async fn not_found() -> Response {
+/// A dashboard page for a browser's `GET`, else the JSON 404.
+async fn not_found(State(frame): State<Arc<Frame>>, request: axum::extract::Request) -> Response {
+    if let Some(page) = dashboard::page(&frame, &request) {
+        return page;
+    }
     error(
         StatusCode::NOT_FOUND,
         "not_found",

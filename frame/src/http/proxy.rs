@@ -46,12 +46,19 @@ fn rate_limited(name: &str, limits: &ShardLimits, wait: Duration) -> Response {
     response
 }
 
-/// Serves one request through the named shard.
+/// Serves one request through the named shard. Every answer, the shard's or the frame's on its
+/// behalf, gets the shard policy (see [`super::dashboard::SHARD_POLICY`]).
 pub async fn forward(
     State(frame): State<Arc<Frame>>,
     Extension(budget): Extension<BodyBudget>,
     request: Request,
 ) -> Response {
+    let mut response = serve(frame, budget, request).await;
+    super::dashboard::protect_shard_response(&mut response);
+    response
+}
+
+async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Response {
     let Some((name, path)) = split_path(request.uri()).map(|(n, p)| (n.to_string(), p)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
     };
@@ -70,6 +77,7 @@ pub async fn forward(
     }
     let limit = shard.limits().max_request_bytes;
     let (mut parts, body) = request.into_parts();
+    super::dashboard::strip_session_cookie(&mut parts.headers);
     let timeout = frame.config().server.body_read_timeout();
     // Held until the request is done: its body stays in memory until then.
     let (body, _reservation) = match read_body(body, limit, timeout, &budget).await {

@@ -149,6 +149,14 @@ impl EventBus {
         }
     }
 
+    /// The newest events the log holds (up to `limit`), newest first.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<StoredEvent>, EventBusError> {
+        match self {
+            Self::Embedded(log) => Ok(log.recent(limit).await?),
+            Self::Nats(bus) => Ok(bus.recent(limit as usize).await?),
+        }
+    }
+
     /// Deletes `subscriber`'s dead letter of event `id`; whether there was one.
     pub async fn remove_dead_letter(
         &self,

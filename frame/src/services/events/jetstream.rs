@@ -511,6 +511,59 @@ impl JetStreamBus {
         Ok((info.state.messages, info.state.bytes))
     }
 
+    /// The newest events of the stream (up to `limit`), newest first; sequences deleted by
+    /// retention are skipped.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<StoredEvent>, JetStreamError> {
+        let mut stream = self
+            .0
+            .js
+            .get_stream(&self.0.stream)
+            .await
+            .map_err(nats("opening the event stream"))?;
+        let (first, last) = {
+            let state = &stream
+                .info()
+                .await
+                .map_err(nats("reading the event stream"))?
+                .state;
+            (state.first_sequence.max(1), state.last_sequence)
+        };
+        let mut out = Vec::new();
+        let mut sequence = last;
+        while out.len() < limit && sequence >= first {
+            match stream.raw_message_builder().sequence(sequence).send().await {
+                Ok(message) => {
+                    let h = |k: &str| {
+                        message
+                            .headers
+                            .get(k)
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default()
+                    };
+                    let name = message
+                        .subject
+                        .as_str()
+                        .strip_prefix(&self.0.subjects)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .unwrap_or("")
+                        .to_string();
+                    out.push(StoredEvent {
+                        id: message.sequence,
+                        name,
+                        source: h(H_SOURCE),
+                        payload: String::from_utf8_lossy(&message.payload).into_owned(),
+                        published_at: h(H_PUBLISHED).parse().unwrap_or(0),
+                        hops: h(H_HOPS).parse().unwrap_or(0),
+                    });
+                }
+                Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {}
+                Err(e) => return Err(nats("reading the event stream")(e)),
+            }
+            sequence -= 1;
+        }
+        Ok(out)
+    }
+
     /// The dead-lettered events of `subscriber` with why each failed, at most `limit`.
     pub async fn dead_letter_events(
         &self,

@@ -121,6 +121,18 @@ CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_id);
 
 /// Schema changes since the first release, applied at open to a `frame.db` that predates them.
 /// `ADD COLUMN` with a constant default rewrites nothing: existing rows read the default.
+/// An `events` row selected as `id, name, source, payload, published_at, hops`.
+fn stored_event(row: sqlx::sqlite::SqliteRow) -> StoredEvent {
+    StoredEvent {
+        id: row.get::<i64, _>(0) as u64,
+        name: row.get(1),
+        source: row.get(2),
+        payload: row.get(3),
+        published_at: row.get::<i64, _>(4) as u64,
+        hops: u32::try_from(row.get::<i64, _>(5)).unwrap_or(u32::MAX),
+    }
+}
+
 async fn migrate(pool: &SqlitePool) -> Result<(), EventLogError> {
     let has_hops: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'hops'")
@@ -383,17 +395,19 @@ impl EventLog {
         .fetch_all(&self.pool)
         .await
         .map_err(err("cannot be read"))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredEvent {
-                id: row.get::<i64, _>(0) as u64,
-                name: row.get(1),
-                source: row.get(2),
-                payload: row.get(3),
-                published_at: row.get::<i64, _>(4) as u64,
-                hops: u32::try_from(row.get::<i64, _>(5)).unwrap_or(u32::MAX),
-            })
-            .collect())
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    /// The newest events (up to `limit`), newest first.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<StoredEvent>, EventLogError> {
+        let rows = sqlx::query(
+            "SELECT id, name, source, payload, published_at, hops FROM events ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("cannot be read"))?;
+        Ok(rows.into_iter().map(stored_event).collect())
     }
 
     /// Records that `subscriber` gave up on `event_id` after `attempts` attempts; `error` is cut
