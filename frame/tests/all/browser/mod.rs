@@ -234,9 +234,9 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}: entering frame `{css}`: {e}", self.test));
     }
 
-    /// Back to the top-level document.
+    /// Back to the parent document (the top one: shard pages are one frame deep).
     pub async fn leave_frame(&self) {
-        self.client.enter_frame(None).await.unwrap();
+        self.client.enter_parent_frame().await.unwrap();
     }
 
     /// Whether an alert, confirm or prompt is open (the session leaves them open).
