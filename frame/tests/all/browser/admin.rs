@@ -43,7 +43,7 @@ async fn an_operator_revokes_a_grant_and_the_next_call_is_denied() {
     let id = created["id"].as_str().unwrap().to_string();
     let (status, body) = export(&frame, &id).await;
     assert_eq!(status, 201, "storage is granted at first: {body}");
-    let Some(browser) = Browser::start("admin", &frame).await else {
+    let Some(browser) = Browser::start("operator", &frame).await else {
         return;
     };
 
