@@ -4,10 +4,11 @@
 //! Workflow: `draft --finalize--> finalized --share--> shared`, and any of them `--archive-->`
 //! `archived`. Only drafts can be edited or have their contents changed. Versions are made at
 //! finalisation and on request; packets export to JSON or zip bundles and import from them;
-//! shares open a read-only link until they expire or are revoked. Every response is JSON;
-//! errors use the house shape `{"error":{"code":"...","message":"..."}}` with 404 for unknown
-//! ids, 405 for a wrong method, 409 (`invalid_state`) for an illegal transition and 422
-//! (`validation_failed`, with `fields`) for a bad body.
+//! shares open a read-only link until they expire or are revoked. Every response is JSON but
+//! the dashboard page's files under `/ui/` (module `ui`); errors use the house shape
+//! `{"error":{"code":"...","message":"..."}}` with 404 for unknown ids, 405 for a wrong method,
+//! 409 (`invalid_state`) for an illegal transition and 422 (`validation_failed`, with `fields`)
+//! for a bad body.
 
 mod api;
 mod bundle;
@@ -18,6 +19,7 @@ mod notify;
 mod sharing;
 mod snapshot;
 mod store;
+mod ui;
 mod validate;
 mod versions;
 mod zip;
@@ -29,8 +31,10 @@ struct Packets;
 impl Shard for Packets {
     fn handle(request: Request) -> Response {
         // Every request runs in a fresh instance; once the frame has seen the schema current,
-        // the check runs no SQL. The health check answers without the database.
+        // the check runs no SQL. The health check and the page's files answer without the
+        // database.
         if request.path.trim_end_matches('/') != "/health"
+            && !ui::is_ui_path(&request.path)
             && let Err(error) = store::ensure_schema()
         {
             let error = ApiError::from(error);
@@ -45,6 +49,10 @@ impl Shard for Packets {
 fn router() -> Router {
     Router::new()
         .get("/health", api::health)
+        // Literal segments beat `/{id}` whatever the order, so `ui` is never read as a packet id.
+        .get("/ui", ui::index)
+        .get("/ui/app.js", ui::script)
+        .get("/ui/app.css", ui::stylesheet)
         .get("/count", api::count)
         .get("/", api::list)
         .post("/", api::create)

@@ -5,6 +5,7 @@
 mod exchange;
 mod nine_events;
 mod shares;
+mod ui;
 
 use crate::backends::Backends;
 use crate::harness::{Frame, install};
