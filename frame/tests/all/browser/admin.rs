@@ -68,7 +68,10 @@ async fn an_operator_revokes_a_grant_and_the_next_call_is_denied() {
     // The cookie is HttpOnly: the page's scripts cannot read it.
     let cookies = browser.js("return document.cookie;", vec![]).await;
     assert!(
-        !cookies.as_str().unwrap_or_default().contains("arkham_session"),
+        !cookies
+            .as_str()
+            .unwrap_or_default()
+            .contains("arkham_session"),
         "{cookies}"
     );
 
@@ -141,8 +144,9 @@ async fn the_admin_api_refuses_without_the_session_or_the_csrf_header() {
     let frame = Frame::start(data.path());
     let token = admin_token(data.path());
     let grants = "/api/frame/admin/shards/packets/grants";
-    let revoke = json!({"services": ["database", "events"], "publishes": ["packets.*"], "subscribes": []})
-        .to_string();
+    let revoke =
+        json!({"services": ["database", "events"], "publishes": ["packets.*"], "subscribes": []})
+            .to_string();
 
     // Plain HTTP first: no credentials, then a session cookie without the CSRF header.
     let (status, body) = frame.call("GET", "/api/frame/admin/shards", None).await;

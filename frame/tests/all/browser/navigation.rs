@@ -91,7 +91,14 @@ async fn navigation_follows_the_manifests() {
         .collect();
     assert_eq!(
         categories,
-        ["System", "Data", "Search", "Analysis", "Visualize", "Export"],
+        [
+            "System",
+            "Data",
+            "Search",
+            "Analysis",
+            "Visualize",
+            "Export"
+        ],
         "{nav:#}"
     );
     for section in nav.as_array().unwrap() {
@@ -229,7 +236,9 @@ async fn a_label_of_markup_is_text() {
         LABEL
     );
     // The generic page shows the label as its heading, as text too.
-    browser.wait("#shard-generic[data-shard=hostile-label]").await;
+    browser
+        .wait("#shard-generic[data-shard=hostile-label]")
+        .await;
     assert_eq!(browser.text("#page-title").await, LABEL);
     let images = browser
         .js(

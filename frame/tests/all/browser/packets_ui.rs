@@ -33,7 +33,9 @@ async fn create_add_finalize_and_share_in_the_packets_page() {
         "Harbour contracts"
     );
     assert_eq!(
-        browser.text("#packet-list .packet-row .packet-status").await,
+        browser
+            .text("#packet-list .packet-row .packet-status")
+            .await,
         "draft"
     );
     assert!(browser.exists("a.tab[data-status=all].active").await);
@@ -199,6 +201,20 @@ async fn create_add_finalize_and_share_in_the_packets_page() {
     assert!(
         shown.contains(&format!("/api/packets/shared/{token}")),
         "{shown}"
+    );
+    // The full URL, to copy: as text, or in a (read-only) text field.
+    let full = browser
+        .js(
+            "const box = document.querySelector('#share-link');\
+             return [box.textContent, ...[...box.querySelectorAll('input')].map((i) => i.value)].join(' ');",
+            vec![],
+        )
+        .await;
+    assert!(
+        full.as_str()
+            .unwrap()
+            .contains(&format!("{}/api/packets/shared/{token}", frame.base)),
+        "{full}"
     );
     browser
         .until("the share is listed", async || {
