@@ -19,6 +19,7 @@ use crate::shards::grants::{Grant, Grants};
 use crate::shards::manifest::{Manifest, Service};
 use crate::shards::{install, package};
 use anyhow::Context as _;
+use arkham_registry::digest::Digest;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -85,6 +86,8 @@ pub struct Frame {
     shards: RwLock<ShardMap>,
     /// Serialises reconciliations (watcher and admin API).
     reconcile: tokio::sync::Mutex<Stamps>,
+    /// Per shard, the version (digest) last refused in a swap: not tried again.
+    refusals: std::sync::Mutex<BTreeMap<String, Digest>>,
     admin_token: String,
 }
 
@@ -152,6 +155,7 @@ impl Frame {
             dispatcher,
             shards: RwLock::default(),
             reconcile: tokio::sync::Mutex::default(),
+            refusals: std::sync::Mutex::default(),
             admin_token,
         });
         frame.reconcile().await?;
@@ -208,6 +212,15 @@ impl Frame {
             let current = self.read().get(&installed.name).cloned();
             match current {
                 Some((was, ShardStatus::Running(running))) if was.digest == installed.digest => {
+                    // The catalog names the serving version again: a refused one may be tried
+                    // anew when it is installed again.
+                    self.refusals().remove(&installed.name);
+                    if was != *installed {
+                        // The same component; its record changed (a refusal noted, history).
+                        if let Some(entry) = self.write().get_mut(&installed.name) {
+                            entry.0 = installed.clone();
+                        }
+                    }
                     let grant = grants.effective(running.manifest());
                     let held = running.grant();
                     if *held != grant {
@@ -221,9 +234,60 @@ impl Frame {
                 }
                 Some((was, ShardStatus::Failed { .. }))
                     if was.digest == installed.digest && *seen != Stamps::default() => {}
+                Some((_, ShardStatus::Running(_)))
+                    if self.refusals().get(&installed.name) == Some(&installed.digest) => {}
+                Some((was, ShardStatus::Running(serving))) => {
+                    // A new version of a serving shard: loaded beside it and sent calls only once
+                    // it answers its health check; else the old one keeps serving.
+                    let checked = match self.load(installed, &grants).await {
+                        Ok(new) => match health_check(&new).await {
+                            Ok(()) => Ok(new),
+                            Err(why) => Err(why),
+                        },
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    match checked {
+                        Ok(new) => {
+                            self.activate(&new).await?;
+                            tracing::info!(shard = %installed.name, version = %installed.version, replaced = %was.version, "swapped in");
+                            self.write().insert(
+                                installed.name.clone(),
+                                (installed.clone(), ShardStatus::Running(new)),
+                            );
+                        }
+                        Err(why) => {
+                            tracing::error!(shard = %installed.name, version = %installed.version, serving = %was.version, error = %why, "new version refused; the old one keeps serving");
+                            // Remembered, so that it is not tried again until the catalog names
+                            // another version, even if the refusal cannot be written.
+                            self.refusals()
+                                .insert(installed.name.clone(), installed.digest.clone());
+                            let noted = was.with_refusal(installed, &why, install::now_rfc3339());
+                            if let Err(e) = install::record_refusal(
+                                &self.data,
+                                &noted,
+                                &serving.grant(),
+                                installed,
+                            ) {
+                                tracing::error!(shard = %installed.name, error = %e, "the refusal was not recorded in the catalog");
+                            }
+                            if let Some(entry) = self.write().get_mut(&installed.name) {
+                                entry.0 = noted;
+                            }
+                        }
+                    }
+                }
                 _ => {
-                    let status = match self.load(installed, &grants).await {
+                    let loaded = match self.load(installed, &grants).await {
+                        Ok(shard) => self.activate(&shard).await.map(|()| shard),
+                        Err(e) => Err(e),
+                    };
+                    let status = match loaded {
                         Ok(shard) => {
+                            if let Err(why) = health_check(&shard).await {
+                                // Serving anyway: at start there is nothing better to serve, and a
+                                // dependency may just be slow to come up.
+                                tracing::warn!(shard = %installed.name, error = %why, "loaded, but not healthy yet");
+                            }
                             tracing::info!(shard = %installed.name, version = %installed.version, "loaded");
                             ShardStatus::Running(shard)
                         }
@@ -310,6 +374,17 @@ impl Frame {
             services,
             grant.policy(&manifest),
         )?);
+        Ok(Arc::new(Running {
+            shard,
+            manifest,
+            grant: RwLock::new(Arc::new(grant)),
+        }))
+    }
+
+    /// Points event delivery at a loaded shard (the one about to serve): its subscriptions, or
+    /// none.
+    async fn activate(&self, running: &Running) -> anyhow::Result<()> {
+        let manifest = running.manifest();
         if manifest.events.subscribes.is_empty() {
             self.dispatcher.stop(&manifest.name).await;
             // No longer a subscriber: its old cursor must not hold back retention.
@@ -318,13 +393,13 @@ impl Frame {
                 .await
                 .context("removing the event cursor of a shard that no longer subscribes")?;
         } else {
-            self.dispatcher.start(shard.clone()).await;
+            self.dispatcher.start(running.shard().clone()).await;
         }
-        Ok(Arc::new(Running {
-            shard,
-            manifest,
-            grant: RwLock::new(Arc::new(grant)),
-        }))
+        Ok(())
+    }
+
+    fn refusals(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Digest>> {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardMap> {
@@ -387,7 +462,48 @@ impl Frame {
             tokio::task::spawn_blocking(move || install::install(&data, &runtime, &bytes, &source))
                 .await??;
         self.reconcile().await?;
+        self.verdict(&installed.shard)?;
         Ok(installed)
+    }
+
+    /// Rolls `name` back to the version installed before the current one (the admin API's
+    /// rollback; its authority is the consent to what that version requests), through the same
+    /// health gate as an upgrade.
+    pub async fn rollback(&self, name: &str) -> anyhow::Result<InstalledShard> {
+        let data = self.data.clone();
+        let name = name.to_string();
+        let next = tokio::task::spawn_blocking(move || {
+            let (current, earlier, manifest) = install::rollback_target(&data, &name)?;
+            install::rollback(&data, &current, &earlier, &manifest)
+        })
+        .await??;
+        self.reconcile().await?;
+        self.verdict(&next)?;
+        Ok(next)
+    }
+
+    /// Whether `shard`, just recorded in the catalog, is what serves now; else why not.
+    fn verdict(&self, shard: &InstalledShard) -> anyhow::Result<()> {
+        match self.read().get(&shard.name) {
+            Some((serving, ShardStatus::Running(_))) if serving.digest == shard.digest => Ok(()),
+            Some((_, ShardStatus::Failed { error })) => {
+                anyhow::bail!("{} {} is installed but does not load: {error}", shard.name, shard.version)
+            }
+            Some((serving, ShardStatus::Running(_))) => {
+                let why = serving
+                    .refused
+                    .as_ref()
+                    .filter(|r| r.digest == shard.digest)
+                    .map_or("it was not loaded", |r| r.error.as_str());
+                anyhow::bail!(
+                    "{} {} was refused ({why}); {} keeps serving",
+                    shard.name,
+                    shard.version,
+                    serving.version
+                )
+            }
+            None => anyhow::bail!("{} is not in the catalog any more", shard.name),
+        }
     }
 
     /// Removes a shard (the admin API's remove); its data is kept.
@@ -432,6 +548,28 @@ impl Frame {
         futures::future::join_all(drains).await;
         self.database.close_all().await;
         self.log.close().await;
+    }
+}
+
+/// Runs a loaded shard's health check (its manifest's `health` path must answer 2xx);
+/// passes for a shard without one.
+async fn health_check(running: &Running) -> Result<(), String> {
+    let Some(path) = running.manifest().health.as_deref() else {
+        return Ok(());
+    };
+    let request = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(format!("http://localhost{path}"))
+        .header(http::header::HOST, "localhost")
+        .body(bytes::Bytes::new())
+        .map_err(|e| format!("its health check path `{path}` is not a request target: {e}"))?;
+    match running.shard().handle(request).await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!(
+            "its health check GET {path} answered {}",
+            response.status()
+        )),
+        Err(e) => Err(format!("its health check GET {path} failed: {e}")),
     }
 }
 

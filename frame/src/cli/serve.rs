@@ -59,6 +59,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0; serving.json
     // is written first, so that whoever reads it can ask the frame at once.
     println!("listening on http://{local}");
+    eprintln!(
+        "dashboard: http://{local}/ (operator sign-in with the token in {})",
+        data.admin_token().display()
+    );
     let stopping = server::serve(listener, frame.clone(), connections, stop, SHUTDOWN_GRACE).await;
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.

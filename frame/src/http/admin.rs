@@ -27,13 +27,16 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
         .route("/api/frame/admin/config", get(config))
         .route(
             "/api/frame/admin/shards",
-            get(overview).post(install).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            get(overview)
+                .post(install)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route("/api/frame/admin/events/recent", get(recent_events))
         .route(
             "/api/frame/admin/shards/{name}",
             axum::routing::delete(remove),
         )
+        .route("/api/frame/admin/shards/{name}/rollback", post(rollback))
         .route(
             "/api/frame/admin/shards/{name}/grants",
             get(grants).put(set_grants),
@@ -60,7 +63,7 @@ async fn require_token(
 ) -> Response {
     match sessions.authorize(&frame, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -109,6 +112,8 @@ async fn overview(State(frame): State<Arc<Frame>>) -> Response {
                     "request_burst": limits.request_burst,
                 },
                 "limits_override": limits_config.shards.get(&installed.name),
+                "refused": installed.refused,
+                "history": installed.history,
             })
         })
         .collect();
@@ -135,7 +140,11 @@ async fn recent_events(
     axum::extract::Query(query): axum::extract::Query<RecentQuery>,
 ) -> Response {
     let limit = query.limit.unwrap_or(50).clamp(1, RECENT_LIMIT);
-    let scan = if query.shard.is_some() { RECENT_SCAN } else { limit };
+    let scan = if query.shard.is_some() {
+        RECENT_SCAN
+    } else {
+        limit
+    };
     let events = match frame.event_bus().recent(scan).await {
         Ok(events) => events,
         Err(e) => return bus_failed(e),
@@ -407,6 +416,19 @@ async fn purge_dead_letters(
     {
         Ok(purged) => Json(json!({ "shard": name, "purged": purged })).into_response(),
         Err(e) => bus_failed(e),
+    }
+}
+
+/// `POST shards/{name}/rollback`: back to the version installed before, through the health
+/// gate; 422 with the reason when it is refused (the current version keeps serving).
+async fn rollback(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {
+    match frame.rollback(&name).await {
+        Ok(serving) => Json(json!({ "serving": serving })).into_response(),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rollback_failed",
+            format!("{e:#}"),
+        ),
     }
 }
 

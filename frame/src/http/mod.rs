@@ -79,6 +79,8 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
                 "digest": installed.digest.to_string(),
                 "source": installed.source,
                 "installed_at": installed.installed_at,
+                "refused": installed.refused,
+                "earlier_versions": installed.history.iter().map(|e| e.version.to_string()).collect::<Vec<_>>(),
                 "api_prefix": format!("/api/{}", installed.name),
                 "status": status,
                 "http_interface": http_interface,

@@ -22,6 +22,89 @@ pub struct InstalledShard {
     pub source: String,
     /// When it was installed, RFC 3339.
     pub installed_at: String,
+    /// The versions installed before this one, newest first (at most [`HISTORY`]): what
+    /// `arkham shard rollback` returns to. Their components stay in the blob store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Earlier>,
+    /// The last version the running frame refused to switch to (it did not load, or did not
+    /// answer its health check), so this one kept serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+/// Versions kept per shard for rollback.
+pub const HISTORY: usize = 5;
+
+/// A version of a shard installed earlier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earlier {
+    /// Its version.
+    pub version: semver::Version,
+    /// Its component's digest in the blob store.
+    pub digest: Digest,
+    /// Where it was installed from.
+    pub source: String,
+    /// When it was installed, RFC 3339.
+    pub installed_at: String,
+}
+
+/// A version the running frame would not switch to, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    /// Its version.
+    pub version: semver::Version,
+    /// Its component's digest.
+    pub digest: Digest,
+    /// Why: the load error, or what the health check answered.
+    pub error: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+impl InstalledShard {
+    /// This entry as a history item.
+    pub fn earlier(&self) -> Earlier {
+        Earlier {
+            version: self.version.clone(),
+            digest: self.digest.clone(),
+            source: self.source.clone(),
+            installed_at: self.installed_at.clone(),
+        }
+    }
+
+    /// This entry, noting that the frame refused to switch from it to `refused`.
+    pub fn with_refusal(&self, refused: &InstalledShard, error: &str, at: String) -> InstalledShard {
+        InstalledShard {
+            refused: Some(Refusal {
+                version: refused.version.clone(),
+                digest: refused.digest.clone(),
+                error: error.to_string(),
+                at,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// `next` (a new install of this shard) with the history it inherits from this entry: this
+    /// version first unless `next` is the same component, then this one's history, without
+    /// `next` itself and without repeats, at most [`HISTORY`]. A refusal is cleared.
+    pub fn succeeded_by(&self, mut next: InstalledShard) -> InstalledShard {
+        let mut history = Vec::new();
+        let candidates = std::iter::once(self.earlier()).chain(self.history.iter().cloned());
+        for earlier in candidates {
+            if earlier.digest != next.digest
+                && !history.iter().any(|h: &Earlier| h.digest == earlier.digest)
+                && history.len() < HISTORY
+            {
+                history.push(earlier);
+            }
+        }
+        next.history = history;
+        next.refused = None;
+        next
+    }
 }
 
 /// The catalog file's content.
@@ -141,7 +224,42 @@ mod tests {
             digest: Digest::of(name.as_bytes()),
             source: "test".into(),
             installed_at: "2026-01-01T00:00:00Z".into(),
+            history: Vec::new(),
+            refused: None,
         }
+    }
+
+    fn versioned(version: &str) -> InstalledShard {
+        InstalledShard {
+            digest: Digest::of(version.as_bytes()),
+            ..shard("s", version)
+        }
+    }
+
+    #[test]
+    fn history_is_newest_first_without_repeats_and_bounded() {
+        let mut current = versioned("1.0.0");
+        for v in ["1.1.0", "1.2.0", "1.1.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"] {
+            current = current.succeeded_by(versioned(v));
+        }
+        let versions: Vec<String> = current
+            .history
+            .iter()
+            .map(|e| e.version.to_string())
+            .collect();
+        assert_eq!(current.version.to_string(), "5.0.0");
+        assert_eq!(versions, ["4.0.0", "3.0.0", "2.0.0", "1.1.0", "1.2.0"]);
+        // The same component again keeps the history as it was, and clears a refusal.
+        let mut refused = current.clone();
+        refused.refused = Some(Refusal {
+            version: "6.0.0".parse().unwrap(),
+            digest: Digest::of(b"6"),
+            error: "x".into(),
+            at: "now".into(),
+        });
+        let again = refused.succeeded_by(versioned("5.0.0"));
+        assert_eq!(again.history, current.history);
+        assert_eq!(again.refused, None);
     }
 
     #[test]

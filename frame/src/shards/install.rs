@@ -66,6 +66,14 @@ pub enum InstallError {
     /// `remove` of a shard that is not installed.
     #[error("no shard named `{0}` is installed; `arkham shard list` shows the installed shards")]
     NotInstalled(String),
+    /// Rollback of a shard with no earlier version recorded.
+    #[error(
+        "`{0}` has no earlier version to roll back to: the catalog records one when a new version replaces another"
+    )]
+    NoEarlierVersion(String),
+    /// The catalog changed between preparing a rollback and making it.
+    #[error("`{0}` changed while the rollback was being prepared; run it again")]
+    Changed(String),
     /// The grants file could not be read or written.
     #[error(transparent)]
     Grants(#[from] GrantsError),
@@ -181,6 +189,12 @@ pub fn install(
         digest,
         source: source.to_string(),
         installed_at: now_rfc3339(),
+        history: Vec::new(),
+        refused: None,
+    };
+    let shard = match catalog.get(&manifest.name) {
+        Some(current) => current.succeeded_by(shard),
+        None => shard,
     };
     let replaced = catalog.upsert(shard.clone());
     // The grant first: a catalog entry never exists without the grant its install approved.
@@ -191,6 +205,78 @@ pub fn install(
         replaced,
         manifest,
     })
+}
+
+/// What rolling `name` back would install: the current entry, the version before it and that
+/// version's manifest (read from the blob store: no registry is needed).
+pub fn rollback_target(
+    data: &DataDir,
+    name: &str,
+) -> Result<(InstalledShard, crate::shards::catalog::Earlier, Manifest), InstallError> {
+    let catalog = Catalog::load(&data.catalog())?;
+    let current = catalog
+        .get(name)
+        .cloned()
+        .ok_or_else(|| InstallError::NotInstalled(name.to_string()))?;
+    let earlier = current
+        .history
+        .first()
+        .cloned()
+        .ok_or_else(|| InstallError::NoEarlierVersion(name.to_string()))?;
+    let bytes = data.store().get(&earlier.digest)?;
+    let manifest = inspect(&bytes, &format!("{name} {} (from the store)", earlier.version))?.manifest;
+    Ok((current, earlier, manifest))
+}
+
+/// Makes the version before `current` the installed one again (granting what it requests),
+/// if the catalog still has `current`; `current` goes first in its history, so a second
+/// rollback returns to it.
+pub fn rollback(
+    data: &DataDir,
+    current: &InstalledShard,
+    earlier: &crate::shards::catalog::Earlier,
+    manifest: &Manifest,
+) -> Result<InstalledShard, InstallError> {
+    let _lock = DataDirLock::acquire(&data.lock())?;
+    let mut catalog = Catalog::load(&data.catalog())?;
+    if catalog.get(&current.name).map(|s| &s.digest) != Some(&current.digest) {
+        return Err(InstallError::Changed(current.name.clone()));
+    }
+    let next = current.succeeded_by(InstalledShard {
+        name: current.name.clone(),
+        version: earlier.version.clone(),
+        digest: earlier.digest.clone(),
+        source: earlier.source.clone(),
+        installed_at: now_rfc3339(),
+        history: Vec::new(),
+        refused: None,
+    });
+    catalog.upsert(next.clone());
+    save_grant(data, &current.name, Some(Grant::requested_by(manifest)))?;
+    catalog.save(&data.catalog())?;
+    Ok(next)
+}
+
+/// Records that the running frame refused to switch to `refused` and kept serving: the
+/// catalog's entry becomes `serving` (the serving version with its history and the refusal,
+/// see [`InstalledShard::with_refusal`]) and the grant goes back to the one it held. Does
+/// nothing if the entry is no longer `refused` (a newer install came in meanwhile).
+pub fn record_refusal(
+    data: &DataDir,
+    serving: &InstalledShard,
+    serving_grant: &Grant,
+    refused: &InstalledShard,
+) -> Result<bool, InstallError> {
+    let _lock = DataDirLock::acquire(&data.lock())?;
+    let mut catalog = Catalog::load(&data.catalog())?;
+    if catalog.get(&refused.name).map(|s| &s.digest) != Some(&refused.digest) {
+        return Ok(false);
+    }
+    catalog.upsert(serving.clone());
+    // The refused install replaced the grant with its own.
+    save_grant(data, &serving.name, Some(serving_grant.clone()))?;
+    catalog.save(&data.catalog())?;
+    Ok(true)
 }
 
 /// Removes the shard `name`; with `purge`, deletes its database and storage too.

@@ -40,6 +40,11 @@ pub struct Manifest {
     /// Free-form capability names, shown on the dashboard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// A path of the shard's API (e.g. `/health`) that answers 2xx when the shard works. A new
+    /// version of a running shard is sent calls only once this answers 2xx; without it, once
+    /// it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     /// Where the shard appears on the dashboard; absent for shards without a page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub navigation: Option<Navigation>,
@@ -99,8 +104,9 @@ fn plain_path(path: &str, query: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// A dashboard route: a plain path that is not the frame's own (`/`, `/api`, `/static`, …).
-fn check_route(route: &str) -> Result<(), String> {
+/// A dashboard route: a plain path at or below `/{name}`, so that no two shards claim one
+/// route (as no two share an API prefix), and not the frame's own (`/`, `/api`, `/shards`, …).
+fn check_route(route: &str, name: &str) -> Result<(), String> {
     plain_path(route, false)?;
     let first = route
         .trim_start_matches('/')
@@ -115,6 +121,14 @@ fn check_route(route: &str) -> Result<(), String> {
                 .map(|r| format!("`/{r}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    let own = format!("/{name}");
+    let path = route.trim_end_matches('/');
+    let below = path == own || path.strip_prefix(&own).is_some_and(|r| r.starts_with('/'));
+    if !below {
+        return Err(format!(
+            "is `{route}`; a shard's dashboard routes are `{own}` and the paths below it"
         ));
     }
     Ok(())
@@ -348,6 +362,9 @@ impl Manifest {
             problem,
         };
         validate_name(&self.name).map_err(|p| invalid("name", p))?;
+        if let Some(health) = &self.health {
+            plain_path(health, true).map_err(|p| invalid("health", p))?;
+        }
         if let Some(nav) = &self.navigation {
             if !CATEGORIES.contains(&nav.category.as_str()) {
                 return Err(invalid(
@@ -365,9 +382,10 @@ impl Manifest {
                     format!("is {}; use a number from 0 to 999", nav.order),
                 ));
             }
-            check_route(&nav.route).map_err(|p| invalid("navigation.route", p))?;
+            check_route(&nav.route, &self.name).map_err(|p| invalid("navigation.route", p))?;
             for sub in &nav.sub_routes {
-                check_route(&sub.route).map_err(|p| invalid("navigation.sub_routes.route", p))?;
+                check_route(&sub.route, &self.name)
+                    .map_err(|p| invalid("navigation.sub_routes.route", p))?;
             }
             if let Some(ui) = &nav.ui {
                 plain_path(ui, false).map_err(|p| invalid("navigation.ui", p))?;
@@ -596,6 +614,15 @@ subscribes = ["documents.*"]
             (
                 PACKETS.replace("route = \"/packets\"\n", "route = \"/\"\n"),
                 "belong to the frame",
+            ),
+            // Another shard's route: every route is under the shard's own name.
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/notes\"\n"),
+                "`/packets` and the paths below it",
+            ),
+            (
+                PACKETS.replace("route = \"/packets\"\n", "route = \"/packetsx\"\n"),
+                "`/packets` and the paths below it",
             ),
             (
                 PACKETS.replace(

@@ -78,10 +78,7 @@ async fn every_dashboard_route_is_the_shell_under_a_strict_policy() {
     assert_eq!(status, 404, "{body}");
     let response = get(&frame, "/api/frame/nope", "text/html").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "application/json"
-    );
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
 
     // Files and icons are embedded; unchanged ones revalidate to 304.
     for (file, kind) in [
@@ -134,7 +131,12 @@ async fn the_operator_session_is_a_cookie_with_csrf_protection() {
     // Without credentials, the admin API refuses.
     let (status, body) = frame.call("GET", "/api/frame/admin/shards", None).await;
     assert_eq!(status, 401, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("sign in"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sign in")
+    );
 
     // A wrong token makes no session.
     let wrong = sign_in(&frame, "not-the-token").await;
@@ -192,7 +194,8 @@ async fn the_operator_session_is_a_cookie_with_csrf_protection() {
 
     // A change with the cookie but without the CSRF header, or with a wrong one, is refused
     // and changes nothing.
-    let revoke = json!({ "services": ["database", "events"], "publishes": ["packets.*"], "subscribes": [] });
+    let revoke =
+        json!({ "services": ["database", "events"], "publishes": ["packets.*"], "subscribes": [] });
     let path = "/api/frame/admin/shards/packets/grants";
     for csrf_header in [None, Some("0".repeat(64))] {
         let mut request = with_cookie(reqwest::Method::PUT, path).json(&revoke);
@@ -213,9 +216,7 @@ async fn the_operator_session_is_a_cookie_with_csrf_protection() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    let (_, grants) = frame
-        .call("GET", "/api/frame/shards", None)
-        .await;
+    let (_, grants) = frame.call("GET", "/api/frame/shards", None).await;
     assert_eq!(grants["shards"][0]["status"], "running");
     let unchanged: Value = with_cookie(reqwest::Method::GET, path)
         .send()
@@ -248,7 +249,11 @@ async fn the_operator_session_is_a_cookie_with_csrf_protection() {
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     let (status, body) = frame
-        .call("POST", &format!("/api/packets/{id}/export"), Some(json!({ "format": "json" })))
+        .call(
+            "POST",
+            &format!("/api/packets/{id}/export"),
+            Some(json!({ "format": "json" })),
+        )
         .await;
     assert_eq!(status, 503, "storage is revoked: {body}");
 
@@ -352,9 +357,11 @@ async fn a_shard_cannot_see_or_set_the_session_nor_lift_its_sandbox() {
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
     assert!(
-        policies.iter().any(|p| p.starts_with("sandbox allow-scripts")
-            && !p.contains("allow-same-origin")
-            && p.contains("connect-src 'none'")),
+        policies
+            .iter()
+            .any(|p| p.starts_with("sandbox allow-scripts")
+                && !p.contains("allow-same-origin")
+                && p.contains("connect-src 'none'")),
         "{policies:?}"
     );
     assert_eq!(planted.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
@@ -386,7 +393,12 @@ async fn a_shard_cannot_see_or_set_the_session_nor_lift_its_sandbox() {
         .send()
         .await
         .unwrap();
-    assert!(missing.headers().get(header::CONTENT_SECURITY_POLICY).is_some());
+    assert!(
+        missing
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -405,7 +417,10 @@ async fn operators_see_recent_events_of_the_frame_and_of_one_shard() {
     let recent = |query: &'static str| {
         let request = frame
             .client
-            .get(format!("{}/api/frame/admin/events/recent{query}", frame.base))
+            .get(format!(
+                "{}/api/frame/admin/events/recent{query}",
+                frame.base
+            ))
             .bearer_auth(&token);
         async move {
             let response = request.send().await.unwrap();
@@ -424,11 +439,19 @@ async fn operators_see_recent_events_of_the_frame_and_of_one_shard() {
     for event in events {
         assert_eq!(event["source"], "packets");
         assert_eq!(event["name"], "packets.packet.created");
-        assert!(event["payload"].as_str().unwrap().contains("\"name\""), "{event}");
-        assert_eq!(event["payload_bytes"].as_u64().unwrap() as usize, event["payload"].as_str().unwrap().len());
+        assert!(
+            event["payload"].as_str().unwrap().contains("\"name\""),
+            "{event}"
+        );
+        assert_eq!(
+            event["payload_bytes"].as_u64().unwrap() as usize,
+            event["payload"].as_str().unwrap().len()
+        );
     }
     let none = recent("?shard=nosuch").await;
     assert_eq!(none["events"], json!([]));
-    let (status, _) = frame.call("GET", "/api/frame/admin/events/recent", None).await;
+    let (status, _) = frame
+        .call("GET", "/api/frame/admin/events/recent", None)
+        .await;
     assert_eq!(status, 401);
 }

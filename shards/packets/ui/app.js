@@ -278,6 +278,7 @@
 
   function render(route, force) {
     if (!force && route === state.route) return;
+    var previous = state.view;
     state.route = route;
     state.view = parseRoute(route);
     state.seq += 1;
@@ -286,6 +287,13 @@
     if (state.view.kind === "list") {
       show($("#detail-view"), false);
       resetDetail();
+      var same = previous && previous.kind === "list" && previous.status === state.view.status && previous.q === state.view.q;
+      if (!same) {
+        // Another tab or filter: no row of the old one lingers while the new one loads.
+        clear($("#packet-list tbody"));
+        show($("#packet-list .empty"), false);
+        clear($("#list-footer"));
+      }
       show($("#list-view"), true);
       renderList(state.view, state.seq);
     } else {
@@ -308,7 +316,7 @@
     $(".detail-name", root).textContent = "";
     $(".detail-description", root).textContent = "";
     clear($(".facts", root));
-    ["#contents", "#shares", "#versions", "#exports"].forEach(function (selector) {
+    ["#contents", "#shares", "#comments", "#versions", "#exports"].forEach(function (selector) {
       clear($(selector + " tbody"));
     });
     clear($("#share-link"));
@@ -462,6 +470,7 @@
         if (!current(seq)) return;
         drawDetail(answers[0], answers[1].items || [], answers[2].items || [], answers[3].items || []);
         loadExports(id, seq);
+        loadComments(answers[0], seq);
       })
       .catch(function (error) {
         if (!current(seq)) return;
@@ -741,6 +750,40 @@
     show($(".empty", wrap), !versions.length);
   }
 
+  // Comments come only through share links, so a draft (never shared) has none to show.
+  function loadComments(packet, seq) {
+    var section = $("#comments-section");
+    var wrap = $("#comments");
+    var body = $("tbody", wrap);
+    clear(body);
+    $("#comments-count").textContent = "";
+    if (packet.status === "draft") {
+      show(section, false);
+      return;
+    }
+    api("GET", "/" + enc(packet.id) + "/comments")
+      .then(function (answer) {
+        if (!current(seq)) return;
+        var items = (answer && answer.items) || [];
+        items.forEach(function (comment) {
+          body.appendChild(
+            el(
+              "tr",
+              { className: "comment-row", dataset: { id: comment.id } },
+              el("td", null, comment.author),
+              el("td", { className: "comment-body" }, comment.body),
+              timeCell(comment.created_at)
+            )
+          );
+        });
+        $("#comments-count").textContent = items.length ? String(items.length) : "";
+        show($(".empty", wrap), !items.length);
+      })
+      .catch(function (error) {
+        if (current(seq)) showError(error);
+      });
+  }
+
   function loadExports(id, seq) {
     var wrap = $("#exports");
     var body = $("tbody", wrap);
@@ -774,7 +817,21 @@
                     onclick: function () {
                       downloadExport(item.download_path, file);
                     },
-                  }, "Download")
+                  }, "Download"),
+                  " ",
+                  el("button", {
+                    type: "button",
+                    className: "small danger-text delete-export",
+                    title: "Delete this bundle (bundles count against the storage quota)",
+                    onclick: function (event) {
+                      action(event.currentTarget, function () {
+                        return api("DELETE", shardPath(item.download_path)).then(function () {
+                          notice("Export deleted.");
+                          loadExports(id, state.seq);
+                        });
+                      }, true);
+                    },
+                  }, "Delete")
                 )
               )
             );
@@ -790,9 +847,14 @@
       });
   }
 
+  // The API names its files by their full path; the bridge wants them relative to the prefix.
+  function shardPath(fullPath) {
+    var path = String(fullPath);
+    return path.indexOf(PREFIX + "/") === 0 ? path.slice(PREFIX.length) : path;
+  }
+
   function downloadExport(downloadPath, filename) {
-    var path = String(downloadPath);
-    if (path.indexOf(PREFIX + "/") === 0) path = path.slice(PREFIX.length);
+    var path = shardPath(downloadPath);
     tell(function (b) {
       b.download(path, filename);
     });
@@ -981,6 +1043,25 @@
           });
         }, true);
       });
+    });
+
+    var importFile = $("#import-file");
+    $("#import").addEventListener("click", function () {
+      importFile.value = "";
+      importFile.click();
+    });
+    importFile.addEventListener("change", function () {
+      var file = importFile.files && importFile.files[0];
+      if (!file) return;
+      var button = $("#import");
+      action(button, function () {
+        return file.arrayBuffer().then(function (buffer) {
+          return api("POST", "/import", buffer).then(function (imported) {
+            notice("Imported “" + imported.packet.name + "” (" + imported.contents_count + " items, " + imported.versions_count + " versions).");
+            go(detailRoute(imported.packet.id));
+          });
+        });
+      }, true);
     });
 
     $("#back").addEventListener("click", function (event) {

@@ -56,10 +56,7 @@ fn with_policy(mut response: Response, policy: &'static str) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(policy),
     );
-    headers.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
-    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
@@ -119,13 +116,19 @@ fn is_page(frame: &Frame, path: &str) -> bool {
                 .strip_prefix(route)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
-    if below("/admin") || path.strip_prefix("/shards/").is_some_and(|n| !n.contains('/')) {
+    if below("/admin")
+        || path
+            .strip_prefix("/shards/")
+            .is_some_and(|n| !n.contains('/'))
+    {
         return true;
     }
     frame.shards().into_iter().any(|(_, status)| match status {
-        ShardStatus::Running(running) => running.manifest().navigation.as_ref().is_some_and(|nav| {
-            below(&nav.route) || nav.sub_routes.iter().any(|s| below(&s.route))
-        }),
+        ShardStatus::Running(running) => {
+            running.manifest().navigation.as_ref().is_some_and(|nav| {
+                below(&nav.route) || nav.sub_routes.iter().any(|s| below(&s.route))
+            })
+        }
         ShardStatus::Failed { .. } => false,
     })
 }
@@ -176,8 +179,7 @@ pub fn protect_shard_response(response: &mut Response) {
                 .ok()
                 .and_then(|v| v.split('=').next())
                 .map(str::trim);
-            !name.is_some_and(|n| n.eq_ignore_ascii_case(session::COOKIE))
-                && v.to_str().is_ok()
+            !name.is_some_and(|n| n.eq_ignore_ascii_case(session::COOKIE)) && v.to_str().is_ok()
         })
         .cloned()
         .collect();
@@ -198,11 +200,7 @@ pub fn strip_session_cookie(headers: &mut axum::http::HeaderMap) {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| {
-            !pair
-                .split('=')
-                .next()
-                .is_some_and(|n| n.trim() == session::COOKIE)
-                && !pair.is_empty()
+            !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(session::COOKIE)
         })
         .map(str::to_string)
         .collect();

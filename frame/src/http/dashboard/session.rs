@@ -69,7 +69,9 @@ impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         // A panic while holding it cannot leave the map half-changed: every change is one
         // insert or remove.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a session; returns its id and CSRF token.
@@ -112,7 +114,12 @@ impl Sessions {
     /// Whether the request may use the admin API: the admin token as a bearer token, or a live
     /// session cookie, with the session's CSRF token and a same-origin `Origin` for anything
     /// but a read.
-    pub fn authorize(&self, frame: &Frame, method: &Method, headers: &HeaderMap) -> Result<(), Response> {
+    pub fn authorize(
+        &self,
+        frame: &Frame,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<(), Refused> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -121,34 +128,61 @@ impl Sessions {
             return if frame.is_admin_token(token) {
                 Ok(())
             } else {
-                Err(unauthorized())
+                Err(Refused::Unauthorized)
             };
         }
         let Some(csrf) = presented(headers).and_then(|id| self.csrf(id)) else {
-            return Err(unauthorized());
+            return Err(Refused::Unauthorized);
         };
         if method == Method::GET || method == Method::HEAD {
             return Ok(());
         }
         let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         if !sent.is_some_and(|sent| same(sent, &csrf)) {
-            return Err(error(
+            return Err(Refused::NoCsrfToken);
+        }
+        if !same_origin(headers) {
+            return Err(Refused::OtherOrigin);
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Sessions::authorize`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No admin token and no live session.
+    Unauthorized,
+    /// A change with the cookie but without the session's CSRF token.
+    NoCsrfToken,
+    /// A change with the cookie from another origin.
+    OtherOrigin,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Unauthorized => error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                // Not the path: where the data dir is is not for whoever can reach the port.
+                "the admin API needs `Authorization: Bearer <token>` or a dashboard session (sign \
+                 in at /admin); the token is in the file `admin-token` in the frame's data dir",
+            ),
+            Refused::NoCsrfToken => error(
                 StatusCode::FORBIDDEN,
                 "csrf_failed",
                 format!(
-                    "a change made with the session cookie needs the session's `{CSRF_HEADER}` header \
-                     (GET /api/frame/session gives it to the frame's own pages)"
+                    "a change made with the session cookie needs the session's `{CSRF_HEADER}` \
+                     header (GET /api/frame/session gives it to the frame's own pages)"
                 ),
-            ));
-        }
-        if !same_origin(headers) {
-            return Err(error(
+            ),
+            Refused::OtherOrigin => error(
                 StatusCode::FORBIDDEN,
                 "csrf_failed",
                 "the request's Origin is not this frame",
-            ));
+            ),
         }
-        Ok(())
     }
 }
 
@@ -164,19 +198,17 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        // Not the path: where the data dir is is not for whoever can reach the port.
-        "the admin API needs `Authorization: Bearer <token>` or a dashboard session (sign in at \
-         /admin); the token is in the file `admin-token` in the frame's data dir",
-    )
-}
-
-fn cookie(value: &str, max_age: u64) -> HeaderValue {
-    let cookie =
-        format!("{COOKIE}={value}; Path=/api/frame; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+/// The session cookie; `Secure` when the request came through a TLS proxy (the frame itself
+/// speaks plain HTTP, and browsers drop `Secure` cookies set over it).
+fn cookie(value: &str, max_age: u64, headers: &HeaderMap) -> HeaderValue {
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/api/frame; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     // Hex ids and fixed attributes: always a valid header value.
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -190,6 +222,7 @@ pub(super) struct SignIn {
 pub(super) async fn sign_in(
     State(frame): State<Arc<Frame>>,
     Extension(sessions): Extension<Sessions>,
+    headers: HeaderMap,
     body: Result<Json<SignIn>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(SignIn { token })) = body else {
@@ -211,7 +244,7 @@ pub(super) async fn sign_in(
     let mut response = Json(json!({ "signed_in": true, "csrf": csrf })).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie(&id, LIFETIME.as_secs()));
+        .insert(header::SET_COOKIE, cookie(&id, LIFETIME.as_secs(), &headers));
     response
 }
 
@@ -233,7 +266,7 @@ pub(super) async fn sign_out(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = sessions.authorize(&frame, &Method::DELETE, &headers) {
-        return refused;
+        return refused.into_response();
     }
     if let Some(id) = presented(&headers) {
         sessions.end(id);
@@ -241,7 +274,7 @@ pub(super) async fn sign_out(
     let mut response = Json(json!({ "signed_in": false })).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie("", 0));
+        .insert(header::SET_COOKIE, cookie("", 0, &headers));
     response
 }
 
