@@ -216,15 +216,15 @@ async fn a_label_of_markup_is_text() {
         data.path(),
         "hostile-label",
         &format!(
-            "category = \"Data\"\nlabel = {LABEL:?}\nroute = \"/hostile\"\nicon = \"<b>x</b>\"\n\
-             sub_routes = [{{ id = \"s\", label = {LABEL:?}, route = \"/hostile/sub\" }}]\n"
+            "category = \"Data\"\nlabel = {LABEL:?}\nroute = \"/hostile-label\"\nicon = \"<b>x</b>\"\n\
+             sub_routes = [{{ id = \"s\", label = {LABEL:?}, route = \"/hostile-label/sub\" }}]\n"
         ),
     );
     let frame = Frame::start(data.path());
     let Some(browser) = Browser::start("xss", &frame).await else {
         return;
     };
-    browser.goto("/hostile").await;
+    browser.goto("/hostile-label").await;
     let label = browser
         .text("#nav a.nav-item[data-shard=hostile-label] .nav-label")
         .await;
