@@ -160,19 +160,53 @@ impl Browser {
         }
     }
 
-    /// The `textContent` of the first element matching `css` (waits for it), trimmed.
+    /// The `textContent` of the first element matching `css` (waits for it), trimmed. Read in
+    /// one script, so a list the page redraws meanwhile cannot leave a stale element.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.wait(css).await;
-        text_of(&element).await
+        let script =
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Value::String(text) = self.js(script, vec![json!(css)]).await {
+                return text.trim().to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: waiting for the text of `{css}` on {}\n{}",
+                    self.test,
+                    self.path().await,
+                    self.excerpt().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    /// Clicks the first element matching `css` (waits for it).
+    /// The trimmed `textContent` of every element matching `css`, in page order (no waiting).
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let script =
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent.trim());";
+        let found = self.js(script, vec![json!(css)]).await;
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Clicks the first element matching `css` (waits for it; again if the page redrew it
+    /// between finding and clicking).
     pub async fn click(&self, css: &str) {
-        let element = self.wait(css).await;
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("{}: clicking `{css}`: {e}", self.test));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.wait(css).await;
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("{}: clicking `{css}`: {e}", self.test),
+            }
+        }
     }
 
     /// Replaces the value of the field matching `css` with `text`, as typed keys.
@@ -335,17 +369,6 @@ async fn connect(port: u16, profile: &tempfile::TempDir) -> Client {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .unwrap_or_else(|e| panic!("opening a chromedriver session: {e}"))
-}
-
-/// An element's `textContent`, trimmed (unlike WebDriver's text, it includes hidden text).
-pub async fn text_of(element: &Element) -> String {
-    element
-        .prop("textContent")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// The frame serves the shell page, whose title the browser reads; the harness end to end.

@@ -1,7 +1,7 @@
 //! Packets' own page inside the dashboard (the sandboxed iframe, talking through the bridge):
 //! create a draft, add an item, finalize, share; the API then agrees.
 
-use super::{Browser, text_of};
+use super::Browser;
 use crate::harness::{Frame, cpu_heavy, data_dir, install};
 use serde_json::json;
 use test_shards::PACKETS;
@@ -133,16 +133,11 @@ async fn create_add_finalize_and_share_in_the_packets_page() {
     browser.click(&format!("{add} button[type=submit]")).await;
     browser
         .until("the item is listed", async || {
-            let rows = browser
-                .client
-                .find_all(fantoccini::Locator::Css("#contents .content-row"))
+            browser
+                .texts("#contents .content-row")
                 .await
-                .unwrap();
-            let mut found = false;
-            for row in rows {
-                found |= text_of(&row).await.contains("Bill of lading");
-            }
-            found
+                .iter()
+                .any(|row| row.contains("Bill of lading"))
         })
         .await;
     browser.leave_frame().await;
