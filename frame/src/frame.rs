@@ -487,7 +487,11 @@ impl Frame {
         match self.read().get(&shard.name) {
             Some((serving, ShardStatus::Running(_))) if serving.digest == shard.digest => Ok(()),
             Some((_, ShardStatus::Failed { error })) => {
-                anyhow::bail!("{} {} is installed but does not load: {error}", shard.name, shard.version)
+                anyhow::bail!(
+                    "{} {} is installed but does not load: {error}",
+                    shard.name,
+                    shard.version
+                )
             }
             Some((serving, ShardStatus::Running(_))) => {
                 let why = serving

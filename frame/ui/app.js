@@ -717,7 +717,25 @@
         "tr",
         { class: "shard-row", dataset: { shard: s.name, status: s.status } },
         h("td", {}, link(`/shards/${encodeURIComponent(s.name)}`, {}, s.name), h("div", { class: "muted" }, s.version)),
-        h("td", {}, h("span", { class: `pill ${s.status}` }, s.status), s.error ? h("div", { class: "error small-text" }, s.error) : null),
+        h(
+          "td",
+          {},
+          h("span", { class: `pill ${s.status}` }, s.status),
+          s.error ? h("div", { class: "error small-text" }, s.error) : null,
+          s.refused ? h("div", { class: "error small-text refused" }, `refused ${s.refused.version}: ${s.refused.error}`) : null,
+          s.history && s.history.length
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  class: "rollback small",
+                  dataset: { shard: s.name },
+                  on: { click: () => rollback(s.name) },
+                },
+                `Roll back to ${s.history[0].version}`
+              )
+            : null
+        ),
         h("td", {}, h("code", { title: s.digest }, s.digest.replace(/^sha256:/, "").slice(0, 12)), h("div", { class: "muted small-text" }, s.source || "")),
         h("td", {}, controls.length ? controls : h("span", { class: "muted" }, "no services")),
         h(
@@ -740,6 +758,21 @@
       ),
       h("p", { id: "admin-error", class: "error", role: "alert", hidden: true })
     );
+  }
+
+  async function rollback(name) {
+    try {
+      await admin("POST", `/shards/${encodeURIComponent(name)}/rollback`);
+      await loadShards();
+      renderNav();
+      await adminShards();
+    } catch (e) {
+      const box = $("#admin-error");
+      if (box) {
+        box.textContent = e.message;
+        box.hidden = false;
+      }
+    }
   }
 
   async function toggleGrant(shard, service, grant) {

@@ -134,6 +134,21 @@ pub enum ShardCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Return a shard to the version installed before the current one, from the local blob
+    /// store (no registry needed). A running frame switches only once that version answers its
+    /// health check; else the current one keeps serving and this fails.
+    Rollback {
+        /// The shard's name.
+        name: String,
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Grant what that version requests beyond the current grant without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove an installed shard; its data is kept unless --purge.
     Remove {
         /// The shard's name.
@@ -182,12 +197,81 @@ async fn install_bytes(
     bytes: Vec<u8>,
     source: String,
 ) -> anyhow::Result<Installed> {
-    let data = data.clone();
-    let runtime = runtime.clone();
-    Ok(
+    let installed = {
+        let data = data.clone();
+        let runtime = runtime.clone();
         tokio::task::spawn_blocking(move || install::install(&data, &runtime, &bytes, &source))
-            .await??,
-    )
+            .await??
+    };
+    await_serving(data, &installed.shard).await?;
+    Ok(installed)
+}
+
+/// How long a command waits for the running frame to take up what it installed.
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When a frame serves `data`, waits until it serves `shard`, or says why it does not: the new
+/// version did not load or answer its health check, so the one before keeps serving (the frame
+/// put the catalog back). Without a running frame there is nothing to wait for.
+async fn await_serving(
+    data: &DataDir,
+    shard: &crate::shards::catalog::InstalledShard,
+) -> anyhow::Result<()> {
+    let Ok(client) = super::client::FrameClient::of(data) else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + SWAP_WAIT;
+    let mut asked = false;
+    loop {
+        match client.call(http::Method::GET, "/api/frame/shards").await {
+            // A frame that went away left its address behind: nobody to wait for.
+            Err(_) if !asked => return Ok(()),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
+            Err(_) => {}
+            Ok(list) => {
+                asked = true;
+                let entry = list["shards"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|s| s["name"] == shard.name.as_str()));
+                let digest = shard.digest.to_string();
+                let Some(entry) = entry else {
+                    anyhow::bail!("{} was removed while the frame took it up", shard.name);
+                };
+                if entry["digest"] == digest.as_str() {
+                    match entry["status"].as_str() {
+                        Some("running") => return Ok(()),
+                        _ => anyhow::bail!(
+                            "{} {} is installed, but the running frame cannot load it: {}",
+                            shard.name,
+                            shard.version,
+                            entry["error"].as_str().unwrap_or("no reason given")
+                        ),
+                    }
+                }
+                if entry["refused"]["digest"] == digest.as_str() {
+                    anyhow::bail!(
+                        "the running frame refused {} {}: {}; {} {} keeps serving (`arkham logs` and the frame's log have more)",
+                        shard.name,
+                        shard.version,
+                        entry["refused"]["error"]
+                            .as_str()
+                            .unwrap_or("no reason given"),
+                        shard.name,
+                        entry["version"].as_str().unwrap_or("the version before")
+                    );
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the running frame has not taken up {} {} within {} s; `arkham shard list` and the frame's log say more",
+                shard.name,
+                shard.version,
+                SWAP_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn print_installed(installed: &Installed) {
@@ -286,10 +370,28 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                         "{:<20} {:<10} {}  {}",
                         s.name, s.version, s.digest, s.source
                     );
+                    if let Some(refused) = &s.refused {
+                        println!(
+                            "{:<20} refused {} at {}: {}",
+                            "", refused.version, refused.at, refused.error
+                        );
+                    }
+                    if let Some(earlier) = s.history.first() {
+                        println!(
+                            "{:<20} before: {} (`arkham shard rollback {}`)",
+                            "", earlier.version, s.name
+                        );
+                    }
                 }
             }
             Ok(())
         }
+        ShardCommand::Rollback {
+            name,
+            data_dir,
+            yes,
+            json,
+        } => rollback(&data_dir.get(), &name, yes, json).await,
         ShardCommand::Remove {
             name,
             data_dir,
@@ -570,6 +672,43 @@ async fn add(
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+async fn rollback(data: &DataDir, name: &str, yes: bool, json: bool) -> anyhow::Result<()> {
+    let (current, earlier, manifest) = install::rollback_target(data, name)?;
+    super::grants::consent(data, &manifest, yes)?;
+    let serving = install::rollback(data, &current, &earlier, &manifest)?;
+    await_serving(data, &serving).await?;
+    // The registry pin names the version rolled back from: the shard is now as if added
+    // from a file.
+    let lock_file = lock_path(data);
+    let mut lock = Lockfile::load(&lock_file)?;
+    let unpinned = lock.remove(name);
+    if unpinned {
+        lock.save(&lock_file)?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "serving": serving,
+                "rolled_back_from": current.version.to_string(),
+                "unpinned": unpinned,
+            }))?
+        );
+    } else {
+        println!(
+            "rolled back {name} {} -> {} {}",
+            current.version, serving.version, serving.digest
+        );
+        if unpinned {
+            println!(
+                "note: {name} is no longer pinned in {}; `arkham shard add {name}@VERSION` pins it again",
+                lock_file.display()
+            );
+        }
     }
     Ok(())
 }

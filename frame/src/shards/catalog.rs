@@ -75,7 +75,12 @@ impl InstalledShard {
     }
 
     /// This entry, noting that the frame refused to switch from it to `refused`.
-    pub fn with_refusal(&self, refused: &InstalledShard, error: &str, at: String) -> InstalledShard {
+    pub fn with_refusal(
+        &self,
+        refused: &InstalledShard,
+        error: &str,
+        at: String,
+    ) -> InstalledShard {
         InstalledShard {
             refused: Some(Refusal {
                 version: refused.version.clone(),
@@ -239,7 +244,9 @@ mod tests {
     #[test]
     fn history_is_newest_first_without_repeats_and_bounded() {
         let mut current = versioned("1.0.0");
-        for v in ["1.1.0", "1.2.0", "1.1.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"] {
+        for v in [
+            "1.1.0", "1.2.0", "1.1.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0",
+        ] {
             current = current.succeeded_by(versioned(v));
         }
         let versions: Vec<String> = current

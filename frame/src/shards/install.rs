@@ -224,7 +224,11 @@ pub fn rollback_target(
         .cloned()
         .ok_or_else(|| InstallError::NoEarlierVersion(name.to_string()))?;
     let bytes = data.store().get(&earlier.digest)?;
-    let manifest = inspect(&bytes, &format!("{name} {} (from the store)", earlier.version))?.manifest;
+    let manifest = inspect(
+        &bytes,
+        &format!("{name} {} (from the store)", earlier.version),
+    )?
+    .manifest;
     Ok((current, earlier, manifest))
 }
 

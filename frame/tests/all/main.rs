@@ -32,4 +32,5 @@ mod sandbox_runtime;
 mod sandbox_sql;
 mod sandbox_storage;
 mod shard_new;
+mod upgrades;
 mod wit_versions;
