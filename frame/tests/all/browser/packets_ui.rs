@@ -38,7 +38,11 @@ async fn create_add_finalize_and_share_in_the_packets_page() {
             .await,
         "draft"
     );
-    assert!(browser.exists("a.tab[data-status=all].active").await);
+    browser
+        .until("the All tab is active", async || {
+            browser.exists("a.tab[data-status=all].active").await
+        })
+        .await;
     browser.leave_frame().await;
     browser.screenshot("packets-list").await;
 
