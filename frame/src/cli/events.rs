@@ -70,10 +70,11 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             }
             let log = &status["log"];
             println!(
-                "log ({}): {} events, {} bytes; retention: {} bytes undelivered per shard, stream max age {} s, max {} bytes",
+                "log ({}): {} events, {} bytes, {} trimmed by retention; retention: {} bytes undelivered per shard, stream max age {} s, max {} bytes",
                 log["backend"].as_str().unwrap_or("?"),
                 log["events"],
                 log["bytes"],
+                log["trimmed"],
                 log["retention"]["max_retained_bytes_per_shard"],
                 log["retention"]["stream_max_age_s"],
                 log["retention"]["stream_max_bytes"],

@@ -255,6 +255,10 @@ async fn events_status(State(frame): State<Arc<Frame>>) -> Response {
         Ok(size) => size,
         Err(e) => return bus_failed(e),
     };
+    let trimmed = match bus.trimmed().await {
+        Ok(trimmed) => trimmed,
+        Err(e) => return bus_failed(e),
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -289,6 +293,7 @@ async fn events_status(State(frame): State<Arc<Frame>>) -> Response {
             "backend": config.backend,
             "events": events,
             "bytes": bytes,
+            "trimmed": trimmed,
             "retention": {
                 "max_retained_bytes_per_shard": config.max_retained_bytes_per_shard,
                 "stream_max_age_s": config.stream_max_age_s,

@@ -300,6 +300,14 @@ async fn events_status_shows_a_subscriber_falling_behind(backends: Backends) {
         status().await.1["behind"] == 0
     })
     .await;
+    // Both logs delete what every subscriber has (the embedded log each second, JetStream
+    // once every consumer acked) and count it.
+    eventually("retention trims what was delivered", || async {
+        status().await.0["log"]["trimmed"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let (_, out, _) = events_cli(data.path(), &["status"]);
+    assert!(out.contains("trimmed by retention"), "{out}");
     frame.stop();
 }
 

@@ -149,6 +149,15 @@ impl EventBus {
         }
     }
 
+    /// Events retention removed: since the log was opened (embedded), since the stream began
+    /// (JetStream).
+    pub async fn trimmed(&self) -> Result<u64, EventBusError> {
+        match self {
+            Self::Embedded(log) => Ok(log.trimmed()),
+            Self::Nats(bus) => Ok(bus.trimmed().await?),
+        }
+    }
+
     /// The newest events the log holds (up to `limit`), newest first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<StoredEvent>, EventBusError> {
         match self {

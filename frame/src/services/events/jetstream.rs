@@ -511,6 +511,28 @@ impl JetStreamBus {
         Ok((info.state.messages, info.state.bytes))
     }
 
+    /// Events the stream removed since it began (acked by every consumer, under interest
+    /// retention, or past its age and byte limits): those before its first sequence, all of
+    /// them when it is empty.
+    pub async fn trimmed(&self) -> Result<u64, JetStreamError> {
+        let mut stream = self
+            .0
+            .js
+            .get_stream(&self.0.stream)
+            .await
+            .map_err(nats("opening the event stream"))?;
+        let state = &stream
+            .info()
+            .await
+            .map_err(nats("reading the event stream"))?
+            .state;
+        Ok(if state.messages == 0 {
+            state.last_sequence
+        } else {
+            state.first_sequence.saturating_sub(1)
+        })
+    }
+
     /// The newest events of the stream (up to `limit`), newest first; sequences deleted by
     /// retention are skipped.
     pub async fn recent(&self, limit: usize) -> Result<Vec<StoredEvent>, JetStreamError> {

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -166,6 +167,8 @@ pub struct EventLog {
     writer_done: watch::Receiver<()>,
     /// Bytes of retained events per source.
     retained: Arc<Retained>,
+    /// Events retention deleted since the log was opened.
+    trimmed: Arc<AtomicU64>,
 }
 
 /// What the writer task is asked to do.
@@ -261,12 +264,14 @@ impl EventLog {
             writer,
             writer_done,
             retained,
+            trimmed: Arc::default(),
         };
         if let Some(every) = retention {
             let head = log.subscribe_head();
             tokio::spawn(retain_loop(
                 log.pool.clone(),
                 log.retained.clone(),
+                log.trimmed.clone(),
                 head,
                 every,
             ));
@@ -287,7 +292,14 @@ impl EventLog {
     /// there is no cursor: a new subscriber starts at the head); returns how many. Run every
     /// [`RETENTION_INTERVAL`] by the log's own task.
     pub async fn trim(&self) -> Result<u64, EventLogError> {
-        trim(&self.pool, &self.retained).await
+        let deleted = trim(&self.pool, &self.retained).await?;
+        self.trimmed.fetch_add(deleted, Ordering::Relaxed);
+        Ok(deleted)
+    }
+
+    /// Events retention deleted since the log was opened.
+    pub fn trimmed(&self) -> u64 {
+        self.trimmed.load(Ordering::Relaxed)
     }
 
     /// Appends events published by `source`, atomically, and wakes the dispatchers.
@@ -571,6 +583,7 @@ async fn write_loop(
 async fn retain_loop(
     pool: SqlitePool,
     retained: Arc<Retained>,
+    trimmed: Arc<AtomicU64>,
     head: watch::Receiver<u64>,
     every: Duration,
 ) {
@@ -579,11 +592,14 @@ async fn retain_loop(
         if pool.is_closed() || head.has_changed().is_err() {
             return;
         }
-        if let Err(error) = trim(&pool, &retained).await {
-            if pool.is_closed() {
-                return;
+        match trim(&pool, &retained).await {
+            Ok(deleted) => {
+                trimmed.fetch_add(deleted, Ordering::Relaxed);
             }
-            tracing::warn!(%error, "trimming the event log failed; retrying later");
+            Err(_) if pool.is_closed() => return,
+            Err(error) => {
+                tracing::warn!(%error, "trimming the event log failed; retrying later");
+            }
         }
     }
 }
