@@ -8,6 +8,7 @@
 )]
 
 mod backends;
+mod browser;
 mod harness;
 
 mod dashboard;
