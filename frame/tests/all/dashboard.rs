@@ -408,6 +408,12 @@ async fn operators_see_recent_events_of_the_frame_and_of_one_shard() {
     install(data.path(), &[&PACKETS, &RECORDER]);
     let frame = Frame::start(data.path());
     let token = admin_token(data.path());
+    // The recorder fails its deliveries, so retention keeps the events (it trims what every
+    // subscriber has).
+    let (status, _) = frame
+        .call("PUT", "/api/recorder/fail", Some(json!({ "fail": true })))
+        .await;
+    assert_eq!(status, 200);
     for name in ["one", "two", "three"] {
         let (status, body) = frame
             .call("POST", "/api/packets/", Some(json!({ "name": name })))
