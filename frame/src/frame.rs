@@ -7,6 +7,8 @@
 
 use crate::config::FrameConfig;
 use crate::datadir::DataDir;
+use crate::metrics::Metrics;
+use crate::runtime::slots::InstanceSlots;
 use crate::runtime::{LoadedShard, Runtime, ShardServices};
 use crate::services::database::DatabaseService;
 use crate::services::events::{
@@ -86,6 +88,7 @@ pub struct Frame {
     /// Serialises reconciliations (watcher and admin API).
     reconcile: tokio::sync::Mutex<Stamps>,
     admin_token: String,
+    metrics: Metrics,
 }
 
 /// Modification stamps of the files the frame follows.
@@ -153,6 +156,7 @@ impl Frame {
             shards: RwLock::default(),
             reconcile: tokio::sync::Mutex::default(),
             admin_token,
+            metrics: Metrics::new(crate::shards::compat::FRAME_VERSION),
         });
         frame.reconcile().await?;
         Ok(frame)
@@ -202,6 +206,8 @@ impl Frame {
                 tracing::error!(shard = %name, error = %e, "its event cursor was not removed");
             }
             self.write().remove(&name);
+            // Bounded cardinality: only installed shards have series.
+            self.metrics.remove_shard(&name);
             tracing::info!(shard = %name, "unloaded");
         }
         for installed in &catalog.shards {
@@ -300,6 +306,7 @@ impl Frame {
             events_config,
             log: self.log.clone(),
             logging: ShardLog::new(&manifest.name, &self.config.logging),
+            metrics: self.metrics.shard(&manifest.name),
         };
         let grant = grants.effective(&manifest);
         let shard = Arc::new(LoadedShard::new(
@@ -366,6 +373,16 @@ impl Frame {
     /// The event bus.
     pub fn event_bus(&self) -> &EventBus {
         &self.log
+    }
+
+    /// The frame's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The engine's instance slots, shared by every shard.
+    pub fn instance_slots(&self) -> &InstanceSlots {
+        self.runtime.slots()
     }
 
     /// Whether `token` is the admin token (compared in constant time).

@@ -242,9 +242,10 @@ pub(super) async fn sign_in(
     // Always a new id: a session id planted before sign-in never becomes an operator's.
     let (id, csrf) = sessions.start();
     let mut response = Json(json!({ "signed_in": true, "csrf": csrf })).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, cookie(&id, LIFETIME.as_secs(), &headers));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&id, LIFETIME.as_secs(), &headers),
+    );
     response
 }
 
