@@ -539,16 +539,14 @@ impl LoadedShard {
     /// of the pool, or a trap of the guest's own (logged here with a reference for the client).
     fn classify(&self, error: wasmtime::Error, timeout: Duration) -> CallError {
         let shard = self.name.to_string();
-        let metrics = &self.services.metrics;
+        count_failure(&self.services.metrics, &error);
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            metrics.timeout();
             return CallError::Timeout {
                 shard,
                 limit_ms: timeout.as_millis(),
             };
         }
         if error.downcast_ref::<LimitHit>().is_some() {
-            metrics.memory_limit_hit();
             return CallError::MemoryExceeded {
                 shard,
                 limit_bytes: self.limits.memory_bytes,
@@ -557,7 +555,6 @@ impl LoadedShard {
         if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
             return CallError::FrameBusy;
         }
-        metrics.trap();
         let reference = format!("{:08x}", rand::random::<u32>());
         let detail = crate::services::logging::truncate_to(&format!("{error:?}"), MAX_TRAP_DETAIL)
             .to_string();
@@ -716,7 +713,7 @@ impl LoadedShard {
         // The guest runs on this task until it either returns or answers and waits (streaming a
         // body, awaiting the database, ...); only then does it move to a task of its own. A
         // small response thus costs no task spawn and no cross-thread wake-up.
-        let mut call = RunToCompletion::new(call, self.name.clone());
+        let mut call = RunToCompletion::new(call, self.name.clone(), self.services.metrics.clone());
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = call.poll_call(cx) {
                 return Poll::Ready(Step::Returned(result));
@@ -960,6 +957,18 @@ impl LoadedShard {
     }
 }
 
+/// Counts a failed call in the shard's metrics by its kind: a deadline, the memory limit, or a
+/// trap of the guest's own (a full pool is none of these).
+fn count_failure(metrics: &ShardMetrics, error: &wasmtime::Error) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        metrics.timeout();
+    } else if error.downcast_ref::<LimitHit>().is_some() {
+        metrics.memory_limit_hit();
+    } else if error.downcast_ref::<PoolConcurrencyLimitError>().is_none() {
+        metrics.trap();
+    }
+}
+
 /// Arms the store's deadline for one call: checked every epoch tick, past `timeout` the guest
 /// traps; before it, the guest yields, so one busy shard cannot hold an executor thread.
 pub fn set_deadline(store: &mut Store<ShardState>, timeout: Duration) {
@@ -993,16 +1002,20 @@ type CallFuture = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 struct RunToCompletion {
     call: Option<CallFuture>,
     shard: Arc<str>,
+    /// Where a failure after the response counts, as one before it does.
+    metrics: ShardMetrics,
 }
 
 impl RunToCompletion {
     fn new(
         call: impl Future<Output = wasmtime::Result<()>> + Send + 'static,
         shard: Arc<str>,
+        metrics: ShardMetrics,
     ) -> Self {
         Self {
             call: Some(Box::pin(call)),
             shard,
+            metrics,
         }
     }
 
@@ -1026,8 +1039,10 @@ impl Drop for RunToCompletion {
             return;
         };
         let shard = self.shard.clone();
+        let metrics = self.metrics.clone();
         let rest = async move {
             if let Err(e) = call.await {
+                count_failure(&metrics, &e);
                 tracing::warn!(shard = &*shard, error = %format!("{e:#}"), "the shard failed after sending its response");
             }
         };
