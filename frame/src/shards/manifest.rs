@@ -607,6 +607,11 @@ subscribes = ["documents.*"]
                 PACKETS.replace("route = \"/packets\"\n", "route = \"/\"\n"),
                 "belong to the frame",
             ),
+            // `/metrics` is the frame's metrics endpoint, so no shard may be named after it.
+            (
+                PACKETS.replace("name = \"packets\"", "name = \"metrics\""),
+                "reserves",
+            ),
             // Another shard's route: every route is under the shard's own name.
             (
                 PACKETS.replace("route = \"/packets\"\n", "route = \"/notes\"\n"),
