@@ -32,6 +32,7 @@ pub async fn scrape(frame: &Frame) -> Response {
 /// Sets the gauges that describe the frame's state now.
 async fn refresh(frame: &Frame) {
     let (mut loaded, mut failed) = (0, 0);
+    let mut usages = Vec::new();
     for (_, status) in frame.shards() {
         let running = match status {
             ShardStatus::Running(running) => running,
@@ -42,17 +43,21 @@ async fn refresh(frame: &Frame) {
         };
         loaded += 1;
         let shard = running.shard();
-        let metrics = shard.metrics();
+        let metrics = shard.metrics().clone();
         metrics.set_instances_in_use(shard.slots_in_use());
         if let Some(store) = shard.storage().cloned() {
             // Its own task: a first count that outlasts the wait still finishes and is kept (the
             // store caches it, exact from then on), so later scrapes get it at once.
             let usage = tokio::spawn(async move { store.usage().await });
-            if let Ok(Ok(Ok(usage))) = tokio::time::timeout(USAGE_WAIT, usage).await {
-                metrics.set_storage_bytes(usage.bytes);
-            }
+            usages.push(async move {
+                if let Ok(Ok(Ok(usage))) = tokio::time::timeout(USAGE_WAIT, usage).await {
+                    metrics.set_storage_bytes(usage.bytes);
+                }
+            });
         }
     }
+    // All at once: a scrape waits at most one USAGE_WAIT however many shards there are.
+    futures::future::join_all(usages).await;
     let slots = frame.instance_slots();
     frame.metrics().set_frame(FrameState {
         shards_loaded: loaded,

@@ -222,7 +222,10 @@ async fn metrics_count_known_traffic() {
     let m = scrape(&frame, &token).await;
     // Per frame.
     assert_eq!(
-        m.get("arkham_build_info", &[("version", "0.1.0")]),
+        m.get(
+            "arkham_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         Some(1.0)
     );
     assert_eq!(m.get("arkham_shards_loaded", &[]), Some(5.0));
