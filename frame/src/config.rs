@@ -2,6 +2,7 @@
 //! default, so the file is optional; unknown fields are errors so typos do not pass silently.
 
 use crate::http::server::ServerConfig;
+use crate::metrics::MetricsConfig;
 use crate::runtime::limits::LimitsConfig;
 use crate::services::database::DatabaseConfig;
 use crate::services::events::EventsConfig;
@@ -35,6 +36,8 @@ pub struct FrameConfig {
     pub nats: NatsConfig,
     /// The HTTP server: timeouts, connection and body-buffer limits.
     pub server: ServerConfig,
+    /// `GET /metrics`: where it is also served without the admin token.
+    pub metrics: MetricsConfig,
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
     /// whose request is covered installs without asking.
     pub grants: BTreeMap<String, Grant>,

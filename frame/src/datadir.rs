@@ -64,7 +64,7 @@ impl DataDir {
         self.root.join("admin-token")
     }
 
-    /// Where a running frame says where it listens (`{"address", "pid"}`), for the commands
+    /// Where a running frame says where it listens (`{"address", "pid"}`, and `"metrics"` with `[metrics] listen`), for the commands
     /// that ask it (`arkham logs`); removed when it stops.
     pub fn serving(&self) -> PathBuf {
         self.root.join("serving.json")

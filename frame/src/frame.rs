@@ -7,6 +7,8 @@
 
 use crate::config::FrameConfig;
 use crate::datadir::DataDir;
+use crate::metrics::Metrics;
+use crate::runtime::slots::InstanceSlots;
 use crate::runtime::{LoadedShard, Runtime, ShardServices};
 use crate::services::database::DatabaseService;
 use crate::services::events::{
@@ -89,6 +91,7 @@ pub struct Frame {
     /// Per shard, the version (digest) last refused in a swap: not tried again.
     refusals: std::sync::Mutex<BTreeMap<String, Digest>>,
     admin_token: String,
+    metrics: Metrics,
 }
 
 /// Modification stamps of the files the frame follows.
@@ -157,6 +160,7 @@ impl Frame {
             reconcile: tokio::sync::Mutex::default(),
             refusals: std::sync::Mutex::default(),
             admin_token,
+            metrics: Metrics::new(crate::shards::compat::FRAME_VERSION),
         });
         frame.reconcile().await?;
         Ok(frame)
@@ -206,6 +210,8 @@ impl Frame {
                 tracing::error!(shard = %name, error = %e, "its event cursor was not removed");
             }
             self.write().remove(&name);
+            // Bounded cardinality: only installed shards have series.
+            self.metrics.remove_shard(&name);
             tracing::info!(shard = %name, "unloaded");
         }
         for installed in &catalog.shards {
@@ -364,6 +370,7 @@ impl Frame {
             events_config,
             log: self.log.clone(),
             logging: ShardLog::new(&manifest.name, &self.config.logging),
+            metrics: self.metrics.shard(&manifest.name),
         };
         let grant = grants.effective(&manifest);
         let shard = Arc::new(LoadedShard::new(
@@ -441,6 +448,16 @@ impl Frame {
     /// The event bus.
     pub fn event_bus(&self) -> &EventBus {
         &self.log
+    }
+
+    /// The frame's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The engine's instance slots, shared by every shard.
+    pub fn instance_slots(&self) -> &InstanceSlots {
+        self.runtime.slots()
     }
 
     /// Whether `token` is the admin token (compared in constant time).

@@ -25,6 +25,7 @@ pub mod config;
 pub mod datadir;
 pub mod frame;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod services;
 pub mod shards;

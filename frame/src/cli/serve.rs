@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// What the shards get for their own shutdown however long the connections took.
 const MIN_SHARD_GRACE: Duration = Duration::from_secs(1);
+/// Connections the metrics address serves at once: a scraper or two.
+const METRICS_CONNECTIONS: usize = 16;
 
 /// Arguments of `arkham serve`.
 #[derive(Debug, clap::Args)]
@@ -43,14 +45,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
+    let metrics =
+        match frame.config().metrics.listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.with_context(
+                || {
+                    format!(
+                        "listening for metrics on {address} (`[metrics] listen` in {}); is \
+                         another process there?",
+                        data.config_file().display()
+                    )
+                },
+            )?),
+            None => None,
+        };
     // Before the frame says it listens: a SIGTERM right after that must stop it cleanly, not
-    // find the default action (a signal's handler is installed when it is registered).
-    let stop = shutdown_signal();
+    // find the default action (a signal's handler is installed when it is registered). One
+    // signal stops every listener.
+    let signal = shutdown_signal();
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stopping_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let local = listener.local_addr()?;
+    let metrics_local = match &metrics {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     tracing::info!(address = %local, data_dir = %data.root().display(), shards = frame.shards().len(), max_connections = connections, fd_limit, "arkham frame serving");
     let serving = data.serving();
-    let said =
+    let mut said =
         serde_json::json!({ "address": format!("http://{local}"), "pid": std::process::id() });
+    if let Some(address) = metrics_local {
+        said["metrics"] = serde_json::json!(format!("http://{address}/metrics"));
+    }
     if let Err(e) =
         arkham_registry::fsutil::write_atomically(&serving, said.to_string().as_bytes(), 0o600)
     {
@@ -63,7 +94,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "dashboard: http://{local}/ (operator sign-in with the token in {})",
         data.admin_token().display()
     );
-    let stopping = server::serve(listener, frame.clone(), connections, stop, SHUTDOWN_GRACE).await;
+    let metrics_task = match (metrics, metrics_local) {
+        (Some(listener), Some(address)) => {
+            eprintln!("metrics: http://{address}/metrics (no token: keep it private)");
+            let app = crate::metrics::app(frame.clone());
+            let config = frame.config().server.clone();
+            let stop = stopped(stopping_rx.clone());
+            Some(tokio::spawn(async move {
+                server::serve_app(
+                    listener,
+                    app,
+                    &config,
+                    METRICS_CONNECTIONS,
+                    stop,
+                    MIN_SHARD_GRACE,
+                )
+                .await
+            }))
+        }
+        _ => None,
+    };
+    let stopping = server::serve(
+        listener,
+        frame.clone(),
+        connections,
+        stopped(stopping_rx),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.
     let left = (stopping + SHUTDOWN_GRACE).saturating_duration_since(Instant::now());

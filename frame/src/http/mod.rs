@@ -1,5 +1,5 @@
 //! The frame's HTTP surface: its own API under `/api/frame/`, each shard's API under
-//! `/api/{shard}/`, and the dashboard at `/`.
+//! `/api/{shard}/`, the dashboard at `/`, and `GET /metrics` (with the admin token).
 
 mod admin;
 mod dashboard;
@@ -26,6 +26,7 @@ pub fn app(frame: Arc<Frame>) -> Router {
     Router::new()
         .merge(admin::routes(frame.clone()))
         .merge(dashboard::routes())
+        .route("/metrics", get(metrics))
         .route("/api/frame/health", get(health))
         .route("/api/frame/shards", get(shards))
         .route("/api/frame/{*rest}", any(frame_not_found))
@@ -45,6 +46,18 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         Json(json!({"error": {"code": code, "message": message.into()}})),
     )
         .into_response()
+}
+
+/// `GET /metrics`: the admin token (or a session) first; `[metrics] listen` serves it without.
+async fn metrics(
+    State(frame): State<Arc<Frame>>,
+    Extension(sessions): Extension<dashboard::Sessions>,
+    request: axum::extract::Request,
+) -> Response {
+    match sessions.authorize(&frame, request.method(), request.headers()) {
+        Ok(()) => crate::metrics::scrape(&frame).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 async fn health(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {

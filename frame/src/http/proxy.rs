@@ -4,7 +4,7 @@ use super::error;
 use super::server::{BodyBudget, BodyReservation};
 use crate::frame::Frame;
 use crate::runtime::limits::ShardLimits;
-use crate::runtime::{CallError, ShardBody};
+use crate::runtime::{CallError, LoadedShard, ShardBody};
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, Uri, header};
@@ -71,10 +71,31 @@ async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Respo
             ),
         );
     };
+    let started = std::time::Instant::now();
     // Before the body is read: a shard over its rate costs the frame as little as possible.
-    if let Err(wait) = shard.admit_request() {
-        return rate_limited(&name, shard.limits(), wait);
-    }
+    let response = match shard.admit_request() {
+        Ok(()) => through(&frame, budget, &shard, &name, path, request).await,
+        Err(wait) => {
+            shard.metrics().rate_limited();
+            rate_limited(&name, shard.limits(), wait)
+        }
+    };
+    shard
+        .metrics()
+        .request(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Serves a request admitted under the shard's rate: reads its body, calls the shard and checks
+/// its answer.
+async fn through(
+    frame: &Frame,
+    budget: BodyBudget,
+    shard: &Arc<LoadedShard>,
+    name: &str,
+    path: String,
+    request: Request,
+) -> Response {
     let limit = shard.limits().max_request_bytes;
     let (mut parts, body) = request.into_parts();
     super::dashboard::strip_session_cookie(&mut parts.headers);

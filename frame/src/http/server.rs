@@ -216,6 +216,19 @@ pub async fn serve(
 ) -> Instant {
     let config = frame.config().server.clone();
     let app: Router = crate::http::app(frame);
+    serve_app(listener, app, &config, connections, shutdown, grace).await
+}
+
+/// Serves `app` on `listener` as [`serve`] serves the frame's, under the same bounds (`config`):
+/// for the other addresses the frame listens on (`[metrics] listen`).
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    connections: usize,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Instant {
     let permits = Arc::new(Semaphore::new(connections));
     let write_timeout = Duration::from_millis(config.write_timeout_ms);
     let mut builder = http1::Builder::new();

@@ -6,11 +6,12 @@ use super::policy::ShardPolicy;
 use super::slots::{self, ShardSlots, SlotError, SlotPermit};
 use super::store::ShardState;
 use crate::bindings::{event_handler, http_handler, v0_1};
+use crate::metrics::ShardMetrics;
 use crate::runtime::limits::ShardLimits;
 use crate::runtime::linker::ARKHAM_VERSIONS;
 use crate::services::database::{DatabaseCtx, ShardDatabase};
 use crate::services::events::{
-    EventBus, EventTarget, EventsConfig, EventsCtx, EventsShard, StoredEvent,
+    Delivery, EventBus, EventTarget, EventsConfig, EventsCtx, EventsShard, Pending, StoredEvent,
 };
 use crate::services::logging::ShardLog;
 use crate::services::rate::TokenBucket;
@@ -47,6 +48,8 @@ pub struct ShardServices {
     pub events: EventsShard,
     /// Its budget in the frame's log, shared by its instances.
     pub logging: ShardLog,
+    /// Its series in the frame's metrics, resolved once.
+    pub metrics: ShardMetrics,
 }
 
 /// Why a call into a shard failed.
@@ -433,6 +436,30 @@ impl LoadedShard {
         &self.name
     }
 
+    /// Its series in the frame's metrics.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.services.metrics
+    }
+
+    /// Instance slots the shard holds now (running calls and kept instances).
+    pub fn slots_in_use(&self) -> usize {
+        self.slots.in_use()
+    }
+
+    /// Its storage namespace, if it declares the service.
+    pub fn storage(&self) -> Option<&ShardStore> {
+        self.services.storage.as_ref()
+    }
+
+    /// Appends `events` the shard published to the log, counting them once durable.
+    async fn append_events(&self, events: &[Pending]) -> Result<(), String> {
+        let appended = self.services.log.append(&self.name, events).await;
+        if appended.is_ok() {
+            self.services.metrics.events_published(events.len());
+        }
+        appended.map_err(|e| e.to_string())
+    }
+
     /// The export the frame serves the shard's HTTP API through.
     pub fn http_interface(&self) -> &'static str {
         match self.http {
@@ -459,7 +486,7 @@ impl LoadedShard {
         let policy = self.policy();
         let s = &self.services;
         let database = match (&s.database, policy.database) {
-            (Some(db), true) => DatabaseCtx::granted(db.clone()),
+            (Some(db), true) => DatabaseCtx::granted(db.clone()).counted(s.metrics.clone()),
             _ => DatabaseCtx::denied(),
         };
         let storage = match (&s.storage, policy.storage) {
@@ -512,6 +539,7 @@ impl LoadedShard {
     /// of the pool, or a trap of the guest's own (logged here with a reference for the client).
     fn classify(&self, error: wasmtime::Error, timeout: Duration) -> CallError {
         let shard = self.name.to_string();
+        count_failure(&self.services.metrics, &error);
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return CallError::Timeout {
                 shard,
@@ -660,14 +688,14 @@ impl LoadedShard {
                 generation,
                 permit,
             });
-            let logged = this.services.log.append(&this.name, &events.take()).await;
+            let logged = this.append_events(&events.take()).await;
             match (response, buffered) {
                 (Some(response), Some(sender)) => {
                     let answer = logged.map(|()| response).map_err(|e| {
                         tracing::error!(shard = &*this.name, error = %e, "events published by the request were not logged; answering 503");
                         CallError::EventsNotLogged {
                             shard: this.name.to_string(),
-                            reason: e.to_string(),
+                            reason: e,
                         }
                     });
                     let failed = answer.is_err();
@@ -692,7 +720,7 @@ impl LoadedShard {
         // The guest runs on this task until it either returns or answers and waits (streaming a
         // body, awaiting the database, ...); only then does it move to a task of its own. A
         // small response thus costs no task spawn and no cross-thread wake-up.
-        let mut call = RunToCompletion::new(call, self.name.clone());
+        let mut call = RunToCompletion::new(call, self.name.clone(), self.services.metrics.clone());
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = call.poll_call(cx) {
                 return Poll::Ready(Step::Returned(result));
@@ -709,11 +737,11 @@ impl LoadedShard {
                 // Only a `wasi:http` guest answers before returning; the call is paused here
                 // while what it published so far is made durable.
                 let early = pending.take();
-                if let Err(e) = self.services.log.append(&self.name, &early).await {
+                if let Err(e) = self.append_events(&early).await {
                     tracing::error!(shard = &*self.name, error = %e, "events published by the request were not logged; answering 503");
                     return Err(CallError::EventsNotLogged {
                         shard: self.name.to_string(),
-                        reason: e.to_string(),
+                        reason: e,
                     });
                 }
                 Ok(answer)
@@ -874,9 +902,7 @@ impl LoadedShard {
         match result {
             Ok(Ok(())) => {
                 let pending = store.data_mut().events.take_pending();
-                self.services
-                    .log
-                    .append(&self.name, &pending)
+                self.append_events(&pending)
                     .await
                     .map_err(|e| format!("events published by the handler were not logged: {e}"))
             }
@@ -916,6 +942,15 @@ impl EventTarget for LoadedShard {
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.deliver_event(event))
     }
+
+    fn settled(&self, delivery: Delivery) {
+        let metrics = &self.services.metrics;
+        match delivery {
+            Delivery::Delivered => metrics.event_delivered(),
+            Delivery::Retried => metrics.event_retried(),
+            Delivery::DeadLettered => metrics.event_dead_lettered(),
+        }
+    }
 }
 
 impl LoadedShard {
@@ -926,6 +961,18 @@ impl LoadedShard {
             &mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()),
         ));
         self.slots.idle().await;
+    }
+}
+
+/// Counts a failed call in the shard's metrics by its kind: a deadline, the memory limit, or a
+/// trap of the guest's own (a full pool is none of these).
+fn count_failure(metrics: &ShardMetrics, error: &wasmtime::Error) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        metrics.timeout();
+    } else if error.downcast_ref::<LimitHit>().is_some() {
+        metrics.memory_limit_hit();
+    } else if error.downcast_ref::<PoolConcurrencyLimitError>().is_none() {
+        metrics.trap();
     }
 }
 
@@ -962,16 +1009,20 @@ type CallFuture = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 struct RunToCompletion {
     call: Option<CallFuture>,
     shard: Arc<str>,
+    /// Where a failure after the response counts, as one before it does.
+    metrics: ShardMetrics,
 }
 
 impl RunToCompletion {
     fn new(
         call: impl Future<Output = wasmtime::Result<()>> + Send + 'static,
         shard: Arc<str>,
+        metrics: ShardMetrics,
     ) -> Self {
         Self {
             call: Some(Box::pin(call)),
             shard,
+            metrics,
         }
     }
 
@@ -995,8 +1046,10 @@ impl Drop for RunToCompletion {
             return;
         };
         let shard = self.shard.clone();
+        let metrics = self.metrics.clone();
         let rest = async move {
             if let Err(e) = call.await {
+                count_failure(&metrics, &e);
                 tracing::warn!(shard = &*shard, error = %format!("{e:#}"), "the shard failed after sending its response");
             }
         };

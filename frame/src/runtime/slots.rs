@@ -99,6 +99,16 @@ impl InstanceSlots {
         }
     }
 
+    /// Slots in the pool.
+    pub fn capacity(&self) -> usize {
+        self.pool.capacity
+    }
+
+    /// Slots held now, by every shard.
+    pub fn in_use(&self) -> usize {
+        self.pool.lock().in_use
+    }
+
     /// The slots of one loaded shard whose calls each cost `weight` slots, with at most
     /// `cap_instances` calls at once and up to `reserve_instances` of them reserved.
     pub fn register(&self, weight: u32, cap_instances: u32, reserve_instances: u32) -> ShardSlots {

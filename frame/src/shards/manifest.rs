@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 
 /// Names a shard may not take: they are routes of the frame itself.
-const RESERVED_NAMES: &[&str] = &["frame", "api", "admin", "static"];
+const RESERVED_NAMES: &[&str] = &["frame", "api", "admin", "static", "metrics"];
 
 /// Dashboard categories, in the order the dashboard shows them.
 pub const CATEGORIES: &[&str] = &[
@@ -63,7 +63,7 @@ pub struct Manifest {
 const MAX_PATH_LEN: usize = 256;
 
 /// The frame's own pages and APIs: no shard route may claim them.
-const RESERVED_ROUTES: &[&str] = &["api", "static", "admin", "shards"];
+const RESERVED_ROUTES: &[&str] = &["api", "static", "admin", "shards", "metrics"];
 
 /// A path the browser will not rewrite: absolute, plain segments (no `.`/`..`, no empty
 /// segment, nothing percent-encoded), no fragment; a query only where `query` allows it.
@@ -614,6 +614,11 @@ subscribes = ["documents.*"]
             (
                 PACKETS.replace("route = \"/packets\"\n", "route = \"/\"\n"),
                 "belong to the frame",
+            ),
+            // `/metrics` is the frame's metrics endpoint, so no shard may be named after it.
+            (
+                PACKETS.replace("name = \"packets\"", "name = \"metrics\""),
+                "reserves",
             ),
             // Another shard's route: every route is under the shard's own name.
             (

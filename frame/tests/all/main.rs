@@ -22,6 +22,7 @@ mod hostile;
 mod http;
 mod install;
 mod logs;
+mod metrics;
 mod packets;
 mod registry;
 mod reuse;

@@ -17,6 +17,7 @@ mod postgres;
 mod sqlite;
 
 use crate::bindings::database::{self, Error, Rows, Value};
+use crate::metrics::ShardMetrics;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -322,6 +323,8 @@ impl DatabaseService {
 #[derive(Clone, Default)]
 pub struct DatabaseCtx {
     db: Option<ShardDatabase>,
+    /// Where its statements are counted, if anywhere.
+    metrics: Option<ShardMetrics>,
 }
 
 impl DatabaseCtx {
@@ -329,12 +332,30 @@ impl DatabaseCtx {
     pub fn granted(db: impl Into<ShardDatabase>) -> Self {
         Self {
             db: Some(db.into()),
+            metrics: None,
         }
     }
 
     /// A context for a shard without the database service: every call answers `denied`.
     pub fn denied() -> Self {
-        Self { db: None }
+        Self {
+            db: None,
+            metrics: None,
+        }
+    }
+
+    /// The same context, counting its statements (and their errors) in `metrics`.
+    pub fn counted(mut self, metrics: ShardMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts one statement that answered `result`; passes the result on.
+    fn count<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Some(metrics) = &self.metrics {
+            metrics.statement(result.is_ok());
+        }
+        result
     }
 }
 
@@ -390,10 +411,11 @@ impl database::Host for DatabaseView<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, Error>> {
-        Ok(match self.db() {
+        let result = match self.db() {
             Ok(db) => db.execute(sql, params).await,
             Err(e) => Err(e),
-        })
+        };
+        Ok(self.ctx.count(result))
     }
 
     async fn query(
@@ -401,17 +423,19 @@ impl database::Host for DatabaseView<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<Rows, Error>> {
-        Ok(match self.db() {
+        let result = match self.db() {
             Ok(db) => db.query(sql, params).await,
             Err(e) => Err(e),
-        })
+        };
+        Ok(self.ctx.count(result))
     }
 
     async fn execute_batch(&mut self, sql: String) -> wasmtime::Result<Result<(), Error>> {
-        Ok(match self.db() {
+        let result = match self.db() {
             Ok(db) => db.execute_batch(sql).await,
             Err(e) => Err(e),
-        })
+        };
+        Ok(self.ctx.count(result))
     }
 
     async fn ensure_schema(
@@ -445,10 +469,11 @@ impl database::HostTransaction for DatabaseView<'_> {
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, Error>> {
         let t = self.tx(&tx)?;
-        Ok(match t.tx.as_mut() {
+        let result = match t.tx.as_mut() {
             Some(inner) => t.db.execute_in(inner, sql, params).await,
             None => Err(Error::TransactionClosed),
-        })
+        };
+        Ok(self.ctx.count(result))
     }
 
     async fn query(
@@ -458,10 +483,11 @@ impl database::HostTransaction for DatabaseView<'_> {
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<Rows, Error>> {
         let t = self.tx(&tx)?;
-        Ok(match t.tx.as_mut() {
+        let result = match t.tx.as_mut() {
             Some(inner) => t.db.query_in(inner, sql, params).await,
             None => Err(Error::TransactionClosed),
-        })
+        };
+        Ok(self.ctx.count(result))
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), Error>> {

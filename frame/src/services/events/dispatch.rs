@@ -24,6 +24,19 @@ pub trait EventTarget: Send + Sync + 'static {
     }
     /// Delivers one event; `Err` (a handler error, trap or timeout) asks for a retry.
     fn deliver(&self, event: StoredEvent) -> BoxFuture<'_, Result<(), String>>;
+    /// Told how each delivery attempt was settled (for the frame's metrics); nothing by default.
+    fn settled(&self, _delivery: Delivery) {}
+}
+
+/// How one delivery attempt to a subscriber was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The handler took the event.
+    Delivered,
+    /// It failed, and the event will be delivered again after a back-off.
+    Retried,
+    /// It failed for the last time: the event is a dead letter for the subscriber now.
+    DeadLettered,
 }
 
 /// A running delivery task and the switch that stops it.
@@ -235,7 +248,10 @@ async fn deliver_with_retries(
     let mut delay = Duration::from_millis(config.retry_base_ms.max(1));
     for attempt in 1..=max_attempts {
         let error = match target.deliver(event.clone()).await {
-            Ok(()) => return Some(()),
+            Ok(()) => {
+                target.settled(Delivery::Delivered);
+                return Some(());
+            }
             Err(error) => error,
         };
         // The error comes from the guest: cut it before it is logged (every attempt) and stored.
@@ -251,8 +267,10 @@ async fn deliver_with_retries(
             {
                 tracing::error!(error = %e, "dead letter not recorded");
             }
+            target.settled(Delivery::DeadLettered);
             return Some(());
         }
+        target.settled(Delivery::Retried);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(stop, shutdown) => return None,

@@ -18,7 +18,7 @@
 
 use super::log::truncate_error;
 use super::quota::{Retained, event_bytes};
-use super::{EventTarget, EventsConfig, Pending, StoredEvent};
+use super::{Delivery, EventTarget, EventsConfig, Pending, StoredEvent};
 use crate::services::nats::{NatsConfig, server_at_least};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
@@ -887,6 +887,7 @@ async fn handle(
     };
     let error = match delivered {
         Ok(()) => {
+            target.settled(Delivery::Delivered);
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(shard = target.name(), id, error = %e, "ack not confirmed; the event may be delivered again");
             }
@@ -898,6 +899,7 @@ async fn handle(
     tracing::warn!(shard = target.name(), event = %event.name, id, attempt, %error, "event delivery failed");
     let max_attempts = config.max_attempts.max(1);
     if attempt < max_attempts {
+        target.settled(Delivery::Retried);
         let delay = backoff(config, attempt);
         if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
             tracing::warn!(shard = target.name(), id, error = %e, "nak not sent; the event is redelivered after ack_wait");
@@ -910,6 +912,7 @@ async fn handle(
         tracing::error!(error = %e, "dead letter not recorded; the event will be delivered again");
         return;
     }
+    target.settled(Delivery::DeadLettered);
     if let Err(e) = message.double_ack().await {
         tracing::warn!(shard = target.name(), id, error = %e, "ack after the dead letter not confirmed");
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use wasmtime::component::HasData;
 
 pub use bus::{EventBus, EventBusError, EventsBackend};
-pub use dispatch::{Dispatcher, EventTarget};
+pub use dispatch::{Delivery, Dispatcher, EventTarget};
 pub use jetstream::{ACK_WAIT, JetStreamBus, JetStreamError};
 pub use log::{EventLog, EventLogError, StoredEvent};
 pub use policy::{PublishPolicy, ReceivePolicy};
