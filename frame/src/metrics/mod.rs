@@ -82,6 +82,7 @@ struct Families {
     database_statements: ByShard<Counter>,
     database_errors: ByShard<Counter>,
     storage_bytes: ByShard<Gauge>,
+    events_behind: ByShard<Gauge>,
     shards_loaded: Gauge,
     shards_failed: Gauge,
     slots_in_use: Gauge,
@@ -121,6 +122,7 @@ impl Metrics {
             database_statements: Family::default(),
             database_errors: Family::default(),
             storage_bytes: Family::default(),
+            events_behind: Family::default(),
             shards_loaded: Gauge::default(),
             shards_failed: Gauge::default(),
             slots_in_use: Gauge::default(),
@@ -224,6 +226,11 @@ impl Metrics {
             "Bytes the shard keeps in storage, as its quota counts them",
             f.storage_bytes.clone(),
         );
+        registry.register(
+            "shard_events_behind",
+            "Events a subscriber has not been delivered yet (counted up to a bound), at the scrape",
+            f.events_behind.clone(),
+        );
         Self {
             inner: Arc::new(Inner { registry, families }),
         }
@@ -251,6 +258,7 @@ impl Metrics {
         f.request_duration.remove(&label);
         f.instances_in_use.remove(&label);
         f.storage_bytes.remove(&label);
+        f.events_behind.remove(&label);
         for family in [
             &f.rate_limited,
             &f.traps,

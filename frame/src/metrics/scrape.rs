@@ -45,6 +45,14 @@ async fn refresh(frame: &Frame) {
         let shard = running.shard();
         let metrics = shard.metrics().clone();
         metrics.set_instances_in_use(shard.slots_in_use());
+        let policy = shard.policy();
+        if !policy.receive.declared().is_empty() {
+            let wants = |name: &str| policy.receive.may_receive(name);
+            // A log that cannot be read now leaves the last value.
+            if let Ok(lag) = frame.event_bus().lag(shard.name(), &wants).await {
+                metrics.set_events_behind(lag.behind);
+            }
+        }
         if let Some(store) = shard.storage().cloned() {
             // Its own task: a first count that outlasts the wait still finishes and is kept (the
             // store caches it, exact from then on), so later scrapes get it at once.

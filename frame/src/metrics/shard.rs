@@ -29,6 +29,7 @@ struct Handles {
     database_statements: Counter,
     database_errors: Counter,
     storage_bytes: Gauge,
+    events_behind: Gauge,
 }
 
 impl ShardMetrics {
@@ -58,6 +59,7 @@ impl ShardMetrics {
                 database_statements: f.database_statements.get_or_create_owned(&label),
                 database_errors: f.database_errors.get_or_create_owned(&label),
                 storage_bytes: f.storage_bytes.get_or_create_owned(&label),
+                events_behind: f.events_behind.get_or_create_owned(&label),
             }),
         }
     }
@@ -130,5 +132,10 @@ impl ShardMetrics {
     /// Sets the bytes the shard keeps in storage.
     pub fn set_storage_bytes(&self, bytes: u64) {
         self.inner.storage_bytes.set(super::to_i64(bytes));
+    }
+
+    /// The subscriber is `behind` events (read at a scrape).
+    pub fn set_events_behind(&self, behind: u64) {
+        self.inner.events_behind.set(super::to_i64(behind));
     }
 }

@@ -277,6 +277,8 @@ async fn metrics_count_known_traffic() {
         2.0
     );
     assert_eq!(events("arkham_shard_events_retried_total", "recorder"), 1.0);
+    // Past its dead letter, the recorder is behind on nothing.
+    assert_eq!(events("arkham_shard_events_behind", "recorder"), 0.0);
     assert_eq!(
         events("arkham_shard_events_dead_lettered_total", "recorder"),
         1.0
