@@ -689,8 +689,42 @@
     );
   }
 
+  /** `name{shard="x",…} value` lines of the Prometheus text, as shard → {metric+labels: value}. */
+  async function shardMetrics() {
+    const response = await fetch("/api/frame/admin/metrics", { credentials: "same-origin" });
+    if (!response.ok) return new Map();
+    const byShard = new Map();
+    for (const line of (await response.text()).split("\n")) {
+      const m = line.match(/^(arkham_shard_[a-z_]+)\{([^}]*)\} (\S+)$/);
+      if (!m) continue;
+      const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      if (!labels.shard) continue;
+      const key = labels.class ? `${m[1]}{${labels.class}}` : m[1];
+      if (!byShard.has(labels.shard)) byShard.set(labels.shard, {});
+      byShard.get(labels.shard)[key] = Number(m[3]);
+    }
+    return byShard;
+  }
+
+  function traffic(m) {
+    if (!m) return h("span", { class: "muted" }, "—");
+    const n = (k) => m[k] || 0;
+    const ok = n("arkham_shard_requests_total{2xx}");
+    const client = n("arkham_shard_requests_total{4xx}");
+    const server = n("arkham_shard_requests_total{5xx}");
+    return h(
+      "div",
+      { class: "small-text traffic" },
+      `${ok} 2xx · ${client} 4xx · ${server} 5xx`,
+      h("br"),
+      `${n("arkham_shard_traps_total")} traps · ${n("arkham_shard_timeouts_total")} timeouts · ${n("arkham_shard_requests_rate_limited_total")} rate-limited`,
+      h("br"),
+      `events: ${n("arkham_shard_events_published_total")} published · ${n("arkham_shard_events_delivered_total")} delivered · ${n("arkham_shard_events_behind")} behind`
+    );
+  }
+
   async function adminShards() {
-    const overview = await admin("GET", "/shards");
+    const [overview, metrics] = await Promise.all([admin("GET", "/shards"), shardMetrics().catch(() => new Map())]);
     const rows = overview.shards.map((s) => {
       const granted = new Set(s.granted ? s.granted.services : []);
       const requested = s.requested ? s.requested.services : [];
@@ -732,12 +766,15 @@
                   dataset: { shard: s.name },
                   on: { click: () => rollback(s.name) },
                 },
-                `Roll back to ${s.history[0].version}`
+                s.history[0].version === s.version
+                  ? `Roll back to ${s.version} (${s.history[0].digest.replace(/^sha256:/, "").slice(0, 8)})`
+                  : `Roll back to ${s.history[0].version}`
               )
             : null
         ),
         h("td", {}, h("code", { title: s.digest }, s.digest.replace(/^sha256:/, "").slice(0, 12)), h("div", { class: "muted small-text" }, s.source || "")),
         h("td", {}, controls.length ? controls : h("span", { class: "muted" }, "no services")),
+        h("td", {}, traffic(metrics.get(s.name))),
         h(
           "td",
           { class: "limits small-text" },
@@ -753,7 +790,7 @@
       h(
         "table",
         { class: "table", id: "shards-table" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Shard"), h("th", {}, "Status"), h("th", {}, "Digest"), h("th", {}, "Grants"), h("th", {}, "Limits in force"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Shard"), h("th", {}, "Status"), h("th", {}, "Digest"), h("th", {}, "Grants"), h("th", {}, "Since start"), h("th", {}, "Limits in force"))),
         h("tbody", {}, rows)
       ),
       h("p", { id: "admin-error", class: "error", role: "alert", hidden: true })

@@ -32,6 +32,13 @@ pub fn routes(frame: Arc<Frame>) -> Router<Arc<Frame>> {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route("/api/frame/admin/events/recent", get(recent_events))
+        // `/metrics` under the admin prefix, where the dashboard's session cookie reaches.
+        .route(
+            "/api/frame/admin/metrics",
+            get(|State(frame): State<Arc<Frame>>| async move {
+                crate::metrics::scrape(&frame).await
+            }),
+        )
         .route(
             "/api/frame/admin/shards/{name}",
             axum::routing::delete(remove),
