@@ -677,17 +677,6 @@ impl LoadedShard {
                 };
             store.data_mut().flush_output();
             let (entry, response) = invoked?;
-            // An instance that will not serve again (by default each serves one request) is
-            // freed now, with its pool slot, not held while the log makes its events durable
-            // (a round trip to JetStream).
-            let served = served + 1;
-            let warm = (served < this.limits.instance_reuse).then_some(Warm {
-                store,
-                entry,
-                served,
-                generation,
-                permit,
-            });
             let logged = this.append_events(&events.take()).await;
             match (response, buffered) {
                 (Some(response), Some(sender)) => {
@@ -711,9 +700,13 @@ impl LoadedShard {
                     }
                 }
             }
-            if let Some(warm) = warm {
-                this.keep_warm(warm);
-            }
+            this.keep_warm(Warm {
+                store,
+                entry,
+                served: served + 1,
+                generation,
+                permit,
+            });
             Ok(())
         };
 
