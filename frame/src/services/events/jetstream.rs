@@ -498,17 +498,25 @@ impl JetStreamBus {
 
     /// The stream's events and bytes now.
     pub async fn size(&self) -> Result<(u64, u64), JetStreamError> {
+        let (_, state) = self.stream_state().await?;
+        Ok((state.messages, state.bytes))
+    }
+
+    /// The event stream and its state now.
+    async fn stream_state(&self) -> Result<(stream::Stream, stream::State), JetStreamError> {
         let mut stream = self
             .0
             .js
             .get_stream(&self.0.stream)
             .await
             .map_err(nats("opening the event stream"))?;
-        let info = stream
+        let state = stream
             .info()
             .await
-            .map_err(nats("reading the event stream"))?;
-        Ok((info.state.messages, info.state.bytes))
+            .map_err(nats("reading the event stream"))?
+            .state
+            .clone();
+        Ok((stream, state))
     }
 
     /// The event name of a message on the stream's `subject` (empty if it is not one of ours).
@@ -524,17 +532,7 @@ impl JetStreamBus {
     /// retention, or past its age and byte limits): those before its first sequence, all of
     /// them when it is empty.
     pub async fn trimmed(&self) -> Result<u64, JetStreamError> {
-        let mut stream = self
-            .0
-            .js
-            .get_stream(&self.0.stream)
-            .await
-            .map_err(nats("opening the event stream"))?;
-        let state = &stream
-            .info()
-            .await
-            .map_err(nats("reading the event stream"))?
-            .state;
+        let (_, state) = self.stream_state().await?;
         Ok(if state.messages == 0 {
             state.last_sequence
         } else {
@@ -545,20 +543,8 @@ impl JetStreamBus {
     /// The newest events of the stream (up to `limit`), newest first; sequences deleted by
     /// retention are skipped.
     pub async fn recent(&self, limit: usize) -> Result<Vec<StoredEvent>, JetStreamError> {
-        let mut stream = self
-            .0
-            .js
-            .get_stream(&self.0.stream)
-            .await
-            .map_err(nats("opening the event stream"))?;
-        let (first, last) = {
-            let state = &stream
-                .info()
-                .await
-                .map_err(nats("reading the event stream"))?
-                .state;
-            (state.first_sequence.max(1), state.last_sequence)
-        };
+        let (stream, state) = self.stream_state().await?;
+        let (first, last) = (state.first_sequence.max(1), state.last_sequence);
         let mut out = Vec::new();
         let mut sequence = last;
         while out.len() < limit && sequence >= first {
@@ -674,18 +660,7 @@ impl JetStreamBus {
 
     /// Recounts each shard's retained bytes from the stream's per-subject message counts.
     async fn recount(&self) -> Result<(), JetStreamError> {
-        let mut stream = self
-            .0
-            .js
-            .get_stream(&self.0.stream)
-            .await
-            .map_err(nats("opening the event stream"))?;
-        let state = stream
-            .info()
-            .await
-            .map_err(nats("reading the event stream"))?
-            .state
-            .clone();
+        let (stream, state) = self.stream_state().await?;
         let stream_mean = state.bytes.checked_div(state.messages).unwrap_or(0);
         let mut counts: HashMap<String, u64> = HashMap::new();
         let mut subjects = stream
