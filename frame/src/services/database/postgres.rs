@@ -208,7 +208,7 @@ pub(super) struct Tx {
     /// The schema's last measured size when it began: what its commit is compared with, since
     /// a measurement taken at commit already includes the transaction's own (uncommitted)
     /// writes.
-    size_at_begin: Option<u64>,
+    size_at_begin: u64,
 }
 
 impl Inner {
@@ -285,7 +285,7 @@ impl What {
 
 impl PgDatabase {
     /// The database of `shard`, whose role logs in with `options`; `admin` is the frame's own
-    /// connection (to cancel statements and measure the schema).
+    /// connection (to cancel statements).
     pub(super) fn new(
         shard: &str,
         schema: String,
@@ -450,16 +450,16 @@ impl PgDatabase {
     /// The schema's size when it is over `max_size_bytes` (`None` under it): measured at most
     /// every [`SIZE_TTL`] or [`SIZE_WRITES`] writes, so a write costs no extra round trip most
     /// of the time. Over it, writes run on probation (see [`Self::probation`]).
-    async fn over_quota(&self, sent: u64) -> Result<Option<u64>, Error> {
+    async fn over_quota(&self, conn: &mut Conn, sent: u64) -> Result<Option<u64>, Error> {
         let writes = self.inner.writes.fetch_add(1, Ordering::AcqRel);
-        self.over_quota_after(!writes.is_multiple_of(SIZE_WRITES), sent)
+        self.over_quota_after(conn, !writes.is_multiple_of(SIZE_WRITES), sent)
             .await
     }
 
     /// [`Self::over_quota`] for a `query`, which does not count as a write: measured only when
     /// the last measurement is older than [`SIZE_TTL`].
-    async fn over_quota_reading(&self, sent: u64) -> Result<Option<u64>, Error> {
-        self.over_quota_after(true, sent).await
+    async fn over_quota_reading(&self, conn: &mut Conn, sent: u64) -> Result<Option<u64>, Error> {
+        self.over_quota_after(conn, true, sent).await
     }
 
     /// How long a measured `size` is trusted: [`SIZE_TTL`] for an empty schema, less the
@@ -474,7 +474,15 @@ impl PgDatabase {
         SIZE_TTL.mul_f64(1.0 - used / MEASURE_ALWAYS)
     }
 
-    async fn over_quota_after(&self, cache_ok: bool, sent: u64) -> Result<Option<u64>, Error> {
+    /// Measures on the call's own connection, inside its deadline: the frame's shared
+    /// connections are not spent on it, so a shard whose schema is slow to measure (thousands
+    /// of tables, a starved server) delays only its own calls.
+    async fn over_quota_after(
+        &self,
+        conn: &mut Conn,
+        cache_ok: bool,
+        sent: u64,
+    ) -> Result<Option<u64>, Error> {
         let unmeasured = self.inner.unmeasured.fetch_add(sent, Ordering::AcqRel) + sent;
         let cached = *self.inner.size.lock().unwrap_or_else(|e| e.into_inner());
         let size = match cached {
@@ -485,21 +493,7 @@ impl PgDatabase {
             }
             _ => {
                 self.inner.unmeasured.store(0, Ordering::Release);
-                let size = sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
-                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'S')",
-                )
-                .bind(&self.inner.schema);
-                // The frame's few connections serve every shard: bounded like the call.
-                let size: i64 =
-                    tokio::time::timeout(self.inner.timeout, size.fetch_one(&self.inner.admin))
-                        .await
-                        .map_err(|_| {
-                            Error::Busy("measuring the database's size took too long".to_string())
-                        })?
-                        .map_err(map_error)?;
-                let size = u64::try_from(size).unwrap_or(0);
+                let size = measure(conn, &self.inner.schema).await?;
                 *self.inner.size.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((size, Instant::now()));
                 size
@@ -600,22 +594,20 @@ impl PgDatabase {
 
     pub(super) async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, Error> {
         let deadline = Instant::now() + self.inner.timeout;
-        let over = self.over_quota(sent_bytes(&sql, &params)).await?;
+        let sent = sent_bytes(&sql, &params);
         let mut lease = self.acquire(deadline, What::Statement).await?;
         let call = self.call();
         let done = self
-            .bounded(
-                &mut lease,
-                deadline,
-                What::Statement,
-                async |c| match over {
-                    None => execute_on(c, &sql, params, call).await,
-                    Some(_) => {
-                        self.on_probation(c, async |c| execute_on(c, &sql, params, call).await)
-                            .await
-                    }
-                },
-            )
+            .bounded(&mut lease, deadline, What::Statement, async |c| match self
+                .over_quota(c, sent)
+                .await?
+            {
+                None => execute_on(c, &sql, params, call).await,
+                Some(_) => {
+                    self.on_probation(c, async |c| execute_on(c, &sql, params, call).await)
+                        .await
+                }
+            })
             .await;
         self.wrote_schema(&sql);
         done
@@ -625,14 +617,16 @@ impl PgDatabase {
         let deadline = Instant::now() + self.inner.timeout;
         // A query may write too (`INSERT … RETURNING`, a data-modifying CTE): over the quota it
         // runs on probation like `execute`. Reads do not count towards re-measuring.
-        let over = self.over_quota_reading(sent_bytes(&sql, &params)).await?;
+        let sent = sent_bytes(&sql, &params);
         let mut lease = self.acquire(deadline, What::Query).await?;
         let call = self.call();
-        self.bounded(&mut lease, deadline, What::Query, async |c| match over {
-            None => query_on(c, &sql, params, call).await,
-            Some(_) => {
-                self.on_probation(c, async |c| query_on(c, &sql, params, call).await)
-                    .await
+        self.bounded(&mut lease, deadline, What::Query, async |c| {
+            match self.over_quota_reading(c, sent).await? {
+                None => query_on(c, &sql, params, call).await,
+                Some(_) => {
+                    self.on_probation(c, async |c| query_on(c, &sql, params, call).await)
+                        .await
+                }
             }
         })
         .await
@@ -640,7 +634,7 @@ impl PgDatabase {
 
     pub(super) async fn execute_batch(&self, sql: String) -> Result<(), Error> {
         let deadline = Instant::now() + self.inner.timeout;
-        let over = self.over_quota(sent_bytes(&sql, &[])).await?;
+        let sent = sent_bytes(&sql, &[]);
         let mut lease = self.acquire(deadline, What::Batch).await?;
         // The simple-query protocol runs the statements of one message as one implicit
         // transaction: all or nothing.
@@ -652,9 +646,11 @@ impl PgDatabase {
             Ok(())
         };
         let done = self
-            .bounded(&mut lease, deadline, What::Batch, async |c| match over {
-                None => script(c).await,
-                Some(_) => self.on_probation(c, script).await,
+            .bounded(&mut lease, deadline, What::Batch, async |c| {
+                match self.over_quota(c, sent).await? {
+                    None => script(c).await,
+                    Some(_) => self.on_probation(c, script).await,
+                }
             })
             .await;
         self.wrote_schema(&sql);
@@ -721,21 +717,33 @@ impl PgDatabase {
     pub(super) async fn begin(&self) -> Result<Tx, Error> {
         let deadline = Instant::now() + self.inner.timeout;
         let mut lease = self.acquire(deadline, What::Begin).await?;
-        self.bounded(&mut lease, deadline, What::Begin, async |c| {
-            c.in_tx = true;
-            c.conn
-                .execute(sqlx::raw_sql("BEGIN"))
-                .await
-                .map_err(map_error)?;
-            Ok(())
-        })
-        .await?;
-        let size_at_begin = self
+        let cached = self
             .inner
             .size
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .map(|(size, _)| size);
+        // The commit measures inside the transaction, its own growth included, and compares
+        // with this: so it must be known. Measured once per shard, if never before.
+        let size_at_begin = self
+            .bounded(&mut lease, deadline, What::Begin, async |c| {
+                let size = match cached {
+                    Some(size) => size,
+                    None => {
+                        let size = measure(c, &self.inner.schema).await?;
+                        *self.inner.size.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((size, Instant::now()));
+                        size
+                    }
+                };
+                c.in_tx = true;
+                c.conn
+                    .execute(sqlx::raw_sql("BEGIN"))
+                    .await
+                    .map_err(map_error)?;
+                Ok(size)
+            })
+            .await?;
         Ok(Tx {
             lease,
             failed: false,
@@ -793,14 +801,16 @@ impl PgDatabase {
             ));
         }
         // Over the quota, a transaction that grew the schema is refused at commit; dropping
-        // `tx` rolls it back.
-        let over = self
-            .over_quota(tx.sent)
-            .await?
-            .map(|now| tx.size_at_begin.map_or(now, |at_begin| at_begin.min(now)));
+        // `tx` rolls it back. Measured inside the transaction, so its own growth counts, and
+        // compared with the size when it began.
         let deadline = Instant::now() + self.inner.timeout;
+        let (sent, size_at_begin) = (tx.sent, tx.size_at_begin);
         let done = self
             .bounded(&mut tx.lease, deadline, What::Commit, async |c| {
+                let over = self
+                    .over_quota(c, sent)
+                    .await?
+                    .map(|now| size_at_begin.min(now));
                 if let Some(before) = over {
                     self.probation(c, before).await?;
                 }

@@ -234,6 +234,60 @@ async fn the_size_quota_refuses_writes_past_it() {
         .unwrap();
 }
 
+/// A shard's first call is a transaction that grows its (never measured) schema past the
+/// quota: the commit still compares with the size before it, and refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_transaction_past_the_quota_is_refused() {
+    let config = DatabaseConfig {
+        max_size_bytes: 64 << 10,
+        ..small()
+    };
+    let Some(b) = pg("quota_first_tx", config).await else {
+        return;
+    };
+    let ctx = b.ctx().await;
+    let mut table = ResourceTable::new();
+    let mut view = DatabaseView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let tx = Host::begin(&mut view).await.unwrap().unwrap();
+    let rep = Resource::<Transaction>::new_own(tx.rep());
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let chunk: Vec<u8> = (0..50_000 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    let mut statements = vec![("CREATE TABLE g (data BYTEA)".to_string(), vec![])];
+    for _ in 0..6 {
+        statements.push((
+            "INSERT INTO g VALUES (?)".to_string(),
+            vec![Value::Blob(chunk.clone())],
+        ));
+    }
+    for (sql, params) in statements {
+        let rep = Resource::<Transaction>::new_borrow(rep.rep());
+        crate::bindings::database::HostTransaction::execute(&mut view, rep, sql, params)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let commit = crate::bindings::database::HostTransaction::commit(&mut view, tx)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&commit, Err(Error::LimitExceeded(m)) if m.contains("max_size_bytes")),
+        "{commit:?}"
+    );
+    // Rolled back: the table is not there.
+    let read = select(&ctx, "SELECT count(*) FROM g", vec![]).await;
+    assert!(read.is_err(), "{read:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleep_past_the_deadline_is_cancelled_on_the_server() {
     let config = DatabaseConfig {
