@@ -329,29 +329,52 @@ impl JetStreamBus {
             filter_subjects,
             ..Default::default()
         };
+        let bridge = bridge_name(&name);
         match stream.consumer_info(&name).await {
             Ok(info) => {
                 let old = &info.config;
                 if old.filter_subject == config.filter_subject
                     && old.filter_subjects == config.filter_subjects
-                    && old.ack_wait == config.ack_wait
                 {
+                    // A bridge left by a move that stopped half-way holds messages back.
+                    if stream.consumer_info(&bridge).await.is_ok() {
+                        let _ = stream.delete_consumer(&bridge).await;
+                    }
+                    if old.ack_wait == config.ack_wait {
+                        return stream
+                            .get_consumer(&name)
+                            .await
+                            .map_err(nats("opening a consumer"));
+                    }
+                    config.deliver_policy = old.deliver_policy;
                     return stream
-                        .get_consumer(&name)
+                        .update_consumer(config)
                         .await
-                        .map_err(nats("opening a consumer"));
+                        .map_err(nats("updating a consumer"));
                 }
-                // The start policy cannot change: the consumer keeps its position.
-                config.deliver_policy = old.deliver_policy;
-                stream
-                    .update_consumer(config)
-                    .await
-                    .map_err(nats("updating a consumer's filter"))
-            }
-            Err(_) => stream
-                .create_consumer(config)
+                move_consumer(
+                    &stream,
+                    config,
+                    info.ack_floor.stream_sequence.saturating_add(1),
+                )
                 .await
-                .map_err(nats("creating a consumer")),
+            }
+            // A move that stopped between deleting the old consumer and making the new one:
+            // the bridge kept the position.
+            Err(_) => match stream.consumer_info(&bridge).await {
+                Ok(info) => {
+                    move_consumer(
+                        &stream,
+                        config,
+                        info.ack_floor.stream_sequence.saturating_add(1),
+                    )
+                    .await
+                }
+                Err(_) => stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(nats("creating a consumer")),
+            },
         }
     }
 
@@ -365,13 +388,14 @@ impl JetStreamBus {
             .await
             .map_err(nats("opening the event stream"))?;
         let name = self.consumer_name(subscriber);
-        if stream.consumer_info(&name).await.is_err() {
-            return Ok(());
+        for name in [bridge_name(&name), name] {
+            if stream.consumer_info(&name).await.is_ok() {
+                stream
+                    .delete_consumer(&name)
+                    .await
+                    .map_err(nats("deleting a consumer"))?;
+            }
         }
-        stream
-            .delete_consumer(&name)
-            .await
-            .map_err(nats("deleting a consumer"))?;
         Ok(())
     }
 
@@ -697,6 +721,56 @@ impl JetStreamBus {
     }
 }
 
+/// The consumer that holds a subscriber's position while its consumer is re-made. Shard names
+/// are lowercase, so no subscriber's consumer can be called this.
+fn bridge_name(consumer: &str) -> String {
+    format!("{consumer}-MOVING")
+}
+
+/// Re-makes a subscriber's consumer with a new filter, delivering from `start` (just past what
+/// it acked). Filters are not updated in place: servers before 2.10 (Debian's 2.9) go on
+/// matching the old filter after an update, so nothing is delivered again, and later ones have
+/// had bugs there too. Under interest retention deleting the old consumer would drop what it
+/// alone held, so a bridge with the new filter, made first and deleted last, keeps every
+/// message the subscriber still wants. A move cut short is finished by the next
+/// [`JetStreamBus::consumer`].
+async fn move_consumer(
+    stream: &jetstream::stream::Stream,
+    config: pull::Config,
+    start: u64,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, JetStreamError> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let bridge = bridge_name(&name);
+    let at = |durable: &str| pull::Config {
+        durable_name: Some(durable.to_string()),
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        },
+        ..config.clone()
+    };
+    if stream.consumer_info(&bridge).await.is_err() {
+        stream
+            .create_consumer(at(&bridge))
+            .await
+            .map_err(nats("making a bridge consumer"))?;
+    }
+    if stream.consumer_info(&name).await.is_ok() {
+        stream
+            .delete_consumer(&name)
+            .await
+            .map_err(nats("deleting the old consumer"))?;
+    }
+    let consumer = stream
+        .create_consumer(at(&name))
+        .await
+        .map_err(nats("re-making a consumer"))?;
+    stream
+        .delete_consumer(&bridge)
+        .await
+        .map_err(nats("deleting a bridge consumer"))?;
+    Ok(consumer)
+}
+
 async fn retained_loop(bus: Weak<Inner>) {
     let mut warned = false;
     loop {
@@ -988,6 +1062,16 @@ mod tests {
             .collect()
     }
 
+    async fn until_async(mut done: impl AsyncFnMut() -> bool) {
+        for _ in 0..1000 {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out");
+    }
+
     async fn until(mut done: impl FnMut() -> bool) {
         for _ in 0..1000 {
             if done() {
@@ -1098,7 +1182,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn changed_patterns_update_the_consumer_in_place() {
+    async fn a_move_cut_short_is_finished_without_loss() {
+        let Some(nats) = Nats::start() else { return };
+        let config = EventsConfig::default();
+        let bus = open(&nats, &config).await;
+        let before = Recording::new("halfway", &["a.*"], never);
+        start(&bus, &config, before.clone()).await.shutdown().await;
+        bus.append("a", &pending(&["a.x.one"])).await.unwrap();
+        // A frame died after making the bridge and deleting the old consumer.
+        let stream = bus.0.js.get_stream(&bus.0.stream).await.unwrap();
+        let name = bus.consumer_name("halfway");
+        let old = stream.consumer_info(&name).await.unwrap().config.clone();
+        let old = pull::Config {
+            filter_subject: old.filter_subject,
+            ack_policy: old.ack_policy,
+            max_ack_pending: old.max_ack_pending,
+            ..Default::default()
+        };
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(bridge_name(&name)),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: 1,
+                },
+                ..old
+            })
+            .await
+            .unwrap();
+        stream.delete_consumer(&name).await.unwrap();
+        let after = Recording::new("halfway", &["a.*"], never);
+        let dispatcher = start(&bus, &config, after.clone()).await;
+        until(|| after.got.lock().unwrap().len() == 1).await;
+        assert_eq!(after.names(), ["a.x.one"]);
+        assert!(stream.consumer_info(&bridge_name(&name)).await.is_err());
+        dispatcher.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn changed_patterns_re_make_the_consumer_at_its_position() {
         let Some(nats) = Nats::start() else { return };
         let config = EventsConfig::default();
         let bus = open(&nats, &config).await;
@@ -1107,18 +1228,41 @@ mod tests {
         bus.append("a", &pending(&["a.x.one", "b.x.two"]))
             .await
             .unwrap();
-        // Now it wants `b.*` only: the consumer is updated in place (its position kept) and
-        // gets what is published from now on; `b.x.two` interested no consumer when it was
-        // published, so interest retention did not keep it.
-        let after = Recording::new("changing", &["b.*"], never);
+        // Now it wants `b.*` too: the consumer is re-made past what it acked, so `a.x.one`,
+        // published while nobody delivered, still arrives; `b.x.two` interested no consumer
+        // when it was published, so interest retention did not keep it.
+        let after = Recording::new("changing", &["a.*", "b.*"], never);
         let dispatcher = start(&bus, &config, after.clone()).await;
-        bus.append("a", &pending(&["a.x.four", "b.x.three"]))
+        until(|| after.got.lock().unwrap().len() == 1).await;
+        // No bridge is left behind, and the consumer delivers what is published from now on.
+        let stream = bus.0.js.get_stream(&bus.0.stream).await.unwrap();
+        let name = bus.consumer_name("changing");
+        assert!(stream.consumer_info(&bridge_name(&name)).await.is_err());
+        bus.append("a", &pending(&["c.x.skip", "b.x.three", "a.x.four"]))
             .await
             .unwrap();
-        until(|| after.got.lock().unwrap().len() == 1).await;
+        until(|| after.got.lock().unwrap().len() == 3).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(after.names(), ["b.x.three"]);
+        assert_eq!(after.names(), ["a.x.one", "b.x.three", "a.x.four"]);
         dispatcher.shutdown().await;
+        // Narrowed to `b.*`: `a.*` events are no longer delivered (nor kept).
+        let narrow = Recording::new("changing", &["b.*"], never);
+        let dispatcher = start(&bus, &config, narrow.clone()).await;
+        until_async(async || {
+            stream.consumer_info(&name).await.is_ok_and(|info| {
+                info.config.filter_subject == pattern_subject(&bus.0.subjects, "b.*")
+            })
+        })
+        .await;
+        bus.append("a", &pending(&["a.x.five", "b.x.six"]))
+            .await
+            .unwrap();
+        until(|| narrow.got.lock().unwrap().len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(narrow.names(), ["b.x.six"]);
+        dispatcher.shutdown().await;
+        bus.remove_subscriber("changing").await.unwrap();
+        assert_eq!(messages(&bus).await, 0);
     }
 
     #[tokio::test]
