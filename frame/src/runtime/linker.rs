@@ -1,8 +1,10 @@
 //! The linker shared by every shard: exactly the interfaces the frame provides.
 //!
-//! Not linked, on purpose: `wasi:sockets` (no network), `wasi:http/outgoing-handler` (no
-//! outgoing requests). A component importing them cannot be instantiated, and the install-time
-//! check names such imports before that.
+//! `wasi:sockets` is linked inert: language runtimes (CPython's libc, for one) import it whether
+//! or not the shard uses the network, and every call is refused before the host opens a socket
+//! or resolves a name (see `ShardState::new`). Not linked at all, on purpose:
+//! `wasi:http/outgoing-handler` (no outgoing requests); a component importing it cannot be
+//! instantiated, and the install-time check names the import before that.
 
 use super::store::ShardState;
 use crate::services;
@@ -11,8 +13,9 @@ use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi_http::WasiHttpView;
 
 /// The versions of the `arkham:shard` package the frame links and calls, newest first: the
@@ -52,6 +55,13 @@ pub const PROVIDED: &[(&str, &[&str])] = &[
     ("wasi:filesystem/types", WASI),
     ("wasi:filesystem/preopens", WASI),
     ("wasi:http/types", WASI),
+    ("wasi:sockets/network", WASI),
+    ("wasi:sockets/instance-network", WASI),
+    ("wasi:sockets/ip-name-lookup", WASI),
+    ("wasi:sockets/tcp", WASI),
+    ("wasi:sockets/tcp-create-socket", WASI),
+    ("wasi:sockets/udp", WASI),
+    ("wasi:sockets/udp-create-socket", WASI),
 ];
 
 /// Builds the linker every shard instance is created from.
@@ -76,6 +86,14 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ShardState>> {
     cli::terminal_stderr::add_to_linker::<ShardState, WasiCli>(l, ShardState::cli)?;
     filesystem::types::add_to_linker::<ShardState, WasiFilesystem>(l, ShardState::filesystem)?;
     filesystem::preopens::add_to_linker::<ShardState, WasiFilesystem>(l, ShardState::filesystem)?;
+    let net = ShardState::sockets;
+    sockets::network::add_to_linker::<ShardState, WasiSockets>(l, &Default::default(), net)?;
+    sockets::instance_network::add_to_linker::<ShardState, WasiSockets>(l, net)?;
+    sockets::ip_name_lookup::add_to_linker::<ShardState, WasiSockets>(l, net)?;
+    sockets::tcp::add_to_linker::<ShardState, WasiSockets>(l, net)?;
+    sockets::tcp_create_socket::add_to_linker::<ShardState, WasiSockets>(l, net)?;
+    sockets::udp::add_to_linker::<ShardState, WasiSockets>(l, net)?;
+    sockets::udp_create_socket::add_to_linker::<ShardState, WasiSockets>(l, net)?;
     wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<
         ShardState,
         wasmtime_wasi_http::WasiHttp,

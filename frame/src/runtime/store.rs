@@ -18,6 +18,13 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// Bytes of stdout and of stderr kept per call; output past it fails the write.
 const STDIO_CAPACITY: usize = 1 << 20;
 
+/// Most resources (streams, pollables, transactions, …) one instance may hold at once, in the
+/// guest's handle tables and in the host's resource table. Each costs host memory outside the
+/// instance's memory limit (about 100 bytes), and wasmtime's defaults (100,000 handles, a
+/// table of 1,000,000) let every instance of every shard hold megabytes of it. Language
+/// runtimes hold a few dozen; past this the call traps and fails alone.
+pub const MAX_RESOURCES: usize = 10_000;
+
 /// Store data of a shard instance.
 pub struct ShardState {
     pub(crate) shard: Arc<str>,
@@ -53,10 +60,16 @@ impl ShardState {
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No environment, arguments or preopened directories: the WASI basics are inert.
         // Random bytes are allocated by the host per call: 1 MiB instead of wasmtime's 64 MiB.
+        // No network: TCP, UDP and name lookups are refused before a socket is opened (so a
+        // shard cannot spend the frame's file descriptors either), and no address passes.
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         Self {
             shard,
@@ -79,6 +92,8 @@ impl ShardState {
     pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<Self> {
         let mut store = wasmtime::Store::new(engine, self);
         store.limiter(|state| &mut state.limiter);
+        store.set_max_component_handles(MAX_RESOURCES);
+        store.data_mut().table.set_max_capacity(MAX_RESOURCES);
         store
     }
 

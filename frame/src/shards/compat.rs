@@ -205,7 +205,7 @@ mod tests {
         let m = manifest("requires_frame = \">=9\"\n[events]\nsubscribes = [\"a.*\"]\n");
         let i = interfaces(
             &[
-                "wasi:sockets/tcp@0.2.0",
+                "wasi:http/outgoing-handler@0.2.0",
                 "wasi:http/types@0.3.0",
                 "arkham:shard/storage@0.1.0",
             ],
@@ -215,7 +215,7 @@ mod tests {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 6, "{text:#?}");
         assert!(text[0].contains(">=9"));
-        assert!(text[1].contains("wasi:sockets/tcp@0.2.0"));
+        assert!(text[1].contains("wasi:http/outgoing-handler@0.2.0"));
         assert!(text[2].contains("wasi:http/types@0.3.0"));
         assert!(text[3].contains("`storage` service"));
         assert!(text[4].contains("http-handler") && text[4].contains("incoming-handler"));

@@ -3,9 +3,8 @@
 # arkham:shard/buffered-shard). `arkham shard build` runs this from the shard's folder.
 #
 # componentize-py comes from PATH, or else is installed into .venv here on the first build.
-# --stub-wasi: CPython's libc imports wasi:sockets, which the frame does not give shards; the flag
-# replaces every WASI import with a trapping stub, so the app must not read the wall clock,
-# print, or use os.urandom at run time (ask the database for the time; log with `logging`).
+# CPython's libc imports wasi:sockets: the frame links it with every call refused (no network),
+# and the other WASI basics as they are, so print, the clock and os.urandom work.
 set -eu
 if command -v componentize-py >/dev/null 2>&1; then
   tool=componentize-py
@@ -19,5 +18,5 @@ else
 fi
 mkdir -p target
 # Progress goes to stderr: `arkham shard build` prints only the packaged path on stdout.
-exec "$tool" -d wit -w arkham:shard/buffered-shard componentize app --stub-wasi \
+exec "$tool" -d wit -w arkham:shard/buffered-shard componentize app \
   -o target/{{name}}.wasm >&2

@@ -11,7 +11,7 @@ use arkham_frame::shards::package::embed_manifest;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use test_shards::{HOSTILE, PACKETS, RECORDER, TRAPPER};
+use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, TRAPPER};
 
 /// A component with `memories` core instances of a module whose memory starts at `pages` 64 KiB
 /// pages and whose start function touches every page, plus `extra` core instances of an empty
@@ -203,6 +203,63 @@ fn components_past_the_pools_limits_are_refused_at_install() {
     );
 }
 
+/// `wasi:sockets` is linked so that runtimes importing it install, and refuses everything:
+/// no connection, no datagram, no name lookup, and not one socket opened in the frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_using_sockets_installs_and_reaches_nothing() {
+    let data = data_dir("");
+    install(data.path(), &[&PACKETS, &NETREACH]);
+    let frame = Frame::start(data.path());
+    // A listener the shard would reach if anything got through.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", frame.pid()))
+            .unwrap()
+            .count()
+    };
+    let (status, body) = frame.call("GET", "/api/netreach/connect", None).await;
+    assert_eq!(status, 200, "{body}");
+    let before = fds();
+    let (status, body) = frame.call("GET", "/api/netreach/connect?n=500", None).await;
+    assert_eq!(status, 200, "{body}");
+    for (what, outcome) in body.as_object().unwrap() {
+        let outcome = outcome.as_str().unwrap();
+        assert_ne!(outcome, "reached", "{what}: {body}");
+        assert!(
+            outcome.contains("denied")
+                || outcome.contains("not permitted")
+                || outcome.contains("resolve")
+                || outcome.contains("failed to lookup"),
+            "{what}: {outcome}"
+        );
+    }
+    assert!(
+        fds() <= before + 2,
+        "sockets were opened: {before} -> {}",
+        fds()
+    );
+    assert!(listener.accept().is_err());
+    packets_answers(&frame, "after the network attempts").await;
+    frame.stop();
+}
+
+/// An interface the frame does not link at all (outgoing HTTP) is refused at install.
+#[test]
+fn a_component_importing_outgoing_http_is_refused_at_install() {
+    let data = data_dir("");
+    let work = tempfile::tempdir().unwrap();
+    let wat = r#"(component
+        (import "wasi:http/outgoing-handler@0.2.12" (instance (export "ping" (func))))
+    )"#;
+    let (ok, log) = add(data.path(), &packaged_wat(work.path(), "fetcher", wat));
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("imports `wasi:http/outgoing-handler@0.2.12`"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guest_sleeping_in_a_host_call_is_stopped_at_its_deadline() {
     let data = data_dir("[limits]\nrequest_timeout_ms = 1500\n");
@@ -386,6 +443,55 @@ async fn responses_with_too_many_headers_and_traps_tell_clients_little() {
     assert_eq!(response.status().as_u16(), 401);
     let text = response.text().await.unwrap();
     assert!(!text.contains(&data.path().display().to_string()), "{text}");
+    frame.stop();
+}
+
+/// Host resources (streams, pollables, transactions) live in the host's memory, outside the
+/// instance's limit: a shard that asks for them without end fills its own resource table, not
+/// the frame's memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_hoarding_host_resources_fails_alone() {
+    let data = data_dir("");
+    install(data.path(), &[&PACKETS, &HOSTILE]);
+    let frame = Frame::start(data.path());
+    packets_answers(&frame, "before the hoard").await;
+    // Up to the frame's bound (10,000 per instance, a tenth of wasmtime's default) it is served.
+    let (status, body) = frame.call("GET", "/api/hostile/leak?n=9000", None).await;
+    assert_eq!(
+        (status, body["leaked"].as_u64()),
+        (200, Some(9000)),
+        "{body}"
+    );
+    let baseline = rss(frame.pid());
+    let hoards: Vec<_> = (0..4)
+        .map(|_| {
+            let client = frame.client.clone();
+            let url = format!("{}/api/hostile/leak?n=20000000", frame.base);
+            tokio::spawn(async move {
+                let response = client.get(url).send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    for hoard in hoards {
+        let (status, body) = hoard.await.unwrap();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (500, Some("shard_failed")),
+            "{body}"
+        );
+    }
+    let grown = rss(frame.pid()).saturating_sub(baseline);
+    assert!(grown < 32 << 20, "the frame grew by {} MiB", grown >> 20);
+    packets_answers(&frame, "after the hoard").await;
+    eventually("the refusal is logged", || async {
+        frame
+            .log()
+            .lines()
+            .any(|l| l.contains("resource table has no free keys"))
+    })
+    .await;
     frame.stop();
 }
 

@@ -18,6 +18,8 @@
 //! - `GET /sleep-in-tx?ms=N` -> opens a transaction (the database's write lock), then sleeps
 //! - `GET /write` -> a write needing the write lock; 200 `{"outcome": code}`
 //! - `GET /headers?n=N` -> a response with N headers (`x-h-0` ... ); 200
+//! - `GET /leak?n=N` -> asks the host for N `wasi:cli/stdout` streams and never drops them
+//!   (each one an entry in the host's resource table); 200 `{"leaked": N}` if the host lets it
 //!
 //! Events: it subscribes to `hostile.*` only. Its handler records each event; one named
 //! `hostile.loop.forever` makes it spin until the frame's deadline stops it, and one named
@@ -50,6 +52,7 @@ impl Shard for Hostile {
             .get("/sleep-in-tx", sleep_in_tx)
             .get("/write", write)
             .get("/headers", headers)
+            .get("/leak", leak)
             .handle(&request)
     }
 
@@ -241,6 +244,17 @@ fn headers(request: &Request, _: &Params) -> Result<Response, ApiError> {
         response = response.with_header(format!("x-h-{i}"), "v");
     }
     Ok(response)
+}
+
+fn leak(request: &Request, _: &Params) -> Result<Response, ApiError> {
+    let n: u64 = request
+        .query_param("n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    for _ in 0..n {
+        std::mem::forget(arkham_shard_sdk::bindings::wasi::cli::stdout::get_stdout());
+    }
+    Ok(Response::json(200, &json!({ "leaked": n })))
 }
 
 #[derive(Deserialize)]
