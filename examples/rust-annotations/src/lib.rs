@@ -153,8 +153,8 @@ fn list_annotations(_request: &Request, params: &Params) -> Result<Response, Api
     )?
     .map(|row| {
         let key: String = row.get("blob_key")?;
-        let text = storage::get(&key)?
-            .map(|object| String::from_utf8_lossy(&object.data).into_owned());
+        let text =
+            storage::get(&key)?.map(|object| String::from_utf8_lossy(&object.data).into_owned());
         Ok::<_, ApiError>(Annotation {
             id: row.get("id")?,
             packet_id: packet_id.to_owned(),
@@ -260,9 +260,7 @@ fn check_packet_id(id: &str) -> Result<&str, ApiError> {
         Err(ApiError::new(
             400,
             "invalid_packet_id",
-            format!(
-                "a packet id is 1 to {MAX_PACKET_ID_BYTES} ASCII letters, digits, `-` or `_`"
-            ),
+            format!("a packet id is 1 to {MAX_PACKET_ID_BYTES} ASCII letters, digits, `-` or `_`"),
         ))
     }
 }
@@ -331,7 +329,15 @@ mod tests {
     fn packet_ids_are_key_segments() {
         assert!(check_packet_id("3f2b8c1e-9a4d-4c6b-8e2f-1a2b3c4d5e6f").is_ok());
         assert!(check_packet_id("a_b").is_ok());
-        for bad in ["", ".", "..", "a.b", "a b", "é", &"x".repeat(MAX_PACKET_ID_BYTES + 1)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a b",
+            "é",
+            &"x".repeat(MAX_PACKET_ID_BYTES + 1),
+        ] {
             assert_eq!(code(check_packet_id(bad)), "invalid_packet_id", "{bad:?}");
         }
     }
