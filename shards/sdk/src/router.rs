@@ -6,10 +6,35 @@ use crate::http::{ApiError, Method, Request, Response};
 use crate::url;
 
 /// A route handler: the request and the captured path parameters in, a response or an error out.
-/// Errors become their JSON response; 5xx errors are also logged.
+/// Errors become their JSON response; 5xx errors are also logged. A plain `fn` or a closure
+/// that captures nothing.
+///
+/// ```
+/// use arkham_shard_sdk::{ApiError, Handler, Params, Request, Response};
+///
+/// fn hello(_request: &Request, params: &Params) -> Result<Response, ApiError> {
+///     Ok(Response::text(200, format!("hello {}", params.require("name")?)))
+/// }
+///
+/// let handlers: [(&str, Handler); 2] = [
+///     ("/hello/{name}", hello),
+///     ("/ping", |_, _| Ok(Response::text(200, "pong"))),
+/// ];
+/// ```
 pub type Handler = fn(&Request, &Params) -> Result<Response, ApiError>;
 
 /// Path parameters captured by a route, percent-decoded.
+///
+/// ```
+/// use arkham_shard_sdk::{Method, Request, Response, Router};
+///
+/// let router = Router::new().get("/{id}/files/{path...}", |_, params| {
+///     let id = params.require("id")?;
+///     Ok(Response::text(200, format!("{id}: {}", params.get("path").unwrap_or_default())))
+/// });
+/// let response = router.handle(&Request::new(Method::Get, "/n%201/files/a/b.txt"));
+/// assert_eq!(response.body, b"n 1: a/b.txt");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
@@ -17,6 +42,15 @@ pub struct Params {
 
 impl Params {
     /// The value captured for `{name}` (or `{name...}`), if the route has it.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().get("/{id}", |_, params| {
+    ///     Ok(Response::text(200, params.get("id").unwrap_or("?")))
+    /// });
+    /// assert_eq!(router.handle(&Request::new(Method::Get, "/n1")).body, b"n1");
+    /// ```
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -25,12 +59,31 @@ impl Params {
     }
 
     /// Like [`Params::get`], but a missing parameter (a typo in the route) is a 500 error.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().get("/{id}", |_, params| {
+    ///     Ok(Response::text(200, params.require("id")?))
+    /// });
+    /// assert_eq!(router.handle(&Request::new(Method::Get, "/n1")).body, b"n1");
+    /// ```
     pub fn require(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name)
             .ok_or_else(|| ApiError::internal(format!("the route has no parameter `{name}`")))
     }
 
     /// All captured parameters, in pattern order.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().get("/{a}/{b}", |_, params| {
+    ///     let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    ///     Ok(Response::text(200, pairs.join("&")))
+    /// });
+    /// assert_eq!(router.handle(&Request::new(Method::Get, "/x/y")).body, b"a=x&b=y");
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -83,11 +136,27 @@ pub struct Router {
 
 impl Router {
     /// An empty router: every request gets 404.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Router};
+    ///
+    /// assert_eq!(Router::new().handle(&Request::new(Method::Get, "/")).status, 404);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a route for `method` (or every method when `None`).
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new()
+    ///     .route(Some(Method::Options), "/", |_, _| Ok(Response::empty(204)))
+    ///     .route(None, "/echo", |request, _| Ok(Response::text(200, request.method.as_str())));
+    /// assert_eq!(router.handle(&Request::new(Method::Options, "/")).status, 204);
+    /// assert_eq!(router.handle(&Request::new(Method::Put, "/echo")).body, b"PUT");
+    /// ```
     pub fn route(mut self, method: Option<Method>, pattern: &str, handler: Handler) -> Self {
         let pattern = url::split_path(pattern)
             .into_iter()
@@ -112,37 +181,99 @@ impl Router {
         self
     }
 
-    /// Adds a `GET` route.
+    /// Adds a `GET` route (which also answers `HEAD`, without the body).
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().get("/health", |_, _| Ok(Response::text(200, "ok")));
+    /// assert_eq!(router.handle(&Request::new(Method::Get, "/health")).body, b"ok");
+    /// assert_eq!(router.handle(&Request::new(Method::Head, "/health")).body, b"");
+    /// ```
     pub fn get(self, pattern: &str, handler: Handler) -> Self {
         self.route(Some(Method::Get), pattern, handler)
     }
 
     /// Adds a `POST` route.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().post("/", |request, _| {
+    ///     Ok(Response::json(201, &serde_json::json!({ "got": request.text()? })))
+    /// });
+    /// assert_eq!(router.handle(&Request::new(Method::Post, "/")).status, 201);
+    /// ```
     pub fn post(self, pattern: &str, handler: Handler) -> Self {
         self.route(Some(Method::Post), pattern, handler)
     }
 
     /// Adds a `PUT` route.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().put("/{id}", |_, _| Ok(Response::empty(204)));
+    /// assert_eq!(router.handle(&Request::new(Method::Put, "/n1")).status, 204);
+    /// ```
     pub fn put(self, pattern: &str, handler: Handler) -> Self {
         self.route(Some(Method::Put), pattern, handler)
     }
 
     /// Adds a `PATCH` route.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().patch("/{id}", |_, _| Ok(Response::empty(204)));
+    /// assert_eq!(router.handle(&Request::new(Method::Patch, "/n1")).status, 204);
+    /// ```
     pub fn patch(self, pattern: &str, handler: Handler) -> Self {
         self.route(Some(Method::Patch), pattern, handler)
     }
 
     /// Adds a `DELETE` route.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().delete("/{id}", |_, _| Ok(Response::empty(204)));
+    /// assert_eq!(router.handle(&Request::new(Method::Delete, "/n1")).status, 204);
+    /// assert_eq!(router.handle(&Request::new(Method::Get, "/n1")).status, 405);
+    /// ```
     pub fn delete(self, pattern: &str, handler: Handler) -> Self {
         self.route(Some(Method::Delete), pattern, handler)
     }
 
     /// Adds a route for every method.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().any("/gone", |_, _| Ok(Response::error(410, "gone", "moved")));
+    /// assert_eq!(router.handle(&Request::new(Method::Post, "/gone")).status, 410);
+    /// ```
     pub fn any(self, pattern: &str, handler: Handler) -> Self {
         self.route(None, pattern, handler)
     }
 
     /// Finds the route for `request`, runs it and turns its error, if any, into a response.
+    ///
+    /// ```
+    /// use arkham_shard_sdk::{ApiError, Method, Request, Router};
+    ///
+    /// let router = Router::new().get("/{id}", |_, params| {
+    ///     Err(ApiError::not_found(format!("no note {}", params.require("id")?)))
+    /// });
+    /// let response = router.handle(&Request::new(Method::Get, "/n1"));
+    /// assert_eq!(response.status, 404);
+    /// assert_eq!(
+    ///     response.body,
+    ///     br#"{"error":{"code":"not_found","message":"no note n1"}}"#
+    /// );
+    /// let response = router.handle(&Request::new(Method::Post, "/n1"));
+    /// assert_eq!((response.status, response.header("allow")), (405, Some("GET")));
+    /// ```
     pub fn handle(&self, request: &Request) -> Response {
         let segments = url::split_path(&request.path);
         let matches: Vec<(&Route, Params)> = self

@@ -3,6 +3,14 @@
 use crate::bindings::wasi::clocks::wall_clock;
 
 /// Milliseconds since the Unix epoch.
+///
+/// ```no_run
+/// use arkham_shard_sdk::time;
+///
+/// let started = time::now_unix_millis();
+/// // ... work ...
+/// let took_ms = time::now_unix_millis().saturating_sub(started);
+/// ```
 pub fn now_unix_millis() -> u64 {
     let now = wall_clock::now();
     now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000)
@@ -10,11 +18,22 @@ pub fn now_unix_millis() -> u64 {
 
 /// The current UTC time as RFC 3339 with milliseconds, e.g. `"2026-03-21T09:05:00.123Z"`.
 /// The fixed width makes these strings sort like the instants they name.
+///
+/// ```no_run
+/// let created_at = arkham_shard_sdk::time::now_rfc3339();
+/// assert!(created_at.ends_with('Z'));
+/// ```
 pub fn now_rfc3339() -> String {
     rfc3339_from_unix_millis(now_unix_millis())
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
+///
+/// ```
+/// use arkham_shard_sdk::time::rfc3339_from_unix_millis;
+///
+/// assert_eq!(rfc3339_from_unix_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
+/// ```
 pub fn rfc3339_from_unix_millis(millis: u64) -> String {
     let seconds = millis / 1000;
     let days = (seconds / 86_400) as i64;
