@@ -23,18 +23,23 @@ pub struct Example {
     pub name: &'static str,
     /// Where `scripts/setup --test` installs the toolchain, relative to the repository root.
     pub tool: &'static str,
+    /// Whether it prints `note {id} created` and stamps notes with the WASI wall clock: the
+    /// Python build links the real WASI basics (no stubs), so the standard library's work.
+    pub uses_wasi: bool,
 }
 
 pub const PYTHON_NOTES: Example = Example {
     folder: "examples/python-notes",
     name: "pynotes",
     tool: ".tools/python-venv/bin/componentize-py",
+    uses_wasi: true,
 };
 
 pub const JS_NOTES: Example = Example {
     folder: "examples/js-notes",
     name: "jsnotes",
     tool: ".tools/js/node_modules/.bin/componentize-js",
+    uses_wasi: false,
 };
 
 /// Whether the toolchain `scripts/setup --test` installs is there: false (with a skip notice)
@@ -136,6 +141,16 @@ async fn notes_example(example: &Example, backends: Backends, test: &str) {
     assert_eq!(status, 201, "{created}\n{}", frame.log());
     let id = created["id"].as_i64().unwrap();
     assert_eq!(created["blob_key"], format!("notes/{id}.txt"));
+    if example.uses_wasi {
+        // `datetime.now(timezone.utc)`: this year's date, in UTC.
+        let at = created["created_at"].as_str().unwrap();
+        assert!(at.starts_with("20") && at.ends_with("+00:00"), "{created}");
+        let printed = format!("note {id} created");
+        eventually("the shard's print in the frame's log", || async {
+            frame.log().lines().any(|l| l.contains(&printed))
+        })
+        .await;
+    }
 
     // A bad request answers 400 and publishes nothing.
     let (status, body) = frame
