@@ -520,7 +520,7 @@ impl LoadedShard {
 
     /// Keeps an instance that just served a request successfully for the next one, if the
     /// reuse rules allow it (README, "Instance reuse"); otherwise it is dropped here.
-    fn keep_warm(&self, warm: Warm) {
+    fn keep_warm(&self, mut warm: Warm) {
         let state = warm.store.data();
         let reusable = warm.served < self.limits.instance_reuse
             && warm.generation == self.generation.load(Ordering::Acquire)
@@ -529,6 +529,7 @@ impl LoadedShard {
         if !reusable {
             return;
         }
+        warm.store.data_mut().renew_header_budget();
         let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_INSTANCES.min(self.limits.instances as usize) {
             idle.push(warm);

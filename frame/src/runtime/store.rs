@@ -25,6 +25,18 @@ const STDIO_CAPACITY: usize = 1 << 20;
 /// runtimes hold a few dozen; past this the call traps and fails alone.
 pub const MAX_RESOURCES: usize = 10_000;
 
+/// Bytes one `wasi:http` `fields` may hold (wasmtime's default is 128 KiB). Servers commonly
+/// take 8-32 KiB of headers.
+pub const MAX_FIELDS_BYTES: usize = 32 << 10;
+
+/// Header edits (`fields` constructor entries, `append`, `set`, `delete`) one instance may make
+/// between requests. Each grows one `fields` by at most [`MAX_FIELDS_BYTES`] and copies at most
+/// one (clones share their map until edited), so the host memory a shard can hold in headers is
+/// at most `2 × MAX_HEADER_EDITS × MAX_FIELDS_BYTES` (64 MiB), however many `fields` it makes;
+/// without it, 10,000 full `fields` would be 1.25 GiB per instance. Past it, edits fail with
+/// `forbidden`. Incoming request headers count too (a few dozen).
+pub const MAX_HEADER_EDITS: u32 = 1024;
+
 /// Store data of a shard instance.
 pub struct ShardState {
     pub(crate) shard: Arc<str>,
@@ -42,7 +54,7 @@ pub struct ShardState {
     /// Bytes of stdout and stderr already written to the log (an instance that serves several
     /// requests keeps its pipes).
     flushed: [usize; 2],
-    hooks: DenyOutgoing,
+    hooks: Hooks,
 }
 
 impl ShardState {
@@ -76,7 +88,11 @@ impl ShardState {
             log,
             table: ResourceTable::new(),
             wasi,
-            http: WasiHttpCtx::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_FIELDS_BYTES);
+                http
+            },
             limiter,
             database,
             events,
@@ -84,7 +100,7 @@ impl ShardState {
             stdout,
             stderr,
             flushed: [0; 2],
-            hooks: DenyOutgoing,
+            hooks: Hooks::default(),
         }
     }
 
@@ -129,6 +145,12 @@ impl ShardState {
     /// Whether the guest still holds host resources (open transactions, streams, bodies).
     pub fn holds_resources(&self) -> bool {
         !self.table.is_empty()
+    }
+
+    /// Starts a new header budget, for a reused instance between requests: it holds no
+    /// resources then ([`Self::holds_resources`]), so no `fields` of the last request remain.
+    pub fn renew_header_budget(&mut self) {
+        self.hooks.header_edits = 0;
     }
 
     pub(crate) fn database(&mut self) -> DatabaseView<'_> {
@@ -178,9 +200,13 @@ impl WasiHttpView for ShardState {
     }
 }
 
-/// `wasi:http` hooks that refuse outgoing requests. The frame does not link
-/// `wasi:http/outgoing-handler` at all; this is the second line.
-struct DenyOutgoing;
+/// `wasi:http` hooks: they refuse outgoing requests (the frame does not link
+/// `wasi:http/outgoing-handler` at all; this is the second line) and count header edits
+/// against [`MAX_HEADER_EDITS`].
+#[derive(Default)]
+struct Hooks {
+    header_edits: u32,
+}
 
 type SendFuture = Box<
     dyn Future<
@@ -191,7 +217,15 @@ type SendFuture = Box<
         > + Send,
 >;
 
-impl WasiHttpHooks for DenyOutgoing {
+impl WasiHttpHooks for Hooks {
+    /// Called once for every header a `fields` edit adds, sets or deletes (and for each header
+    /// of an incoming request as the host builds it).
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        self.header_edits = self.header_edits.saturating_add(1);
+        self.header_edits > MAX_HEADER_EDITS
+            || wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         _request: http::Request<WasiBody>,

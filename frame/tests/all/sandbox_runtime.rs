@@ -11,7 +11,7 @@ use arkham_frame::shards::package::embed_manifest;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, TRAPPER};
+use test_shards::{HOSTILE, NETREACH, PACKETS, RECORDER, STREAMER, TRAPPER};
 
 /// A component with `memories` core instances of a module whose memory starts at `pages` 64 KiB
 /// pages and whose start function touches every page, plus `extra` core instances of an empty
@@ -492,6 +492,41 @@ async fn a_shard_hoarding_host_resources_fails_alone() {
             .any(|l| l.contains("resource table has no free keys"))
     })
     .await;
+    frame.stop();
+}
+
+/// Headers live in the host's memory too: a `wasi:http` shard making `fields` without end gets
+/// a bounded number of header edits, and the frame does not grow by the gigabyte it asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_hoarding_headers_gets_a_bounded_budget() {
+    let data = data_dir("");
+    install(data.path(), &[&PACKETS, &STREAMER]);
+    let frame = Frame::start(data.path());
+    packets_answers(&frame, "before the headers").await;
+    let baseline = rss(frame.pid());
+    let hoards: Vec<_> = (0..4)
+        .map(|_| {
+            let client = frame.client.clone();
+            let url = format!("{}/api/streamer/hoard-headers", frame.base);
+            tokio::spawn(async move {
+                let response = client.get(url).send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    for hoard in hoards {
+        let (status, accepted) = hoard.await.unwrap();
+        assert_eq!(status, 200, "{accepted}");
+        // 40,000 asked for; the budget (1,024 edits, the request's own headers among them).
+        let accepted: u64 = accepted.parse().unwrap();
+        assert!(
+            (900..=1024).contains(&accepted),
+            "{accepted} appends accepted"
+        );
+    }
+    let grown = rss(frame.pid()).saturating_sub(baseline);
+    assert!(grown < 256 << 20, "the frame grew by {} MiB", grown >> 20);
+    packets_answers(&frame, "after the headers").await;
     frame.stop();
 }
 
