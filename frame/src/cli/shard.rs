@@ -79,6 +79,41 @@ pub enum ShardCommand {
         /// Overwrite the version's tag if it exists.
         #[arg(long)]
         force: bool,
+        /// Sign the pushed manifest with this private key (PKCS#8 PEM), as `shard sign` does.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign the manifest digest a reference resolves to with a private key (cosign's key-based
+    /// scheme: a `sha256-HEX.sig` tag in the same repository; other signers' signatures are kept).
+    Sign {
+        /// A reference like `ghcr.io/org/packets@0.1`, `packets:0.1.0` or `NAME@sha256:…`.
+        reference: String,
+        /// The private key (PKCS#8 PEM, e.g. from `arkham key generate`).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 only when a valid signature by the key covers the manifest digest the reference
+    /// resolves to; prints the digest and the key's fingerprint.
+    Verify {
+        /// A reference like `ghcr.io/org/packets@0.1`.
+        reference: String,
+        /// The public key (SPKI PEM).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArg,
         #[command(flatten)]
         registry: RegistryArgs,
         /// Print JSON.
@@ -182,7 +217,7 @@ fn default_registry(data: &DataDir) -> anyhow::Result<String> {
     })
 }
 
-fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
+pub(super) fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
     Ok(ShardRef::parse(text, Some(&default_registry(data)?))?)
 }
 
@@ -274,6 +309,13 @@ async fn await_serving(
     }
 }
 
+/// Who signed what was installed, when the trust policy checked it.
+fn print_signers(signers: &[String]) {
+    for signer in signers {
+        println!("  signed by the trusted key {signer}");
+    }
+}
+
 fn print_installed(installed: &Installed) {
     match &installed.replaced {
         Some(old) => println!(
@@ -312,6 +354,7 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             data_dir,
             manifest,
             force,
+            sign,
             registry,
             json,
         } => {
@@ -322,11 +365,26 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                 reference,
                 manifest,
                 force,
+                sign.as_deref(),
                 registry.options(),
                 json,
             )
             .await
         }
+        ShardCommand::Sign {
+            reference,
+            key,
+            data_dir,
+            registry,
+            json,
+        } => super::sign::sign(&data_dir.get(), &reference, &key, registry.options(), json).await,
+        ShardCommand::Verify {
+            reference,
+            key,
+            data_dir,
+            registry,
+            json,
+        } => super::sign::verify(&data_dir.get(), &reference, &key, registry.options(), json).await,
         ShardCommand::Add {
             sources,
             data_dir,
@@ -519,9 +577,12 @@ async fn push(
     reference: Option<String>,
     manifest_file: Option<PathBuf>,
     force: bool,
+    sign_with: Option<&Path>,
     options: ConnectOptions,
     json: bool,
 ) -> anyhow::Result<()> {
+    // The key is read first: a bad one stops the push before anything is uploaded.
+    let key = sign_with.map(super::sign::signing_key).transpose()?;
     let origin = source.display().to_string();
     let mut bytes = tokio::task::spawn_blocking(move || install::read_source(&source)).await??;
     if let Some(file) = manifest_file {
@@ -597,10 +658,25 @@ async fn push(
         },
     )
     .await?;
+    let signed = match &key {
+        Some(key) => Some(
+            arkham_registry::signature::sign(&repo, &pushed.manifest_digest, key)
+                .await
+                .with_context(|| format!("pushed {}, but signing it failed", pushed.reference))?,
+        ),
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&pushed)?);
+        let mut value = serde_json::to_value(&pushed)?;
+        if let (Some(signed), Some(map)) = (&signed, value.as_object_mut()) {
+            map.insert("signature".to_string(), serde_json::to_value(signed)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("pushed {} {}", pushed.reference, pushed.manifest_digest);
+        if let Some(signed) = &signed {
+            super::sign::print_signed(&pushed.reference, signed);
+        }
     }
     Ok(())
 }
@@ -663,10 +739,12 @@ async fn add(
             version: installed.shard.version.to_string(),
             digest: installed.shard.digest.clone(),
             manifest_digest: fetched.artifact.manifest_digest.clone(),
+            signers: fetched.signers.clone(),
         });
         lock.save(&lock_file)?;
         if !json {
             print_installed(&installed);
+            print_signers(&fetched.signers);
         }
         results.push(installed);
     }
@@ -741,13 +819,20 @@ async fn add_locked(
             continue;
         }
         let reference = format!("{}@{}", entry.source, entry.manifest_digest);
-        // Already in the store: install offline, the bytes are verified by their digest.
-        let bytes = match store.get(&entry.digest) {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                let shard_ref = ShardRef::parse(&reference, None)
-                    .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
-                let (repo, artifact) = fetch::resolve_checked(&shard_ref, options, data).await?;
+        let shard_ref = ShardRef::parse(&reference, None)
+            .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
+        // Already in the store, and no signature to check again: install offline, the bytes
+        // are verified by their digest.
+        let stored = if fetch::checks_signatures(data, &shard_ref.location, &entry.signers)? {
+            None
+        } else {
+            store.get(&entry.digest).ok()
+        };
+        let bytes = match stored {
+            Some(bytes) => bytes,
+            None => {
+                let (repo, artifact, _) =
+                    fetch::resolve_checked(&shard_ref, options, data, &entry.signers).await?;
                 if artifact.component_digest()? != entry.digest {
                     anyhow::bail!(
                         "{reference} holds component {}, but the lockfile pins {}; nothing was installed",
@@ -867,6 +952,7 @@ async fn update(
             version: installed.shard.version.to_string(),
             digest: installed.shard.digest.clone(),
             manifest_digest: fetched.artifact.manifest_digest.clone(),
+            signers: fetched.signers.clone(),
             ..entry.clone()
         });
         lock.save(&lock_file)?;
