@@ -228,7 +228,7 @@ pub async fn check(
     };
     let Some(found) = signature::fetch(repo, digest).await? else {
         let found = format!(
-            "no signature ({} has no tag {tag}; if this shard was signed, its tag has been moved to another manifest since)",
+            "no signature ({} has no tag {tag}; if this version was signed before, its tag may have been moved to another manifest since)",
             repo.location()
         );
         if effective.mode == SignatureMode::Require || !pinned.is_empty() {
