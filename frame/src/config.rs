@@ -205,6 +205,22 @@ mod tests {
         std::fs::write(&path, "[limits]\nrequest_timeout = 500\n").unwrap();
         let err = FrameConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("request_timeout"), "{err}");
+        std::fs::write(
+            &path,
+            "[[trust]]\nregistry = \"ghcr.io/acme/*\"\nsignatures = \"require\"\n",
+        )
+        .unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("ghcr.io/acme/*") && err.contains("keys"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[[trust]]\nregistry = \"x/*\"\nsignatures = \"maybe\"\n",
+        )
+        .unwrap();
+        assert!(FrameConfig::load(&path).is_err());
         std::fs::write(&path, "[limits]\nmemory_bytes = 10\n").unwrap();
         assert!(
             FrameConfig::load(&path)

@@ -359,17 +359,14 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             json,
         } => {
             let data = data_dir.get();
-            push(
-                &data,
+            let what = PushWhat {
                 source,
                 reference,
                 manifest,
                 force,
-                sign.as_deref(),
-                registry.options(),
-                json,
-            )
-            .await
+                sign,
+            };
+            push(&data, what, registry.options(), json).await
         }
         ShardCommand::Sign {
             reference,
@@ -571,18 +568,30 @@ async fn inspect(
     Ok(())
 }
 
-async fn push(
-    data: &DataDir,
+/// What `shard push` pushes, where, and how.
+struct PushWhat {
     source: PathBuf,
     reference: Option<String>,
-    manifest_file: Option<PathBuf>,
+    manifest: Option<PathBuf>,
     force: bool,
-    sign_with: Option<&Path>,
+    sign: Option<PathBuf>,
+}
+
+async fn push(
+    data: &DataDir,
+    what: PushWhat,
     options: ConnectOptions,
     json: bool,
 ) -> anyhow::Result<()> {
+    let PushWhat {
+        source,
+        reference,
+        manifest: manifest_file,
+        force,
+        sign,
+    } = what;
     // The key is read first: a bad one stops the push before anything is uploaded.
-    let key = sign_with.map(super::sign::signing_key).transpose()?;
+    let key = sign.as_deref().map(super::sign::signing_key).transpose()?;
     let origin = source.display().to_string();
     let mut bytes = tokio::task::spawn_blocking(move || install::read_source(&source)).await??;
     if let Some(file) = manifest_file {

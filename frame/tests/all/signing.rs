@@ -265,6 +265,13 @@ async fn a_signed_shard_installs_under_require_and_locked_reverifies() {
     let (ok, out, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
     assert!(ok, "{out}{err}");
     assert!(out.contains("installed packets 0.1.0"), "{out}");
+    // The signatures read were kept: the check holds offline too.
+    let (ok, out, err) = arkham_with(
+        second.path(),
+        &["shard", "add", "--locked", "--yes", "--offline"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
     // The lockfile's signer no longer trusted (the rule now trusts only `other`): refused.
     std::fs::copy(&other_pub, second.path().join("keys/trusted.pub")).unwrap();
     let third_lock = lock.clone();
