@@ -414,9 +414,28 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             if outdated {
                 return list_outdated(&data_dir.get(), registry.options(), json).await;
             }
-            let catalog = Catalog::load(&data_dir.get().catalog())?;
+            let data = data_dir.get();
+            let catalog = Catalog::load(&data.catalog())?;
+            // The verified signers the lockfile recorded for the installed digest; a lockfile
+            // that does not read leaves them out (`add` names the problem).
+            let lock = Lockfile::load(&lock_path(&data)).ok();
+            let signers = |name: &str, digest: &arkham_registry::digest::Digest| {
+                lock.as_ref()
+                    .and_then(|l| l.get(name))
+                    .filter(|e| &e.digest == digest)
+                    .map(|e| e.signers.clone())
+                    .unwrap_or_default()
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&catalog.shards)?);
+                let mut rows = Vec::new();
+                for s in &catalog.shards {
+                    let mut row = serde_json::to_value(s)?;
+                    if let Some(map) = row.as_object_mut() {
+                        map.insert("signers".to_string(), signers(&s.name, &s.digest).into());
+                    }
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if catalog.shards.is_empty() {
                 println!("no shards installed; add one with `arkham shard add REF|PATH`");
             } else {
@@ -425,6 +444,9 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                         "{:<20} {:<10} {}  {}",
                         s.name, s.version, s.digest, s.source
                     );
+                    for signer in signers(&s.name, &s.digest) {
+                        println!("{:<20} signed by {signer}", "");
+                    }
                     if let Some(refused) = &s.refused {
                         println!(
                             "{:<20} refused {} at {}: {}",
@@ -546,6 +568,7 @@ async fn inspect(
     let repo = Repo::open(&shard_ref.location, options)?;
     let resolved = arkham_registry::pull::resolve(&repo, &shard_ref).await?;
     let artifact = arkham_registry::pull::fetch_artifact(&repo, &resolved.target).await?;
+    let signatures = super::sign::inspect_signatures(data, &repo, &shard_ref, &artifact).await?;
     let bytes = arkham_registry::pull::fetch_component(&repo, &artifact).await?;
     let inspection = install::inspect(&bytes, &artifact.reference)?;
     if json {
@@ -555,6 +578,7 @@ async fn inspect(
                 "reference": artifact.reference,
                 "manifest_digest": artifact.manifest_digest,
                 "annotations": artifact.manifest.annotations,
+                "signatures": signatures,
                 "shard": inspection,
             }))?
         );
@@ -564,6 +588,7 @@ async fn inspect(
             artifact.reference, artifact.manifest_digest
         );
         print_inspection(&inspection);
+        signatures.print();
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! signatures (see `arkham_registry::signature`), made and checked by arkham itself.
 
 use crate::datadir::DataDir;
-use crate::shards::trust::describe;
+use crate::shards::trust::{self, SignatureMode, TrustError, describe};
 use anyhow::Context as _;
 use arkham_registry::digest::Digest;
 use arkham_registry::pull;
@@ -188,4 +188,83 @@ pub async fn verify(
         println!("verified {shown} ({digest}): signed by the key {fingerprint}");
     }
     Ok(())
+}
+
+/// The signatures of an artifact and the trust policy's verdict on them, for `shard inspect`.
+#[derive(Debug, serde::Serialize)]
+pub struct SignatureReport {
+    /// `sha256-HEX.sig`.
+    tag: String,
+    /// Each signature layer checked against the keys the policy trusts here.
+    checks: Vec<Check>,
+    /// Whether a signature tag exists at all.
+    found: bool,
+    /// The rule that applies (`None`: the default).
+    rule: Option<String>,
+    /// Its mode.
+    mode: SignatureMode,
+    /// Whether `add` would accept it.
+    accepted: bool,
+    /// Signers the policy trusts.
+    signers: Vec<String>,
+    /// Why not, or the warning `add` would print.
+    message: Option<String>,
+}
+
+impl SignatureReport {
+    /// Prints the report as lines under the inspection.
+    pub fn print(&self) {
+        if !self.found {
+            println!("signatures:   none (no tag {})", self.tag);
+        } else {
+            println!("signatures:   {} ({})", describe(&self.checks), self.tag);
+        }
+        let rule = self.rule.as_deref().map_or_else(
+            || "the default policy".to_string(),
+            |r| format!("rule `{r}`"),
+        );
+        let mode = match self.mode {
+            SignatureMode::Require => "require",
+            SignatureMode::Verify => "verify",
+            SignatureMode::Ignore => "ignore",
+        };
+        let verdict = if self.accepted { "accepted" } else { "refused" };
+        println!("trust policy: {rule} ({mode}): {verdict}");
+        if let Some(message) = &self.message {
+            println!("              {message}");
+        }
+    }
+}
+
+/// What `add` would make of `artifact`'s signatures, without downloading the component.
+pub async fn inspect_signatures(
+    data: &DataDir,
+    repo: &Repo,
+    shard_ref: &arkham_registry::reference::ShardRef,
+    artifact: &pull::Artifact,
+) -> anyhow::Result<SignatureReport> {
+    let policy = super::registry::policy(data)?;
+    let effective = policy.for_location(&shard_ref.location);
+    let digest = &artifact.manifest_digest;
+    let found = signature::fetch(repo, digest).await?;
+    let checks = found
+        .as_ref()
+        .map(|f| f.check(digest, effective.keys))
+        .unwrap_or_default();
+    let (accepted, signers, message) =
+        match trust::check(&effective, repo, &artifact.reference, digest, &[]).await {
+            Ok(verdict) => (true, verdict.signers, verdict.warning),
+            Err(e @ TrustError::Refused { .. }) => (false, Vec::new(), Some(e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+    Ok(SignatureReport {
+        tag: signature::signature_tag(digest),
+        checks,
+        found: found.is_some(),
+        rule: effective.rule.map(str::to_string),
+        mode: effective.mode,
+        accepted,
+        signers,
+        message,
+    })
 }

@@ -111,7 +111,21 @@ impl Signed {
                 )),
             "{out}"
         );
+        // Where `refused` looks for a downloaded component: this one was.
+        assert!(
+            setup
+                .stored(pushed["component_digest"].as_str().unwrap())
+                .exists()
+        );
         Some(setup)
+    }
+
+    /// Where the data dir's store keeps the blob `digest`.
+    fn stored(&self, digest: &str) -> PathBuf {
+        self.data
+            .path()
+            .join("store/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
     }
 
     fn key(&self, file: &str) -> PathBuf {
@@ -172,11 +186,7 @@ impl Signed {
             assert!(err.contains(needle), "`{needle}` missing from: {err}");
         }
         assert_eq!(self.snapshot(), before);
-        let blob = self
-            .data
-            .path()
-            .join("store/blobs/sha256")
-            .join(component.trim_start_matches("sha256:"));
+        let blob = self.stored(component);
         assert!(
             !blob.exists(),
             "the component was downloaded although refused: {err}"
@@ -206,6 +216,19 @@ async fn a_signed_shard_installs_under_require_and_locked_reverifies() {
         "{lock}"
     );
     let reference = format!("{}:0.1.0", s.repository);
+    let (ok, out, err) = s.run(&["shard", "list", "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)[0]["signers"][0], s.trusted_fingerprint.as_str());
+    // inspect shows the signatures and the policy's verdict.
+    let (ok, out, err) = s.run(&["shard", "inspect", &reference, "--json"]);
+    assert!(ok, "{err}");
+    let inspected = json(&out);
+    assert_eq!(inspected["signatures"]["accepted"], true, "{out}");
+    assert_eq!(inspected["signatures"]["mode"], "require");
+    assert_eq!(
+        inspected["signatures"]["checks"][0]["fingerprint"],
+        s.trusted_fingerprint.as_str()
+    );
     let trusted_pub = s.key("trusted.pub");
     let (ok, out, err) = s.run(&[
         "shard",
@@ -311,6 +334,13 @@ async fn a_shard_signed_by_an_untrusted_key_is_refused() {
         &packets(s.work.path(), "0.3.0", "other key"),
         Some("other.key"),
         false,
+    );
+    let (ok, out, err) = s.run(&["shard", "inspect", &format!("{}:0.3.0", s.repository)]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("signatures:   1 signature: one by a key not trusted here")
+            && out.contains("(require): refused"),
+        "{out}"
     );
     s.refused(
         &format!("{}:0.3.0", s.repository),
