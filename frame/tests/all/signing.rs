@@ -323,6 +323,41 @@ async fn an_unsigned_shard_is_refused_where_a_signature_is_required() {
             &s.trusted_fingerprint,
         ],
     );
+    // `update` to an unsigned version within the requirement (^0.1) is refused the same way.
+    let update = s.push(&packets(s.work.path(), "0.1.5", "unsigned"), None, false);
+    let before = s.snapshot();
+    let (ok, out, err) = s.run(&["shard", "update", "--yes"]);
+    assert!(
+        !ok && err.contains("no signature") && err.contains(":0.1.5"),
+        "{out}{err}"
+    );
+    assert_eq!(s.snapshot(), before);
+    assert!(
+        !s.stored(update["component_digest"].as_str().unwrap())
+            .exists()
+    );
+
+    // Under `verify`, an unsigned shard installs, saying so plainly.
+    let config = std::fs::read_to_string(s.data.path().join("arkham.toml")).unwrap();
+    std::fs::write(
+        s.data.path().join("arkham.toml"),
+        config.replace("\"require\"", "\"verify\""),
+    )
+    .unwrap();
+    let (ok, out, err) = s.run(&["shard", "add", &format!("{}:0.2.0", s.repository), "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: installing an unsigned shard: {}:0.2.0",
+            s.repository
+        )),
+        "{err}"
+    );
+    let lock = std::fs::read_to_string(s.data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains("version = \"0.2.0\"") && !lock.contains("signers"),
+        "{lock}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
