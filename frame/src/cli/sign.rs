@@ -95,7 +95,17 @@ async fn resolve_digest(
     options: ConnectOptions,
 ) -> anyhow::Result<(Repo, String, Digest)> {
     let shard_ref = super::shard::parse_ref(data, reference)?;
-    let repo = Repo::open(&shard_ref.location, options)?;
+    // Offline, what `add` kept of the repository (its manifests and signatures) answers.
+    let repo = if options.offline
+        && matches!(
+            shard_ref.location,
+            arkham_registry::reference::Location::Remote { .. }
+        ) {
+        let index = arkham_registry::cache::TagIndex::load(&data.tag_index())?;
+        Repo::cached(&shard_ref.location, data.store(), &index)
+    } else {
+        Repo::open(&shard_ref.location, options)?
+    };
     let resolved = pull::resolve(&repo, &shard_ref).await?;
     let (_, digest) = repo.manifest(&resolved.target).await?;
     let shown = if resolved.target.starts_with("sha256:") {

@@ -295,6 +295,22 @@ async fn a_signed_shard_installs_under_require_and_locked_reverifies() {
         &env,
     );
     assert!(ok, "{out}{err}");
+    let (ok, out, err) = arkham_with(
+        second.path(),
+        &[
+            "shard",
+            "verify",
+            &format!("{}@{}", s.repository, verified["digest"].as_str().unwrap()),
+            "--key",
+            trusted_pub.to_str().unwrap(),
+            "--offline",
+        ],
+        &[
+            ("DOCKER_CONFIG", s.docker.path().to_str().unwrap()),
+            ("ARKHAM_REGISTRY", "127.0.0.1:1"),
+        ],
+    );
+    assert!(ok && out.contains("verified"), "{out}{err}");
     // The lockfile's signer no longer trusted (the rule now trusts only `other`): refused.
     std::fs::copy(&other_pub, second.path().join("keys/trusted.pub")).unwrap();
     let third_lock = lock.clone();
