@@ -170,8 +170,11 @@ impl SigningKey {
         match label {
             "PRIVATE KEY" => Self::from_pkcs8_der(&der).map_err(invalid),
             "EC PRIVATE KEY" => Self::from_sec1_der(&der, None).map_err(invalid),
-            "ENCRYPTED PRIVATE KEY" | "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => Err(invalid(
-                "it is encrypted, which arkham does not read; export it unencrypted (`openssl pkcs8 -topk8 -nocrypt -in KEY`) and keep that file private".to_string(),
+            "ENCRYPTED PRIVATE KEY" => Err(invalid(
+                "it is encrypted, which arkham does not read; decrypt it (`openssl pkcs8 -in KEY -nocrypt -topk8`) and keep that file private".to_string(),
+            )),
+            "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => Err(invalid(
+                "it is cosign's encrypted key format, which arkham does not read yet; sign with `cosign sign --key` (arkham verifies cosign's signatures with the `.pub`), or sign with a PKCS#8 key (`arkham key generate`, which `cosign import-key-pair` also takes)".to_string(),
             )),
             other => Err(invalid(format!(
                 "it is a `{other}` PEM; a private key is `-----BEGIN PRIVATE KEY-----` (PKCS#8), as `arkham key generate` and `openssl pkcs8 -topk8 -nocrypt` write"
@@ -382,6 +385,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("k.key") && err.contains("PKCS#8"), "{err}");
+        let cosign = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n";
+        let err = SigningKey::from_pem(cosign, "cosign.key")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cosign's encrypted key format"), "{err}");
         let err = SigningKey::from_pem("garbage", "g")
             .unwrap_err()
             .to_string();
