@@ -264,14 +264,10 @@ pub fn policy(data: &DataDir) -> anyhow::Result<Policy> {
     Ok(Policy::load(&config.trust, data.root())?)
 }
 
-/// Whether installing from `location` (with `pinned` signers from the lockfile) looks at
-/// signatures.
-pub fn checks_signatures(
-    data: &DataDir,
-    location: &Location,
-    pinned: &[String],
-) -> anyhow::Result<bool> {
-    Ok(!pinned.is_empty() || policy(data)?.for_location(location).mode != SignatureMode::Ignore)
+/// Whether installing from `location` looks at signatures (a policy of `ignore` does not, even
+/// for a shard whose lockfile entry records signers).
+pub fn checks_signatures(data: &DataDir, location: &Location) -> anyhow::Result<bool> {
+    Ok(policy(data)?.for_location(location).mode != SignatureMode::Ignore)
 }
 
 /// Applies the trust policy to `artifact`'s manifest digest: before anything but the manifest and

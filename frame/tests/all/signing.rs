@@ -83,6 +83,21 @@ impl Signed {
                 setup.trusted_fingerprint = json(&out)["fingerprint"].as_str().unwrap().to_string();
             }
         }
+        // The private key is the owner's alone; the public one is for everyone.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |file: &str| {
+            std::fs::metadata(setup.key(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("trusted.key"), mode("trusted.pub")), (0o600, 0o644));
+        let private = std::fs::read_to_string(setup.key("trusted.key")).unwrap();
+        assert!(
+            private.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{private}"
+        );
         std::fs::create_dir(setup.data.path().join("keys")).unwrap();
         std::fs::copy(
             setup.key("trusted.pub"),

@@ -136,12 +136,17 @@ impl PublicKey {
     }
 }
 
-/// A private key: ECDSA P-256.
-#[derive(Debug)]
+/// A private key: ECDSA P-256. Its `Debug` shows only the public key's fingerprint.
 pub struct SigningKey {
     pair: EcdsaKeyPair,
     pkcs8: Vec<u8>,
     public: PublicKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.public.fingerprint())
+    }
 }
 
 impl SigningKey {
@@ -336,6 +341,11 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let pem = key.to_pem();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        // Debug output never carries the private key.
+        assert_eq!(
+            format!("{key:?}"),
+            format!("SigningKey({})", key.public_key().fingerprint())
+        );
         let again = SigningKey::from_pem(&pem, "k").unwrap();
         assert_eq!(again.public_key(), key.public_key());
         let public = PublicKey::from_pem(&key.public_key().to_pem(), "p").unwrap();
