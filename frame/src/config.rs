@@ -10,6 +10,7 @@ use crate::services::logging::LoggingConfig;
 use crate::services::nats::NatsConfig;
 use crate::services::storage::StorageConfig;
 use crate::shards::grants::Grant;
+use crate::shards::trust::TrustRule;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +42,8 @@ pub struct FrameConfig {
     /// Grants pre-approved for headless installs, by shard name: `[grants.packets]`. A shard
     /// whose request is covered installs without asking.
     pub grants: BTreeMap<String, Grant>,
+    /// The trust policy for signed shards: `[[trust]]` rules, the first matching one wins.
+    pub trust: Vec<TrustRule>,
 }
 
 /// A config file that cannot be used.
@@ -127,6 +130,9 @@ impl FrameConfig {
             .validate(self.nats_user())
             .map_err(|e| invalid(&e.to_string()))?;
         self.logging.validate().map_err(|m| invalid(&m))?;
+        for rule in &self.trust {
+            rule.validate().map_err(|m| invalid(&m))?;
+        }
         let largest_request = l
             .shards
             .values()
@@ -199,6 +205,22 @@ mod tests {
         std::fs::write(&path, "[limits]\nrequest_timeout = 500\n").unwrap();
         let err = FrameConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("request_timeout"), "{err}");
+        std::fs::write(
+            &path,
+            "[[trust]]\nregistry = \"ghcr.io/acme/*\"\nsignatures = \"require\"\n",
+        )
+        .unwrap();
+        let err = FrameConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("ghcr.io/acme/*") && err.contains("keys"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[[trust]]\nregistry = \"x/*\"\nsignatures = \"maybe\"\n",
+        )
+        .unwrap();
+        assert!(FrameConfig::load(&path).is_err());
         std::fs::write(&path, "[limits]\nmemory_bytes = 10\n").unwrap();
         assert!(
             FrameConfig::load(&path)

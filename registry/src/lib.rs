@@ -32,6 +32,7 @@ pub mod push;
 pub mod reference;
 pub mod repo;
 pub mod resolve;
+pub mod signature;
 pub mod store;
 
 pub use error::RegistryError;

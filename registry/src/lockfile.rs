@@ -10,6 +10,7 @@
 //! version = "0.1.1"
 //! digest = "sha256:…"           # the component
 //! manifest_digest = "sha256:…"  # the OCI manifest it came in
+//! signers = ["sha256:…"]        # fingerprints of the trusted keys that signed it, if any
 //! ```
 
 use crate::digest::Digest;
@@ -34,6 +35,10 @@ pub struct LockedShard {
     pub digest: Digest,
     /// The OCI manifest's digest.
     pub manifest_digest: Digest,
+    /// Fingerprints (SHA-256 of the SPKI DER) of the trusted keys whose signatures covered the
+    /// manifest when it was installed; `add --locked` wants one of them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
 }
 
 /// The lockfile.
@@ -161,6 +166,11 @@ mod tests {
             version: "0.1.1".into(),
             digest: Digest::of(name.as_bytes()),
             manifest_digest: Digest::of(b"m"),
+            signers: if name == "alpha" {
+                vec![Digest::of(b"key").to_string()]
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -8,6 +8,7 @@ mod new;
 mod registry;
 mod serve;
 mod shard;
+mod sign;
 mod wit;
 
 use crate::datadir::DataDir;
@@ -30,6 +31,9 @@ enum Command {
     /// Build, inspect, install, list and remove shards.
     #[command(subcommand)]
     Shard(shard::ShardCommand),
+    /// Make signing keys for `arkham shard sign`.
+    #[command(subcommand)]
+    Key(sign::KeyCommand),
     /// Log in to OCI registries that shards are pushed to and added from.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
             Command::Registry(command) => registry::run(command).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Wit(args) => wit::run(args),
+            Command::Key(command) => sign::run_key(command),
             Command::Events(command) => events::run(command).await,
         }
     });

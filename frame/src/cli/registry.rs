@@ -1,10 +1,12 @@
 //! `arkham registry login`, and fetching shards from registries for `shard add|update|inspect`:
 //! the manifest and config are read and checked before the component is downloaded.
 
+use crate::config::FrameConfig;
 use crate::datadir::DataDir;
 use crate::shards::compat;
 use crate::shards::manifest::Manifest;
 use crate::shards::package::Interfaces;
+use crate::shards::trust::{self, Policy, SignatureMode};
 use anyhow::Context as _;
 use arkham_registry::cache::TagIndex;
 use arkham_registry::pull::{self, Artifact};
@@ -174,6 +176,8 @@ pub struct Fetched {
     pub artifact: Artifact,
     /// The repository.
     pub location: Location,
+    /// Fingerprints of the trusted keys whose signatures cover its manifest.
+    pub signers: Vec<String>,
 }
 
 /// The requirement text recorded in the lockfile for `selector`.
@@ -202,13 +206,27 @@ pub fn selector_from_text(text: &str) -> anyhow::Result<Selector> {
     })
 }
 
-/// Resolves `shard_ref` to one artifact and checks it (shape, manifest, frame, imports) without
-/// downloading the component.
+/// Resolves `shard_ref` to one artifact and checks it (shape, manifest, frame, imports, and the
+/// trust policy's verdict on its signatures) without downloading the component; answers the
+/// fingerprints of the trusted keys that signed it. `pinned` are the signers the lockfile
+/// recorded (`add --locked`): one of them must have signed it.
 ///
 /// Offline (`options.offline`), the repository is what `data`'s cache holds of it; a digest
 /// reference is looked up there first in any case (content is content), and online results are
 /// recorded in it.
 pub async fn resolve_checked(
+    shard_ref: &ShardRef,
+    options: ConnectOptions,
+    data: &DataDir,
+    pinned: &[String],
+) -> anyhow::Result<(Repo, Artifact, Vec<String>)> {
+    let (repo, artifact) = resolve_unverified(shard_ref, options, data).await?;
+    let signers =
+        verify_trust(&repo, &artifact, &shard_ref.location, options, data, pinned).await?;
+    Ok((repo, artifact, signers))
+}
+
+async fn resolve_unverified(
     shard_ref: &ShardRef,
     options: ConnectOptions,
     data: &DataDir,
@@ -238,6 +256,85 @@ pub async fn resolve_checked(
         eprintln!("warning: the offline cache was not updated: {e:#}");
     }
     Ok((repo, artifact))
+}
+
+/// The trust policy of `data`'s config.
+pub fn policy(data: &DataDir) -> anyhow::Result<Policy> {
+    let config = FrameConfig::load(&data.config_file())?;
+    Ok(Policy::load(&config.trust, data.root())?)
+}
+
+/// Whether installing from `location` looks at signatures (a policy of `ignore` does not, even
+/// for a shard whose lockfile entry records signers).
+pub fn checks_signatures(data: &DataDir, location: &Location) -> anyhow::Result<bool> {
+    Ok(policy(data)?.for_location(location).mode != SignatureMode::Ignore)
+}
+
+/// Applies the trust policy to `artifact`'s manifest digest: before anything but the manifest and
+/// config was downloaded. Signatures are read from the registry (from the local cache when
+/// offline, or for a local layout from the layout), and kept in the cache for working offline.
+async fn verify_trust(
+    repo: &Repo,
+    artifact: &Artifact,
+    location: &Location,
+    options: ConnectOptions,
+    data: &DataDir,
+    pinned: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let policy = policy(data)?;
+    let effective = policy.for_location(location);
+    if effective.mode == SignatureMode::Ignore {
+        return Ok(Vec::new());
+    }
+    // A digest found in the store answered from the cache; its signatures may be newer.
+    let live;
+    let signatures_from = match repo {
+        Repo::Cached { .. } if !options.offline => {
+            live = Repo::open(location, options)?;
+            &live
+        }
+        _ => repo,
+    };
+    let verdict = trust::check(
+        &effective,
+        signatures_from,
+        &artifact.reference,
+        &artifact.manifest_digest,
+        pinned,
+    )
+    .await?;
+    if let Some(warning) = &verdict.warning {
+        eprintln!("warning: {warning}");
+    }
+    if matches!(location, Location::Remote { .. })
+        && let Some(signatures) = &verdict.signatures
+        && let Err(e) = remember_signatures(data, location, signatures)
+    {
+        eprintln!("warning: the offline cache was not updated: {e:#}");
+    }
+    Ok(verdict.signers)
+}
+
+/// Keeps a signature manifest and its payloads in the store, and its tag in the index.
+fn remember_signatures(
+    data: &DataDir,
+    location: &Location,
+    signatures: &arkham_registry::signature::Signatures,
+) -> anyhow::Result<()> {
+    let store = data.store();
+    store.put(&signatures.manifest_bytes)?;
+    for layer in &signatures.layers {
+        store.put(&layer.payload)?;
+    }
+    let path = data.tag_index();
+    let mut index = TagIndex::load(&path)?;
+    index.record(
+        &location.to_string(),
+        &signatures.tag,
+        &signatures.manifest_digest,
+    );
+    index.save(&path)?;
+    Ok(())
 }
 
 async fn resolve_in(repo: &Repo, shard_ref: &ShardRef) -> anyhow::Result<(Artifact, String)> {
@@ -355,12 +452,13 @@ pub async fn fetch(
     options: ConnectOptions,
     data: &DataDir,
 ) -> anyhow::Result<Fetched> {
-    let (repo, artifact) = resolve_checked(shard_ref, options, data).await?;
+    let (repo, artifact, signers) = resolve_checked(shard_ref, options, data, &[]).await?;
     let bytes = component(&repo, &artifact, &data.store()).await?;
     Ok(Fetched {
         bytes,
         artifact,
         location: shard_ref.location.clone(),
+        signers,
     })
 }
 

@@ -79,6 +79,41 @@ pub enum ShardCommand {
         /// Overwrite the version's tag if it exists.
         #[arg(long)]
         force: bool,
+        /// Sign the pushed manifest with this private key (PKCS#8 PEM), as `shard sign` does.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign the manifest digest a reference resolves to with a private key (cosign's key-based
+    /// scheme: a `sha256-HEX.sig` tag in the same repository; other signers' signatures are kept).
+    Sign {
+        /// A reference like `ghcr.io/org/packets@0.1`, `packets:0.1.0` or `NAME@sha256:…`.
+        reference: String,
+        /// The private key (PKCS#8 PEM, e.g. from `arkham key generate`).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 only when a valid signature by the key covers the manifest digest the reference
+    /// resolves to; prints the digest and the key's fingerprint.
+    Verify {
+        /// A reference like `ghcr.io/org/packets@0.1`.
+        reference: String,
+        /// The public key (SPKI PEM).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArg,
         #[command(flatten)]
         registry: RegistryArgs,
         /// Print JSON.
@@ -182,7 +217,7 @@ fn default_registry(data: &DataDir) -> anyhow::Result<String> {
     })
 }
 
-fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
+pub(super) fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
     Ok(ShardRef::parse(text, Some(&default_registry(data)?))?)
 }
 
@@ -274,6 +309,13 @@ async fn await_serving(
     }
 }
 
+/// Who signed what was installed, when the trust policy checked it.
+fn print_signers(signers: &[String]) {
+    for signer in signers {
+        println!("  signed by the trusted key {signer}");
+    }
+}
+
 fn print_installed(installed: &Installed) {
     match &installed.replaced {
         Some(old) => println!(
@@ -312,21 +354,34 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             data_dir,
             manifest,
             force,
+            sign,
             registry,
             json,
         } => {
             let data = data_dir.get();
-            push(
-                &data,
+            let what = PushWhat {
                 source,
                 reference,
                 manifest,
                 force,
-                registry.options(),
-                json,
-            )
-            .await
+                sign,
+            };
+            push(&data, what, registry.options(), json).await
         }
+        ShardCommand::Sign {
+            reference,
+            key,
+            data_dir,
+            registry,
+            json,
+        } => super::sign::sign(&data_dir.get(), &reference, &key, registry.options(), json).await,
+        ShardCommand::Verify {
+            reference,
+            key,
+            data_dir,
+            registry,
+            json,
+        } => super::sign::verify(&data_dir.get(), &reference, &key, registry.options(), json).await,
         ShardCommand::Add {
             sources,
             data_dir,
@@ -359,9 +414,28 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
             if outdated {
                 return list_outdated(&data_dir.get(), registry.options(), json).await;
             }
-            let catalog = Catalog::load(&data_dir.get().catalog())?;
+            let data = data_dir.get();
+            let catalog = Catalog::load(&data.catalog())?;
+            // The verified signers the lockfile recorded for the installed digest; a lockfile
+            // that does not read leaves them out (`add` names the problem).
+            let lock = Lockfile::load(&lock_path(&data)).ok();
+            let signers = |name: &str, digest: &arkham_registry::digest::Digest| {
+                lock.as_ref()
+                    .and_then(|l| l.get(name))
+                    .filter(|e| &e.digest == digest)
+                    .map(|e| e.signers.clone())
+                    .unwrap_or_default()
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&catalog.shards)?);
+                let mut rows = Vec::new();
+                for s in &catalog.shards {
+                    let mut row = serde_json::to_value(s)?;
+                    if let Some(map) = row.as_object_mut() {
+                        map.insert("signers".to_string(), signers(&s.name, &s.digest).into());
+                    }
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if catalog.shards.is_empty() {
                 println!("no shards installed; add one with `arkham shard add REF|PATH`");
             } else {
@@ -370,6 +444,9 @@ pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
                         "{:<20} {:<10} {}  {}",
                         s.name, s.version, s.digest, s.source
                     );
+                    for signer in signers(&s.name, &s.digest) {
+                        println!("{:<20} signed by {signer}", "");
+                    }
                     if let Some(refused) = &s.refused {
                         println!(
                             "{:<20} refused {} at {}: {}",
@@ -491,6 +568,7 @@ async fn inspect(
     let repo = Repo::open(&shard_ref.location, options)?;
     let resolved = arkham_registry::pull::resolve(&repo, &shard_ref).await?;
     let artifact = arkham_registry::pull::fetch_artifact(&repo, &resolved.target).await?;
+    let signatures = super::sign::inspect_signatures(data, &repo, &shard_ref, &artifact).await?;
     let bytes = arkham_registry::pull::fetch_component(&repo, &artifact).await?;
     let inspection = install::inspect(&bytes, &artifact.reference)?;
     if json {
@@ -500,6 +578,7 @@ async fn inspect(
                 "reference": artifact.reference,
                 "manifest_digest": artifact.manifest_digest,
                 "annotations": artifact.manifest.annotations,
+                "signatures": signatures,
                 "shard": inspection,
             }))?
         );
@@ -509,19 +588,35 @@ async fn inspect(
             artifact.reference, artifact.manifest_digest
         );
         print_inspection(&inspection);
+        signatures.print();
     }
     Ok(())
 }
 
-async fn push(
-    data: &DataDir,
+/// What `shard push` pushes, where, and how.
+struct PushWhat {
     source: PathBuf,
     reference: Option<String>,
-    manifest_file: Option<PathBuf>,
+    manifest: Option<PathBuf>,
     force: bool,
+    sign: Option<PathBuf>,
+}
+
+async fn push(
+    data: &DataDir,
+    what: PushWhat,
     options: ConnectOptions,
     json: bool,
 ) -> anyhow::Result<()> {
+    let PushWhat {
+        source,
+        reference,
+        manifest: manifest_file,
+        force,
+        sign,
+    } = what;
+    // The key is read first: a bad one stops the push before anything is uploaded.
+    let key = sign.as_deref().map(super::sign::signing_key).transpose()?;
     let origin = source.display().to_string();
     let mut bytes = tokio::task::spawn_blocking(move || install::read_source(&source)).await??;
     if let Some(file) = manifest_file {
@@ -597,10 +692,25 @@ async fn push(
         },
     )
     .await?;
+    let signed = match &key {
+        Some(key) => Some(
+            arkham_registry::signature::sign(&repo, &pushed.manifest_digest, key)
+                .await
+                .with_context(|| format!("pushed {}, but signing it failed", pushed.reference))?,
+        ),
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&pushed)?);
+        let mut value = serde_json::to_value(&pushed)?;
+        if let (Some(signed), Some(map)) = (&signed, value.as_object_mut()) {
+            map.insert("signature".to_string(), serde_json::to_value(signed)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("pushed {} {}", pushed.reference, pushed.manifest_digest);
+        if let Some(signed) = &signed {
+            super::sign::print_signed(&pushed.reference, signed);
+        }
     }
     Ok(())
 }
@@ -663,10 +773,12 @@ async fn add(
             version: installed.shard.version.to_string(),
             digest: installed.shard.digest.clone(),
             manifest_digest: fetched.artifact.manifest_digest.clone(),
+            signers: fetched.signers.clone(),
         });
         lock.save(&lock_file)?;
         if !json {
             print_installed(&installed);
+            print_signers(&fetched.signers);
         }
         results.push(installed);
     }
@@ -741,13 +853,20 @@ async fn add_locked(
             continue;
         }
         let reference = format!("{}@{}", entry.source, entry.manifest_digest);
-        // Already in the store: install offline, the bytes are verified by their digest.
-        let bytes = match store.get(&entry.digest) {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                let shard_ref = ShardRef::parse(&reference, None)
-                    .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
-                let (repo, artifact) = fetch::resolve_checked(&shard_ref, options, data).await?;
+        let shard_ref = ShardRef::parse(&reference, None)
+            .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
+        // Already in the store, and no signature to check again: install offline, the bytes
+        // are verified by their digest.
+        let stored = if fetch::checks_signatures(data, &shard_ref.location)? {
+            None
+        } else {
+            store.get(&entry.digest).ok()
+        };
+        let bytes = match stored {
+            Some(bytes) => bytes,
+            None => {
+                let (repo, artifact, _) =
+                    fetch::resolve_checked(&shard_ref, options, data, &entry.signers).await?;
                 if artifact.component_digest()? != entry.digest {
                     anyhow::bail!(
                         "{reference} holds component {}, but the lockfile pins {}; nothing was installed",
@@ -867,6 +986,7 @@ async fn update(
             version: installed.shard.version.to_string(),
             digest: installed.shard.digest.clone(),
             manifest_digest: fetched.artifact.manifest_digest.clone(),
+            signers: fetched.signers.clone(),
             ..entry.clone()
         });
         lock.save(&lock_file)?;

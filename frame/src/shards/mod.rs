@@ -8,3 +8,4 @@ pub mod grants;
 pub mod install;
 pub mod manifest;
 pub mod package;
+pub mod trust;

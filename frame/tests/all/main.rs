@@ -33,5 +33,6 @@ mod sandbox_runtime;
 mod sandbox_sql;
 mod sandbox_storage;
 mod shard_new;
+mod signing;
 mod upgrades;
 mod wit_versions;

@@ -1,0 +1,622 @@
+//! Signed shards (issue 18, section 2): push → sign → add under a `require` policy against the
+//! token-auth registry; every refusal (unsigned, an untrusted key, the tag moved after signing,
+//! a signature copied from another digest, a corrupt signature) happens before the component is
+//! downloaded and leaves the installed shards and the lockfile as they were; and interop with an
+//! independent implementation of cosign's scheme (scripts/cosign-interop.py).
+
+use crate::harness::{
+    Registry, TokenPolicy, arkham_with, data_dir, manifest_of, package_with, require,
+};
+use arkham_registry::digest::Digest;
+use arkham_registry::reference::Location;
+use arkham_registry::repo::Repo;
+use arkham_registry::signature;
+use std::path::{Path, PathBuf};
+use test_shards::PACKETS;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// PACKETS packaged as `version`, with `description` (to make different bytes of one version).
+fn packets(dir: &Path, version: &str, description: &str) -> PathBuf {
+    let mut manifest = manifest_of(&PACKETS);
+    manifest.version = version.parse().unwrap();
+    manifest.description = description.to_string();
+    let path = dir.join(format!(
+        "packets-{version}-{}.shard.wasm",
+        description.len()
+    ));
+    package_with(&PACKETS, &manifest, &path);
+    path
+}
+
+/// A token-auth registry (anonymous may pull and push under `signed/`), two key pairs, and a
+/// data dir whose policy requires the `trusted` key for `HOST/signed/*`, with packets 0.1.0
+/// pushed, signed and installed.
+struct Signed {
+    registry: Registry,
+    _tokens: crate::harness::TokenServer,
+    work: tempfile::TempDir,
+    docker: tempfile::TempDir,
+    data: tempfile::TempDir,
+    repository: String,
+    trusted_fingerprint: String,
+}
+
+impl Signed {
+    fn start(test: &str) -> Option<Self> {
+        let policy = TokenPolicy {
+            users: vec![],
+            refresh_tokens: vec![],
+            grants: vec![("signed/", "anonymous", &["pull", "push"])],
+        };
+        let (registry, tokens) = Registry::start_with_tokens(test, policy)?;
+        let work = tempfile::tempdir().unwrap();
+        let docker = tempfile::tempdir().unwrap();
+        let repository = format!("{}/signed/packets", registry.host);
+        let config = format!(
+            "[[trust]]\nregistry = \"{}/signed/*\"\nkeys = [\"keys/trusted.pub\"]\nsignatures = \"require\"\n",
+            registry.host
+        );
+        let data = data_dir(&config);
+        let mut setup = Self {
+            registry,
+            _tokens: tokens,
+            work,
+            docker,
+            data,
+            repository,
+            trusted_fingerprint: String::new(),
+        };
+        for name in ["trusted", "other"] {
+            let prefix = setup.work.path().join(name);
+            let (ok, out, err) = setup.run(&[
+                "key",
+                "generate",
+                "--out",
+                prefix.to_str().unwrap(),
+                "--json",
+            ]);
+            assert!(ok, "{out}{err}");
+            if name == "trusted" {
+                setup.trusted_fingerprint = json(&out)["fingerprint"].as_str().unwrap().to_string();
+            }
+        }
+        // The private key is the owner's alone; the public one is for everyone.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |file: &str| {
+            std::fs::metadata(setup.key(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("trusted.key"), mode("trusted.pub")), (0o600, 0o644));
+        let private = std::fs::read_to_string(setup.key("trusted.key")).unwrap();
+        assert!(
+            private.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{private}"
+        );
+        std::fs::create_dir(setup.data.path().join("keys")).unwrap();
+        std::fs::copy(
+            setup.key("trusted.pub"),
+            setup.data.path().join("keys/trusted.pub"),
+        )
+        .unwrap();
+
+        let v010 = packets(setup.work.path(), "0.1.0", "signed");
+        let pushed = setup.push(&v010, Some("trusted.key"), false);
+        assert_eq!(
+            pushed["signature"]["fingerprint"],
+            setup.trusted_fingerprint.as_str()
+        );
+        let (ok, out, err) = setup.run(&[
+            "shard",
+            "add",
+            &format!("{}@0.1", setup.repository),
+            "--yes",
+        ]);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("installed packets 0.1.0")
+                && out.contains(&format!(
+                    "signed by the trusted key {}",
+                    setup.trusted_fingerprint
+                )),
+            "{out}"
+        );
+        // Where `refused` looks for a downloaded component: this one was.
+        assert!(
+            setup
+                .stored(pushed["component_digest"].as_str().unwrap())
+                .exists()
+        );
+        Some(setup)
+    }
+
+    /// Where the data dir's store keeps the blob `digest`.
+    fn stored(&self, digest: &str) -> PathBuf {
+        self.data
+            .path()
+            .join("store/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    fn key(&self, file: &str) -> PathBuf {
+        self.work.path().join(file)
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        arkham_with(
+            self.data.path(),
+            args,
+            &[("DOCKER_CONFIG", self.docker.path().to_str().unwrap())],
+        )
+    }
+
+    /// Pushes `file` to the signed repository (signed with `key` when given); the push's JSON.
+    fn push(&self, file: &Path, key: Option<&str>, force: bool) -> serde_json::Value {
+        let key = key.map(|k| self.key(k));
+        let mut args = vec![
+            "shard",
+            "push",
+            file.to_str().unwrap(),
+            &self.repository,
+            "--json",
+        ];
+        if let Some(key) = &key {
+            args.extend(["--sign", key.to_str().unwrap()]);
+        }
+        if force {
+            args.push("--force");
+        }
+        let (ok, out, err) = self.run(&args);
+        assert!(ok, "{out}{err}");
+        json(&out)
+    }
+
+    /// The installed shards and the lockfile, which a refusal must leave as they were.
+    fn snapshot(&self) -> (String, String) {
+        let (ok, out, err) = self.run(&["shard", "list", "--json"]);
+        assert!(ok, "{err}");
+        (
+            out,
+            std::fs::read_to_string(self.data.path().join("arkham.lock")).unwrap(),
+        )
+    }
+
+    /// Asserts `add REF` is refused with every one of `needles` in the message, before the
+    /// component `component` (a digest) was downloaded, changing nothing.
+    fn refused(&self, reference: &str, component: &str, needles: &[&str]) {
+        let before = self.snapshot();
+        let (ok, out, err) = self.run(&["shard", "add", reference, "--yes"]);
+        eprintln!("DEBUG {err}");
+        assert!(!ok, "{out}{err}");
+        for needle in
+            needles
+                .iter()
+                .chain(&["expected", "found", "Nothing was downloaded or changed"])
+        {
+            assert!(err.contains(needle), "`{needle}` missing from: {err}");
+        }
+        assert_eq!(self.snapshot(), before);
+        let blob = self.stored(component);
+        assert!(
+            !blob.exists(),
+            "the component was downloaded although refused: {err}"
+        );
+    }
+
+    fn repo(&self) -> Repo {
+        Repo::open(
+            &Location::Remote {
+                registry: self.registry.host.clone(),
+                repository: "signed/packets".to_string(),
+            },
+            Default::default(),
+        )
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_shard_installs_under_require_and_locked_reverifies() {
+    let Some(s) = Signed::start("signed install") else {
+        return;
+    };
+    let lock = std::fs::read_to_string(s.data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("signers = [\"{}\"]", s.trusted_fingerprint)),
+        "{lock}"
+    );
+    let reference = format!("{}:0.1.0", s.repository);
+    let (ok, out, err) = s.run(&["shard", "list", "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)[0]["signers"][0], s.trusted_fingerprint.as_str());
+    // inspect shows the signatures and the policy's verdict.
+    let (ok, out, err) = s.run(&["shard", "inspect", &reference, "--json"]);
+    assert!(ok, "{err}");
+    let inspected = json(&out);
+    assert_eq!(inspected["signatures"]["accepted"], true, "{out}");
+    assert_eq!(inspected["signatures"]["mode"], "require");
+    assert_eq!(
+        inspected["signatures"]["checks"][0]["fingerprint"],
+        s.trusted_fingerprint.as_str()
+    );
+    let trusted_pub = s.key("trusted.pub");
+    let (ok, out, err) = s.run(&[
+        "shard",
+        "verify",
+        &reference,
+        "--key",
+        trusted_pub.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let verified = json(&out);
+    assert_eq!(verified["verified"], true);
+    assert_eq!(verified["key"], s.trusted_fingerprint.as_str());
+    assert!(verified["digest"].as_str().unwrap().starts_with("sha256:"));
+    let other_pub = s.key("other.pub");
+    let (ok, _, err) = s.run(&[
+        "shard",
+        "verify",
+        &reference,
+        "--key",
+        other_pub.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("one by a key not trusted here"),
+        "{err}"
+    );
+
+    // A second signer adds a layer; both verify.
+    let other_key = s.key("other.key");
+    let (ok, out, err) = s.run(&[
+        "shard",
+        "sign",
+        &reference,
+        "--key",
+        other_key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["signatures"], 2);
+    for key in [&trusted_pub, &other_pub] {
+        let (ok, _, err) = s.run(&[
+            "shard",
+            "verify",
+            &reference,
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+    }
+
+    // The lockfile installs elsewhere, verified again, and the pinned signer is required.
+    let second = data_dir(&std::fs::read_to_string(s.data.path().join("arkham.toml")).unwrap());
+    std::fs::create_dir(second.path().join("keys")).unwrap();
+    std::fs::copy(&trusted_pub, second.path().join("keys/trusted.pub")).unwrap();
+    std::fs::write(second.path().join("arkham.lock"), &lock).unwrap();
+    let env = [("DOCKER_CONFIG", s.docker.path().to_str().unwrap())];
+    let (ok, out, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+    // The signatures read were kept: the check holds offline too.
+    let (ok, out, err) = arkham_with(
+        second.path(),
+        &["shard", "add", "--locked", "--yes", "--offline"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = arkham_with(
+        second.path(),
+        &[
+            "shard",
+            "verify",
+            &format!("{}@{}", s.repository, verified["digest"].as_str().unwrap()),
+            "--key",
+            trusted_pub.to_str().unwrap(),
+            "--offline",
+        ],
+        &[
+            ("DOCKER_CONFIG", s.docker.path().to_str().unwrap()),
+            ("ARKHAM_REGISTRY", "127.0.0.1:1"),
+        ],
+    );
+    assert!(ok && out.contains("verified"), "{out}{err}");
+    // The lockfile's signer no longer trusted (the rule now trusts only `other`): refused.
+    std::fs::copy(&other_pub, second.path().join("keys/trusted.pub")).unwrap();
+    let third_lock = lock.clone();
+    std::fs::write(second.path().join("arkham.lock"), &third_lock).unwrap();
+    let (ok, _, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
+    assert!(!ok && err.contains("recorded in arkham.lock"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(second.path().join("arkham.lock")).unwrap(),
+        lock
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_shard_is_refused_where_a_signature_is_required() {
+    let Some(s) = Signed::start("unsigned refused") else {
+        return;
+    };
+    let pushed = s.push(&packets(s.work.path(), "0.2.0", "unsigned"), None, false);
+    s.refused(
+        &format!("{}:0.2.0", s.repository),
+        pushed["component_digest"].as_str().unwrap(),
+        &[
+            "no signature",
+            "no tag sha256-",
+            "arkham shard sign",
+            &s.trusted_fingerprint,
+        ],
+    );
+    // `update` to an unsigned version within the requirement (^0.1) is refused the same way.
+    let update = s.push(&packets(s.work.path(), "0.1.5", "unsigned"), None, false);
+    let before = s.snapshot();
+    let (ok, out, err) = s.run(&["shard", "update", "--yes"]);
+    assert!(
+        !ok && err.contains("no signature") && err.contains(":0.1.5"),
+        "{out}{err}"
+    );
+    assert_eq!(s.snapshot(), before);
+    assert!(
+        !s.stored(update["component_digest"].as_str().unwrap())
+            .exists()
+    );
+
+    // Under `verify`, an unsigned shard installs, saying so plainly.
+    let config = std::fs::read_to_string(s.data.path().join("arkham.toml")).unwrap();
+    std::fs::write(
+        s.data.path().join("arkham.toml"),
+        config.replace("\"require\"", "\"verify\""),
+    )
+    .unwrap();
+    let (ok, out, err) = s.run(&["shard", "add", &format!("{}:0.2.0", s.repository), "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: installing an unsigned shard: {}:0.2.0",
+            s.repository
+        )),
+        "{err}"
+    );
+    let lock = std::fs::read_to_string(s.data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains("version = \"0.2.0\"") && !lock.contains("signers"),
+        "{lock}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_signed_by_an_untrusted_key_is_refused() {
+    let Some(s) = Signed::start("untrusted key refused") else {
+        return;
+    };
+    let pushed = s.push(
+        &packets(s.work.path(), "0.3.0", "other key"),
+        Some("other.key"),
+        false,
+    );
+    let (ok, out, err) = s.run(&["shard", "inspect", &format!("{}:0.3.0", s.repository)]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("signatures:   1 signature: one by a key not trusted here")
+            && out.contains("(require): refused"),
+        "{out}"
+    );
+    s.refused(
+        &format!("{}:0.3.0", s.repository),
+        pushed["component_digest"].as_str().unwrap(),
+        &[
+            "1 signature: one by a key not trusted here",
+            "add its public key",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_moved_after_signing_or_a_copied_signature_is_refused() {
+    let Some(s) = Signed::start("moved tag refused") else {
+        return;
+    };
+    let v1 = s.push(
+        &packets(s.work.path(), "0.4.0", "first"),
+        Some("trusted.key"),
+        false,
+    );
+    let v2 = s.push(
+        &packets(s.work.path(), "0.4.0", "second, after signing"),
+        None,
+        true,
+    );
+    let reference = format!("{}:0.4.0", s.repository);
+    let component = v2["component_digest"].as_str().unwrap();
+    s.refused(
+        &reference,
+        component,
+        &["no signature", "its tag may have been moved"],
+    );
+
+    // The first manifest's signature copied to the second's signature tag: it covers another
+    // digest.
+    let repo = s.repo();
+    let first: Digest = v1["manifest_digest"].as_str().unwrap().parse().unwrap();
+    let second: Digest = v2["manifest_digest"].as_str().unwrap().parse().unwrap();
+    let (bytes, _) = repo
+        .manifest(&signature::signature_tag(&first))
+        .await
+        .unwrap();
+    repo.push_manifest(&signature::signature_tag(&second), &bytes)
+        .await
+        .unwrap();
+    s.refused(
+        &reference,
+        component,
+        &[
+            &format!("one over another manifest ({first})"),
+            "sign this digest",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_signature_is_refused() {
+    let Some(s) = Signed::start("corrupt signature refused") else {
+        return;
+    };
+    let pushed = s.push(
+        &packets(s.work.path(), "0.5.0", "corrupt"),
+        Some("trusted.key"),
+        false,
+    );
+    let repo = s.repo();
+    let digest: Digest = pushed["manifest_digest"].as_str().unwrap().parse().unwrap();
+    let tag = signature::signature_tag(&digest);
+    let (bytes, _) = repo.manifest(&tag).await.unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    manifest["layers"][0]["annotations"][signature::SIGNATURE_ANNOTATION] =
+        serde_json::Value::from("bm90IGEgc2lnbmF0dXJl");
+    repo.push_manifest(&tag, &serde_json::to_vec(&manifest).unwrap())
+        .await
+        .unwrap();
+    s.refused(
+        &format!("{}:0.5.0", s.repository),
+        pushed["component_digest"].as_str().unwrap(),
+        &[
+            "malformed (its signature is not a DER ECDSA signature)",
+            "the signature is corrupt",
+        ],
+    );
+}
+
+/// Whether python3 with `cryptography` is here; fails under CI=true when not.
+fn python_cryptography(test: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test} needs python3 with `cryptography` (Debian: python3-cryptography) and CI=true"
+        );
+        eprintln!("SKIPPED {test}: python3 `cryptography` is not installed");
+    }
+    ok
+}
+
+#[test]
+fn signatures_interoperate_with_an_independent_cosign_implementation() {
+    let test = "cosign interop";
+    if !python_cryptography(test) || !require("docker-registry", test) {
+        return;
+    }
+    let Some(registry) = Registry::start(test, None) else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let data = data_dir("");
+    let env = [("DOCKER_CONFIG", docker.path().to_str().unwrap())];
+    let run = |args: &[&str]| arkham_with(data.path(), args, &env);
+    let python = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let file = packets(work.path(), "0.1.0", "interop");
+    let repository = format!("{}/interop/packets", registry.host);
+    let (ok, out, err) = run(&[
+        "shard",
+        "push",
+        file.to_str().unwrap(),
+        &repository,
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let digest = json(&out)["manifest_digest"].as_str().unwrap().to_string();
+    let reference = format!("{repository}:0.1.0");
+    let path = |name: &str| work.path().join(name).to_str().unwrap().to_string();
+
+    // Python signs with a key `cryptography` made; arkham verifies.
+    let (ok, text) = python(&["genkey", &path("py")]);
+    assert!(ok, "{text}");
+    let (ok, text) = python(&[
+        "sign",
+        &registry.host,
+        "interop/packets",
+        &digest,
+        &path("py.key"),
+    ]);
+    assert!(ok, "{text}");
+    let (ok, out, err) = run(&[
+        "shard",
+        "verify",
+        &reference,
+        "--key",
+        &path("py.pub"),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["verified"], true);
+
+    // arkham signs (adding a layer, keeping Python's); Python verifies both, arkham too; and
+    // arkham reads the private key `cryptography` wrote.
+    let (ok, out, err) = run(&["key", "generate", "--out", &path("ark")]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&[
+        "shard",
+        "sign",
+        &reference,
+        "--key",
+        &path("ark.key"),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["signatures"], 2);
+    for key in ["ark.pub", "py.pub"] {
+        let (ok, text) = python(&[
+            "verify",
+            &registry.host,
+            "interop/packets",
+            &digest,
+            &path(key),
+        ]);
+        assert!(ok && text.contains("verified"), "{key}: {text}");
+        let (ok, _, err) = run(&["shard", "verify", &reference, "--key", &path(key)]);
+        assert!(ok, "{key}: {err}");
+    }
+    let (ok, out, err) = run(&[
+        "shard",
+        "sign",
+        &reference,
+        "--key",
+        &path("py.key"),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["already_signed"], true);
+    // A key that signed nothing is refused by the independent verifier too.
+    let (ok, text) = python(&["genkey", &path("stranger")]);
+    assert!(ok, "{text}");
+    let (ok, text) = python(&[
+        "verify",
+        &registry.host,
+        "interop/packets",
+        &digest,
+        &path("stranger.pub"),
+    ]);
+    assert!(!ok && text.contains("no signature by"), "{text}");
+}
