@@ -503,6 +503,14 @@ impl tokio::io::AsyncWrite for Counting<'_> {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        // A registry sending more than the descriptor says is refused as it arrives, before
+        // the digest check could, so it cannot fill the frame's memory.
+        if this.bytes.len() as u64 + buf.len() as u64 > this.total {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {} bytes the manifest gives",
+                this.total
+            ))));
+        }
         this.bytes.extend_from_slice(buf);
         (this.progress)(this.bytes.len() as u64, this.total);
         std::task::Poll::Ready(Ok(buf.len()))

@@ -530,7 +530,7 @@ fn local_layout_as_registry_and_bad_artifacts() {
         "0.1.1",
         &component,
         Some(ComponentInfo {
-            imports: vec!["wasi:sockets/tcp@0.2.0".into()],
+            imports: vec!["wasi:http/outgoing-handler@0.2.0".into()],
             exports: vec!["wasi:http/incoming-handler@0.2.6".into()],
             target: None,
         }),
@@ -546,7 +546,7 @@ fn local_layout_as_registry_and_bad_artifacts() {
     let (ok, _, err) = add("future");
     assert!(!ok, "{err}");
     assert!(
-        err.contains(">=99") && err.contains("wasi:sockets/tcp@0.2.0"),
+        err.contains(">=99") && err.contains("wasi:http/outgoing-handler@0.2.0"),
         "{err}"
     );
     assert!(err.contains("nothing was downloaded"), "{err}");
