@@ -572,8 +572,11 @@ impl Frame {
     }
 }
 
-/// Runs a loaded shard's health check (its manifest's `health` path must answer 2xx);
-/// passes for a shard without one.
+/// How long a shard's health check may take before the swap is refused.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a loaded shard's health check (its manifest's `health` path must answer 2xx within
+/// [`HEALTH_TIMEOUT`]); passes for a shard without one.
 async fn health_check(running: &Running) -> Result<(), String> {
     let Some(path) = running.manifest().health.as_deref() else {
         return Ok(());
@@ -584,7 +587,18 @@ async fn health_check(running: &Running) -> Result<(), String> {
         .header(http::header::HOST, "localhost")
         .body(bytes::Bytes::new())
         .map_err(|e| format!("its health check path `{path}` is not a request target: {e}"))?;
-    match running.shard().handle(request).await {
+    // The reconcile lock is held meanwhile, so other catalog changes wait on it: bounded more
+    // tightly than a request.
+    let within = HEALTH_TIMEOUT.min(running.shard().limits().request_timeout);
+    let answer = tokio::time::timeout(within, running.shard().handle(request))
+        .await
+        .map_err(|_| {
+            format!(
+                "its health check GET {path} did not answer within {} ms",
+                within.as_millis()
+            )
+        })?;
+    match answer {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!(
             "its health check GET {path} answered {}",

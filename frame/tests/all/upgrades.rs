@@ -7,7 +7,7 @@ use crate::harness::{Frame, admin_token, arkham, data_dir, install, manifest_of,
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use test_shards::{ECHO, PACKETS};
+use test_shards::{ECHO, HOSTILE, PACKETS};
 
 /// Requests against packets until stopped: (requests made, failures with what they were).
 struct Load {
@@ -233,4 +233,34 @@ async fn rollback_needs_an_earlier_version_and_works_without_a_frame() {
     assert!(ok, "{out}{err}");
     let frame = Frame::start(data.path());
     assert_eq!(serving(&frame).await.0, "0.1.0");
+}
+
+/// A health check that never answers is cut at 10 s (the reconcile lock is held meanwhile), and
+/// the version serving keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_check_that_hangs_is_refused_in_time() {
+    let work = tempfile::tempdir().unwrap();
+    let data = data_dir("");
+    install(data.path(), &[&HOSTILE]);
+    let frame = Frame::start(data.path());
+    let mut manifest = manifest_of(&HOSTILE);
+    manifest.version = "0.2.0".parse().unwrap();
+    // Sleeps in a host call, where only the frame's own deadline reaches it.
+    manifest.health = Some("/sleep?ms=600000".to_string());
+    let path = work.path().join("hostile-0.2.0.wasm");
+    package_with(&HOSTILE, &manifest, &path);
+    let started = std::time::Instant::now();
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "add", path.to_str().unwrap(), "--yes"],
+    );
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("GET /sleep?ms=600000 did not answer within 10000 ms"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    let (status, _) = frame.call("GET", "/api/hostile/events", None).await;
+    assert_eq!(status, 200);
+    frame.stop();
 }
