@@ -34,9 +34,8 @@ fn connect(request: &Request, _: &Params) -> Result<Response, ApiError> {
     let mut last = json!({});
     for _ in 0..rounds.max(1) {
         let tcp = outcome(TcpStream::connect("127.0.0.1:9"));
-        let udp = outcome(
-            UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"x", "127.0.0.1:9")),
-        );
+        let udp =
+            outcome(UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"x", "127.0.0.1:9")));
         let dns = outcome("localhost:80".to_socket_addrs().map(|a| a.count()));
         last = json!({ "tcp": tcp, "udp": udp, "dns": dns });
     }
