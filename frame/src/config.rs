@@ -1,6 +1,7 @@
 //! The frame config: `arkham.toml` in the data dir, one section per service. Every field has a
 //! default, so the file is optional; unknown fields are errors so typos do not pass silently.
 
+use crate::cluster::ClusterConfig;
 use crate::http::server::ServerConfig;
 use crate::metrics::MetricsConfig;
 use crate::runtime::limits::LimitsConfig;
@@ -44,6 +45,8 @@ pub struct FrameConfig {
     pub grants: BTreeMap<String, Grant>,
     /// The trust policy for signed shards: `[[trust]]` rules, the first matching one wins.
     pub trust: Vec<TrustRule>,
+    /// Membership of a deployment of several frames sharing their state through NATS.
+    pub cluster: ClusterConfig,
 }
 
 /// A config file that cannot be used.
@@ -132,6 +135,29 @@ impl FrameConfig {
         self.logging.validate().map_err(|m| invalid(&m))?;
         for rule in &self.trust {
             rule.validate().map_err(|m| invalid(&m))?;
+        }
+        if self.cluster.enabled {
+            use crate::services::database::DatabaseBackend;
+            use crate::services::events::EventsBackend;
+            use crate::services::storage::StorageBackend;
+            let local: Vec<&str> = [
+                (self.database.backend != DatabaseBackend::Postgres)
+                    .then_some("[database] backend = \"postgres\""),
+                (self.events.backend != EventsBackend::Nats)
+                    .then_some("[events] backend = \"nats\""),
+                (self.storage.backend != StorageBackend::Nats)
+                    .then_some("[storage] backend = \"nats\""),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !local.is_empty() {
+                return Err(invalid(&format!(
+                    "cluster.enabled needs engines every member shares, so that a shard's data \
+                     and events are the same through any member; set {}",
+                    local.join(", ")
+                )));
+            }
         }
         let largest_request = l
             .shards

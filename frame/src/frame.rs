@@ -92,6 +92,10 @@ pub struct Frame {
     refusals: std::sync::Mutex<BTreeMap<String, Digest>>,
     admin_token: String,
     metrics: Metrics,
+    /// The deployment this frame is a member of (`[cluster] enabled`).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// When it started, RFC 3339.
+    up_since: String,
 }
 
 /// Modification stamps of the files the frame follows.
@@ -148,6 +152,30 @@ impl Frame {
                 .into(),
         };
         let dispatcher = Dispatcher::new(log.clone(), Arc::new(config.events.clone()));
+        // A member takes the deployment's state before it loads anything.
+        let (cluster, admin_token) = match (&nats, config.cluster.enabled) {
+            (Some(client), true) => {
+                let cluster = crate::cluster::Cluster::join(client.clone(), &config.nats.prefix)
+                    .await
+                    .context("joining the deployment")?;
+                let shared = cluster
+                    .admin_token(&admin_token)
+                    .await
+                    .context("sharing the admin token")?;
+                if shared != admin_token {
+                    write_admin_token(&data, &shared)?;
+                }
+                for done in cluster
+                    .sync(&data)
+                    .await
+                    .context("taking the deployment's state")?
+                {
+                    tracing::info!("cluster: {done}");
+                }
+                (Some(Arc::new(cluster)), shared)
+            }
+            _ => (None, admin_token),
+        };
         let frame = Arc::new(Self {
             data,
             config,
@@ -161,6 +189,8 @@ impl Frame {
             refusals: std::sync::Mutex::default(),
             admin_token,
             metrics: Metrics::new(crate::shards::compat::FRAME_VERSION),
+            cluster,
+            up_since: install::now_rfc3339(),
         });
         frame.reconcile().await?;
         Ok(frame)
@@ -174,6 +204,18 @@ impl Frame {
             loop {
                 tokio::time::sleep(WATCH_INTERVAL).await;
                 let Some(frame) = weak.upgrade() else { return };
+                if let Some(cluster) = &frame.cluster {
+                    match cluster.sync(&frame.data).await {
+                        Ok(done) => {
+                            for done in done {
+                                tracing::info!("cluster: {done}");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "sharing state with the deployment failed")
+                        }
+                    }
+                }
                 if let Err(e) = frame.reconcile().await {
                     tracing::error!(
                         error = format!("{e:#}"),
@@ -435,6 +477,71 @@ impl Frame {
         self.read().values().cloned().collect()
     }
 
+    /// The deployment this frame is a member of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// What this frame announces of itself as the member at `address`.
+    pub fn member(&self, address: &str) -> crate::cluster::Member {
+        let mut loaded = Vec::new();
+        let mut failed = Vec::new();
+        for (installed, status) in self.shards() {
+            match status {
+                ShardStatus::Running(_) => {
+                    loaded.push(format!("{}@{}", installed.name, installed.version));
+                }
+                ShardStatus::Failed { error } => failed.push(crate::cluster::FailedShard {
+                    name: installed.name,
+                    version: installed.version.to_string(),
+                    error,
+                }),
+            }
+        }
+        crate::cluster::Member {
+            address: address.to_string(),
+            version: crate::shards::compat::FRAME_VERSION.to_string(),
+            up_since: self.up_since.clone(),
+            seen_at: install::now_rfc3339(),
+            loaded,
+            failed,
+        }
+    }
+
+    /// Announces this member as `address` every [`crate::cluster::ANNOUNCE_EVERY`] until the
+    /// frame is dropped; nothing without a deployment.
+    pub fn announce(self: &Arc<Self>, address: String) -> Option<tokio::task::JoinHandle<()>> {
+        self.cluster.as_ref()?;
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            // Renewed on a period, and at once when what it serves changes.
+            let mut last: Option<(Vec<String>, usize, std::time::Instant)> = None;
+            loop {
+                let Some(frame) = weak.upgrade() else { return };
+                let member = frame.member(&address);
+                let due = last.as_ref().is_none_or(|(loaded, failed, at)| {
+                    *loaded != member.loaded
+                        || *failed != member.failed.len()
+                        || at.elapsed() >= crate::cluster::ANNOUNCE_EVERY
+                });
+                if due && let Some(cluster) = &frame.cluster {
+                    match cluster.announce(&member).await {
+                        Ok(()) => {
+                            last = Some((
+                                member.loaded,
+                                member.failed.len(),
+                                std::time::Instant::now(),
+                            ));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "announcing this member failed"),
+                    }
+                }
+                drop(frame);
+                tokio::time::sleep(WATCH_INTERVAL).await;
+            }
+        }))
+    }
+
     /// The frame's config.
     pub fn config(&self) -> &FrameConfig {
         &self.config
@@ -606,6 +713,25 @@ async fn health_check(running: &Running) -> Result<(), String> {
         )),
         Err(e) => Err(format!("its health check GET {path} failed: {e}")),
     }
+}
+
+/// Replaces the admin token file (mode 0600) with the deployment's.
+fn write_admin_token(data: &DataDir, token: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.admin_token();
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// Reads the admin token, creating it (mode 0600) at the first start.

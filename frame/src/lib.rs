@@ -21,6 +21,7 @@
 )]
 pub mod bindings;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod frame;

@@ -12,6 +12,13 @@ use crate::shards::package;
 use anyhow::{Context as _, bail};
 use std::io::IsTerminal as _;
 
+impl GrantsArgs {
+    /// The data dir it changes.
+    pub fn data_dir(&self) -> crate::datadir::DataDir {
+        self.data_dir.get()
+    }
+}
+
 /// Arguments of `arkham shard grants`.
 #[derive(Debug, clap::Args)]
 pub struct GrantsArgs {

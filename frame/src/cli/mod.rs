@@ -1,6 +1,7 @@
 //! The `arkham` command line: parse, set up logging, dispatch to a subcommand.
 
 mod client;
+mod cluster;
 mod events;
 mod grants;
 mod logs;
@@ -43,6 +44,9 @@ enum Command {
     /// The events subscribers gave up on: list, replay, purge (asks the running frame).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// The deployment of several frames this one is a member of (`[cluster]`).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Print the WIT package `arkham:shard` this frame speaks, or write it (with its WASI
     /// dependencies) into a folder to build a shard against.
     Wit(wit::WitArgs),
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
             Command::Wit(args) => wit::run(args),
             Command::Key(command) => sign::run_key(command),
             Command::Events(command) => events::run(command).await,
+            Command::Cluster(command) => cluster::run(command).await,
         }
     });
     match result {

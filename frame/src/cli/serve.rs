@@ -90,6 +90,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0; serving.json
     // is written first, so that whoever reads it can ask the frame at once.
     println!("listening on http://{local}");
+    let member = frame
+        .config()
+        .cluster
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
+    let announcing = frame.announce(member.clone());
     eprintln!(
         "dashboard: http://{local}/ (operator sign-in with the token in {})",
         data.admin_token().display()
@@ -124,6 +131,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     if let Some(task) = metrics_task {
         let _ = task.await;
+    }
+    if let Some(task) = announcing {
+        task.abort();
+        if let Some(cluster) = frame.cluster() {
+            cluster.leave(&member).await;
+        }
     }
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.

@@ -335,6 +335,28 @@ fn ask(data: &DataDir, yes: bool, inspection: &Inspection) -> anyhow::Result<()>
 }
 
 pub async fn run(command: ShardCommand) -> anyhow::Result<()> {
+    // What changes the catalog or grants is shared with the deployment, if the data dir's
+    // config makes it a member of one.
+    let shared = match &command {
+        ShardCommand::Add { data_dir, .. }
+        | ShardCommand::Update { data_dir, .. }
+        | ShardCommand::Rollback { data_dir, .. }
+        | ShardCommand::Remove { data_dir, .. } => Some(data_dir.get()),
+        ShardCommand::Grants(args) => Some(args.data_dir()),
+        _ => None,
+    };
+    let cluster = match &shared {
+        Some(data) => super::cluster::before(data).await?,
+        None => None,
+    };
+    let result = run_command(command).await;
+    if let (Some(cluster), Some(data)) = (&cluster, &shared) {
+        super::cluster::after(cluster, data).await?;
+    }
+    result
+}
+
+async fn run_command(command: ShardCommand) -> anyhow::Result<()> {
     match command {
         ShardCommand::New(args) => super::new::run(args),
         ShardCommand::Build { path } => {

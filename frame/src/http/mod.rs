@@ -29,6 +29,7 @@ pub fn app(frame: Arc<Frame>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/frame/health", get(health))
         .route("/api/frame/shards", get(shards))
+        .route("/api/frame/cluster", get(cluster))
         .route("/api/frame/{*rest}", any(frame_not_found))
         .route("/api/{shard}", any(proxy::forward))
         .route("/api/{shard}/", any(proxy::forward))
@@ -71,6 +72,33 @@ async fn health(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
         "version": FRAME_VERSION,
         "shards": { "installed": shards.len(), "failed": failed },
     }))
+}
+
+/// `GET /api/frame/cluster`: the members of this frame's deployment (read-only, public like
+/// the shard list); a frame that is no member lists itself alone.
+async fn cluster(State(frame): State<Arc<Frame>>, request: axum::extract::Request) -> Response {
+    let Some(cluster) = frame.cluster() else {
+        let host = request
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let member = frame.member(&host);
+        return Json(json!({ "deployment": null, "members": [member] })).into_response();
+    };
+    match cluster.members().await {
+        Ok(members) => Json(json!({
+            "deployment": frame.config().nats.prefix,
+            "members": members,
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            e.to_string(),
+        ),
+    }
 }
 
 /// What both shard lists (public and admin) say of an installed shard: the catalog's record
@@ -130,7 +158,7 @@ async fn frame_not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such frame endpoint; the frame serves /api/frame/health and /api/frame/shards",
+        "no such frame endpoint; the frame serves /api/frame/health, /api/frame/shards and /api/frame/cluster",
     )
 }
 

@@ -11,6 +11,7 @@ mod backends;
 mod browser;
 mod harness;
 
+mod cluster;
 mod dashboard;
 mod disk_full;
 mod engines;

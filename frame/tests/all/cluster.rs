@@ -1,0 +1,152 @@
+//! Several frames, one deployment (`[cluster] enabled`): members on the same engines share the
+//! catalog, grants, admin token and components through NATS, so a change made through any of
+//! them is applied by all, and a member that starts with an empty data dir serves everything.
+
+use crate::backends::Backends;
+use crate::harness::{Frame, admin_token, arkham, eventually, packaged};
+use serde_json::{Value, json};
+use std::path::Path;
+use test_shards::{ECHO, PACKETS};
+
+/// A second (or third) member's data dir: the first one's config, nothing else.
+fn member_of(first: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(first.join("arkham.toml"), dir.path().join("arkham.toml")).unwrap();
+    dir
+}
+
+async fn serves(frame: &Frame, path: &str) -> bool {
+    frame.call("GET", path, None).await.0 == 200
+}
+
+async fn admin(frame: &Frame, token: &str, path: &str) -> Value {
+    let response = frame
+        .client
+        .get(format!("{}{path}", frame.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_share_installs_grants_and_removals() {
+    let Some(data) = Backends::Engines.data_dir("cluster_members", "[cluster]\nenabled = true\n")
+    else {
+        return;
+    };
+    let b_dir = member_of(data.path());
+    let a = Frame::start(data.path());
+    let b = Frame::start(b_dir.path());
+    // One admin token for the deployment: the second member took the first one's.
+    let token = admin_token(data.path());
+    assert_eq!(admin_token(b_dir.path()), token);
+
+    // Installed through member A's data dir: B serves it too.
+    let (ok, out, err) = arkham(
+        data.path(),
+        &[
+            "shard",
+            "add",
+            packaged(&PACKETS).to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    eventually("member B serves packets", || serves(&b, "/api/packets/")).await;
+    let (status, created) = a
+        .call("POST", "/api/packets/", Some(json!({ "name": "shared" })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, got) = b.call("GET", &format!("/api/packets/{id}"), None).await;
+    assert_eq!(
+        (status, got["name"].as_str()),
+        (200, Some("shared")),
+        "{got}"
+    );
+
+    // A member that starts with nothing but the config loads every shard from the deployment
+    // (the component from its object store, checked against its digest).
+    let c_dir = member_of(data.path());
+    let c = Frame::start(c_dir.path());
+    let (status, got) = c.call("GET", &format!("/api/packets/{id}"), None).await;
+    assert_eq!(
+        (status, got["name"].as_str()),
+        (200, Some("shared")),
+        "{got}"
+    );
+
+    // `cluster status` (and its API) from any member's config: three members, each serving
+    // packets.
+    let (ok, out, err) = arkham(c_dir.path(), &["cluster", "status", "--json"]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{status}");
+    for member in members {
+        assert_eq!(member["loaded"], json!(["packets@0.1.0"]), "{member}");
+    }
+    let (code, api) = b.call("GET", "/api/frame/cluster", None).await;
+    assert_eq!(code, 200, "{api}");
+    assert_eq!(api["members"].as_array().unwrap().len(), 3, "{api}");
+
+    // A grant revoked through member B: A enforces it on its next call.
+    let (ok, out, err) = arkham(
+        b_dir.path(),
+        &["shard", "grants", "packets", "--revoke", "storage"],
+    );
+    assert!(ok, "{out}{err}");
+    for member in [&a, &b, &c] {
+        eventually("every member applies the revoked grant", || async {
+            let grants = admin(member, &token, "/api/frame/admin/shards/packets/grants").await;
+            let granted = grants["granted"].to_string();
+            granted.contains("database") && !granted.contains("storage")
+        })
+        .await;
+    }
+
+    // Another shard through C, then packets removed through A: gone from every member.
+    let (ok, out, err) = arkham(
+        c_dir.path(),
+        &["shard", "add", packaged(&ECHO).to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "{out}{err}");
+    eventually("member A serves echo", || serves(&a, "/api/echo/health")).await;
+    let (ok, out, err) = arkham(data.path(), &["shard", "remove", "packets"]);
+    assert!(ok, "{out}{err}");
+    for member in [&a, &b, &c] {
+        eventually("packets is gone", || async {
+            member.call("GET", "/api/packets/", None).await.0 == 404
+        })
+        .await;
+        assert!(serves(member, "/api/echo/health").await);
+    }
+    let (_, list, _) = arkham(b_dir.path(), &["shard", "list", "--json"]);
+    assert!(
+        list.contains("\"echo\"") && !list.contains("\"packets\""),
+        "{list}"
+    );
+    c.stop();
+    b.stop();
+    a.stop();
+}
+
+#[test]
+fn a_member_needs_the_shared_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("arkham.toml"),
+        "[cluster]\nenabled = true\n",
+    )
+    .unwrap();
+    let (ok, _, err) = arkham(dir.path(), &["cluster", "status"]);
+    assert!(!ok);
+    assert!(
+        err.contains("cluster.enabled needs engines every member shares")
+            && err.contains("[database] backend = \"postgres\""),
+        "{err}"
+    );
+}
