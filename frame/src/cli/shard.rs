@@ -31,7 +31,7 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(&self) -> ConnectOptions {
+    pub(super) fn options(&self) -> ConnectOptions {
         ConnectOptions {
             plain_http: self.plain_http,
             offline: self.offline,
@@ -182,7 +182,7 @@ fn default_registry(data: &DataDir) -> anyhow::Result<String> {
     })
 }
 
-fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
+pub(super) fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
     Ok(ShardRef::parse(text, Some(&default_registry(data)?))?)
 }
 

@@ -34,4 +34,5 @@ mod sandbox_sql;
 mod sandbox_storage;
 mod shard_new;
 mod upgrades;
+mod wit_package;
 mod wit_versions;
