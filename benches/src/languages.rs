@@ -140,3 +140,77 @@ pub fn run(options: &Options, scratch: &Path, load: Load) -> Result<Languages> {
         handler,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wrk::WrkResult;
+
+    fn http(target: &str, rps: f64, cpu: f64) -> HttpRow {
+        let result = WrkResult {
+            rps,
+            p50_us: 1000.0,
+            p99_us: 2000.0,
+            errors: 0,
+            requests: 10,
+        };
+        HttpRow {
+            target: target.into(),
+            command: String::new(),
+            runs: vec![result],
+            median: Some(result),
+            cpu_us_per_request: Some(cpu),
+            note: None,
+        }
+    }
+
+    /// Each language's column is followed by its ratio to Rust's.
+    #[test]
+    fn the_section_shows_ratios_against_rust() {
+        let micro = |p50_us| Micro {
+            p50_us,
+            p99_us: p50_us,
+            mean_us: p50_us,
+            iterations: 5,
+        };
+        let rows = [(1.0, 20.0), (4.0, 500.0), (2.0, 40.0)]
+            .into_iter()
+            .zip(LANGS)
+            .map(|((mib, p50), lang)| LanguageRow {
+                lang: lang.into(),
+                component_bytes: (mib * 1024.0 * 1024.0) as u64,
+                build_s: 1.0,
+                compile_ms: 10.0,
+                instantiate: micro(p50),
+            })
+            .collect();
+        let languages = Languages {
+            rows,
+            route: LANGS.iter().map(|l| http(l, 100.0, 10.0)).collect(),
+            handler: vec![
+                http("rust", 1000.0, 10.0),
+                http("python", 100.0, 100.0),
+                http("js", 250.0, 40.0),
+            ],
+        };
+        let mut md = String::new();
+        crate::sections::languages(&mut md, Some(&languages));
+        assert!(
+            md.contains(
+                "| component (packaged) | 1.00 MiB | 4.00 MiB | 4.00× | 2.00 MiB | 2.00× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| instantiation p50 | 20 µs | 500 µs | 25.00× | 40 µs | 2.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `GET /missing` (404) requests/s | 1000 | 100 | 0.10× | 250 | 0.25× |"),
+            "{md}"
+        );
+        let mut none = String::new();
+        crate::sections::languages(&mut none, None);
+        assert!(none.contains("not measured"));
+    }
+}
