@@ -400,6 +400,23 @@ pub fn run(sdk: &[u8], raw: &[u8], iterations: usize) -> Result<[Instantiation; 
     })
 }
 
+/// Compiles `wasm` with the frame's engine (timed: what `shard add` precompiles) and measures
+/// store + instantiate on it as [`run`] does: the languages scenario's in-process figures.
+pub fn single(wasm: &[u8], iterations: usize) -> Result<(Duration, Micro)> {
+    let cache = tempfile::tempdir().context("creating a cache dir")?;
+    let runtime = Runtime::new(LimitsConfig::default(), cache.path().to_path_buf())?;
+    let started = Instant::now();
+    let component = Component::new(runtime.engine(), wasm)?;
+    let compile = started.elapsed();
+    let prepared = Prepared::new(runtime.linker(), &component)?;
+    let bench = Bench::new(runtime.engine().clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let micro = rt.block_on(time(iterations, || bench.instantiate(&prepared)))?;
+    Ok((compile, micro))
+}
+
 /// Repetitions of the micro benchmarks per engine.
 pub const REPETITIONS: usize = 5;
 

@@ -17,6 +17,7 @@ mod engines;
 mod events;
 mod frame;
 mod instantiate;
+mod languages;
 mod native;
 mod native_events;
 mod native_jetstream;
@@ -47,7 +48,8 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory, engines);
+    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory, engines,
+    /// languages);
     /// empty = all.
     pub only: Vec<String>,
 }
@@ -87,7 +89,7 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] \
-                     [--only minimal,packets,instantiation,cold,add,events,memory,engines]"
+                     [--only minimal,packets,instantiation,cold,add,events,memory,engines,languages]"
                 );
                 std::process::exit(0);
             }
@@ -103,6 +105,7 @@ fn options() -> Result<Options> {
         "events",
         "memory",
         "engines",
+        "languages",
     ];
     if let Some(unknown) = options
         .only

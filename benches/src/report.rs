@@ -400,6 +400,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if options.runs("engines") {
         sections::engines(&mut md, results.engines.as_ref());
     }
+    if options.runs("languages") {
+        sections::languages(&mut md, results.languages.as_ref());
+    }
 
     let _ = writeln!(md, "\n## Targets of issue 5\n");
     let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");

@@ -7,6 +7,7 @@ use crate::engines::{self, Engines};
 use crate::events::{self, Events};
 use crate::frame::{self, Env, Served};
 use crate::instantiate::{self, Instantiation};
+use crate::languages::{self, Languages};
 use crate::native;
 use crate::wrk::{self, Load, WrkResult};
 use anyhow::{Context, Result, bail};
@@ -36,6 +37,8 @@ pub struct Results {
     pub memory: Option<Memory>,
     /// (8): the frame on PostgreSQL and NATS JetStream against native servers on them.
     pub engines: Option<Engines>,
+    /// (9): the `hello` template in Rust, Python and JavaScript.
+    pub languages: Option<Languages>,
     /// `perf` profile of the frame serving the minimal shard.
     pub profile: Option<Profile>,
     /// What could not be measured, and why.
@@ -48,7 +51,11 @@ impl Results {
     /// Scenarios that could not be measured.
     pub fn unmeasured(&self) -> Vec<String> {
         let mut missing = self.errors.clone();
-        for row in self.minimal.iter().chain(&self.packets) {
+        let languages = self
+            .languages
+            .iter()
+            .flat_map(|l| l.route.iter().chain(&l.handler));
+        for row in self.minimal.iter().chain(&self.packets).chain(languages) {
             if row.median.is_none() {
                 missing.push(format!(
                     "{}: {}",
@@ -271,6 +278,13 @@ pub fn all(options: &Options) -> Result<Results> {
     eprintln!("[bench] (8) engines: PostgreSQL + NATS JetStream, frame vs native");
     if options.runs("engines") {
         results.engines = Some(engines::run(options, &scratch, load, &mut results.errors));
+    }
+    eprintln!("[bench] (9) languages: the hello template in Rust, Python, JavaScript");
+    if options.runs("languages") {
+        match languages::run(options, &scratch, load) {
+            Ok(languages) => results.languages = Some(languages),
+            Err(e) => results.errors.push(format!("languages: {e:#}")),
+        }
     }
     Ok(results)
 }

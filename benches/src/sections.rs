@@ -3,6 +3,7 @@
 use crate::add::{self, Add};
 use crate::engines::{self, Engines, FRAME, NATIVE_OBJECTS, NATIVE_PACKETS, TARGET_RATIO};
 use crate::events::{BURST_PER_REQUEST, DeliveryRow, Events, Mode, POST_LUA};
+use crate::languages::Languages;
 use crate::scenarios::{HttpRow, median};
 use crate::wrk::WrkResult;
 use std::fmt::Write as _;
@@ -588,4 +589,112 @@ pub fn engines(md: &mut String, engines: Option<&Engines>) {
             objects.script
         );
     }
+}
+
+/// `## (9) Languages`: one column per language, each with its ratio to Rust.
+pub fn languages(md: &mut String, languages: Option<&Languages>) {
+    let _ = writeln!(
+        md,
+        "\n## (9) Languages: the `hello` template in Rust, Python and JavaScript (issue 14)\n"
+    );
+    let Some(l) = languages else {
+        let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Each project as `arkham shard new hello-LANG --lang LANG` writes it, built with \
+         `arkham shard build` (toolchains from `.tools/`), installed in one frame. Compile and \
+         instantiation in process with the frame's engine; the GETs through `arkham serve` under \
+         the HTTP load above, languages interleaved. `GET /` is the template's route (three \
+         database calls on SQLite: ensure-schema, an upsert, a select); `GET /missing` is the \
+         template's own 404 (no host call: the language's handler and runtime alone; wrk counts \
+         those answers as non-2xx). Ratios are against Rust in the same run.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| metric | Rust | Python | Python / Rust | JavaScript | JavaScript / Rust |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let row = |name: &str, values: [Option<f64>; 3], show: fn(f64) -> String| {
+        let shown = values.map(|v| v.map_or("—".to_string(), show));
+        let ratio = |v: Option<f64>| match (v, values[0]) {
+            (Some(v), Some(r)) if r > 0.0 => format!("{:.2}×", v / r),
+            _ => "—".to_string(),
+        };
+        format!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            shown[0],
+            shown[1],
+            ratio(values[1]),
+            shown[2],
+            ratio(values[2])
+        )
+    };
+    let per = |f: &dyn Fn(&crate::languages::LanguageRow) -> f64| -> [Option<f64>; 3] {
+        std::array::from_fn(|i| l.rows.get(i).map(f))
+    };
+    let http = |rows: &[HttpRow], f: fn(&WrkResult) -> f64| -> [Option<f64>; 3] {
+        std::array::from_fn(|i| rows.get(i).and_then(|r| r.median.as_ref()).map(f))
+    };
+    let cpu = |rows: &[HttpRow]| -> [Option<f64>; 3] {
+        std::array::from_fn(|i| rows.get(i).and_then(|r| r.cpu_us_per_request))
+    };
+    let mib = |v: f64| format!("{:.2} MiB", v / (1024.0 * 1024.0));
+    let lines = [
+        row(
+            "component (packaged)",
+            per(&|r| r.component_bytes as f64),
+            mib,
+        ),
+        row(
+            "`arkham shard build`, fresh project",
+            per(&|r| r.build_s),
+            |v| format!("{v:.1} s"),
+        ),
+        row("compile (precompile)", per(&|r| r.compile_ms), |v| {
+            format!("{v:.0} ms")
+        }),
+        row("instantiation p50", per(&|r| r.instantiate.p50_us), latency),
+        row("instantiation p99", per(&|r| r.instantiate.p99_us), latency),
+        row("`GET /` requests/s", http(&l.route, |m| m.rps), |v| {
+            format!("{v:.0}")
+        }),
+        row("`GET /` p50", http(&l.route, |m| m.p50_us), latency),
+        row("`GET /` p99", http(&l.route, |m| m.p99_us), latency),
+        row("`GET /` frame CPU per request", cpu(&l.route), latency),
+        row(
+            "`GET /missing` (404) requests/s",
+            http(&l.handler, |m| m.rps),
+            |v| format!("{v:.0}"),
+        ),
+        row(
+            "`GET /missing` p50",
+            http(&l.handler, |m| m.p50_us),
+            latency,
+        ),
+        row(
+            "`GET /missing` p99",
+            http(&l.handler, |m| m.p99_us),
+            latency,
+        ),
+        row(
+            "`GET /missing` frame CPU per request",
+            cpu(&l.handler),
+            latency,
+        ),
+    ];
+    for line in lines {
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(
+        md,
+        "\nInstantiation: {} iterations per language after a warm-up. Commands: {}",
+        l.rows.first().map_or(0, |r| r.instantiate.iterations),
+        l.route
+            .iter()
+            .chain(&l.handler)
+            .map(|r| format!("`{}`", r.command))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

@@ -31,6 +31,8 @@ pub mod annotations {
     pub const VERSION: &str = "org.opencontainers.image.version";
     /// `org.opencontainers.image.description`.
     pub const DESCRIPTION: &str = "org.opencontainers.image.description";
+    /// `org.opencontainers.image.licenses`.
+    pub const LICENSES: &str = "org.opencontainers.image.licenses";
     /// `org.opencontainers.image.source`.
     pub const SOURCE: &str = "org.opencontainers.image.source";
     /// `org.opencontainers.image.created`.

@@ -48,7 +48,8 @@ enum Command {
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     /// Print the WIT package `arkham:shard` this frame speaks, or write it (with its WASI
-    /// dependencies) into a folder to build a shard against.
+    /// dependencies) into a folder to build a shard against; push or pull it as an OCI artifact
+    /// in wkg's layout.
     Wit(wit::WitArgs),
 }
 
@@ -96,7 +97,7 @@ pub fn main() -> ExitCode {
             Command::Shard(command) => shard::run(command).await,
             Command::Registry(command) => registry::run(command).await,
             Command::Logs(args) => logs::run(args).await,
-            Command::Wit(args) => wit::run(args),
+            Command::Wit(args) => wit::run(args).await,
             Command::Key(command) => sign::run_key(command),
             Command::Events(command) => events::run(command).await,
             Command::Cluster(command) => cluster::run(command).await,

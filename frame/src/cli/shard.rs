@@ -31,7 +31,7 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(&self) -> ConnectOptions {
+    pub(super) fn options(&self) -> ConnectOptions {
         ConnectOptions {
             plain_http: self.plain_http,
             offline: self.offline,

@@ -36,4 +36,5 @@ mod sandbox_storage;
 mod shard_new;
 mod signing;
 mod upgrades;
+mod wit_package;
 mod wit_versions;
