@@ -70,14 +70,17 @@ impl DataDirArg {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // PostgreSQL notices are what a shard's SQL raises (`RAISE WARNING` in a loop): they must
+    // not reach the frame's log past the shard's own log budget. The NATS client's connection
+    // events belong in a frame's log, not in a one-off command's output.
+    let filter = match cli.command {
+        Command::Serve(_) => "info,sqlx::postgres::notice=off",
+        _ => "info,sqlx::postgres::notice=off,async_nats=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                // PostgreSQL notices are what a shard's SQL raises (`RAISE WARNING` in a loop):
-                // they must not reach the frame's log past the shard's own log budget.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=off")
-                }),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .init();

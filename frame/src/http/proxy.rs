@@ -2,7 +2,7 @@
 
 use super::error;
 use super::server::{BodyBudget, BodyReservation};
-use crate::frame::Frame;
+use crate::frame::{Frame, ShardStatus};
 use crate::runtime::limits::ShardLimits;
 use crate::runtime::{CallError, LoadedShard, ShardBody};
 use axum::body::Body;
@@ -63,6 +63,20 @@ async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Respo
         return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
     };
     let Some(shard) = frame.shard(&name) else {
+        // Installed but not loaded on this frame (`GET /api/frame/shards` says why): 503, so a
+        // load balancer in front of several members retries on one that serves it.
+        if let Some((_, ShardStatus::Failed { .. })) =
+            frame.shards().into_iter().find(|(i, _)| i.name == name)
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shard_not_loaded",
+                format!(
+                    "shard `{name}` is installed but this frame could not load it; GET \
+                     /api/frame/shards says why"
+                ),
+            );
+        }
         return error(
             StatusCode::NOT_FOUND,
             "shard_not_found",

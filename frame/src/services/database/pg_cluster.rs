@@ -160,10 +160,7 @@ impl PgCluster {
         };
         let purge = async {
             let mut tx = self.admin.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'), hashtext($1))")
-                .bind(shard)
-                .execute(&mut *tx)
-                .await?;
+            lock_database(&mut tx, shard).await?;
             let known: Option<(String, String)> = sqlx::query_as(
                 "DELETE FROM arkham_frame.shards WHERE shard = $1 RETURNING role, schema",
             )
@@ -199,10 +196,7 @@ impl PgCluster {
         config: &DatabaseConfig,
     ) -> Result<(String, String, String), sqlx::Error> {
         let mut tx = self.admin.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'), hashtext($1))")
-            .bind(shard)
-            .execute(&mut *tx)
-            .await?;
+        lock_database(&mut tx, shard).await?;
         let known: Option<(String, String, String)> = sqlx::query_as(
             "SELECT role, schema, password FROM arkham_frame.shards WHERE shard = $1",
         )
@@ -243,11 +237,18 @@ impl PgCluster {
                 .await?;
         let (r, s, db) = (ident(&role), ident(&schema), ident(&self.database));
         // The password is hex and the limits numbers: nothing here needs escaping but names.
-        let attributes = format!(
-            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS \
-             CONNECTION LIMIT {} PASSWORD '{password}'",
+        // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in an ALTER ROLE (even
+        // to deny them), and the frame's role need not be one: an existing role gets the rest,
+        // and is checked below to have none of them.
+        let limits = format!(
+            "LOGIN NOINHERIT CONNECTION LIMIT {} PASSWORD '{password}'",
             config.max_connections.saturating_add(2)
         );
+        let attributes = if exists {
+            limits
+        } else {
+            format!("{limits} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
+        };
         let script = format!(
             "{} ROLE {r} {attributes};
              -- CREATE SCHEMA … AUTHORIZATION needs the frame to be a member of the role.
@@ -262,7 +263,39 @@ impl PgCluster {
             config.statement_timeout_ms.max(1),
         );
         tx.execute(sqlx::raw_sql(AssertSqlSafe(script))).await?;
+        let (powerful,): (bool,) = sqlx::query_as(
+            "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls \
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(&role)
+        .fetch_one(&mut *tx)
+        .await?;
+        if powerful {
+            return Err(sqlx::Error::Protocol(format!(
+                "the role `{role}` of shard `{shard}` has been given SUPERUSER, CREATEDB, \
+                 CREATEROLE, REPLICATION or BYPASSRLS; a shard's role must have none (ALTER ROLE \
+                 it back as a superuser)"
+            )));
+        }
         tx.commit().await?;
         Ok((role, schema, password))
     }
+}
+
+/// Takes, for the rest of `tx`, the lock every frame on the database takes to change roles and
+/// grants (so that frames starting together, or provisioning and purging at once, never update
+/// the database's ACL concurrently: PostgreSQL fails one with "tuple concurrently updated"),
+/// then the lock of `shard`. Always in that order, so no two frames deadlock.
+async fn lock_database(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    shard: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'))")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('arkham_frame'), hashtext($1))")
+        .bind(shard)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

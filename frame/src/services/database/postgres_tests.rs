@@ -745,6 +745,27 @@ async fn a_frame_role_with_createrole_that_owns_the_database_suffices() {
         let result = run(&ctx, sql, vec![]).await;
         assert!(matches!(result, Err(Error::Denied(_))), "{sql}: {result:?}");
     }
+    // A frame that starts again (or a second member of the deployment) opens the shard's
+    // existing role with the same frame role, and sees its data.
+    let again = DatabaseService::connect(dir.path().to_path_buf(), service_config(&owner, &db))
+        .await
+        .unwrap();
+    let ctx = DatabaseCtx::granted(again.open("shard2").await.unwrap());
+    let rows = select(&ctx, "SELECT count(*) FROM t", vec![])
+        .await
+        .unwrap();
+    assert!(matches!(rows.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(1)])));
+}
+
+fn service_config(owner: &str, db: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        backend: DatabaseBackend::Postgres,
+        url: Some(format!(
+            "postgres://{owner}:framepw@127.0.0.1:{}/{db}",
+            cluster().port()
+        )),
+        ..DatabaseConfig::default()
+    }
 }
 
 /// A call whose future is dropped mid-statement (its request trapped or timed out) does not
