@@ -517,6 +517,63 @@ fn write_locked(data: &DataDir, path: &std::path::Path, bytes: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shards::catalog::InstalledShard;
+
+    /// A data dir whose store holds `component` and whose catalog names it as shard `x`.
+    fn installed(data: &DataDir, component: &[u8]) -> Digest {
+        let digest = data.store().put(component).unwrap();
+        let catalog = Catalog {
+            shards: vec![InstalledShard {
+                name: "x".into(),
+                version: "1.0.0".parse().unwrap(),
+                digest: digest.clone(),
+                source: "test".into(),
+                installed_at: "2026-01-01T00:00:00Z".into(),
+                history: Vec::new(),
+                refused: None,
+            }],
+        };
+        catalog.save(&data.catalog()).unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn one_of_two_concurrent_changes_wins_and_the_other_is_told() {
+        let Some(nats) = test_shards::engines::Nats::start() else {
+            return;
+        };
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (DataDir::new(dir_a.path()), DataDir::new(dir_b.path()));
+        let member_a = Cluster::join(client.clone(), "t").await.unwrap();
+        let member_b = Cluster::join(client, "t").await.unwrap();
+
+        // The first member's state becomes the deployment's; the second takes it, component
+        // included.
+        let first = installed(&a, b"component one");
+        assert!(member_a.sync(&a).await.unwrap()[0].starts_with("shared"));
+        assert!(member_b.sync(&b).await.unwrap()[0].starts_with("took"));
+        assert_eq!(Catalog::load(&b.catalog()).unwrap().shards[0].digest, first);
+        assert_eq!(b.store().get(&first).unwrap(), b"component one");
+        assert!(member_b.sync(&b).await.unwrap().is_empty());
+
+        // Both change it before either hears of the other: A's reaches the deployment first,
+        // so B's is undone (and B is told), and B takes A's with its component.
+        let from_a = installed(&a, b"component two");
+        let from_b = installed(&b, b"component three");
+        member_a.sync(&a).await.unwrap();
+        let told = member_b.sync(&b).await.unwrap();
+        assert!(told.iter().any(|d| d.starts_with(LOST)), "{told:?}");
+        let now = Catalog::load(&b.catalog()).unwrap();
+        assert_eq!(now.shards[0].digest, from_a);
+        assert_ne!(now.shards[0].digest, from_b);
+        assert_eq!(b.store().get(&from_a).unwrap(), b"component two");
+        assert!(member_a.sync(&a).await.unwrap().is_empty());
+
+        // One admin token for the deployment, whoever asks first.
+        assert_eq!(member_a.admin_token("token-a").await.unwrap(), "token-a");
+        assert_eq!(member_b.admin_token("token-b").await.unwrap(), "token-a");
+    }
 
     #[test]
     fn names_cannot_meet_a_shards_bucket() {
