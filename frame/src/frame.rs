@@ -201,18 +201,26 @@ impl Frame {
     pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            // Logged once per outage, not every round.
+            let mut failing = false;
             loop {
                 tokio::time::sleep(WATCH_INTERVAL).await;
                 let Some(frame) = weak.upgrade() else { return };
                 if let Some(cluster) = &frame.cluster {
                     match cluster.sync(&frame.data).await {
                         Ok(done) => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("sharing state with the deployment works again");
+                            }
                             for done in done {
                                 tracing::info!("cluster: {done}");
                             }
                         }
+                        Err(crate::cluster::ClusterError::Busy) => {}
                         Err(e) => {
-                            tracing::error!(error = %e, "sharing state with the deployment failed")
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::error!(error = %e, "sharing state with the deployment failed; retrying");
+                            }
                         }
                     }
                 }

@@ -19,7 +19,7 @@
 //! shows who is alive, what each serves, and what each failed to load.
 
 use crate::datadir::DataDir;
-use crate::shards::catalog::{Catalog, DataDirLock};
+use crate::shards::catalog::Catalog;
 use arkham_registry::digest::Digest;
 use async_nats::jetstream::{self, kv, object_store};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,9 @@ pub enum ClusterError {
          deployment's object store; install that shard again"
     )]
     Missing(String),
+    /// A command holds the data dir's lock: tried again at the next round.
+    #[error("a command is changing the data dir; the deployment's state is taken next time")]
+    Busy,
     /// The catalog pulled from the deployment does not parse.
     #[error("the deployment's {key} is not valid: {message}")]
     Invalid {
@@ -495,19 +498,26 @@ fn read_optional(path: &std::path::Path) -> Result<Option<Vec<u8>>, ClusterError
 }
 
 /// Writes `bytes` to `path` whole (a temporary file renamed over it), under the data dir's
-/// lock so that no CLI command is changing the catalog meanwhile.
+/// lock so that no CLI command is changing the catalog meanwhile. The lock is only tried: a
+/// command holding it (an install downloading) must not block the frame's threads, and the
+/// next round writes instead ([`ClusterError::Busy`]).
 fn write_locked(data: &DataDir, path: &std::path::Path, bytes: &[u8]) -> Result<(), ClusterError> {
     let io = |what, source| ClusterError::Io {
         what,
         path: path.to_path_buf(),
         source,
     };
-    let _lock = DataDirLock::acquire(&data.lock()).map_err(|e| {
-        io(
-            "locking the data dir for",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.lock())
+        .map_err(|e| io("opening the data dir's lock", e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(ClusterError::Busy),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the data dir for", e)),
+    }
     let tmp = path.with_extension("cluster-tmp");
     std::fs::write(&tmp, bytes).map_err(|e| io("writing", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("replacing", e))?;
