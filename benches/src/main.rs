@@ -24,6 +24,7 @@ mod native_objects;
 mod report;
 mod scenarios;
 mod sections;
+mod transfer;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
@@ -47,7 +48,8 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory, engines);
+    /// Scenarios to run (minimal, packets, instantiation, cold, add, transfer, events, memory,
+    /// engines);
     /// empty = all.
     pub only: Vec<String>,
 }
@@ -87,7 +89,7 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] \
-                     [--only minimal,packets,instantiation,cold,add,events,memory,engines]"
+                     [--only minimal,packets,instantiation,cold,add,transfer,events,memory,engines]"
                 );
                 std::process::exit(0);
             }
@@ -100,6 +102,7 @@ fn options() -> Result<Options> {
         "instantiation",
         "cold",
         "add",
+        "transfer",
         "events",
         "memory",
         "engines",
