@@ -314,7 +314,9 @@ impl Repo {
         }
     }
 
-    /// The blob `descriptor` names, verified against its digest and size.
+    /// The blob `descriptor` names, verified against its digest and size, in memory: for the
+    /// small ones (configs, signature payloads); a component goes through
+    /// [`Repo::blob_to_store`].
     pub async fn blob(
         &self,
         descriptor: &Descriptor,
@@ -534,7 +536,8 @@ impl Repo {
         }
     }
 
-    /// Uploads a blob (skipped when the registry has it).
+    /// Uploads a blob held in memory (skipped when the registry has it); a component on disk
+    /// goes up streamed through [`Repo::push_blob_file`].
     pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
         match self {

@@ -710,6 +710,61 @@ fn a_download_cut_midway_installs_nothing_and_the_next_add_completes() {
     assert!(out.contains("installed packets 0.1.0"), "{out}");
 }
 
+/// Appends a custom section of `data_len` bytes to the component in `file` (a valid component
+/// still, with the same embedded manifest).
+fn pad_component(file: &Path, data_len: usize) {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + data_len, 0x5a);
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes.push(0);
+    leb(payload.len(), &mut bytes);
+    bytes.extend_from_slice(&payload);
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_component_of_several_upload_chunks_streams_up_and_down() {
+    let Some(registry) = Registry::start("streamed layers", None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let file = packets_version(work.path(), "0.1.0");
+    // Past oci-client's 4 MiB chunk twice: the upload is three PATCHes.
+    pad_component(&file, 9 << 20);
+    let layer = Digest::of(&std::fs::read(&file).unwrap());
+    let env = [("ARKHAM_REGISTRY", registry.host.as_str())];
+    let publisher = data_dir("");
+    let (ok, out, err) = arkham_with(
+        publisher.path(),
+        &["shard", "push", file.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["component_digest"], layer.to_string(), "{out}");
+    nothing_half_written(publisher.path(), &layer);
+
+    let data = data_dir("");
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+    let stored = data.path().join("store/blobs/sha256").join(layer.hex());
+    assert_eq!(Digest::of(&std::fs::read(stored).unwrap()), layer);
+}
+
 /// Tags the manifest `from` of `repository` also as each of `tags`, straight through the
 /// registry's API (as `crane tag` does).
 async fn tag_again(registry: &Registry, repository: &str, from: &str, tags: &[String]) {
