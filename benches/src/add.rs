@@ -52,9 +52,9 @@ pub struct AddRow {
 }
 
 /// `docker-registry serve` on a free loopback port; killed on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    host: String,
+    pub(crate) host: String,
 }
 
 impl Drop for Registry {
@@ -64,7 +64,7 @@ impl Drop for Registry {
     }
 }
 
-fn registry_version() -> Result<String> {
+pub(crate) fn registry_version() -> Result<String> {
     let output = Command::new("docker-registry")
         .arg("--version")
         .output()
@@ -73,7 +73,7 @@ fn registry_version() -> Result<String> {
 }
 
 /// Started as the frame's registry tests do (frame/tests/all/harness.rs), without auth.
-fn start_registry(dir: &Path) -> Result<Registry> {
+pub(crate) fn start_registry(dir: &Path) -> Result<Registry> {
     let host = format!("127.0.0.1:{}", free_port()?);
     let config = dir.join("config.yml");
     std::fs::write(

@@ -25,6 +25,7 @@ mod native_objects;
 mod report;
 mod scenarios;
 mod sections;
+mod transfer;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
@@ -48,8 +49,8 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, add, events, memory, engines,
-    /// languages);
+    /// Scenarios to run (minimal, packets, instantiation, cold, add, transfer, events, memory,
+    /// engines, languages);
     /// empty = all.
     pub only: Vec<String>,
 }
@@ -89,7 +90,8 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] \
-                     [--only minimal,packets,instantiation,cold,add,events,memory,engines,languages]"
+                     [--only minimal,packets,instantiation,cold,add,transfer,events,memory,engines,\
+                     languages]"
                 );
                 std::process::exit(0);
             }
@@ -102,6 +104,7 @@ fn options() -> Result<Options> {
         "instantiation",
         "cold",
         "add",
+        "transfer",
         "events",
         "memory",
         "engines",

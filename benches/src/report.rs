@@ -377,6 +377,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if options.runs("add") {
         sections::add(&mut md, results.add.as_ref());
     }
+    if options.runs("transfer") {
+        sections::transfer(&mut md, results.transfer.as_ref());
+    }
     if options.runs("events") {
         sections::events(&mut md, results.events.as_ref());
     }

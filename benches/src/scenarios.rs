@@ -31,6 +31,8 @@ pub struct Results {
     pub cold_start: Vec<ColdStart>,
     /// (5): `arkham shard add` from a loopback registry and its baselines.
     pub add: Option<Add>,
+    /// (5b): peak RSS of `shard push` / `shard add` for a 1 MiB and a 50 MiB component.
+    pub transfer: Option<crate::transfer::Transfer>,
     /// (6): events, publish to delivery.
     pub events: Option<Events>,
     /// (7): memory.
@@ -259,6 +261,13 @@ pub fn all(options: &Options) -> Result<Results> {
         match add::run(options, &scratch) {
             Ok(add) => results.add = Some(add),
             Err(e) => results.errors.push(format!("shard add: {e:#}")),
+        }
+    }
+    eprintln!("[bench] (5b) peak RSS of shard push / shard add, 1 MiB and 50 MiB components");
+    if options.runs("transfer") {
+        match crate::transfer::run(options, &scratch) {
+            Ok(transfer) => results.transfer = Some(transfer),
+            Err(e) => results.errors.push(format!("transfer: {e:#}")),
         }
     }
     eprintln!("[bench] (6) events: publish to delivery, 1 and 3 subscribers");

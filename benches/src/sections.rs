@@ -36,6 +36,54 @@ fn ok_rps(run: &WrkResult) -> f64 {
 }
 
 /// `## (5) arkham shard add` …
+pub fn transfer(md: &mut String, transfer: Option<&crate::transfer::Transfer>) {
+    let _ = writeln!(
+        md,
+        "\n## (5b) Peak RSS of `arkham shard push` and `arkham shard add` by component size\n"
+    );
+    let Some(transfer) = transfer else {
+        let _ = writeln!(md, "not measured (see \"Not measured\" below)");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "The minimal shard padded with a custom section to 1 MiB and 50 MiB, pushed with `arkham \
+         shard push FILE run<N>/pad<S>` to `docker-registry` ({}) on 127.0.0.1 (a repository per \
+         run, so every push uploads the layer) and added with `arkham shard add run<N>/pad<S>@0.1 \
+         --yes` into a new data dir with an empty compiled cache; {} runs each. Peak RSS is the \
+         `arkham` process's `ru_maxrss` (GNU time `%M`). Floor: `arkham shard list`, {}.\n",
+        transfer.registry,
+        crate::transfer::RUNS,
+        transfer
+            .floor_kib
+            .map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+    );
+    let _ = writeln!(
+        md,
+        "| command | component | peak RSS (median) | above the floor | runs (MiB) |\n|---|---:|---:|---:|---|"
+    );
+    for row in &transfer.rows {
+        let mib = |k: u64| k as f64 / 1024.0;
+        let runs: Vec<String> = row
+            .runs_kib
+            .iter()
+            .map(|&k| format!("{:.1}", mib(k)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| `shard {}` | {:.0} MiB | {:.1} MiB | {} | {} |",
+            row.command,
+            row.component_bytes as f64 / 1048576.0,
+            mib(row.median_kib),
+            transfer.floor_kib.map_or("—".into(), |f| format!(
+                "+{:.1} MiB",
+                mib(row.median_kib.saturating_sub(f))
+            )),
+            runs.join(", "),
+        );
+    }
+}
+
 pub fn add(md: &mut String, add: Option<&Add>) {
     let _ = writeln!(
         md,

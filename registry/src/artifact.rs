@@ -137,7 +137,25 @@ pub fn build(
     created: &str,
     annotations: BTreeMap<String, String>,
 ) -> (ImageManifest, Vec<u8>) {
-    let layer_digest = Digest::of(component);
+    build_for(
+        &Digest::of(component),
+        component.len() as u64,
+        title,
+        interfaces,
+        created,
+        annotations,
+    )
+}
+
+/// Like [`build`], for a component known by its digest and size (one streamed from a file).
+pub fn build_for(
+    layer_digest: &Digest,
+    layer_size: u64,
+    title: &str,
+    interfaces: ComponentInfo,
+    created: &str,
+    annotations: BTreeMap<String, String>,
+) -> (ImageManifest, Vec<u8>) {
     let config = WasmConfig {
         created: Some(created.to_string()),
         author: None,
@@ -160,7 +178,7 @@ pub fn build(
         layers: vec![Descriptor {
             media_type: WASM_LAYER_MEDIA_TYPE.to_string(),
             digest: layer_digest.to_string(),
-            size: component.len() as u64,
+            size: layer_size,
             annotations: BTreeMap::from([(annotations::TITLE.to_string(), title.to_string())]),
         }],
         annotations,

@@ -18,9 +18,12 @@ pub struct InvalidDigest(pub String);
 impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        let hash = Sha256::digest(bytes);
+        Self::from_hash(&Sha256::digest(bytes))
+    }
+
+    fn from_hash(hash: &[u8]) -> Self {
         let mut hex = String::with_capacity(64);
-        for b in hash {
+        for &b in hash {
             hex.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
             hex.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
         }
@@ -30,6 +33,27 @@ impl Digest {
     /// The 64 hex digits.
     pub fn hex(&self) -> &str {
         &self.hex
+    }
+}
+
+/// A digest computed piece by piece, for content that is streamed rather than held in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `bytes` to what was hashed.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything hashed so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_hash(&self.0.clone().finalize())
     }
 }
 
@@ -84,6 +108,10 @@ mod tests {
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        let mut h = Hasher::new();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.digest(), d);
         for bad in [
             "abc",
             "sha256:xyz",

@@ -155,6 +155,9 @@ pub enum RegistryError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The blob store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A local OCI layout is malformed.
     #[error("OCI layout {path} is malformed: {reason}")]
     Layout {

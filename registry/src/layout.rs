@@ -87,7 +87,8 @@ impl Layout {
             .ok_or_else(|| self.not_found(&format!("tag {tag}")))
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, RegistryError> {
+    /// The file of blob `digest` (which may not exist).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, RegistryError> {
         let digest: Digest =
             digest
                 .parse()
@@ -118,6 +119,12 @@ impl Layout {
             write_atomically(&path, bytes, 0o644).map_err(self.io(&path))?;
         }
         Ok(digest)
+    }
+
+    /// Stores the content of the file at `path` as a blob without reading it into memory.
+    pub fn put_blob_file(&self, path: &Path) -> Result<Digest, RegistryError> {
+        // The layout's `blobs/sha256/<hex>` is the blob store's shape.
+        Ok(crate::store::BlobStore::new(&self.root).put_file(path)?)
     }
 
     /// Stores `manifest` and points `tag` at it, replacing the tag if it exists.
@@ -165,6 +172,10 @@ mod tests {
         assert!(matches!(layout.tags(), Err(RegistryError::NotFound { .. })));
         let blob = layout.put_blob(b"layer").unwrap();
         assert_eq!(layout.blob(&blob.to_string()).unwrap(), b"layer");
+        let file = dir.path().join("component.wasm");
+        std::fs::write(&file, b"streamed").unwrap();
+        let streamed = layout.put_blob_file(&file).unwrap();
+        assert_eq!(layout.blob(&streamed.to_string()).unwrap(), b"streamed");
         let m1 = layout.put_manifest("0.1.0", "m", b"{}").unwrap();
         layout.put_manifest("0.1.1", "m", b"{\"a\":1}").unwrap();
         let m3 = layout.put_manifest("0.1.0", "m", b"{\"b\":1}").unwrap();

@@ -34,5 +34,6 @@ pub mod repo;
 pub mod resolve;
 pub mod signature;
 pub mod store;
+mod transfer;
 
 pub use error::RegistryError;

@@ -167,3 +167,16 @@ pub async fn fetch_component_with_progress(
     repo.blob_with_progress(&artifact.layer, "the component", progress)
         .await
 }
+
+/// Streams the component of `artifact` into `store` (never whole in memory), verified against
+/// the layer's digest and size, calling `progress(received, total)` as bytes arrive; answers its
+/// digest. A failed download leaves nothing in the store.
+pub async fn fetch_component_to_store(
+    repo: &Repo,
+    artifact: &Artifact,
+    store: &crate::store::BlobStore,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Digest, RegistryError> {
+    repo.blob_to_store(&artifact.layer, "the component", store, progress)
+        .await
+}

@@ -6,12 +6,29 @@ use crate::digest::Digest;
 use crate::error::RegistryError;
 use crate::repo::Repo;
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The component to push: in memory, or a file streamed from disk (memory then stays at one
+/// upload chunk whatever the component's size).
+#[derive(Debug, Clone, Copy)]
+pub enum Component<'a> {
+    /// The packaged bytes.
+    Bytes(&'a [u8]),
+    /// A file holding the packaged component.
+    File(&'a Path),
+}
+
+impl<'a> From<&'a [u8]> for Component<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Component::Bytes(bytes)
+    }
+}
 
 /// What to push.
 #[derive(Debug, Clone)]
 pub struct PushRequest<'a> {
     /// The packaged component (manifest embedded).
-    pub component: &'a [u8],
+    pub component: Component<'a>,
     /// The shard's name (the layer's title is `{name}.wasm`).
     pub name: &'a str,
     /// The version; also the tag.
@@ -58,14 +75,19 @@ pub async fn push(repo: &Repo, request: PushRequest<'_>) -> Result<Pushed, Regis
         annotations::CREATED.to_string(),
         request.created.to_string(),
     );
-    let (manifest, config) = artifact::build(
-        request.component,
+    // The layer first: its digest and size go into the config and manifest.
+    let (component_digest, size) = match request.component {
+        Component::Bytes(bytes) => (repo.push_blob(bytes).await?, bytes.len() as u64),
+        Component::File(path) => repo.push_blob_file(path).await?,
+    };
+    let (manifest, config) = artifact::build_for(
+        &component_digest,
+        size,
         &format!("{}.wasm", request.name),
         request.interfaces,
         request.created,
         notes,
     );
-    let component_digest = repo.push_blob(request.component).await?;
     repo.push_blob(&config).await?;
     let manifest_digest = repo
         .push_manifest(&tag, &artifact::to_json(&manifest))

@@ -8,7 +8,9 @@ use crate::error::{RegistryError, from_oci};
 use crate::layout::Layout;
 use crate::reference::Location;
 use crate::store::BlobStore;
+use crate::transfer::{Sink, check_size, copy_file, file_chunks, oversize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 /// Manifest media types asked for and accepted on pull.
@@ -307,7 +309,9 @@ impl Repo {
         }
     }
 
-    /// The blob `descriptor` names, verified against its digest and size.
+    /// The blob `descriptor` names, verified against its digest and size, in memory: for the
+    /// small ones (configs, signature payloads); a component goes through
+    /// [`Repo::blob_to_store`].
     pub async fn blob(
         &self,
         descriptor: &Descriptor,
@@ -362,6 +366,159 @@ impl Repo {
         Ok(bytes)
     }
 
+    /// Streams the blob `descriptor` names into `store`, hashing and counting it on the way, and
+    /// answers its digest: memory stays at one buffer whatever its size. More bytes than the
+    /// descriptor's size are refused as they arrive; the blob is renamed into place only once its
+    /// size and digest are checked, so a failed or interrupted download leaves nothing in the
+    /// store. A blob the store already holds is verified there and not downloaded again.
+    pub async fn blob_to_store(
+        &self,
+        descriptor: &Descriptor,
+        what: &str,
+        store: &BlobStore,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<Digest, RegistryError> {
+        let location = self.location();
+        let expected: Digest =
+            descriptor
+                .digest
+                .parse()
+                .map_err(|_| RegistryError::DigestMismatch {
+                    what: what.to_string(),
+                    location: location.clone(),
+                    expected: descriptor.digest.clone(),
+                    actual: "a digest that is not sha256".to_string(),
+                })?;
+        if store.contains(&expected) {
+            match store.check(&expected) {
+                Ok(size) => {
+                    check_size(size, descriptor, what, &location)?;
+                    return Ok(expected);
+                }
+                // Removed as corrupt: fetched again below.
+                Err(crate::store::StoreError::Corrupt { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut sink = Sink::new(store.writer()?, descriptor.size, progress);
+        match self {
+            Repo::Layout(layout, _) => {
+                let path = layout.blob_path(&descriptor.digest)?;
+                copy_file(&path, &mut sink, || RegistryError::NotFound {
+                    what: format!("blob {}", descriptor.digest),
+                    location: location.clone(),
+                })?;
+            }
+            Repo::Cached { store: cache, .. } => {
+                copy_file(&cache.path(&expected), &mut sink, || {
+                    RegistryError::NotCached {
+                        what: what.to_string(),
+                        location: location.clone(),
+                    }
+                })?;
+            }
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                ..
+            } => {
+                let reference = self.reference("latest");
+                client
+                    .store_auth_if_needed(registry, &self.auth(false).await?)
+                    .await;
+                let pulled = client
+                    .pull_blob(&reference, descriptor.digest.as_str(), &mut sink)
+                    .await;
+                if let Err(e) = pulled {
+                    if sink.over {
+                        return Err(oversize(descriptor, what, &location));
+                    }
+                    return Err(from_oci(e, registry, repository, what));
+                }
+            }
+        }
+        if sink.over {
+            return Err(oversize(descriptor, what, &location));
+        }
+        let writer = sink.writer;
+        check_size(writer.written(), descriptor, what, &location)?;
+        let actual = writer.digest();
+        if actual != expected {
+            return Err(RegistryError::DigestMismatch {
+                what: what.to_string(),
+                location,
+                expected: descriptor.digest.clone(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(writer.commit()?)
+    }
+
+    /// Uploads the file at `path` as a blob, streamed from disk (skipped when the registry has
+    /// it), and answers its digest and size.
+    pub async fn push_blob_file(&self, path: &Path) -> Result<(Digest, u64), RegistryError> {
+        let io_err = |source| RegistryError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match self {
+            Repo::Layout(layout, _) => {
+                let digest = layout.put_blob_file(path)?;
+                // Content-addressed: the stored blob's size is the size of what was hashed.
+                let stored = layout.blob_path(&digest.to_string())?;
+                let size = std::fs::metadata(&stored).map_err(io_err)?.len();
+                Ok((digest, size))
+            }
+            Repo::Cached { .. } => Err(self.read_only()),
+            Repo::Remote {
+                client,
+                registry,
+                repository,
+                credentials,
+                ..
+            } => {
+                let owned = path.to_path_buf();
+                let (digest, size) =
+                    tokio::task::spawn_blocking(move || crate::store::digest_file(&owned))
+                        .await
+                        .map_err(|e| io_err(std::io::Error::other(e)))?
+                        .map_err(io_err)?;
+                let reference = self.reference("latest");
+                let auth = self
+                    .auth(true)
+                    .await
+                    .map_err(|e| push_refused(e, credentials))?;
+                client.store_auth_if_needed(registry, &auth).await;
+                let map =
+                    |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
+                // Authenticate for push first: blob_exists alone would use a pull token.
+                client
+                    .auth(&reference, &auth, oci_client::RegistryOperation::Push)
+                    .await
+                    .map_err(map)?;
+                if client
+                    .blob_exists(&reference, &digest.to_string())
+                    .await
+                    .map_err(map)?
+                {
+                    return Ok((digest, size));
+                }
+                let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+                client
+                    .push_blob_stream(
+                        &reference,
+                        file_chunks(file),
+                        &digest.to_string(),
+                        Some(size),
+                    )
+                    .await
+                    .map_err(map)?;
+                Ok((digest, size))
+            }
+        }
+    }
+
     fn read_only(&self) -> RegistryError {
         RegistryError::Protocol {
             registry: self.location(),
@@ -369,7 +526,8 @@ impl Repo {
         }
     }
 
-    /// Uploads a blob (skipped when the registry has it).
+    /// Uploads a blob held in memory (skipped when the registry has it); a component on disk
+    /// goes up streamed through [`Repo::push_blob_file`].
     pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
         match self {

@@ -394,7 +394,9 @@ pub fn precheck(artifact: &Artifact) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Downloads the component of a checked artifact, or takes it from `store` when it is there.
+/// Downloads the component of a checked artifact into `store` (streamed to disk, its digest
+/// computed on the way), or takes it from there when it is stored, and reads it once: the checks
+/// parse it and wasmtime compiles it from bytes in memory.
 pub async fn component(
     repo: &Repo,
     artifact: &Artifact,
@@ -424,11 +426,17 @@ pub async fn component(
             eprint!("\r{}", progress_line(&name, received, total));
         }
     };
-    let bytes = pull::fetch_component_with_progress(repo, artifact, &bar).await;
+    let stored = pull::fetch_component_to_store(repo, artifact, store, &bar).await;
     if terminal {
-        eprintln!("{}", if bytes.is_ok() { "" } else { " failed" });
+        eprintln!("{}", if stored.is_ok() { "" } else { " failed" });
     }
-    Ok(bytes?)
+    let path = store.path(&stored?);
+    // Its digest and size were checked as it was written a moment ago: read it back unhashed.
+    let bytes = tokio::task::spawn_blocking(move || {
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    })
+    .await??;
+    Ok(bytes)
 }
 
 /// `downloading REF [#########           ]  45%  180/400 KiB`

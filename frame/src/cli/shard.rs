@@ -696,11 +696,25 @@ async fn push(
         notes.insert(annotations::SOURCE.to_string(), source_url);
     }
     let repo = Repo::open(&target.location, options)?;
+    // What was checked goes up, streamed from a file in the store's folder (removed after): the
+    // bytes are let go first, so the upload holds one chunk, not the component.
+    let store = data.store();
+    let staged = tokio::task::spawn_blocking(move || {
+        let mut file = store.temp_file()?;
+        file.write_all(&bytes)
+            .map_err(|source| arkham_registry::store::StoreError::Io {
+                path: file.path().to_path_buf(),
+                source,
+            })?;
+        Ok::<_, arkham_registry::store::StoreError>(file)
+    })
+    .await?
+    .context("staging the component for upload in the data dir's store")?;
     let created = install::now_rfc3339();
     let pushed = arkham_registry::push::push(
         &repo,
         arkham_registry::push::PushRequest {
-            component: &bytes,
+            component: arkham_registry::push::Component::File(staged.path()),
             name: &manifest.name,
             version: &manifest.version,
             interfaces: ComponentInfo {

@@ -260,7 +260,7 @@ async fn push(
     let pushed = arkham_registry::push::push(
         &repo,
         arkham_registry::push::PushRequest {
-            component: &bytes,
+            component: arkham_registry::push::Component::Bytes(&bytes),
             // The layer's title: `{name}.wasm`, as wkg names it.
             name: &name.name,
             version: &version,

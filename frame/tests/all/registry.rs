@@ -22,6 +22,25 @@ fn packets_version(dir: &Path, version: &str) -> PathBuf {
     path
 }
 
+/// Asserts that `data`'s store holds neither the blob `component` nor a temporary file: a refused
+/// or broken-off download leaves nothing behind.
+fn nothing_half_written(data: &Path, component: &Digest) {
+    let blobs = data.join("store/blobs/sha256");
+    assert!(
+        !blobs.join(component.hex()).exists(),
+        "the refused component was stored"
+    );
+    let temporaries: Vec<String> = std::fs::read_dir(&blobs)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(temporaries.is_empty(), "left in the store: {temporaries:?}");
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -265,6 +284,7 @@ async fn push_add_update_locked_remove_against_a_registry() {
     assert!(!ok && err.contains("corrupt"), "{err}");
     assert_eq!(installed(fresh.path()), serde_json::json!([]));
     assert!(!fresh.path().join("arkham.lock").exists());
+    nothing_half_written(fresh.path(), &digest.parse().unwrap());
 
     let (ok, _, err) = arkham_with(data.path(), &["shard", "remove", "packets"], &env);
     assert!(ok, "{err}");
@@ -484,6 +504,7 @@ fn local_layout_as_registry_and_bad_artifacts() {
         !ok && err.contains("bytes but its descriptor says"),
         "{err}"
     );
+    nothing_half_written(probe.path(), &Digest::of(&component));
 
     // Digest mismatch: the blob's content was altered.
     let layout_dir = shards.join("altered");
@@ -496,6 +517,7 @@ fn local_layout_as_registry_and_bad_artifacts() {
     std::fs::write(&blob, bytes).unwrap();
     let (ok, _, err) = add("altered");
     assert!(!ok && err.contains("is corrupt"), "{err}");
+    nothing_half_written(probe.path(), &Digest::of(&component));
 
     // More than one layer.
     write_artifact(
@@ -671,14 +693,7 @@ fn a_download_cut_midway_installs_nothing_and_the_next_add_completes() {
         "{err}"
     );
     assert_eq!(installed(fresh.path()), serde_json::json!([]));
-    assert!(
-        !fresh
-            .path()
-            .join("store/blobs/sha256")
-            .join(layer.hex())
-            .exists(),
-        "a partial blob was kept"
-    );
+    nothing_half_written(fresh.path(), &layer);
     assert!(
         !fresh.path().join("arkham.lock").exists()
             || !std::fs::read_to_string(fresh.path().join("arkham.lock"))
@@ -693,6 +708,61 @@ fn a_download_cut_midway_installs_nothing_and_the_next_add_completes() {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("installed packets 0.1.0"), "{out}");
+}
+
+/// Appends a custom section of `data_len` bytes to the component in `file` (a valid component
+/// still, with the same embedded manifest).
+fn pad_component(file: &Path, data_len: usize) {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + data_len, 0x5a);
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes.push(0);
+    leb(payload.len(), &mut bytes);
+    bytes.extend_from_slice(&payload);
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_component_of_several_upload_chunks_streams_up_and_down() {
+    let Some(registry) = Registry::start("streamed layers", None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let file = packets_version(work.path(), "0.1.0");
+    // Past oci-client's 4 MiB chunk twice: the upload is three PATCHes.
+    pad_component(&file, 9 << 20);
+    let layer = Digest::of(&std::fs::read(&file).unwrap());
+    let env = [("ARKHAM_REGISTRY", registry.host.as_str())];
+    let publisher = data_dir("");
+    let (ok, out, err) = arkham_with(
+        publisher.path(),
+        &["shard", "push", file.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["component_digest"], layer.to_string(), "{out}");
+    nothing_half_written(publisher.path(), &layer);
+
+    let data = data_dir("");
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "add", "packets@0.1", "--yes"], &env);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("installed packets 0.1.0"), "{out}");
+    let stored = data.path().join("store/blobs/sha256").join(layer.hex());
+    assert_eq!(Digest::of(&std::fs::read(stored).unwrap()), layer);
 }
 
 /// Tags the manifest `from` of `repository` also as each of `tags`, straight through the
