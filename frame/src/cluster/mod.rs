@@ -283,9 +283,9 @@ impl Cluster {
                 .filter(|e| e.operation == kv::Operation::Put);
             let seen = &mut agreed[i];
             let first = seen.revision == 0 && seen.bytes.is_none();
-            let changed_here = !first && local != seen.bytes;
+            // A file removed here is not a change to share: the deployment's is written back.
+            let changed_here = !first && local.is_some() && local != seen.bytes;
             match remote {
-                Some(entry) if entry.revision == seen.revision && !changed_here => {}
                 Some(entry) if !changed_here => {
                     // Another member's change (or the first look at the deployment).
                     if local.as_deref() != Some(&entry.value[..]) {
@@ -579,6 +579,14 @@ mod tests {
         assert_ne!(now.shards[0].digest, from_b);
         assert_eq!(b.store().get(&from_a).unwrap(), b"component two");
         assert!(member_a.sync(&a).await.unwrap().is_empty());
+
+        // A catalog removed by hand is the deployment's again at the next round.
+        std::fs::remove_file(b.catalog()).unwrap();
+        assert!(member_b.sync(&b).await.unwrap()[0].starts_with("took"));
+        assert_eq!(
+            Catalog::load(&b.catalog()).unwrap().shards[0].digest,
+            from_a
+        );
 
         // One admin token for the deployment, whoever asks first.
         assert_eq!(member_a.admin_token("token-a").await.unwrap(), "token-a");

@@ -161,6 +161,20 @@ async fn two_shards_do_not_see_each_other() {
     assert_ne!(format!("{:?}", mine.rows), format!("{:?}", theirs.rows));
 }
 
+/// `len` bytes (rounded down to 8) that do not compress (xorshift): TOAST cannot fit them into
+/// free space, so each row of them grows its table.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..len / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_size_quota_refuses_writes_past_it() {
     let config = DatabaseConfig {
@@ -172,18 +186,7 @@ async fn the_size_quota_refuses_writes_past_it() {
     };
     let ctx = b.ctx().await;
     batch(&ctx, "CREATE TABLE f (data BYTEA)").await.unwrap();
-    // Incompressible (xorshift): TOAST cannot fit it into free space, so each row grows the table.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let chunk = Value::Blob(
-        (0..100_000 / 8)
-            .flat_map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state.to_le_bytes()
-            })
-            .collect(),
-    );
+    let chunk = Value::Blob(incompressible(100_000));
     let mut refused = None;
     for _ in 0..200 {
         match run(&ctx, "INSERT INTO f VALUES (?)", vec![chunk.clone()]).await {
@@ -253,15 +256,7 @@ async fn a_first_transaction_past_the_quota_is_refused() {
     };
     let tx = Host::begin(&mut view).await.unwrap().unwrap();
     let rep = Resource::<Transaction>::new_own(tx.rep());
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let chunk: Vec<u8> = (0..50_000 / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let chunk = incompressible(50_000);
     let mut statements = vec![("CREATE TABLE g (data BYTEA)".to_string(), vec![])];
     for _ in 0..6 {
         statements.push((
