@@ -484,26 +484,11 @@ impl Repo {
                         .await
                         .map_err(|e| io_err(std::io::Error::other(e)))?
                         .map_err(io_err)?;
-                let reference = self.reference("latest");
-                let auth = self
-                    .auth(true)
-                    .await
-                    .map_err(|e| push_refused(e, credentials))?;
-                client.store_auth_if_needed(registry, &auth).await;
                 let map =
                     |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
-                // Authenticate for push first: blob_exists alone would use a pull token.
-                client
-                    .auth(&reference, &auth, oci_client::RegistryOperation::Push)
-                    .await
-                    .map_err(map)?;
-                if client
-                    .blob_exists(&reference, &digest.to_string())
-                    .await
-                    .map_err(map)?
-                {
+                let Some(reference) = self.missing_blob(&digest).await? else {
                     return Ok((digest, size));
-                }
+                };
                 let file = tokio::fs::File::open(path).await.map_err(io_err)?;
                 client
                     .push_blob_stream(
@@ -517,6 +502,41 @@ impl Repo {
                 Ok((digest, size))
             }
         }
+    }
+
+    /// Authenticates for push and answers the reference to upload `digest` to, or `None` when
+    /// the registry has that blob already. Remote repositories only.
+    async fn missing_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<oci_client::Reference>, RegistryError> {
+        let Repo::Remote {
+            client,
+            registry,
+            repository,
+            credentials,
+            ..
+        } = self
+        else {
+            return Err(self.read_only());
+        };
+        let reference = self.reference("latest");
+        let auth = self
+            .auth(true)
+            .await
+            .map_err(|e| push_refused(e, credentials))?;
+        client.store_auth_if_needed(registry, &auth).await;
+        let map = |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
+        // Authenticate for push first: blob_exists alone would use a pull token.
+        client
+            .auth(&reference, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(map)?;
+        let exists = client
+            .blob_exists(&reference, &digest.to_string())
+            .await
+            .map_err(map)?;
+        Ok((!exists).then_some(reference))
     }
 
     fn read_only(&self) -> RegistryError {
@@ -540,24 +560,9 @@ impl Repo {
                 credentials,
                 ..
             } => {
-                let reference = self.reference("latest");
-                let auth = self
-                    .auth(true)
-                    .await
-                    .map_err(|e| push_refused(e, credentials))?;
-                client.store_auth_if_needed(registry, &auth).await;
                 let map =
                     |e| push_refused(from_oci(e, registry, repository, "the upload"), credentials);
-                // Authenticate for push first: blob_exists alone would use a pull token.
-                client
-                    .auth(&reference, &auth, oci_client::RegistryOperation::Push)
-                    .await
-                    .map_err(map)?;
-                if !client
-                    .blob_exists(&reference, &digest.to_string())
-                    .await
-                    .map_err(map)?
-                {
+                if let Some(reference) = self.missing_blob(&digest).await? {
                     client
                         .push_blob(&reference, bytes.to_vec(), &digest.to_string())
                         .await

@@ -67,11 +67,7 @@ impl PublicKey {
 
     /// Reads an SPKI PEM file.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_pem(&text, &path.display().to_string())
+        Self::from_pem(&read_pem(path)?, &path.display().to_string())
     }
 
     fn from_spki_der(der: &[u8]) -> Result<Self, String> {
@@ -81,11 +77,7 @@ impl PublicKey {
             .algorithm
             .oids()
             .map_err(|e| format!("unreadable algorithm ({e})"))?;
-        if algorithm != EC_PUBLIC_KEY || curve != Some(P256) {
-            return Err(
-                "not an ECDSA P-256 key; arkham (like cosign) signs with ECDSA P-256".to_string(),
-            );
-        }
+        p256_only(algorithm, curve)?;
         let point = spki
             .subject_public_key
             .as_bytes()
@@ -189,11 +181,7 @@ impl SigningKey {
 
     /// Reads a private key PEM file.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_pem(&text, &path.display().to_string())
+        Self::from_pem(&read_pem(path)?, &path.display().to_string())
     }
 
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
@@ -203,11 +191,7 @@ impl SigningKey {
             .algorithm
             .oids()
             .map_err(|e| format!("unreadable algorithm ({e})"))?;
-        if algorithm != EC_PUBLIC_KEY || curve != Some(P256) {
-            return Err(
-                "not an ECDSA P-256 key; arkham (like cosign) signs with ECDSA P-256".to_string(),
-            );
-        }
+        p256_only(algorithm, curve)?;
         Self::from_sec1_der(info.private_key, info.public_key)
     }
 
@@ -330,6 +314,24 @@ fn key_block(text: &str) -> &str {
 fn pem(label: &str, der: &[u8]) -> String {
     // Base64 of bytes never fails to encode.
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
+/// A key file's text.
+fn read_pem(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Refuses any key but ECDSA on P-256.
+fn p256_only(algorithm: ObjectIdentifier, curve: Option<ObjectIdentifier>) -> Result<(), String> {
+    if algorithm != EC_PUBLIC_KEY || curve != Some(P256) {
+        return Err(
+            "not an ECDSA P-256 key; arkham (like cosign) signs with ECDSA P-256".to_string(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
