@@ -502,6 +502,29 @@ impl PgDatabase {
         Ok((size > self.inner.max_size_bytes).then_some(size))
     }
 
+    /// The quota check of a call on its own connection, bounded by `deadline` (the one its
+    /// connection was acquired under), then the deadline of the statement itself: the
+    /// measurement is not taken out of the statement's time, which a slow server (or a loaded
+    /// machine) would otherwise spend on it.
+    async fn measured(
+        &self,
+        lease: &mut Lease,
+        deadline: Instant,
+        sent: u64,
+        writes: bool,
+    ) -> Result<(Option<u64>, Instant), Error> {
+        let over = self
+            .bounded(lease, deadline, What::Statement, async |c| {
+                if writes {
+                    self.over_quota(c, sent).await
+                } else {
+                    self.over_quota_reading(c, sent).await
+                }
+            })
+            .await?;
+        Ok((over, Instant::now() + self.inner.timeout))
+    }
+
     fn full(&self, size: u64) -> Error {
         Error::LimitExceeded(format!(
             "the shard's database holds {size} bytes, past its size limit of {} \
@@ -596,18 +619,21 @@ impl PgDatabase {
         let deadline = Instant::now() + self.inner.timeout;
         let sent = sent_bytes(&sql, &params);
         let mut lease = self.acquire(deadline, What::Statement).await?;
+        let (over, deadline) = self.measured(&mut lease, deadline, sent, true).await?;
         let call = self.call();
         let done = self
-            .bounded(&mut lease, deadline, What::Statement, async |c| match self
-                .over_quota(c, sent)
-                .await?
-            {
-                None => execute_on(c, &sql, params, call).await,
-                Some(_) => {
-                    self.on_probation(c, async |c| execute_on(c, &sql, params, call).await)
-                        .await
-                }
-            })
+            .bounded(
+                &mut lease,
+                deadline,
+                What::Statement,
+                async |c| match over {
+                    None => execute_on(c, &sql, params, call).await,
+                    Some(_) => {
+                        self.on_probation(c, async |c| execute_on(c, &sql, params, call).await)
+                            .await
+                    }
+                },
+            )
             .await;
         self.wrote_schema(&sql);
         done
@@ -619,14 +645,13 @@ impl PgDatabase {
         // runs on probation like `execute`. Reads do not count towards re-measuring.
         let sent = sent_bytes(&sql, &params);
         let mut lease = self.acquire(deadline, What::Query).await?;
+        let (over, deadline) = self.measured(&mut lease, deadline, sent, false).await?;
         let call = self.call();
-        self.bounded(&mut lease, deadline, What::Query, async |c| {
-            match self.over_quota_reading(c, sent).await? {
-                None => query_on(c, &sql, params, call).await,
-                Some(_) => {
-                    self.on_probation(c, async |c| query_on(c, &sql, params, call).await)
-                        .await
-                }
+        self.bounded(&mut lease, deadline, What::Query, async |c| match over {
+            None => query_on(c, &sql, params, call).await,
+            Some(_) => {
+                self.on_probation(c, async |c| query_on(c, &sql, params, call).await)
+                    .await
             }
         })
         .await
@@ -636,6 +661,7 @@ impl PgDatabase {
         let deadline = Instant::now() + self.inner.timeout;
         let sent = sent_bytes(&sql, &[]);
         let mut lease = self.acquire(deadline, What::Batch).await?;
+        let (over, deadline) = self.measured(&mut lease, deadline, sent, true).await?;
         // The simple-query protocol runs the statements of one message as one implicit
         // transaction: all or nothing.
         let script = async |c: &mut Conn| {
@@ -646,11 +672,9 @@ impl PgDatabase {
             Ok(())
         };
         let done = self
-            .bounded(&mut lease, deadline, What::Batch, async |c| {
-                match self.over_quota(c, sent).await? {
-                    None => script(c).await,
-                    Some(_) => self.on_probation(c, script).await,
-                }
+            .bounded(&mut lease, deadline, What::Batch, async |c| match over {
+                None => script(c).await,
+                Some(_) => self.on_probation(c, script).await,
             })
             .await;
         self.wrote_schema(&sql);
