@@ -4,7 +4,7 @@ use super::error;
 use super::server::{BodyBudget, BodyReservation};
 use crate::frame::{Frame, ShardStatus};
 use crate::runtime::limits::ShardLimits;
-use crate::runtime::{CallError, LoadedShard, ShardBody};
+use crate::runtime::{CallError, LoadedShard};
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, Uri, header};
@@ -88,7 +88,7 @@ async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Respo
     let started = std::time::Instant::now();
     // Before the body is read: a shard over its rate costs the frame as little as possible.
     let response = match shard.admit_request() {
-        Ok(()) => through(&frame, budget, &shard, &name, path, request).await,
+        Ok(()) => through(&frame, budget, &shard, path, request).await,
         Err(wait) => {
             shard.metrics().rate_limited();
             rate_limited(&name, shard.limits(), wait)
@@ -100,13 +100,12 @@ async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Respo
     response
 }
 
-/// Serves a request admitted under the shard's rate: reads its body, calls the shard and checks
-/// its answer.
+/// Serves a request admitted under the shard's rate: reads its body, calls the shard and maps
+/// its answer or failure to the response.
 async fn through(
     frame: &Frame,
     budget: BodyBudget,
     shard: &Arc<LoadedShard>,
-    name: &str,
     path: String,
     request: Request,
 ) -> Response {
@@ -148,37 +147,9 @@ async fn through(
         header::HeaderValue::from(body.len()),
     );
     let request = http::Request::from_parts(parts, body);
-    let max_response = shard.limits().max_response_bytes;
+    // The runtime shapes the answer, its size limit included; what is left here is its status.
     match shard.handle(request).await {
-        Ok(response) => {
-            let declared = match response.body() {
-                ShardBody::Whole(body) => body.as_ref().map(|b| b.len() as u64),
-                ShardBody::Streamed(_) => response
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok()),
-            };
-            if declared.is_some_and(|len| len > max_response) {
-                // Dropping the response stops reading from the guest, which then fails its
-                // writes and ends; its instance is discarded.
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    "response_too_large",
-                    format!(
-                        "shard `{name}` sent a response larger than the limit of {max_response} bytes"
-                    ),
-                );
-            }
-            response.map(|body| match body {
-                // Whole: its length was checked above.
-                ShardBody::Whole(_) => Body::new(body),
-                ShardBody::Streamed(_) => Body::new(LimitedBody {
-                    inner: body,
-                    remaining: max_response,
-                }),
-            })
-        }
+        Ok(response) => response.map(Body::new),
         Err(e) => call_error(e),
     }
 }
@@ -278,54 +249,6 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     response
 }
 
-/// A response body that fails once more than `remaining` bytes went through, for responses that
-/// did not declare their length.
-struct LimitedBody<B> {
-    inner: B,
-    remaining: u64,
-}
-
-impl<B> http_body::Body for LimitedBody<B>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
-    type Data = bytes::Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match polled {
-            std::task::Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > self.remaining {
-                        return std::task::Poll::Ready(Some(Err(
-                            "the shard's response passed the response size limit".into(),
-                        )));
-                    }
-                    self.remaining -= len;
-                }
-                std::task::Poll::Ready(Some(Ok(frame)))
-            }
-            std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e.into()))),
-            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 fn call_error(e: CallError) -> Response {
     let (status, code) = match &e {
         CallError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "shard_busy"),
@@ -334,6 +257,7 @@ fn call_error(e: CallError) -> Response {
         CallError::NoResponse(_) => (StatusCode::INTERNAL_SERVER_ERROR, "shard_no_response"),
         CallError::Guest { .. } => (StatusCode::BAD_GATEWAY, "shard_error"),
         CallError::InvalidResponse { .. } => (StatusCode::BAD_GATEWAY, "shard_invalid_response"),
+        CallError::ResponseTooLarge { .. } => (StatusCode::BAD_GATEWAY, "response_too_large"),
         CallError::MemoryExceeded { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "shard_memory_exceeded")
         }
