@@ -406,6 +406,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if options.runs("languages") {
         sections::languages(&mut md, results.languages.as_ref());
     }
+    if options.runs("scale") {
+        crate::scale::section::scale(&mut md, results.scale.as_ref());
+    }
 
     let _ = writeln!(md, "\n## Targets of issue 5\n");
     let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
