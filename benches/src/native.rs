@@ -1,8 +1,9 @@
 //! The native baselines, served from this process on a runtime of their own: the minimal
-//! handler as a plain axum route, and the packets create/get endpoints with axum + sqlx on the
-//! same SQLite settings the frame gives shards (WAL, `synchronous=FULL`, 4 KiB pages, 8
-//! connections, foreign keys, busy timeout 5 s) — or, for the engines scenario, on PostgreSQL with
-//! each create's `packets.packet.created` published to JetStream, as the frame does there.
+//! handler as a plain axum route, the scale scenario's body mirror, and the packets create/get
+//! endpoints with axum + sqlx on the same SQLite settings the frame gives shards (WAL,
+//! `synchronous=FULL`, 4 KiB pages, 8 connections, foreign keys, busy timeout 5 s) — or, for the
+//! engines scenario, on PostgreSQL with each create's `packets.packet.created` published to
+//! JetStream, as the frame does there.
 
 use anyhow::{Context, Result};
 use arkham_frame::runtime::limits::LimitsConfig;

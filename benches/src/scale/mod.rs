@@ -51,6 +51,8 @@ pub struct Scale {
     pub load: String,
     /// The largest N measured (`--scale-max`).
     pub max_shards: usize,
+    /// The paced subscriber rows' `delay()` between requests, ms.
+    pub paced_delay_ms: u64,
 }
 
 /// N installed shards.
@@ -119,7 +121,10 @@ pub fn run(options: &Options, scratch: &Path, errors: &mut Vec<String>) -> Scale
     };
     for n in SHARDS.into_iter().filter(|&n| n <= options.scale_max) {
         eprintln!("[bench]   scale: {n} installed shard(s)");
-        match shards_point(options, &scratch, load, n) {
+        let point = shards_point(options, &scratch, load, n);
+        // Its frame has stopped: 1,000 packaged copies and their compiled artifacts take ~300 MB.
+        let _ = std::fs::remove_dir_all(scratch.join(format!("shards{n}")));
+        match point {
             Ok(point) => scale.shards.push(point),
             Err(e) => {
                 errors.push(format!("scale, {n} shards: {e:#}"));
@@ -304,6 +309,7 @@ fn subscribers(options: &Options, scratch: &Path, scale: &mut Scale) -> Result<(
     });
     let rate = (capacity.unwrap_or(10.0) * 0.5).clamp(5.0, 500.0);
     let delay_ms = (1000.0 / rate).round().max(1.0) as u64;
+    scale.paced_delay_ms = delay_ms;
     let script = options.out.join("scale-paced.lua");
     std::fs::write(
         &script,

@@ -47,9 +47,10 @@ pub fn write(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
         (lo.min(*x), hi.max(*x))
     });
     let y_max = all.iter().map(|(_, y)| *y).fold(0.0, f64::max);
-    // Some room around the ends, and a y range even when every value is 0.
+    // Room around the ends and above the lines for the legend, and a y range even when every
+    // value is 0.
     let x_range = (x_min / 1.5)..(x_max * 1.5);
-    let y_range = 0.0..(y_max * 1.15).max(1e-9);
+    let y_range = 0.0..(y_max * 1.3).max(1e-9);
     let failed = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
@@ -63,7 +64,8 @@ pub fn write(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
     ctx.configure_mesh()
         .x_desc(chart.x)
         .y_desc(chart.y)
-        .x_label_formatter(&|x| format_x(*x))
+        .x_label_formatter(&|x| number(*x))
+        .y_label_formatter(&|y| number(*y))
         .draw()
         .map_err(|e| failed(&e))?;
     for (i, s) in series.iter().enumerate() {
@@ -83,19 +85,19 @@ pub fn write(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
     ctx.configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))?;
     Ok(())
 }
 
-/// Axis numbers without a fraction for counts and sizes (`1000`, not `1000.0`).
-fn format_x(x: f64) -> String {
-    if x >= 1.0 {
-        format!("{x:.0}")
+/// Axis numbers without a fraction from 10 up (`1000`, not `1000.0`).
+fn number(v: f64) -> String {
+    if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
     } else {
-        format!("{x:.2}")
+        format!("{v:.1}")
     }
 }
 

@@ -261,9 +261,9 @@ fn subscribers(md: &mut String, scale: &Scale) {
     if let Some(p) = scale.subscribers.first() {
         let _ = writeln!(
             md,
-            "Commands: burst `{}`; paced `{}` with `scale-paced.lua` \
-             (`wrk.method = \"POST\"` and `function delay() return MS end`).",
-            p.burst.command, p.paced.command
+            "Commands: burst `{}`; paced `{}` (`scale-paced.lua`: `wrk.method = \"POST\"` and \
+             `function delay() return {} end`).",
+            p.burst.command, p.paced.command, scale.paced_delay_ms
         );
     }
 }
