@@ -92,9 +92,9 @@ pub fn write(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
     Ok(())
 }
 
-/// Axis numbers without a fraction from 10 up (`1000`, not `1000.0`).
+/// Axis numbers without a fraction when whole or from 10 up (`1`, `1000`, not `1000.0`).
 fn number(v: f64) -> String {
-    if v.abs() >= 10.0 || v == 0.0 {
+    if v.abs() >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -142,5 +142,13 @@ mod tests {
             points: vec![(1.0, f64::NAN)],
         }];
         assert!(write(&dir.path().join("e.svg"), &chart, &empty).is_err());
+    }
+
+    #[test]
+    fn axis_numbers_drop_needless_fractions() {
+        assert_eq!(number(1.0), "1");
+        assert_eq!(number(1000.0), "1000");
+        assert_eq!(number(1234.4), "1234");
+        assert_eq!(number(2.5), "2.5");
     }
 }
