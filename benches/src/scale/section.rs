@@ -215,19 +215,15 @@ fn subscribers(md: &mut String, scale: &Scale) {
     );
     let _ = writeln!(
         md,
-        "| S | burst events | deliveries/s per subscriber | all subscribers | per subscriber vs S=1 | frame CPU per delivery | burst p99 | paced p50 | paced p99 | paced max |\n\
+        "| S | burst events | deliveries/s per subscriber | all subscribers | all vs S=1 | frame CPU per delivery | burst p99 | paced p50 | paced p99 | paced max |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    let per = |p: &SubscribersPoint| {
-        p.burst
-            .median
-            .map(|m| m.delivered_per_s / p.subscribers as f64)
-    };
+    let total = |p: &SubscribersPoint| p.burst.median.map(|m| m.delivered_per_s);
     let base = scale
         .subscribers
         .iter()
         .find(|p| p.subscribers == 1)
-        .and_then(per);
+        .and_then(total);
     for p in &scale.subscribers {
         let paced = paced_cells(&p.paced);
         let burst = match p.burst.median {
@@ -235,7 +231,7 @@ fn subscribers(md: &mut String, scale: &Scale) {
                 "{:.0} | {:.0} | {} | {} | {}",
                 m.delivered_per_s / p.subscribers as f64,
                 m.delivered_per_s,
-                times(per(p), base),
+                times(total(p), base),
                 or_dash(p.cpu_us_per_delivery.map(|c| format!("{c:.1} µs"))),
                 latency(m.p99_us),
             ),
@@ -318,4 +314,90 @@ fn bodies(md: &mut String, scale: &Scale) {
         "Body script (`scale-body-1024.lua`; the others differ in the size):\n\n```lua\n{}```",
         body_lua(1024)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{BodyPoint, ShardsPoint};
+    use super::*;
+    use crate::wrk::WrkResult;
+
+    fn row(target: &str, rps: Option<f64>) -> HttpRow {
+        HttpRow {
+            target: target.into(),
+            command: String::new(),
+            runs: Vec::new(),
+            median: rps.map(|rps| WrkResult {
+                rps,
+                p50_us: 500.0,
+                p99_us: 2000.0,
+                errors: 0,
+                requests: 1000,
+            }),
+            cpu_us_per_request: Some(40.0),
+            note: rps.is_none().then(|| "wrk failed: refused".into()),
+        }
+    }
+
+    fn shards(n: usize, first_200_ms: f64, rss: f64, one: f64, spread: f64) -> ShardsPoint {
+        ShardsPoint {
+            shards: n,
+            install_ms: 1000.0,
+            listening_ms: first_200_ms - 1.0,
+            first_200_ms,
+            runs_ms: vec![first_200_ms],
+            idle_rss_mib: rss,
+            one: row("one shard", Some(one)),
+            spread: row("spread over all", Some(spread)),
+        }
+    }
+
+    #[test]
+    fn goals_ratios_and_plot_links_follow_the_figures() {
+        let scale = Scale {
+            shards: vec![
+                shards(1, 20.0, 36.0, 10_000.0, 9_000.0),
+                shards(1000, 250.0, 36.0 + 999.0 * 0.5, 9_500.0, 8_000.0),
+            ],
+            bodies: vec![BodyPoint {
+                bytes: 1 << 20,
+                rows: vec![
+                    row(BODY_TARGETS[0], Some(100.0)),
+                    row(BODY_TARGETS[1], None),
+                    row(BODY_TARGETS[2], Some(1000.0)),
+                ],
+            }],
+            plots: vec!["scale-body.svg".into()],
+            max_shards: 1000,
+            ..Scale::default()
+        };
+        let mut md = String::new();
+        super::scale(&mut md, Some(&scale));
+        for line in [
+            "| cold start with 1,000 shards < 300 ms | 250.0 ms | met |",
+            "| idle RSS < 1 MiB per idle shard | 512 KiB at N = 1000 | met |",
+            "| per-request cost flat in N (one shard, ≥ 0.9× N=1) | 0.950× at N = 1000 | met |",
+            "| routing flat in N (spread, ≥ 0.9× N=1's one shard) | 0.800× at N = 1000 | **missed** |",
+            "| 1 MiB | frame, http-handler (echo /mirror) | 100 | 2.00 ms | 40.0 µs | 104.9 | 0.100× |",
+            "| 1 MiB | frame, wasi:http (streamer /mirror) | wrk failed: refused | | ",
+        ] {
+            assert!(md.contains(line), "{line:?} not in:\n{md}");
+        }
+        assert!(md.contains("(benches/plots/scale-body.svg)"));
+        assert!(
+            !md.contains("scale-shards-rps.svg"),
+            "a plot not written is not linked"
+        );
+        assert!(!md.contains("--scale-max"));
+
+        let mut md = String::new();
+        let small = Scale {
+            shards: vec![shards(1, 20.0, 36.0, 10_000.0, 9_000.0)],
+            max_shards: 10,
+            ..Scale::default()
+        };
+        super::scale(&mut md, Some(&small));
+        assert!(md.contains("Run with `--scale-max 10`"));
+        assert!(md.contains("| cold start with 1,000 shards < 300 ms | — | not measured |"));
+    }
 }
