@@ -158,7 +158,7 @@ pub struct DeliveryRun {
     pub max_us: f64,
 }
 
-fn median_run(runs: &[DeliveryRun]) -> Option<DeliveryRun> {
+pub(crate) fn median_run(runs: &[DeliveryRun]) -> Option<DeliveryRun> {
     if runs.is_empty() {
         return None;
     }
@@ -177,7 +177,7 @@ fn median_run(runs: &[DeliveryRun]) -> Option<DeliveryRun> {
 }
 
 /// A running pipeline: a frame with `publisher` and N `subscriber`s, or the native one.
-struct Pipeline {
+pub(crate) struct Pipeline {
     pipeline: &'static str,
     subscribers: usize,
     base: String,
@@ -275,7 +275,7 @@ impl Pipeline {
     }
 
     /// Why the pipeline is not running, if it is not.
-    fn broken(&self) -> Option<&str> {
+    pub(crate) fn broken(&self) -> Option<&str> {
         match &self.server {
             Server::Failed(note) => Some(note),
             _ => None,
@@ -283,7 +283,7 @@ impl Pipeline {
     }
 
     /// The frame's pipeline on `backend`, or a failed one that says why.
-    fn frame(
+    pub(crate) fn frame(
         options: &Options,
         scratch: &Path,
         subscribers: usize,
@@ -385,22 +385,22 @@ impl Pipeline {
         })
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{} with {} subscriber(s)", self.pipeline, self.subscribers)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         match &self.server {
             Server::Frame(served) => served.pid(),
             Server::Native(_) | Server::Failed(_) => std::process::id(),
         }
     }
 
-    fn publish_url(&self, n: u64) -> String {
+    pub(crate) fn publish_url(&self, n: u64) -> String {
         format!("{}/api/publisher/publish?n={n}", self.base)
     }
 
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         if let Server::Native(server) = self.server {
             server.stop();
         }
@@ -525,7 +525,7 @@ impl Pipeline {
     }
 
     /// Publishes `events` in requests of [`BURST_PER_REQUEST`], one after the other.
-    fn burst(&self, rt: &tokio::runtime::Runtime, events: u64) -> Result<DeliveryRun> {
+    pub(crate) fn burst(&self, rt: &tokio::runtime::Runtime, events: u64) -> Result<DeliveryRun> {
         if let Some(why) = self.broken() {
             bail!("{why}");
         }
@@ -544,7 +544,7 @@ impl Pipeline {
     }
 
     /// `wrk -t1 -c1` with the paced script for `seconds`.
-    fn paced(
+    pub(crate) fn paced(
         &self,
         rt: &tokio::runtime::Runtime,
         seconds: u32,
@@ -571,7 +571,7 @@ fn start_nats() -> Result<Nats> {
     )
 }
 
-fn paced_load(seconds: u32) -> Load {
+pub(crate) fn paced_load(seconds: u32) -> Load {
     Load {
         threads: 1,
         connections: 1,

@@ -68,17 +68,31 @@ impl Env {
 
     /// `arkham shard add FILE --yes`.
     pub fn install(&self, file: &Path) -> Result<()> {
+        self.install_all(std::slice::from_ref(&file.to_path_buf()))
+    }
+
+    /// `arkham shard add FILE… --yes`: one process (one engine) for every file, so a thousand
+    /// shards do not pay a thousand process and engine start-ups.
+    pub fn install_all(&self, files: &[PathBuf]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let output = self
             .command()
             .args(["shard", "add"])
-            .arg(file)
+            .args(files)
             .arg("--yes")
             .output()
             .context("running arkham shard add")?;
         if !output.status.success() {
+            let first = files[0].display();
             bail!(
-                "arkham shard add {} failed: {}{}",
-                file.display(),
+                "arkham shard add {first}{} failed: {}{}",
+                if files.len() > 1 {
+                    format!(" (and {} more)", files.len() - 1)
+                } else {
+                    String::new()
+                },
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );

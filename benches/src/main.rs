@@ -23,6 +23,7 @@ mod native_events;
 mod native_jetstream;
 mod native_objects;
 mod report;
+mod scale;
 mod scenarios;
 mod sections;
 mod transfer;
@@ -50,9 +51,11 @@ pub struct Options {
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
     /// Scenarios to run (minimal, packets, instantiation, cold, add, transfer, events, memory,
-    /// engines, languages);
+    /// engines, languages, scale);
     /// empty = all.
     pub only: Vec<String>,
+    /// The largest installed-shard count of the scale scenario (1, 10, 100, 1000 up to it).
+    pub scale_max: usize,
 }
 
 impl Options {
@@ -73,6 +76,7 @@ fn options() -> Result<Options> {
         iterations: 3000,
         perf: false,
         only: Vec::new(),
+        scale_max: 1000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -86,12 +90,13 @@ fn options() -> Result<Options> {
             "--iterations" => options.iterations = value()?.parse().context("--iterations")?,
             "--perf" => options.perf = true,
             "--only" => options.only = value()?.split(',').map(str::to_string).collect(),
+            "--scale-max" => options.scale_max = value()?.parse().context("--scale-max")?,
             "-h" | "--help" => {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
-                     [--wasmtime BIN] [--iterations N] [--perf] \
+                     [--wasmtime BIN] [--iterations N] [--perf] [--scale-max N] \
                      [--only minimal,packets,instantiation,cold,add,transfer,events,memory,engines,\
-                     languages]"
+                     languages,scale]"
                 );
                 std::process::exit(0);
             }
@@ -109,6 +114,7 @@ fn options() -> Result<Options> {
         "memory",
         "engines",
         "languages",
+        "scale",
     ];
     if let Some(unknown) = options
         .only
@@ -120,8 +126,12 @@ fn options() -> Result<Options> {
             SCENARIOS.join(",")
         );
     }
-    if options.runs == 0 || options.seconds == 0 || options.iterations == 0 {
-        bail!("--runs, --seconds and --iterations must be positive");
+    if options.runs == 0
+        || options.seconds == 0
+        || options.iterations == 0
+        || options.scale_max == 0
+    {
+        bail!("--runs, --seconds, --iterations and --scale-max must be positive");
     }
     if !options.arkham.is_file() {
         bail!(

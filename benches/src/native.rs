@@ -1,16 +1,20 @@
 //! The native baselines, served from this process on a runtime of their own: the minimal
-//! handler as a plain axum route, and the packets create/get endpoints with axum + sqlx on the
-//! same SQLite settings the frame gives shards (WAL, `synchronous=FULL`, 4 KiB pages, 8
-//! connections, foreign keys, busy timeout 5 s) — or, for the engines scenario, on PostgreSQL with
-//! each create's `packets.packet.created` published to JetStream, as the frame does there.
+//! handler as a plain axum route, the scale scenario's body mirror, and the packets create/get
+//! endpoints with axum + sqlx on the same SQLite settings the frame gives shards (WAL,
+//! `synchronous=FULL`, 4 KiB pages, 8 connections, foreign keys, busy timeout 5 s) — or, for the
+//! engines scenario, on PostgreSQL with each create's `packets.packet.created` published to
+//! JetStream, as the frame does there.
 
 use anyhow::{Context, Result};
+use arkham_frame::runtime::limits::LimitsConfig;
 use arkham_frame::services::database::{DatabaseConfig, connect_options};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
@@ -67,6 +71,17 @@ impl NativeServer {
 /// The minimal shard's handler as a plain axum route: 200 `ok` to anything.
 pub fn minimal() -> Result<NativeServer> {
     NativeServer::start(|| Ok(Router::new().fallback(|| async { "ok" })))
+}
+
+/// The echo fixture's `POST /mirror` as a plain axum route: 200 with the request body. Bodies
+/// up to the frame's default `max_request_bytes` are taken (axum's own default stops at 2 MiB).
+pub fn mirror() -> Result<NativeServer> {
+    let limit = LimitsConfig::default().max_request_bytes;
+    NativeServer::start(move || {
+        Ok(Router::new()
+            .route("/mirror", post(|body: Bytes| async move { body }))
+            .layer(DefaultBodyLimit::max(limit)))
+    })
 }
 
 /// The packets table, as the packets shard creates it.

@@ -406,6 +406,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if options.runs("languages") {
         sections::languages(&mut md, results.languages.as_ref());
     }
+    if options.runs("scale") {
+        crate::scale::section::scale(&mut md, results.scale.as_ref());
+    }
 
     let _ = writeln!(md, "\n## Targets of issue 5\n");
     let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
@@ -476,9 +479,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     let _ = writeln!(
         md,
         "Servers: the frame is `target/release/arkham serve --listen 127.0.0.1:0` with \
-         `ARKHAM_DATA_DIR`/`ARKHAM_CACHE_DIR` under `target/bench/scratch/<scenario>` and the \
-         shard installed by `arkham shard add FILE --yes` (the component packaged with its \
-         manifest by `embed_manifest`); the native servers run inside `arkham-bench` on a \
+         `ARKHAM_DATA_DIR`/`ARKHAM_CACHE_DIR` under `target/bench/scratch/<scenario>` and its \
+         shards installed by one `arkham shard add FILE… --yes` (each component packaged with \
+         its manifest by `embed_manifest`); the native servers run inside `arkham-bench` on a \
          2-worker Tokio runtime. The frame serving the minimal shard also serves it under the \
          name `reuse`, with `[limits.shards.reuse] instance_reuse = 10000` in its arkham.toml. \
          The peer is `target/bench-tools/bin/wasmtime serve -Scli --addr 127.0.0.1:PORT \

@@ -41,6 +41,8 @@ pub struct Results {
     pub engines: Option<Engines>,
     /// (9): the `hello` template in Rust, Python and JavaScript.
     pub languages: Option<Languages>,
+    /// (10): how cost grows with installed shards, subscribers and body size.
+    pub scale: Option<crate::scale::Scale>,
     /// `perf` profile of the frame serving the minimal shard.
     pub profile: Option<Profile>,
     /// What could not be measured, and why.
@@ -115,6 +117,38 @@ impl Results {
             }
             if let Some(events) = &engines.events {
                 unmeasured_events("engines, events on JetStream", events, &mut missing);
+            }
+        }
+        if let Some(scale) = &self.scale {
+            let shards = scale.shards.iter().flat_map(|p| {
+                [&p.one, &p.spread]
+                    .map(|row| (format!("scale, {} shards, {}", p.shards, row.target), row))
+            });
+            let bodies = scale.bodies.iter().flat_map(|p| {
+                p.rows.iter().map(|row| {
+                    let size = crate::scale::size_label(p.bytes);
+                    (format!("scale, {size} bodies, {}", row.target), row)
+                })
+            });
+            for (what, row) in shards.chain(bodies) {
+                if row.median.is_none() {
+                    missing.push(format!(
+                        "{what}: {}",
+                        row.note.as_deref().unwrap_or("no result")
+                    ));
+                }
+            }
+            for p in &scale.subscribers {
+                for row in [&p.burst, &p.paced] {
+                    if row.median.is_none() {
+                        missing.push(format!(
+                            "scale, {} subscribers, {:?}: {}",
+                            p.subscribers,
+                            row.mode,
+                            row.note.as_deref().unwrap_or("no result")
+                        ));
+                    }
+                }
             }
         }
         if let Some(add) = &self.add {
@@ -295,6 +329,10 @@ pub fn all(options: &Options) -> Result<Results> {
             Err(e) => results.errors.push(format!("languages: {e:#}")),
         }
     }
+    eprintln!("[bench] (10) scale: installed shards, subscribers, body size");
+    if options.runs("scale") {
+        results.scale = Some(crate::scale::run(options, &scratch, &mut results.errors));
+    }
     Ok(results)
 }
 
@@ -340,10 +378,11 @@ pub(crate) fn frame_env(
     };
     std::fs::create_dir_all(&env.data)?;
     std::fs::create_dir_all(&env.cache)?;
-    for (guest, name) in shards {
-        let file = frame::package(guest, name, &root)?;
-        env.install(&file)?;
-    }
+    let files = shards
+        .iter()
+        .map(|(guest, name)| frame::package(guest, name, &root))
+        .collect::<Result<Vec<_>>>()?;
+    env.install_all(&files)?;
     Ok(env)
 }
 
@@ -357,7 +396,7 @@ pub(crate) struct Target {
     pub pid: u32,
 }
 
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -366,7 +405,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

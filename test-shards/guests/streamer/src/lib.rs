@@ -4,6 +4,8 @@
 //! HTTP (under `/api/streamer`):
 //! - `GET /bytes/{n}` -> 200 with `n` bytes (byte `i` is `i % 251`), written in 4 KiB chunks
 //!   without a `content-length`, so the frame streams it
+//! - `POST /mirror` -> 200 with the request body, read from the incoming body stream and written
+//!   to the response as it arrives (4 KiB writes, no `content-length`)
 //! - `GET /served` -> 200 with the number of requests this instance has served, as text
 //! - `GET /none` -> returns without sending a response
 //! - `GET /error` -> answers with the `wasi:http` error code `internal-error`
@@ -24,8 +26,10 @@ mod bindings {
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{
-    ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
+    ResponseOutparam,
 };
+use bindings::wasi::io::streams::StreamError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Requests served by this instance.
@@ -37,6 +41,9 @@ impl Guest for Streamer {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         let path = request.path_with_query().unwrap_or_default();
+        if path == "/mirror" {
+            return mirror(request, out);
+        }
         drop(request);
         match path.as_str() {
             "/none" => {}
@@ -55,6 +62,40 @@ impl Guest for Streamer {
             },
         }
     }
+}
+
+/// Copies the request body to the response in pieces of at most 4096 bytes, never holding
+/// more than one piece.
+fn mirror(request: IncomingRequest, out: ResponseOutparam) {
+    let Ok(incoming) = request.consume() else {
+        return ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("no body".into()))));
+    };
+    let Ok(input) = incoming.stream() else {
+        return ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("no stream".into()))));
+    };
+    let response = OutgoingResponse::new(Fields::new());
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    let Ok(output) = outgoing.write() else {
+        return;
+    };
+    loop {
+        match input.blocking_read(4096) {
+            Ok(piece) => {
+                if output.blocking_write_and_flush(&piece).is_err() {
+                    return;
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(_)) => return,
+        }
+    }
+    drop(input);
+    let _ = IncomingBody::finish(incoming);
+    drop(output);
+    let _ = OutgoingBody::finish(outgoing, None);
 }
 
 fn hoard_headers() -> u64 {
