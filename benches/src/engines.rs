@@ -148,6 +148,7 @@ fn unmeasured(name: &str, command: String, why: &anyhow::Error) -> HttpRow {
         runs: Vec::new(),
         median: None,
         cpu_us_per_request: None,
+        switches_per_request: None,
         note: Some(format!("not measured: {why:#}")),
     }
 }

@@ -654,6 +654,7 @@ pub fn run_on(options: &Options, scratch: &Path, load: Load, backend: Backend) -
             runs: Vec::new(),
             median: None,
             cpu_us_per_request: None,
+            switches_per_request: None,
             note: p.broken().map(|why| format!("not measured: {why}")),
         });
     }

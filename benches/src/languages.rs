@@ -160,6 +160,7 @@ mod tests {
             runs: vec![result],
             median: Some(result),
             cpu_us_per_request: Some(cpu),
+            switches_per_request: None,
             note: None,
         }
     }

@@ -17,6 +17,7 @@ mod engines;
 mod events;
 mod frame;
 mod instantiate;
+mod instructions;
 mod languages;
 mod native;
 mod native_events;
@@ -50,7 +51,7 @@ pub struct Options {
     pub iterations: usize,
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
-    /// Scenarios to run (minimal, packets, instantiation, cold, add, transfer, events, memory,
+    /// Scenarios to run (minimal, instructions, packets, instantiation, cold, add, transfer, events, memory,
     /// engines, languages, scale);
     /// empty = all.
     pub only: Vec<String>,
@@ -95,7 +96,7 @@ fn options() -> Result<Options> {
                 println!(
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] [--scale-max N] \
-                     [--only minimal,packets,instantiation,cold,add,transfer,events,memory,engines,\
+                     [--only minimal,instructions,packets,instantiation,cold,add,transfer,events,memory,engines,\
                      languages,scale]"
                 );
                 std::process::exit(0);
@@ -105,6 +106,7 @@ fn options() -> Result<Options> {
     }
     const SCENARIOS: &[&str] = &[
         "minimal",
+        "instructions",
         "packets",
         "instantiation",
         "cold",
@@ -143,6 +145,20 @@ fn options() -> Result<Options> {
 }
 
 fn main() -> ExitCode {
+    // Not for users: the native server of the instruction counts, in a process of its own.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--serve-native-minimal") {
+        let served = args
+            .next()
+            .context("--serve-native-minimal needs a port")
+            .and_then(|p| p.parse::<u16>().context("--serve-native-minimal: port"))
+            .and_then(native::serve_minimal_on);
+        if let Err(e) = served {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
     match run() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),

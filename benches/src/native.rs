@@ -70,7 +70,28 @@ impl NativeServer {
 
 /// The minimal shard's handler as a plain axum route: 200 `ok` to anything.
 pub fn minimal() -> Result<NativeServer> {
-    NativeServer::start(|| Ok(Router::new().fallback(|| async { "ok" })))
+    NativeServer::start(|| Ok(minimal_router()))
+}
+
+/// The router of [`minimal`].
+fn minimal_router() -> Router {
+    Router::new().fallback(|| async { "ok" })
+}
+
+/// Serves [`minimal`]'s router on `127.0.0.1:port` on a runtime like [`NativeServer`]'s, until
+/// the process is killed: the native row of the instruction counts, which run it under valgrind
+/// in a process of its own (`arkham-bench --serve-native-minimal PORT`).
+pub fn serve_minimal_on(port: u16) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the native server's runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        axum::serve(listener, minimal_router()).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// The echo fixture's `POST /mirror` as a plain axum route: 200 with the request body. Bodies

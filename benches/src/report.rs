@@ -121,6 +121,19 @@ pub fn markdown(results: &Results, options: &Options) -> String {
                 value: cpu,
                 show: |c| format!("{c:.1} µs"),
             },
+            Metric {
+                name: "server context switches per request, voluntary (waits, hand-offs)",
+                value: |r| r.and_then(|r| r.switches_per_request).map(|s| s.voluntary),
+                show: |v| format!("{v:.3}"),
+            },
+            Metric {
+                name: "server context switches per request, involuntary (preempted)",
+                value: |r| {
+                    r.and_then(|r| r.switches_per_request)
+                        .map(|s| s.involuntary)
+                },
+                show: |v| format!("{v:.3}"),
+            },
         ];
         for (
             i,
@@ -203,6 +216,10 @@ pub fn markdown(results: &Results, options: &Options) -> String {
                 .map(|n| format!(" — {n}"))
                 .unwrap_or_default()
         );
+    }
+
+    if let Some(counted) = &results.instructions {
+        instructions(&mut md, counted);
     }
 
     let _ = writeln!(
@@ -508,4 +525,43 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         }
     }
     md
+}
+
+/// The (1b) table: instructions per request under callgrind, and what a fresh instance adds.
+fn instructions(md: &mut String, counted: &crate::instructions::Instructions) {
+    let native = counted.of("native axum");
+    let _ = writeln!(
+        md,
+        "\n### (1b) Instructions per request (callgrind; noise does not move these)\n\n\
+         User-space instructions of the server process per `GET` of the minimal shard (the kernel's \
+         share, the TCP stack, is not counted; this VM has no hardware counters for `perf stat`). \
+         `{}`. The frame's pool is shrunk to 4 slots so that valgrind can reserve it.\n\n\
+         | server | instructions per request | vs native |\n|---|---:|---:|",
+        counted.command
+    );
+    for row in &counted.rows {
+        let shown = match (row.per_request, &row.note) {
+            (Some(n), _) => format!("{n:.0}"),
+            (None, Some(note)) => format!("not measured: {note}"),
+            (None, None) => "—".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {shown} | {} |",
+            row.target,
+            ratio(row.per_request, native)
+        );
+    }
+    if let (Some(fresh), Some(reused)) = (
+        counted.of("frame, fresh instance (http-handler)"),
+        counted.of("frame, instance reuse (http-handler)"),
+    ) {
+        let _ = writeln!(
+            md,
+            "\nA fresh instance per request costs {:.0} instructions more than a reused one: the \
+             store's creation, `instantiate_async` and the store's drop (the slot's reset), i.e. \
+             the instructions of one instantiation as the frame does it.",
+            fresh - reused
+        );
+    }
 }

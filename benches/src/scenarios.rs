@@ -23,6 +23,8 @@ pub struct Results {
     pub machine: Machine,
     /// (1) + (2): the minimal shard through the frame, native axum, `wasmtime serve`.
     pub minimal: Vec<HttpRow>,
+    /// (1b): instructions per request under callgrind.
+    pub instructions: Option<crate::instructions::Instructions>,
     /// (3): packets create+get through the frame and native axum+sqlx.
     pub packets: Vec<HttpRow>,
     /// (4): pooling as the frame has it, on-demand, pooling tuned.
@@ -92,6 +94,15 @@ impl Results {
         };
         if let Some(events) = &self.events {
             unmeasured_events("events", events, &mut missing);
+        }
+        for row in self.instructions.iter().flat_map(|i| &i.rows) {
+            if row.per_request.is_none() {
+                missing.push(format!(
+                    "instructions, {}: {}",
+                    row.target,
+                    row.note.as_deref().unwrap_or("no result")
+                ));
+            }
         }
         if let Some(engines) = &self.engines {
             let storage = engines.storage.iter().flat_map(|s| {
@@ -194,8 +205,40 @@ pub struct HttpRow {
     pub median: Option<WrkResult>,
     /// CPU time the server process spent per request (user + system), µs, median.
     pub cpu_us_per_request: Option<f64>,
+    /// Context switches of the server's threads per request, median: voluntary (a thread
+    /// waited: parking, a lock, a hand-off to another thread) and involuntary (preempted).
+    pub switches_per_request: Option<Switches>,
     /// Why it is missing, or a remark.
     pub note: Option<String>,
+}
+
+/// Context switches per request, by kind (see [`HttpRow::switches_per_request`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Switches {
+    /// The thread gave up its CPU: it waited for something.
+    pub voluntary: f64,
+    /// The thread was preempted (here: mostly by the load generator, which shares the cores).
+    pub involuntary: f64,
+}
+
+/// Context switches of every thread of `pid` so far: (voluntary, involuntary), from
+/// `/proc/PID/task/*/status` (no perf counters needed; threads that ended are not counted).
+pub(crate) fn switches(pid: u32) -> Option<(u64, u64)> {
+    let mut total = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let count = |prefix: &str| line.strip_prefix(prefix)?.trim().parse::<u64>().ok();
+            if let Some(n) = count("voluntary_ctxt_switches:") {
+                total.0 += n;
+            } else if let Some(n) = count("nonvoluntary_ctxt_switches:") {
+                total.1 += n;
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Process start to the first 200.
@@ -264,6 +307,13 @@ pub fn all(options: &Options) -> Result<Results> {
         && let Err(e) = minimal(options, &scratch, load, &mut results)
     {
         results.errors.push(format!("minimal shard: {e:#}"));
+    }
+    eprintln!("[bench] (1b) instructions per request (callgrind)");
+    if options.runs("instructions") {
+        match crate::instructions::run(options, &scratch) {
+            Ok(counted) => results.instructions = Some(counted),
+            Err(e) => results.errors.push(format!("instructions: {e:#}")),
+        }
     }
     eprintln!("[bench] (3) packets create+get: frame vs native axum+sqlx");
     if options.runs("packets")
@@ -456,10 +506,12 @@ pub(crate) fn measure(
             runs: Vec::new(),
             median: None,
             cpu_us_per_request: None,
+            switches_per_request: None,
             note: None,
         })
         .collect();
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut switched: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
     for (target, row) in targets.iter().zip(rows.iter_mut()) {
         if let Err(e) = wrk::run(warm, &target.url, script) {
             row.note = Some(format!("warm-up failed: {e:#}"));
@@ -472,6 +524,7 @@ pub(crate) fn measure(
             }
             eprintln!("[bench]   run {}/{runs}: {}", run + 1, target.name);
             let before = cpu_ticks(target.pid);
+            let switches_before = switches(target.pid);
             match wrk::run(load, &target.url, script) {
                 Ok(result) => {
                     if let (Some(b), Some(a)) = (before, cpu_ticks(target.pid))
@@ -479,16 +532,29 @@ pub(crate) fn measure(
                     {
                         cpu[i].push((a - b) as f64 / tick * 1e6 / result.requests as f64);
                     }
+                    if let (Some(b), Some(a)) = (switches_before, switches(target.pid))
+                        && result.requests > 0
+                    {
+                        let per =
+                            |a: u64, b: u64| a.saturating_sub(b) as f64 / result.requests as f64;
+                        switched[i].push((per(a.0, b.0), per(a.1, b.1)));
+                    }
                     rows[i].runs.push(result);
                 }
                 Err(e) => rows[i].note = Some(format!("{e:#}")),
             }
         }
     }
-    for (row, cpu) in rows.iter_mut().zip(cpu) {
+    for ((row, cpu), switched) in rows.iter_mut().zip(cpu).zip(switched) {
         row.median = median_of(&row.runs);
         if !cpu.is_empty() {
             row.cpu_us_per_request = Some(median(cpu));
+        }
+        if !switched.is_empty() {
+            row.switches_per_request = Some(Switches {
+                voluntary: median(switched.iter().map(|s| s.0).collect()),
+                involuntary: median(switched.iter().map(|s| s.1).collect()),
+            });
         }
     }
     rows
@@ -659,6 +725,7 @@ fn minimal(options: &Options, scratch: &Path, load: Load, results: &mut Results)
                     runs: Vec::new(),
                     median: None,
                     cpu_us_per_request: None,
+                    switches_per_request: None,
                     note: Some(format!("not measured: {e:#}")),
                 });
             }

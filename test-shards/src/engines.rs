@@ -91,15 +91,15 @@ fn is_root() -> bool {
 }
 
 /// Runs `argv` under a watchdog that runs `stop` (a shell command; `$child` is the server's
-/// pid) once the test process (its parent) is gone or the watchdog gets SIGTERM, and waits for
-/// the server to end. The server's output goes to `log`: an inherited pipe would keep the test
-/// run's own output open for as long as the server lives.
-fn watched(argv: &[String], stop: &str, as_postgres: bool, log: &Path) -> Child {
+/// pid) once the test process (its parent) is gone or the watchdog gets SIGTERM, waits for the
+/// server to end, then runs `cleanup`. The server's output goes to `log`: an inherited pipe
+/// would keep the test run's own output open for as long as the server lives.
+fn watched(argv: &[String], stop: &str, cleanup: &str, as_postgres: bool, log: &Path) -> Child {
     let script = format!(
         "\"$@\" & child=$!; \
-         trap '{stop}; wait $child; exit' TERM INT; \
+         trap '{stop}; wait $child; {cleanup}; exit' TERM INT; \
          while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; \
-         {stop}; wait $child",
+         {stop}; wait $child; {cleanup}",
         std::process::id()
     );
     let out = std::fs::File::create(log).expect("creating the server's log");
@@ -216,7 +216,10 @@ impl Postgres {
             "kill -INT $(head -n1 {}/postmaster.pid 2>/dev/null) 2>/dev/null",
             data.display()
         );
-        let mut child = watched(&argv, &stop, root, &dir.join("postgres.log"));
+        // The process's shared cluster lives in a static, which is never dropped: its folder
+        // (a few hundred MB) goes with the server, or every test run would leave one behind.
+        let cleanup = format!("rm -rf '{}'", dir.display());
+        let mut child = watched(&argv, &stop, &cleanup, root, &dir.join("postgres.log"));
         wait_for_port(port, &mut child, "postgres");
         Some(Postgres {
             port,
@@ -332,7 +335,8 @@ impl Nats {
             self.port.to_string(),
         ];
         let log = self.dir.join("nats-server.log");
-        let mut child = watched(&argv, "kill -TERM $child 2>/dev/null", false, &log);
+        // No cleanup: a restart reuses the store folder; `Drop` removes it.
+        let mut child = watched(&argv, "kill -TERM $child 2>/dev/null", ":", false, &log);
         wait_for_port(self.port, &mut child, "nats-server");
         self.child = Some(child);
     }

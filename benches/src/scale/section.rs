@@ -335,6 +335,7 @@ mod tests {
                 requests: 1000,
             }),
             cpu_us_per_request: Some(40.0),
+            switches_per_request: None,
             note: rps.is_none().then(|| "wrk failed: refused".into()),
         }
     }
