@@ -90,6 +90,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0; serving.json
     // is written first, so that whoever reads it can ask the frame at once.
     println!("listening on http://{local}");
+    // After listening: a call to a shard not loaded yet loads it, this loads the rest.
+    let _loading = frame
+        .config()
+        .server
+        .preload_shards
+        .then(|| frame.load_pending());
     let member = frame
         .config()
         .cluster
