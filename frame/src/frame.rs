@@ -499,7 +499,7 @@ impl Frame {
         let digest = installed.digest.to_string();
         let component = self
             .runtime
-            .compile(&digest, &bytes)
+            .compile(&package::compile_key(&bytes)?, &bytes)
             .map_err(anyhow::Error::from)
             .context("compiling")?;
         let declared = manifest.services.declared();
