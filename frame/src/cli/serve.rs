@@ -91,7 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // is written first, so that whoever reads it can ask the frame at once.
     println!("listening on http://{local}");
     // After listening: a call to a shard not loaded yet loads it, this loads the rest.
-    let _loading = frame
+    let loading = frame
         .config()
         .server
         .preload_shards
@@ -143,6 +143,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(cluster) = frame.cluster() {
             cluster.leave(&member).await;
         }
+    }
+    // No more loads once the shards are being shut down (a shard left pending stays so).
+    if let Some(task) = loading {
+        task.abort();
     }
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.
