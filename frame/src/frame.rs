@@ -4,6 +4,11 @@
 //! (an `arkham shard add/remove/grants` from another process, or the admin API), it loads, swaps
 //! or unloads shards and applies grants. New calls go to the new version; calls in flight finish
 //! on the old one, which they hold.
+//!
+//! At start only the shards that subscribe to events are loaded before the frame listens (their
+//! deliveries need them); the others are [`ShardStatus::Pending`] and loaded on their first call
+//! or by [`Frame::load_pending`] in the background, one at a time, so that cold start does not
+//! grow with the number of installed shards.
 
 use crate::config::FrameConfig;
 use crate::datadir::DataDir;
@@ -34,6 +39,9 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 pub enum ShardStatus {
     /// Serving.
     Running(Arc<Running>),
+    /// Installed and not loaded yet (only at start): loaded on its first call, or in the
+    /// background soon after the frame listens. Its manifest was read from its component.
+    Pending(Arc<Manifest>),
     /// Installed but not loadable; the message says why.
     Failed {
         /// Why it did not load.
@@ -86,8 +94,9 @@ pub struct Frame {
     log: EventBus,
     dispatcher: Dispatcher,
     shards: RwLock<ShardMap>,
-    /// Serialises reconciliations (watcher and admin API).
-    reconcile: tokio::sync::Mutex<Stamps>,
+    /// Serialises reconciliations (watcher and admin API) and the loads of pending shards,
+    /// which use the grants the last reconciliation read.
+    reconcile: tokio::sync::Mutex<Reconciled>,
     /// Per shard, the version (digest) last refused in a swap: not tried again.
     refusals: std::sync::Mutex<BTreeMap<String, Digest>>,
     admin_token: String,
@@ -103,6 +112,14 @@ pub struct Frame {
 struct Stamps {
     catalog: Option<(SystemTime, u64)>,
     grants: Option<(SystemTime, u64)>,
+}
+
+/// What the last reconciliation saw.
+#[derive(Default)]
+struct Reconciled {
+    stamps: Stamps,
+    /// The grants it applied: a pending shard is loaded under them.
+    grants: Grants,
 }
 
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -192,8 +209,73 @@ impl Frame {
             cluster,
             up_since: install::now_rfc3339(),
         });
-        frame.reconcile().await?;
+        frame.reconcile_with(Start::Lazy).await?;
         Ok(frame)
+    }
+
+    /// Loads the pending shards one at a time, yielding between them, until none is left or the
+    /// frame is dropped; meant to run once the frame listens. A call to a pending shard does not
+    /// wait behind this: it loads its shard itself, after at most the one load in progress.
+    pub fn load_pending(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let names: Vec<String> = self
+            .read()
+            .iter()
+            .filter(|(_, (_, status))| matches!(status, ShardStatus::Pending(_)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        tokio::spawn(async move {
+            let count = names.len();
+            for name in names {
+                let Some(frame) = weak.upgrade() else { return };
+                let loaded = {
+                    let state = frame.reconcile.lock().await;
+                    frame.load_if_pending(&name, &state.grants).await
+                };
+                drop(frame);
+                if let Some(running) = loaded {
+                    check_health_at_start(&running).await;
+                }
+                tokio::task::yield_now().await;
+            }
+            tracing::info!(shards = count, "pending shards loaded");
+        })
+    }
+
+    /// The shard serving under `name`, loaded first if it is pending (concurrent first calls
+    /// share that one load); `None` if it is not installed or did not load.
+    pub async fn loaded(&self, name: &str) -> Option<Arc<Running>> {
+        match self.read().get(name) {
+            Some((_, ShardStatus::Running(running))) => return Some(running.clone()),
+            Some((_, ShardStatus::Pending(_))) => {}
+            _ => return None,
+        }
+        let loaded = {
+            let state = self.reconcile.lock().await;
+            self.load_if_pending(name, &state.grants).await
+        };
+        if let Some(running) = loaded {
+            // Beside this call, not before it.
+            tokio::spawn(async move { check_health_at_start(&running).await });
+        }
+        self.running(name)
+    }
+
+    /// Loads `name` if it is still pending; the shard if it loaded now. The caller holds the
+    /// reconcile lock, so the entry does not change meanwhile and a second caller finds it
+    /// loaded; the health check is the caller's, after the lock (a slow one must not hold up
+    /// the loads of other shards).
+    async fn load_if_pending(&self, name: &str, grants: &Grants) -> Option<Arc<Running>> {
+        let Some((installed, ShardStatus::Pending(_))) = self.read().get(name).cloned() else {
+            return None;
+        };
+        let status = self.start(&installed, grants).await;
+        let loaded = match &status {
+            ShardStatus::Running(running) => Some(running.clone()),
+            _ => None,
+        };
+        self.write().insert(name.to_string(), (installed, status));
+        loaded
     }
 
     /// Follows the data dir until the frame is dropped: reconciles whenever the catalog or the
@@ -236,16 +318,21 @@ impl Frame {
 
     /// Brings the running shards in line with the catalog and grants on disk.
     pub async fn reconcile(&self) -> anyhow::Result<()> {
-        let mut seen = self.reconcile.lock().await;
+        self.reconcile_with(Start::Eager).await
+    }
+
+    async fn reconcile_with(&self, start: Start) -> anyhow::Result<()> {
+        let mut state = self.reconcile.lock().await;
         let now = Stamps {
             catalog: stamp(&self.data.catalog()),
             grants: stamp(&self.data.grants()),
         };
-        if *seen == now && !self.read().is_empty() {
+        if state.stamps == now && !self.read().is_empty() {
             return Ok(());
         }
         let catalog = Catalog::load(&self.data.catalog())?;
         let grants = Grants::load(&self.data.grants())?;
+        let seen = &state.stamps;
         // Unload what was removed.
         let removed: Vec<String> = self
             .read()
@@ -265,7 +352,17 @@ impl Frame {
             tracing::info!(shard = %name, "unloaded");
         }
         for installed in &catalog.shards {
-            let current = self.read().get(&installed.name).cloned();
+            let mut current = self.read().get(&installed.name).cloned();
+            if let Some((was, ShardStatus::Pending(_))) = &current
+                && was.digest != installed.digest
+            {
+                // A new version of a shard not loaded yet: the one it replaces is loaded first,
+                // so that the new one passes the same health gate as for a serving shard.
+                if let Some(running) = self.load_if_pending(&installed.name, &grants).await {
+                    check_health_at_start(&running).await;
+                }
+                current = self.read().get(&installed.name).cloned();
+            }
             match current {
                 Some((was, ShardStatus::Running(running))) if was.digest == installed.digest => {
                     // The catalog names the serving version again: a refused one may be tried
@@ -290,6 +387,14 @@ impl Frame {
                 }
                 Some((was, ShardStatus::Failed { .. }))
                     if was.digest == installed.digest && *seen != Stamps::default() => {}
+                Some((was, ShardStatus::Pending(_))) if was.digest == installed.digest => {
+                    // Loaded later under the grants in force then.
+                    if was != *installed
+                        && let Some(entry) = self.write().get_mut(&installed.name)
+                    {
+                        entry.0 = installed.clone();
+                    }
+                }
                 Some((_, ShardStatus::Running(_)))
                     if self.refusals().get(&installed.name) == Some(&installed.digest) => {}
                 Some((was, ShardStatus::Running(serving))) => {
@@ -333,34 +438,55 @@ impl Frame {
                     }
                 }
                 _ => {
-                    let loaded = match self.load(installed, &grants).await {
-                        Ok(shard) => self.activate(&shard).await.map(|()| shard),
-                        Err(e) => Err(e),
+                    let status = match start {
+                        Start::Lazy => self.pending(installed, &grants).await,
+                        Start::Eager => self.start(installed, &grants).await,
                     };
-                    let status = match loaded {
-                        Ok(shard) => {
-                            if let Err(why) = health_check(&shard).await {
-                                // Serving anyway: at start there is nothing better to serve, and a
-                                // dependency may just be slow to come up.
-                                tracing::warn!(shard = %installed.name, error = %why, "loaded, but not healthy yet");
-                            }
-                            tracing::info!(shard = %installed.name, version = %installed.version, "loaded");
-                            ShardStatus::Running(shard)
-                        }
-                        Err(e) => {
-                            tracing::error!(shard = %installed.name, error = format!("{e:#}"), "not loaded");
-                            ShardStatus::Failed {
-                                error: format!("{e:#}"),
-                            }
-                        }
-                    };
+                    if let ShardStatus::Running(running) = &status {
+                        check_health_at_start(running).await;
+                    }
                     self.write()
                         .insert(installed.name.clone(), (installed.clone(), status));
                 }
             }
         }
-        *seen = now;
+        state.stamps = now;
+        state.grants = grants;
         Ok(())
+    }
+
+    /// What a shard is at a lazy start: loaded now if it subscribes to events (its deliveries
+    /// need it), else pending; failed if its manifest cannot be read. The component is not
+    /// verified against its digest here (that hash was most of this cost); its load does it.
+    async fn pending(&self, installed: &InstalledShard, grants: &Grants) -> ShardStatus {
+        let manifest = self
+            .data
+            .store()
+            .peek(&installed.digest)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(package::extract_manifest(&bytes)?));
+        match manifest {
+            Ok(manifest) if manifest.events.subscribes.is_empty() => {
+                ShardStatus::Pending(Arc::new(manifest))
+            }
+            Ok(_) => self.start(installed, grants).await,
+            Err(e) => failed(installed, &e),
+        }
+    }
+
+    /// Loads a shard that nothing serves yet and points event delivery at it.
+    async fn start(&self, installed: &InstalledShard, grants: &Grants) -> ShardStatus {
+        let loaded = match self.load(installed, grants).await {
+            Ok(shard) => self.activate(&shard).await.map(|()| shard),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(shard) => {
+                tracing::info!(shard = %installed.name, version = %installed.version, "loaded");
+                ShardStatus::Running(shard)
+            }
+            Err(e) => failed(installed, &e),
+        }
     }
 
     async fn load(
@@ -373,7 +499,7 @@ impl Frame {
         let digest = installed.digest.to_string();
         let component = self
             .runtime
-            .compile(&digest, &bytes)
+            .compile(&package::compile_key(&bytes)?, &bytes)
             .map_err(anyhow::Error::from)
             .context("compiling")?;
         let declared = manifest.services.declared();
@@ -472,6 +598,13 @@ impl Frame {
         self.running(name).map(|running| running.shard().clone())
     }
 
+    /// The shard serving under `name`, loaded first if it is pending (see [`Frame::loaded`]).
+    pub async fn loaded_shard(&self, name: &str) -> Option<Arc<LoadedShard>> {
+        self.loaded(name)
+            .await
+            .map(|running| running.shard().clone())
+    }
+
     /// The running shard named `name`, with its manifest and grant.
     pub fn running(&self, name: &str) -> Option<Arc<Running>> {
         match self.read().get(name) {
@@ -499,6 +632,8 @@ impl Frame {
                 ShardStatus::Running(_) => {
                     loaded.push(format!("{}@{}", installed.name, installed.version));
                 }
+                // Announced once loaded (the announcement follows what it serves).
+                ShardStatus::Pending(_) => {}
                 ShardStatus::Failed { error } => failed.push(crate::cluster::FailedShard {
                     name: installed.name,
                     version: installed.version.to_string(),
@@ -617,7 +752,11 @@ impl Frame {
     /// Whether `shard`, just recorded in the catalog, is what serves now; else why not.
     fn verdict(&self, shard: &InstalledShard) -> anyhow::Result<()> {
         match self.read().get(&shard.name) {
-            Some((serving, ShardStatus::Running(_))) if serving.digest == shard.digest => Ok(()),
+            Some((serving, ShardStatus::Running(_) | ShardStatus::Pending(_)))
+                if serving.digest == shard.digest =>
+            {
+                Ok(())
+            }
             Some((_, ShardStatus::Failed { error })) => {
                 anyhow::bail!(
                     "{} {} is installed but does not load: {error}",
@@ -625,7 +764,7 @@ impl Frame {
                     shard.version
                 )
             }
-            Some((serving, ShardStatus::Running(_))) => {
+            Some((serving, ShardStatus::Running(_) | ShardStatus::Pending(_))) => {
                 let why = serving
                     .refused
                     .as_ref()
@@ -652,7 +791,8 @@ impl Frame {
     /// Replaces a shard's grant (limited to what its manifest requests) and applies it at once.
     pub async fn set_grant(&self, name: &str, grant: Grant) -> anyhow::Result<Grant> {
         let running = self
-            .running(name)
+            .loaded(name)
+            .await
             .with_context(|| format!("no shard named `{name}` is running"))?;
         let effective = grant.intersection(&Grant::requested_by(running.manifest()));
         {
@@ -673,7 +813,7 @@ impl Frame {
             .values()
             .filter_map(|(_, s)| match s {
                 ShardStatus::Running(running) => Some(running.shard().clone()),
-                ShardStatus::Failed { .. } => None,
+                ShardStatus::Pending(_) | ShardStatus::Failed { .. } => None,
             })
             .collect();
         let drains = running.iter().map(|shard| async move {
@@ -684,6 +824,31 @@ impl Frame {
         futures::future::join_all(drains).await;
         self.database.close_all().await;
         self.log.close().await;
+    }
+}
+
+/// How a reconciliation treats a shard that nothing serves yet.
+#[derive(Clone, Copy)]
+enum Start {
+    /// At start: loaded if it subscribes, else left pending.
+    Lazy,
+    /// On a running frame: loaded now.
+    Eager,
+}
+
+/// The status of a shard that did not load, logged.
+fn failed(installed: &InstalledShard, e: &anyhow::Error) -> ShardStatus {
+    tracing::error!(shard = %installed.name, error = format!("{e:#}"), "not loaded");
+    ShardStatus::Failed {
+        error: format!("{e:#}"),
+    }
+}
+
+/// The health check of a shard that nothing served before it: a failing one is only logged,
+/// as there is nothing better to serve (and a dependency may just be slow to come up).
+async fn check_health_at_start(running: &Running) {
+    if let Err(why) = health_check(running).await {
+        tracing::warn!(shard = %running.manifest().name, error = %why, "loaded, but not healthy yet");
     }
 }
 

@@ -147,8 +147,13 @@
     }
   }
 
+  // A pending shard serves too: the frame loads it on its first call.
+  function serves(s) {
+    return s.status === "running" || s.status === "pending";
+  }
+
   function running() {
-    return state.shards.filter((s) => s.status === "running" && s.manifest);
+    return state.shards.filter((s) => serves(s) && s.manifest);
   }
 
   function nav(shard) {
@@ -193,7 +198,7 @@
     const byCategory = new Map(CATEGORIES.map((c) => [c, []]));
     const others = [];
     for (const shard of state.shards) {
-      const n = shard.status === "running" ? nav(shard) : null;
+      const n = serves(shard) ? nav(shard) : null;
       if (n && byCategory.has(n.category)) byCategory.get(n.category).push(shard);
       else others.push(shard);
     }
@@ -353,7 +358,7 @@
     state.view = { kind: "home" };
     const cards = [];
     for (const shard of state.shards) {
-      const n = shard.status === "running" ? nav(shard) : null;
+      const n = serves(shard) ? nav(shard) : null;
       cards.push(
         h(
           "article",

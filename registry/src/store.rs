@@ -76,23 +76,29 @@ impl BlobStore {
 
     /// Reads the blob `digest`, verifying its content. A corrupt blob is removed.
     pub fn get(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(digest);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing(digest.clone()));
-            }
-            Err(e) => return Err(StoreError::Io { path, source: e }),
-        };
+        let bytes = self.peek(digest)?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(self.path(digest));
             return Err(StoreError::Corrupt {
                 expected: digest.clone(),
                 actual,
             });
         }
         Ok(bytes)
+    }
+
+    /// Reads the blob `digest` without verifying its content: for a quick look (hashing is most
+    /// of the cost of a read) at a blob whose use reads it again with [`get`](Self::get).
+    pub fn peek(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(digest);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::Missing(digest.clone()))
+            }
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
     /// A writer for a blob of not yet known digest: it lands under a temporary name in the
@@ -246,11 +252,14 @@ mod tests {
         assert_eq!(store.put(b"component").unwrap(), digest);
         assert_eq!(store.get(&digest).unwrap(), b"component");
         fs::write(store.path(&digest), b"tampered").unwrap();
+        // A peek does not check (nor remove) it; a get does.
+        assert_eq!(store.peek(&digest).unwrap(), b"tampered");
         assert!(matches!(
             store.get(&digest),
             Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(store.get(&digest), Err(StoreError::Missing(_))));
+        assert!(matches!(store.peek(&digest), Err(StoreError::Missing(_))));
     }
 
     #[test]

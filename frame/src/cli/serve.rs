@@ -90,6 +90,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0; serving.json
     // is written first, so that whoever reads it can ask the frame at once.
     println!("listening on http://{local}");
+    // After listening: a call to a shard not loaded yet loads it, this loads the rest.
+    let loading = frame
+        .config()
+        .server
+        .preload_shards
+        .then(|| frame.load_pending());
     let member = frame
         .config()
         .cluster
@@ -137,6 +143,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(cluster) = frame.cluster() {
             cluster.leave(&member).await;
         }
+    }
+    // No more loads once the shards are being shut down (a shard left pending stays so).
+    if let Some(task) = loading {
+        task.abort();
     }
     tracing::info!("shutting down: finishing calls in progress");
     // One grace for the whole shutdown: what the connections used is not given again.

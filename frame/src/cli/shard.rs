@@ -275,6 +275,8 @@ async fn await_serving(
                 if entry["digest"] == digest.as_str() {
                     match entry["status"].as_str() {
                         Some("running") => return Ok(()),
+                        // A frame just started loads it soon.
+                        Some("pending") => {}
                         _ => anyhow::bail!(
                             "{} {} is installed, but the running frame cannot load it: {}",
                             shard.name,

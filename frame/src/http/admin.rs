@@ -91,6 +91,10 @@ async fn overview(State(frame): State<Arc<Frame>>) -> Response {
                     Some(json!(&*running.grant())),
                     Some(json!(Grant::requested_by(running.manifest()))),
                 ),
+                // Granted is known once it is loaded, under the grants in force then.
+                ShardStatus::Pending(manifest) => {
+                    (None, Some(json!(Grant::requested_by(manifest))))
+                }
                 ShardStatus::Failed { .. } => (None, None),
             };
             let limits = limits_config.for_shard(&installed.name);
@@ -199,7 +203,7 @@ async fn logs(
     Path(name): Path<String>,
     axum::extract::Query(query): axum::extract::Query<LogsQuery>,
 ) -> Response {
-    let Some(shard) = frame.shard(&name) else {
+    let Some(shard) = frame.loaded_shard(&name).await else {
         return error(
             StatusCode::NOT_FOUND,
             "shard_not_found",
@@ -343,7 +347,7 @@ async fn replay_dead_letters(
     Path(name): Path<String>,
     axum::extract::Query(query): axum::extract::Query<DeadQuery>,
 ) -> Response {
-    let Some(shard) = frame.shard(&name) else {
+    let Some(shard) = frame.loaded_shard(&name).await else {
         return error(
             StatusCode::NOT_FOUND,
             "shard_not_found",
@@ -445,7 +449,7 @@ async fn remove(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Re
 }
 
 async fn grants(State(frame): State<Arc<Frame>>, Path(name): Path<String>) -> Response {
-    match frame.running(&name) {
+    match frame.loaded(&name).await {
         Some(running) => Json(json!({
             "granted": &*running.grant(),
             "requested": Grant::requested_by(running.manifest()),

@@ -106,6 +106,7 @@ async fn cluster(State(frame): State<Arc<Frame>>, request: axum::extract::Reques
 fn installed_json(installed: &InstalledShard, status: &ShardStatus) -> serde_json::Value {
     let (state, error) = match status {
         ShardStatus::Running(_) => ("running", None),
+        ShardStatus::Pending(_) => ("pending", None),
         ShardStatus::Failed { error } => ("failed", Some(error.clone())),
     };
     json!({
@@ -138,6 +139,8 @@ async fn shards(State(frame): State<Arc<Frame>>) -> Json<serde_json::Value> {
                     serde_json::to_value(&**running.manifest()).ok(),
                     Some(running.shard().http_interface()),
                 ),
+                // Known from its manifest; the interface once its component is loaded.
+                ShardStatus::Pending(manifest) => (serde_json::to_value(&**manifest).ok(), None),
                 ShardStatus::Failed { .. } => (None, None),
             };
             extend(

@@ -62,7 +62,7 @@ async fn serve(frame: Arc<Frame>, budget: BodyBudget, request: Request) -> Respo
     let Some((name, path)) = split_path(request.uri()).map(|(n, p)| (n.to_string(), p)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "not a shard path");
     };
-    let Some(shard) = frame.shard(&name) else {
+    let Some(shard) = frame.loaded_shard(&name).await else {
         // Installed but not loaded on this frame (`GET /api/frame/shards` says why): 503, so a
         // load balancer in front of several members retries on one that serves it.
         if let Some((_, ShardStatus::Failed { .. })) =

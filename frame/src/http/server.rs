@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// Most request-body bytes buffered at once across all requests; a request that would pass
     /// it gets 503 `frame_busy`.
     pub max_buffered_body_bytes: u64,
+    /// Whether the shards left pending at start (those that subscribe to no events) are loaded
+    /// in the background once the frame listens, one at a time; `false` loads each on its first
+    /// call only, so that a shard nobody calls costs no memory.
+    pub preload_shards: bool,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             write_timeout_ms: 60_000,
             max_connections: 4096,
             max_buffered_body_bytes: 256 << 20,
+            preload_shards: true,
         }
     }
 }

@@ -40,6 +40,8 @@ async fn refresh(frame: &Frame) {
                 failed += 1;
                 continue;
             }
+            // Neither loaded nor failed yet: no instances, no cursor.
+            ShardStatus::Pending(_) => continue,
         };
         loaded += 1;
         let shard = running.shard();

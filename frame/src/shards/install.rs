@@ -172,8 +172,9 @@ pub fn install(
     let digest = data.store().put(bytes)?;
     // Compile now: the frame then starts from the cache, and a component that does not link is
     // refused here rather than found broken at serve time.
-    let compiled = runtime
-        .compile(&digest.to_string(), bytes)
+    let compiled = package::compile_key(bytes)
+        .map_err(wasmtime::Error::from)
+        .and_then(|key| runtime.compile(&key, bytes))
         .and_then(|component| runtime.linker().instantiate_pre(&component).map(|_| ()));
     if let Err(e) = compiled {
         return Err(InstallError::Compile {

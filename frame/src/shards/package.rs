@@ -147,6 +147,27 @@ fn manifest_sections(bytes: &[u8]) -> Result<Vec<ManifestSection>, PackageError>
     Ok(found)
 }
 
+/// The key of `component`'s compiled artifact: a SHA-256 of the component without its embedded
+/// manifest, so that the same code packaged under other manifests (names, versions) compiles
+/// once. Sound because wasmtime's component translation skips top-level custom sections
+/// (wasmtime-environ 48 `component/translate.rs`: `Payload::CustomSection { .. } => {}`): the
+/// artifact does not depend on them, which the test below and the bench's thousand
+/// byte-identical artifacts of one component under a thousand names show too.
+pub fn compile_key(component: &[u8]) -> Result<String, PackageError> {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    let mut pos = 0;
+    for (whole, _) in manifest_sections(component)? {
+        hash.update(&component[pos..whole.start]);
+        pos = whole.end;
+    }
+    hash.update(&component[pos..]);
+    Ok(format!(
+        "code-{}",
+        crate::runtime::cache::hex(&hash.finalize())
+    ))
+}
+
 /// Returns the component with `manifest` embedded, replacing any manifest it carried.
 pub fn embed_manifest(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, PackageError> {
     let existing = manifest_sections(component)?;
@@ -324,6 +345,45 @@ mod tests {
         );
         assert_eq!(manifest_sections(&twice).unwrap().len(), 1);
         assert_eq!(interfaces(&twice).unwrap(), Interfaces::default());
+    }
+
+    #[test]
+    fn the_compile_key_ignores_the_manifest_only() {
+        let bare = compile_key(&EMPTY_COMPONENT).unwrap();
+        let one = embed_manifest(&EMPTY_COMPONENT, &manifest("1.0.0")).unwrap();
+        let other = embed_manifest(&EMPTY_COMPONENT, &manifest("2.0.0")).unwrap();
+        assert_ne!(one, other);
+        assert_eq!(compile_key(&one).unwrap(), bare);
+        assert_eq!(compile_key(&other).unwrap(), bare);
+        // Any other change is another key: here a custom section of another name.
+        let mut more = one.clone();
+        more.extend_from_slice(&[0, 2, 1, b'x']);
+        assert_ne!(compile_key(&more).unwrap(), bare);
+    }
+
+    /// What the key relies on: the artifact of a component is the same whatever manifest it
+    /// carries.
+    #[test]
+    fn a_component_compiles_to_the_same_artifact_under_any_manifest() {
+        let component = wat::parse_str(
+            r#"(component (core module (func (export "f") (result i32) i32.const 7)))"#,
+        )
+        .unwrap();
+        let engine = wasmtime::Engine::default();
+        let one = embed_manifest(&component, &manifest("1.0.0")).unwrap();
+        let other = embed_manifest(&component, &manifest("2.0.0")).unwrap();
+        assert_eq!(
+            engine.precompile_component(&one).unwrap(),
+            engine.precompile_component(&other).unwrap()
+        );
+        assert_ne!(
+            engine.precompile_component(&one).unwrap(),
+            engine
+                .precompile_component(
+                    &wat::parse_str(r#"(component (core module (func (export "g"))))"#).unwrap()
+                )
+                .unwrap()
+        );
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub fn install(data: &Path, shards: &[&GuestShard]) {
     }
 }
 
+/// What the frame logs once its background load of the shards left pending at start is done.
+pub const PENDING_LOADED: &str = "pending shards loaded";
+
 /// A running `arkham serve`.
 pub struct Frame {
     child: Child,
@@ -104,9 +107,16 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Starts a frame on `data` on a free loopback port and waits until it listens.
+    /// Starts a frame on `data` on a free loopback port and waits until it listens and has
+    /// loaded every shard it left pending at start.
     pub fn start(data: &Path) -> Self {
         Self::start_command(data, Command::new(arkham_bin()))
+    }
+
+    /// Starts a frame like [`start`](Self::start) but returns once it listens: its shards
+    /// may still be pending.
+    pub fn start_listening(data: &Path) -> Self {
+        Self::spawn(data, Command::new(arkham_bin()))
     }
 
     /// Starts a frame like [`start`](Self::start) whose process may hold at most `bytes` of
@@ -121,7 +131,21 @@ impl Frame {
     /// Starts `command` with `serve --listen 127.0.0.1:0` appended, as [`start`](Self::start)
     /// starts `arkham`: for a wrapper that ends by running the `arkham` binary with those
     /// arguments.
-    pub fn start_command(data: &Path, mut command: Command) -> Self {
+    pub fn start_command(data: &Path, command: Command) -> Self {
+        let mut frame = Self::spawn(data, command);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !frame.log().contains(PENDING_LOADED) && frame.alive() {
+            assert!(
+                Instant::now() < deadline,
+                "the frame did not load its pending shards:\n{}",
+                frame.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        frame
+    }
+
+    fn spawn(data: &Path, mut command: Command) -> Self {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("ARKHAM_DATA_DIR", data)

@@ -35,6 +35,7 @@ mod sandbox_sql;
 mod sandbox_storage;
 mod shard_new;
 mod signing;
+mod startup;
 mod upgrades;
 mod wit_package;
 mod wit_versions;

@@ -123,13 +123,16 @@ fn is_page(frame: &Frame, path: &str) -> bool {
     {
         return true;
     }
-    frame.shards().into_iter().any(|(_, status)| match status {
-        ShardStatus::Running(running) => {
-            running.manifest().navigation.as_ref().is_some_and(|nav| {
-                below(&nav.route) || nav.sub_routes.iter().any(|s| below(&s.route))
-            })
-        }
-        ShardStatus::Failed { .. } => false,
+    frame.shards().into_iter().any(|(_, status)| {
+        let manifest = match &status {
+            ShardStatus::Running(running) => running.manifest(),
+            ShardStatus::Pending(manifest) => manifest,
+            ShardStatus::Failed { .. } => return false,
+        };
+        manifest
+            .navigation
+            .as_ref()
+            .is_some_and(|nav| below(&nav.route) || nav.sub_routes.iter().any(|s| below(&s.route)))
     })
 }
 
