@@ -1,5 +1,6 @@
-//! The on-disk cache of compiled components, keyed by the component's content digest and the
-//! engine's compatibility hash, so a restart (or a second frame on the same data dir) does not
+//! The on-disk cache of compiled components, keyed by the caller's key for the code (the frame
+//! passes `shards::package::compile_key`: the component's digest without its embedded manifest)
+//! and the engine's compatibility hash, so a restart (or a second frame on the same data dir) does not
 //! compile again.
 
 use sha2::{Digest, Sha256};

@@ -77,7 +77,8 @@ impl Runtime {
         &self.slots
     }
 
-    /// The compiled component of `wasm` (content digest `digest`), from the cache when possible.
+    /// The compiled component of `wasm`, cached under `digest` (a key of its code: equal keys
+    /// must mean equal code), from the cache when possible.
     pub fn compile(&self, digest: &str, wasm: &[u8]) -> wasmtime::Result<Component> {
         self.cache.load(&self.engine, digest, wasm)
     }
