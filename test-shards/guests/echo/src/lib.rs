@@ -5,14 +5,15 @@
 //! - `GET /health` -> 200 `{"status":"healthy","shard":"echo"}`
 //! - any method on `/echo` or `/echo/{rest...}` -> 200 `{"method","path","query":[[k,v],...],
 //!   "headers":[[name,value],...],"body":"<UTF-8, lossy>","body_len":N}`
-//! - `POST /mirror` -> 200 with the request body and its `Content-Type`
+//! - `POST /mirror` -> 200 with the request body and its `Content-Type`, the body moved into the
+//!   response rather than copied (as a native handler returns the bytes it was given)
 //! - `GET /bytes/{n}` -> 200 with `n` bytes (byte `i` is `i % 251`), `n` up to 64 MiB
 //! - `GET /status/{code}` -> that status (100..=599) with `{"status":code}` (no body for 1xx, 204,
 //!   304)
 //! - `GET /header?name=N&value=V` -> 200 `ok` with the header `N: V` added as given, unchecked (so
 //!   tests can see what the frame does with invalid or framing headers)
 
-use arkham_shard_sdk::{ApiError, Params, Request, Response, Router, Shard};
+use arkham_shard_sdk::{ApiError, Method, Params, Request, Response, Router, Shard};
 use serde_json::json;
 
 const MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -21,6 +22,10 @@ struct Echo;
 
 impl Shard for Echo {
     fn handle(request: Request) -> Response {
+        // Before the router, whose handlers borrow the request and would have to copy its body.
+        if request.method == Method::Post && request.path == "/mirror" {
+            return mirror(request);
+        }
         Router::new()
             .get("/health", |_, _| {
                 Ok(Response::json(
@@ -30,7 +35,6 @@ impl Shard for Echo {
             })
             .any("/echo", echo)
             .any("/echo/{rest...}", echo)
-            .post("/mirror", mirror)
             .get("/bytes/{n}", bytes)
             .get("/status/{code}", status)
             .get("/header", header)
@@ -57,9 +61,13 @@ fn echo(request: &Request, _: &Params) -> Result<Response, ApiError> {
     ))
 }
 
-fn mirror(request: &Request, _: &Params) -> Result<Response, ApiError> {
-    let content_type = request.content_type().unwrap_or("application/octet-stream");
-    Ok(Response::bytes(200, content_type, request.body.clone()))
+fn mirror(mut request: Request) -> Response {
+    let content_type = request
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let body = std::mem::take(&mut request.body);
+    Response::bytes(200, &content_type, body)
 }
 
 fn bytes(_: &Request, params: &Params) -> Result<Response, ApiError> {
