@@ -223,6 +223,7 @@ fn control(server: &Counted, flag: &str) -> Result<()> {
         .arg(flag)
         .arg(server.child.id().to_string())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .context("running callgrind_control")?;
     if !status.success() {

@@ -250,6 +250,15 @@ impl Frame {
             Some((_, ShardStatus::Pending(_))) => {}
             _ => return None,
         }
+        // Boxed: the load's future (opening services, compiling) is large, and inline it would
+        // make every request's future that large, copied on every move (+11k instructions per
+        // request, BENCHMARKS.md (1b)); only a first call pays for the box.
+        Box::pin(self.load_first_use(name)).await
+    }
+
+    /// The slow path of [`Frame::loaded`]: loads the pending shard `name` under the reconcile
+    /// lock.
+    async fn load_first_use(&self, name: &str) -> Option<Arc<Running>> {
         let loaded = {
             let state = self.reconcile.lock().await;
             self.load_if_pending(name, &state.grants).await
