@@ -93,8 +93,10 @@ fn shards(md: &mut String, scale: &Scale) {
     let _ = writeln!(
         md,
         "\n### Installed shards N\n\nThe minimal component (SDK, `http-handler`) packaged under N \
-         names `minimal0`…, installed by one `arkham shard add FILE… --yes` (each is compiled: \
-         the embedded names make the bytes, and so the compiled cache's keys, differ). Cold start \
+         names `minimal0`…, installed by one `arkham shard add FILE… --yes` (compiled once: the \
+         compiled cache is keyed by the code without its embedded manifest). Shards that \
+         subscribe to no events load on their first request or in the background after the \
+         frame listens, so the first 200 waits for one shard's load. Cold start \
          with the compiled cache warm: spawn of `arkham serve` to its \"listening\" line and to \
          the first 200 from `/api/minimal0/`, median of the runs; idle RSS 1 s after the first \
          200; RSS per idle shard = (RSS(N) − RSS(1)) / (N − 1). Load: `{}` to `/api/minimal0/` \
@@ -270,9 +272,9 @@ fn bodies(md: &mut String, scale: &Scale) {
         md,
         "\n### Request body size\n\nA `POST` of the body, answered with the same body: through \
          `http-handler` (the `echo` fixture's `/mirror`: the frame reads the whole body and passes \
-         it in one call, the guest returns a copy), through `wasi:http` (the `streamer` fixture's \
-         `/mirror`: the guest reads the incoming body stream and writes it to the response in 4 \
-         KiB pieces) and a native axum route returning the body (`native::mirror`). MB/s = \
+         it in one call, the guest moves it into its response), through `wasi:http` (the \
+         `streamer` fixture's `/mirror`: the guest reads the incoming body stream in 64 KiB \
+         pieces and writes each as the output stream permits) and a native axum route returning the body (`native::mirror`). MB/s = \
          request bytes per second (10^6 B), from requests/s. Load: `wrk -t2 -c{BODY_CONNECTIONS} \
          -d<seconds>s --latency -s scale-body-<bytes>.lua` for every size (few connections, so \
          10 MiB bodies in flight stay small next to memory). The frame's defaults \
