@@ -55,6 +55,9 @@ impl Instructions {
     }
 }
 
+/// The command that starts a server on a port.
+type ServerCommand<'a> = dyn Fn(u16) -> Result<Command> + 'a;
+
 /// A server under callgrind; killed on drop.
 struct Counted {
     child: Child,
@@ -110,7 +113,7 @@ pub fn run(options: &Options, scratch: &Path) -> Result<Instructions> {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
         Ok(command)
     };
-    let targets: [(&str, &str, &dyn Fn(u16) -> Result<Command>); 4] = [
+    let targets: [(&str, &str, &ServerCommand<'_>); 4] = [
         ("native axum", "/", &native),
         (
             "frame, fresh instance (http-handler)",
