@@ -82,15 +82,23 @@ async fn members_share_installs_grants_and_removals() {
     );
 
     // `cluster status` (and its API) from any member's config: three members, each serving
-    // packets.
-    let (ok, out, err) = arkham(c_dir.path(), &["cluster", "status", "--json"]);
-    assert!(ok, "{err}");
-    let status: Value = serde_json::from_str(&out).unwrap();
-    let members = status["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3, "{status}");
-    for member in members {
-        assert_eq!(member["loaded"], json!(["packets@0.1.0"]), "{member}");
-    }
+    // packets. A member announces a shard once it has loaded it (at start shards are pending
+    // until their first call or the background load), and renews its announcement within
+    // moments of that: polled.
+    let announced = |out: &str| {
+        let status: Value = serde_json::from_str(out).unwrap();
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        members.len() == 3
+            && members
+                .iter()
+                .all(|m| m["loaded"] == json!(["packets@0.1.0"]))
+    };
+    eventually("three members announce packets", || async {
+        let (ok, out, err) = arkham(c_dir.path(), &["cluster", "status", "--json"]);
+        assert!(ok, "{err}");
+        announced(&out)
+    })
+    .await;
     let (code, api) = b.call("GET", "/api/frame/cluster", None).await;
     assert_eq!(code, 200, "{api}");
     assert_eq!(api["members"].as_array().unwrap().len(), 3, "{api}");
