@@ -176,7 +176,7 @@ fn start(command: Command, dir: &Path, port: u16) -> Result<Counted> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = valgrind.spawn().context("starting valgrind")?;
-    let server = Counted {
+    let mut server = Counted {
         child,
         out,
         authority: format!("127.0.0.1:{port}"),
@@ -185,6 +185,9 @@ fn start(command: Command, dir: &Path, port: u16) -> Result<Counted> {
     // host's compiled cache was built for): allow minutes.
     let deadline = Instant::now() + Duration::from_secs(600);
     while TcpStream::connect(&server.authority).is_err() {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("the server under valgrind exited ({status}) before it listened");
+        }
         if Instant::now() > deadline {
             bail!(
                 "the server did not listen on {} within 600 s",

@@ -92,20 +92,35 @@ fn is_root() -> bool {
 
 /// Runs `argv` under a watchdog that runs `stop` (a shell command; `$child` is the server's
 /// pid) once the test process (its parent) is gone or the watchdog gets SIGTERM, waits for the
-/// server to end, then runs `cleanup`. The server's output goes to `log`: an inherited pipe
-/// would keep the test run's own output open for as long as the server lives.
-fn watched(argv: &[String], stop: &str, cleanup: &str, as_postgres: bool, log: &Path) -> Child {
+/// server to end, then removes `cleanup` if given. The server's output goes to `log`: an
+/// inherited pipe would keep the test run's own output open for as long as the server lives.
+fn watched(
+    argv: &[String],
+    stop: &str,
+    cleanup: Option<&Path>,
+    as_postgres: bool,
+    log: &Path,
+) -> Child {
+    // The folder reaches the script in the environment, so no path needs quoting inside it.
+    let remove = if cleanup.is_some() {
+        "rm -rf \"$WATCHED_CLEANUP\""
+    } else {
+        ":"
+    };
     let script = format!(
         "\"$@\" & child=$!; \
-         trap '{stop}; wait $child; {cleanup}; exit' TERM INT; \
+         trap '{stop}; wait $child; {remove}; exit' TERM INT; \
          while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; \
-         {stop}; wait $child; {cleanup}",
+         {stop}; wait $child; {remove}",
         std::process::id()
     );
     let out = std::fs::File::create(log).expect("creating the server's log");
     let err = out.try_clone().expect("the server's log");
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("watchdog");
+    if let Some(dir) = cleanup {
+        cmd.env("WATCHED_CLEANUP", dir);
+    }
     if as_postgres {
         cmd.args(["runuser", "-u", "postgres", "--"]);
     }
@@ -218,8 +233,7 @@ impl Postgres {
         );
         // The process's shared cluster lives in a static, which is never dropped: its folder
         // (a few hundred MB) goes with the server, or every test run would leave one behind.
-        let cleanup = format!("rm -rf '{}'", dir.display());
-        let mut child = watched(&argv, &stop, &cleanup, root, &dir.join("postgres.log"));
+        let mut child = watched(&argv, &stop, Some(&dir), root, &dir.join("postgres.log"));
         wait_for_port(port, &mut child, "postgres");
         Some(Postgres {
             port,
@@ -336,7 +350,7 @@ impl Nats {
         ];
         let log = self.dir.join("nats-server.log");
         // No cleanup: a restart reuses the store folder; `Drop` removes it.
-        let mut child = watched(&argv, "kill -TERM $child 2>/dev/null", ":", false, &log);
+        let mut child = watched(&argv, "kill -TERM $child 2>/dev/null", None, false, &log);
         wait_for_port(self.port, &mut child, "nats-server");
         self.child = Some(child);
     }
