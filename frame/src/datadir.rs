@@ -80,6 +80,11 @@ impl DataDir {
         self.root.join(".lock")
     }
 
+    /// `arkham.lock`: what was installed from registries, pinned by digest.
+    pub fn lockfile(&self) -> PathBuf {
+        self.root.join(arkham_registry::lockfile::FILE_NAME)
+    }
+
     /// The tags resolved online, per repository, for working offline
     /// ([`arkham_registry::cache`]).
     pub fn tag_index(&self) -> PathBuf {

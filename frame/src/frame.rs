@@ -24,9 +24,10 @@ use crate::services::storage::{StorageBackend, StorageService};
 use crate::shards::catalog::{Catalog, DataDirLock, InstalledShard};
 use crate::shards::grants::{Grant, Grants};
 use crate::shards::manifest::{Manifest, Service};
-use crate::shards::{install, package};
+use crate::shards::{fetch, install, package};
 use anyhow::Context as _;
 use arkham_registry::digest::Digest;
+use arkham_registry::lockfile::Lockfile;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -739,6 +740,36 @@ impl Frame {
                 .await??;
         self.reconcile().await?;
         self.verdict(&installed.shard)?;
+        Ok(installed)
+    }
+
+    /// Installs a shard fetched by [`fetch::fetch_checked`] (the admin API's install from a
+    /// registry), checked once by the fetch, and pins it in the lockfile as `arkham shard add`
+    /// does, under `requirement` (see [`fetch::requirement_text`]).
+    pub async fn install_fetched(
+        &self,
+        fetched: fetch::Fetched,
+        requirement: String,
+    ) -> anyhow::Result<install::Installed> {
+        let data = self.data.clone();
+        let runtime = self.runtime.clone();
+        let entry = fetched.lock_entry(requirement);
+        let fetch::Fetched {
+            bytes,
+            inspection,
+            reference,
+            ..
+        } = fetched;
+        let installed = tokio::task::spawn_blocking(move || {
+            install::install_inspected(&data, &runtime, &bytes, inspection, &reference)
+        })
+        .await??;
+        self.reconcile().await?;
+        self.verdict(&installed.shard)?;
+        let path = self.data.lockfile();
+        let mut lock = Lockfile::load(&path)?;
+        lock.upsert(entry);
+        lock.save(&path)?;
         Ok(installed)
     }
 

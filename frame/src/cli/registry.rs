@@ -1,19 +1,11 @@
-//! `arkham registry login`, and fetching shards from registries for `shard add|update|inspect`:
-//! the manifest and config are read and checked before the component is downloaded.
+//! `arkham registry login|logout`, and the fetch pipeline as the shard commands show it.
 
-use crate::config::FrameConfig;
 use crate::datadir::DataDir;
-use crate::shards::compat;
-use crate::shards::manifest::Manifest;
-use crate::shards::package::Interfaces;
-use crate::shards::trust::{self, Policy, SignatureMode};
+use crate::shards::fetch::{self, Fetched};
 use anyhow::Context as _;
-use arkham_registry::cache::TagIndex;
-use arkham_registry::pull::{self, Artifact};
-use arkham_registry::reference::{Location, Selector, ShardRef};
-use arkham_registry::repo::{ConnectOptions, Repo};
-use arkham_registry::store::BlobStore;
+use arkham_registry::repo::ConnectOptions;
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `arkham registry` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -168,275 +160,30 @@ mod hidden {
     }
 }
 
-/// A shard fetched from a registry and verified, not yet installed.
-pub struct Fetched {
-    /// The packaged component.
-    pub bytes: Vec<u8>,
-    /// Its manifest and config.
-    pub artifact: Artifact,
-    /// The repository.
-    pub location: Location,
-    /// Fingerprints of the trusted keys whose signatures cover its manifest.
-    pub signers: Vec<String>,
-}
-
-/// The requirement text recorded in the lockfile for `selector`.
-pub fn requirement_text(selector: &Selector) -> String {
-    match selector {
-        Selector::Latest => "*".to_string(),
-        Selector::Requirement(req) => req.to_string(),
-        Selector::Tag(tag) => format!(":{tag}"),
-        Selector::Digest(d) => format!("@{d}"),
-    }
-}
-
-/// Parses a lockfile requirement back into a selector.
-pub fn selector_from_text(text: &str) -> anyhow::Result<Selector> {
-    Ok(if let Some(tag) = text.strip_prefix(':') {
-        Selector::Tag(tag.to_string())
-    } else if let Some(d) = text.strip_prefix('@') {
-        Selector::Digest(d.parse()?)
-    } else if text == "*" {
-        Selector::Latest
-    } else {
-        Selector::Requirement(
-            semver::VersionReq::parse(text)
-                .with_context(|| format!("requirement `{text}` in the lockfile"))?,
-        )
-    })
-}
-
-/// Resolves `shard_ref` to one artifact and checks it (shape, manifest, frame, imports, and the
-/// trust policy's verdict on its signatures) without downloading the component; answers the
-/// fingerprints of the trusted keys that signed it. `pinned` are the signers the lockfile
-/// recorded (`add --locked`): one of them must have signed it.
-///
-/// Offline (`options.offline`), the repository is what `data`'s cache holds of it; a digest
-/// reference is looked up there first in any case (content is content), and online results are
-/// recorded in it.
-pub async fn resolve_checked(
-    shard_ref: &ShardRef,
-    options: ConnectOptions,
+/// The fetch pipeline ([`fetch::fetch_checked`]) with a progress bar on a terminal (nothing
+/// otherwise, so scripts and logs stay clean) and its warnings printed.
+pub async fn fetch_with_progress(
     data: &DataDir,
-    pinned: &[String],
-) -> anyhow::Result<(Repo, Artifact, Vec<String>)> {
-    let (repo, artifact) = resolve_unverified(shard_ref, options, data).await?;
-    let signers =
-        verify_trust(&repo, &artifact, &shard_ref.location, options, data, pinned).await?;
-    Ok((repo, artifact, signers))
-}
-
-async fn resolve_unverified(
-    shard_ref: &ShardRef,
-    options: ConnectOptions,
-    data: &DataDir,
-) -> anyhow::Result<(Repo, Artifact)> {
-    let remote = matches!(shard_ref.location, Location::Remote { .. });
-    if remote && (options.offline || matches!(shard_ref.selector, Selector::Digest(_))) {
-        let index = TagIndex::load(&data.tag_index())?;
-        let repo = Repo::cached(&shard_ref.location, data.store(), &index);
-        match resolve_in(&repo, shard_ref).await {
-            Ok((artifact, _)) => return Ok((repo, artifact)),
-            Err(e) if options.offline => return Err(e),
-            // Not here: the registry has it, or says why not.
-            Err(_) => {}
-        }
-    }
-    let repo = Repo::open(&shard_ref.location, options)?;
-    let (artifact, target) = resolve_in(&repo, shard_ref).await.map_err(|e| {
-        match e.downcast_ref::<arkham_registry::RegistryError>() {
-            Some(arkham_registry::RegistryError::Unreachable { .. }) => {
-                e.context("versions added before install without the registry: add --offline")
-            }
-            _ => e,
-        }
-    })?;
-    if remote && let Err(e) = remember(data, &shard_ref.location, &target, &artifact) {
-        // Only the cache is lost: the install goes on, and will work online next time.
-        eprintln!("warning: the offline cache was not updated: {e:#}");
-    }
-    Ok((repo, artifact))
-}
-
-/// The trust policy of `data`'s config.
-pub fn policy(data: &DataDir) -> anyhow::Result<Policy> {
-    let config = FrameConfig::load(&data.config_file())?;
-    Ok(Policy::load(&config.trust, data.root())?)
-}
-
-/// Whether installing from `location` looks at signatures (a policy of `ignore` does not, even
-/// for a shard whose lockfile entry records signers).
-pub fn checks_signatures(data: &DataDir, location: &Location) -> anyhow::Result<bool> {
-    Ok(policy(data)?.for_location(location).mode != SignatureMode::Ignore)
-}
-
-/// Applies the trust policy to `artifact`'s manifest digest: before anything but the manifest and
-/// config was downloaded. Signatures are read from the registry (from the local cache when
-/// offline, or for a local layout from the layout), and kept in the cache for working offline.
-async fn verify_trust(
-    repo: &Repo,
-    artifact: &Artifact,
-    location: &Location,
-    options: ConnectOptions,
-    data: &DataDir,
-    pinned: &[String],
-) -> anyhow::Result<Vec<String>> {
-    let policy = policy(data)?;
-    let effective = policy.for_location(location);
-    if effective.mode == SignatureMode::Ignore {
-        return Ok(Vec::new());
-    }
-    // A digest found in the store answered from the cache; its signatures may be newer.
-    let live;
-    let signatures_from = match repo {
-        Repo::Cached { .. } if !options.offline => {
-            live = Repo::open(location, options)?;
-            &live
-        }
-        _ => repo,
-    };
-    let verdict = trust::check(
-        &effective,
-        signatures_from,
-        &artifact.reference,
-        &artifact.manifest_digest,
-        pinned,
-    )
-    .await?;
-    if let Some(warning) = &verdict.warning {
-        eprintln!("warning: {warning}");
-    }
-    if matches!(location, Location::Remote { .. })
-        && let Some(signatures) = &verdict.signatures
-        && let Err(e) = remember_signatures(data, location, signatures)
-    {
-        eprintln!("warning: the offline cache was not updated: {e:#}");
-    }
-    Ok(verdict.signers)
-}
-
-/// Keeps a signature manifest and its payloads in the store, and its tag in the index.
-fn remember_signatures(
-    data: &DataDir,
-    location: &Location,
-    signatures: &arkham_registry::signature::Signatures,
-) -> anyhow::Result<()> {
-    let store = data.store();
-    store.put(&signatures.manifest_bytes)?;
-    for layer in &signatures.layers {
-        store.put(&layer.payload)?;
-    }
-    let path = data.tag_index();
-    let mut index = TagIndex::load(&path)?;
-    index.record(
-        &location.to_string(),
-        &signatures.tag,
-        &signatures.manifest_digest,
-    );
-    index.save(&path)?;
-    Ok(())
-}
-
-async fn resolve_in(repo: &Repo, shard_ref: &ShardRef) -> anyhow::Result<(Artifact, String)> {
-    let resolved = pull::resolve(repo, shard_ref).await?;
-    let artifact = pull::fetch_artifact(repo, &resolved.target).await?;
-    precheck(&artifact)?;
-    Ok((artifact, resolved.target))
-}
-
-/// Keeps `artifact`'s manifest and config in the store, and what `target` named (a tag), for
-/// working offline later.
-fn remember(
-    data: &DataDir,
-    location: &Location,
-    target: &str,
-    artifact: &Artifact,
-) -> anyhow::Result<()> {
-    let store = data.store();
-    store.put(&artifact.manifest_bytes)?;
-    store.put(&artifact.config_bytes)?;
-    if !target.starts_with("sha256:") {
-        let path = data.tag_index();
-        let mut index = TagIndex::load(&path)?;
-        index.record(&location.to_string(), target, &artifact.manifest_digest);
-        index.save(&path)?;
-    }
-    Ok(())
-}
-
-/// Refuses, from the manifest annotations and the Wasm config alone, a shard this frame cannot
-/// run. Artifacts pushed by other tools may lack them; the component is then checked after download.
-pub fn precheck(artifact: &Artifact) -> anyhow::Result<()> {
-    let Some(text) = artifact.shard_manifest() else {
-        return Ok(());
-    };
-    let manifest = Manifest::parse(
-        text,
-        &format!("the manifest annotation of {}", artifact.reference),
-    )?;
-    let Some(component) = artifact.config.as_ref().and_then(|c| c.component.as_ref()) else {
-        return Ok(());
-    };
-    let interfaces = Interfaces {
-        imports: component.imports.clone(),
-        exports: component.exports.clone(),
-    };
-    let problems = compat::check(&manifest, &interfaces);
-    if !problems.is_empty() {
-        let list: String = problems.iter().map(|p| format!("\n  - {p}")).collect();
-        anyhow::bail!(
-            "shard `{}` {} ({}) cannot be installed (nothing was downloaded or changed):{list}",
-            manifest.name,
-            manifest.version,
-            artifact.reference
-        );
-    }
-    Ok(())
-}
-
-/// Downloads the component of a checked artifact into `store` (streamed to disk, its digest
-/// computed on the way), or takes it from there when it is stored, and reads it once: the checks
-/// parse it and wasmtime compiles it from bytes in memory.
-pub async fn component(
-    repo: &Repo,
-    artifact: &Artifact,
-    store: &BlobStore,
-) -> anyhow::Result<Vec<u8>> {
-    let digest = artifact.component_digest()?;
-    if store.contains(&digest)
-        && let Ok(bytes) = store.get(&digest)
-    {
-        // The content is verified by its digest; the descriptor must agree on the size too.
-        if bytes.len() as u64 != artifact.layer.size {
-            return Err(arkham_registry::RegistryError::SizeMismatch {
-                what: "the component".to_string(),
-                location: artifact.reference.clone(),
-                expected: artifact.layer.size,
-                actual: bytes.len() as u64,
-            }
-            .into());
-        }
-        return Ok(bytes);
-    }
-    // A progress bar on a terminal; nothing otherwise, so scripts and logs stay clean.
+    request: fetch::Request<'_>,
+) -> anyhow::Result<Fetched> {
     let terminal = std::io::stderr().is_terminal();
-    let name = artifact.reference.clone();
-    let bar = move |received: u64, total: u64| {
+    let shown = AtomicBool::new(false);
+    let name = request.shard_ref.to_string();
+    let bar = |received: u64, total: u64| {
         if terminal {
+            shown.store(true, Ordering::Relaxed);
             eprint!("\r{}", progress_line(&name, received, total));
         }
     };
-    let stored = pull::fetch_component_to_store(repo, artifact, store, &bar).await;
-    if terminal {
-        eprintln!("{}", if stored.is_ok() { "" } else { " failed" });
+    let fetched = fetch::fetch_checked(data, request, &bar).await;
+    if shown.load(Ordering::Relaxed) {
+        eprintln!("{}", if fetched.is_ok() { "" } else { " failed" });
     }
-    let path = store.path(&stored?);
-    // Its digest and size were checked as it was written a moment ago: read it back unhashed.
-    let bytes = tokio::task::spawn_blocking(move || {
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-    })
-    .await??;
-    Ok(bytes)
+    let fetched = fetched?;
+    for warning in &fetched.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(fetched)
 }
 
 /// `downloading REF [#########           ]  45%  180/400 KiB`
@@ -452,22 +199,6 @@ fn progress_line(name: &str, received: u64, total: u64) -> String {
         received.div_ceil(1024),
         total.div_ceil(1024)
     )
-}
-
-/// Resolves, checks and downloads `shard_ref`.
-pub async fn fetch(
-    shard_ref: &ShardRef,
-    options: ConnectOptions,
-    data: &DataDir,
-) -> anyhow::Result<Fetched> {
-    let (repo, artifact, signers) = resolve_checked(shard_ref, options, data, &[]).await?;
-    let bytes = component(&repo, &artifact, &data.store()).await?;
-    Ok(Fetched {
-        bytes,
-        artifact,
-        location: shard_ref.location.clone(),
-        signers,
-    })
 }
 
 #[cfg(test)]

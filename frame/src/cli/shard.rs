@@ -1,21 +1,22 @@
 //! `arkham shard …`: build, inspect, push, add, update, list, remove.
 
 use super::DataDirArg;
-use super::registry::{self as fetch, requirement_text, selector_from_text};
+use super::registry::fetch_with_progress;
 use crate::config::FrameConfig;
 use crate::datadir::DataDir;
 use crate::runtime::Runtime;
 use crate::shards::builder;
 use crate::shards::catalog::Catalog;
+use crate::shards::fetch::{self, Fetched, requirement_text, selector_from_text};
 use crate::shards::install::{self, Inspection, Installed};
 use crate::shards::manifest::Manifest;
 use crate::shards::package;
 use anyhow::Context as _;
-use arkham_registry::artifact::{ComponentInfo, annotations};
-use arkham_registry::lockfile::{self, LockedShard, Lockfile};
+use arkham_registry::artifact::ComponentInfo;
+use arkham_registry::lockfile::{LockedShard, Lockfile};
+use arkham_registry::push::ShardAnnotations;
 use arkham_registry::reference::{Location, Selector, ShardRef};
 use arkham_registry::repo::{ConnectOptions, Repo};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Options for commands that talk to registries.
@@ -200,25 +201,11 @@ pub enum ShardCommand {
 }
 
 fn lock_path(data: &DataDir) -> PathBuf {
-    data.root().join(lockfile::FILE_NAME)
-}
-
-/// The registry short references (`packets@0.1`) live under: `$ARKHAM_REGISTRY`, else `registry`
-/// in the frame config, else the local OCI layout `oci:{data dir}/registry`, which the quickstart
-/// publishes to, so a plain `arkham shard add packets@0.1` works with no configuration.
-fn default_registry(data: &DataDir) -> anyhow::Result<String> {
-    if let Some(registry) = ShardRef::default_registry() {
-        return Ok(registry);
-    }
-    let config = FrameConfig::load(&data.config_file())?;
-    Ok(match config.registry {
-        Some(registry) => registry,
-        None => format!("oci:{}", data.local_registry().display()),
-    })
+    data.lockfile()
 }
 
 pub(super) fn parse_ref(data: &DataDir, text: &str) -> anyhow::Result<ShardRef> {
-    Ok(ShardRef::parse(text, Some(&default_registry(data)?))?)
+    Ok(fetch::parse_ref(data, text)?)
 }
 
 fn runtime_for(data: &DataDir) -> anyhow::Result<Runtime> {
@@ -226,20 +213,44 @@ fn runtime_for(data: &DataDir) -> anyhow::Result<Runtime> {
     Runtime::new(config.limits, data.compiled_cache())
 }
 
+/// Installs `bytes`, inspected as `inspection` (their one compatibility check), and waits for a
+/// running frame to serve it.
 async fn install_bytes(
     data: &DataDir,
     runtime: &Runtime,
     bytes: Vec<u8>,
+    inspection: Inspection,
     source: String,
 ) -> anyhow::Result<Installed> {
     let installed = {
         let data = data.clone();
         let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || install::install(&data, &runtime, &bytes, &source))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            install::install_inspected(&data, &runtime, &bytes, inspection, &source)
+        })
+        .await??
     };
     await_serving(data, &installed.shard).await?;
     Ok(installed)
+}
+
+/// Asks for consent to what a fetched shard requests, then installs it.
+async fn install_fetched(
+    data: &DataDir,
+    runtime: &Runtime,
+    yes: bool,
+    fetched: &mut Fetched,
+) -> anyhow::Result<Installed> {
+    ask(data, yes, &fetched.inspection)?;
+    let bytes = std::mem::take(&mut fetched.bytes);
+    install_bytes(
+        data,
+        runtime,
+        bytes,
+        fetched.inspection.clone(),
+        fetched.reference.clone(),
+    )
+    .await
 }
 
 /// How long a command waits for the running frame to take up what it installed.
@@ -589,9 +600,8 @@ async fn inspect(
         return Ok(());
     }
     let shard_ref = parse_ref(data, source)?;
-    let repo = Repo::open(&shard_ref.location, options)?;
-    let resolved = arkham_registry::pull::resolve(&repo, &shard_ref).await?;
-    let artifact = arkham_registry::pull::fetch_artifact(&repo, &resolved.target).await?;
+    // What it is, whether it can run here or not: no precheck, and the policy's verdict shown.
+    let (repo, artifact, _) = fetch::resolve_live(&shard_ref, options).await?;
     let signatures = super::sign::inspect_signatures(data, &repo, &shard_ref, &artifact).await?;
     let bytes = arkham_registry::pull::fetch_component(&repo, &artifact).await?;
     let inspection = install::inspect(&bytes, &artifact.reference)?;
@@ -670,33 +680,6 @@ async fn push(
             manifest.version
         ),
     }
-    let services: Vec<&str> = manifest
-        .services
-        .declared()
-        .into_iter()
-        .map(|s| s.as_str())
-        .collect();
-    let mut notes = BTreeMap::from([
-        (annotations::SHARD_NAME.to_string(), manifest.name.clone()),
-        (
-            annotations::SHARD_REQUIRES_FRAME.to_string(),
-            manifest.requires_frame.to_string(),
-        ),
-        (annotations::SHARD_SERVICES.to_string(), services.join(",")),
-        (
-            annotations::SHARD_MANIFEST.to_string(),
-            manifest.to_embedded_toml(),
-        ),
-    ]);
-    if !manifest.description.is_empty() {
-        notes.insert(
-            annotations::DESCRIPTION.to_string(),
-            manifest.description.clone(),
-        );
-    }
-    if let Ok(source_url) = std::env::var("ARKHAM_SOURCE_URL") {
-        notes.insert(annotations::SOURCE.to_string(), source_url);
-    }
     let repo = Repo::open(&target.location, options)?;
     // What was checked goes up, streamed from a file in the store's folder (removed after): the
     // bytes are let go first, so the upload holds one chunk, not the component.
@@ -724,7 +707,19 @@ async fn push(
                 imports: inspection.interfaces.imports.clone(),
                 target: inspection.interfaces.target_world(),
             },
-            annotations: notes,
+            shard: Some(ShardAnnotations {
+                requires_frame: manifest.requires_frame.to_string(),
+                services: manifest
+                    .services
+                    .declared()
+                    .into_iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect(),
+                manifest: manifest.to_embedded_toml(),
+            }),
+            description: Some(manifest.description.clone()),
+            licenses: None,
+            source: std::env::var("ARKHAM_SOURCE_URL").ok(),
             created: &created,
             force,
         },
@@ -779,8 +774,10 @@ async fn add(
             };
             let origin = source.display().to_string();
             let inspection = install::inspect(&bytes, &origin)?;
+            // Refused before consent is asked for what cannot run anyway.
+            inspection.refuse_incompatible()?;
             ask(data, yes, &inspection)?;
-            let installed = install_bytes(data, &runtime, bytes, origin).await?;
+            let installed = install_bytes(data, &runtime, bytes, inspection, origin).await?;
             // A local install replaces any registry pin of the same name.
             if lock.remove(&installed.shard.name) {
                 lock.save(&lock_file)?;
@@ -794,25 +791,10 @@ async fn add(
         let shard_ref = parse_ref(data, text).with_context(|| {
             format!("`{text}` is neither an existing path nor a shard reference")
         })?;
-        let fetched = fetch::fetch(&shard_ref, options, data).await?;
-        let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
-        ask(data, yes, &inspection)?;
-        let installed = install_bytes(
-            data,
-            &runtime,
-            fetched.bytes,
-            fetched.artifact.reference.clone(),
-        )
-        .await?;
-        lock.upsert(LockedShard {
-            name: installed.shard.name.clone(),
-            source: fetched.location.repository_ref(),
-            requirement: requirement_text(&shard_ref.selector),
-            version: installed.shard.version.to_string(),
-            digest: installed.shard.digest.clone(),
-            manifest_digest: fetched.artifact.manifest_digest.clone(),
-            signers: fetched.signers.clone(),
-        });
+        let mut fetched =
+            fetch_with_progress(data, fetch::Request::new(&shard_ref, options)).await?;
+        let installed = install_fetched(data, &runtime, yes, &mut fetched).await?;
+        lock.upsert(fetched.lock_entry(requirement_text(&shard_ref.selector)));
         lock.save(&lock_file)?;
         if !json {
             print_installed(&installed);
@@ -884,7 +866,6 @@ async fn add_locked(
         }
     }
     let runtime = runtime_for(data)?;
-    let store = data.store();
     let mut results = Vec::new();
     for entry in &lock.shards {
         if !names.is_empty() && !names.contains(&entry.name) {
@@ -893,30 +874,13 @@ async fn add_locked(
         let reference = format!("{}@{}", entry.source, entry.manifest_digest);
         let shard_ref = ShardRef::parse(&reference, None)
             .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
-        // Already in the store, and no signature to check again: install offline, the bytes
-        // are verified by their digest.
-        let stored = if fetch::checks_signatures(data, &shard_ref.location)? {
-            None
-        } else {
-            store.get(&entry.digest).ok()
+        let request = fetch::Request {
+            signers: &entry.signers,
+            component: Some(&entry.digest),
+            ..fetch::Request::new(&shard_ref, options)
         };
-        let bytes = match stored {
-            Some(bytes) => bytes,
-            None => {
-                let (repo, artifact, _) =
-                    fetch::resolve_checked(&shard_ref, options, data, &entry.signers).await?;
-                if artifact.component_digest()? != entry.digest {
-                    anyhow::bail!(
-                        "{reference} holds component {}, but the lockfile pins {}; nothing was installed",
-                        artifact.layer.digest,
-                        entry.digest
-                    );
-                }
-                fetch::component(&repo, &artifact, &store).await?
-            }
-        };
-        ask(data, yes, &install::inspect(&bytes, &reference)?)?;
-        let installed = install_bytes(data, &runtime, bytes, reference).await?;
+        let mut fetched = fetch_with_progress(data, request).await?;
+        let installed = install_fetched(data, &runtime, yes, &mut fetched).await?;
         if !json {
             print_installed(&installed);
         }
@@ -1010,23 +974,9 @@ async fn update(
             selector: Selector::Tag(wanted.to_string()),
             ..shard_ref
         };
-        let fetched = fetch::fetch(&exact, options, data).await?;
-        let inspection = install::inspect(&fetched.bytes, &fetched.artifact.reference)?;
-        ask(data, yes, &inspection)?;
-        let installed = install_bytes(
-            data,
-            &runtime,
-            fetched.bytes,
-            fetched.artifact.reference.clone(),
-        )
-        .await?;
-        lock.upsert(LockedShard {
-            version: installed.shard.version.to_string(),
-            digest: installed.shard.digest.clone(),
-            manifest_digest: fetched.artifact.manifest_digest.clone(),
-            signers: fetched.signers.clone(),
-            ..entry.clone()
-        });
+        let mut fetched = fetch_with_progress(data, fetch::Request::new(&exact, options)).await?;
+        let installed = install_fetched(data, &runtime, yes, &mut fetched).await?;
+        lock.upsert(fetched.lock_entry(entry.requirement.clone()));
         lock.save(&lock_file)?;
         if !json {
             println!(

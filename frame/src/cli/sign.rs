@@ -253,7 +253,7 @@ pub async fn inspect_signatures(
     shard_ref: &arkham_registry::reference::ShardRef,
     artifact: &pull::Artifact,
 ) -> anyhow::Result<SignatureReport> {
-    let policy = super::registry::policy(data)?;
+    let policy = crate::shards::fetch::policy(data)?;
     let effective = policy.for_location(&shard_ref.location);
     let digest = &artifact.manifest_digest;
     let found = signature::fetch(repo, digest).await?;

@@ -14,10 +14,9 @@ use super::DataDirArg;
 use super::shard::{RegistryArgs, parse_ref};
 use crate::datadir::DataDir;
 use anyhow::Context as _;
-use arkham_registry::artifact::{ComponentInfo, WASM_CONFIG_MEDIA_TYPE, annotations};
+use arkham_registry::artifact::{ComponentInfo, WASM_CONFIG_MEDIA_TYPE};
 use arkham_registry::reference::Selector;
 use arkham_registry::repo::{ConnectOptions, Repo};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use wit_component::{DecodedWasm, WitPrinter};
 use wit_parser::{PackageId, PackageName, Resolve, SourceMap};
@@ -236,25 +235,6 @@ async fn push(
         ),
     }
     let (resolve, package) = resolve()?;
-    // wkg's manifest annotations come from the package's metadata: version always, then
-    // description, licenses and source when set.
-    let mut notes = BTreeMap::from([
-        (
-            annotations::DESCRIPTION.to_string(),
-            format!(
-                "The WIT contract between the arkham frame and its shards ({}:{}@{version}).",
-                name.namespace, name.name
-            ),
-        ),
-        (
-            annotations::LICENSES.to_string(),
-            env!("CARGO_PKG_LICENSE").to_string(),
-        ),
-    ]);
-    // As `shard push`: the source only when the publisher says where it is.
-    if let Ok(source_url) = std::env::var("ARKHAM_SOURCE_URL") {
-        notes.insert(annotations::SOURCE.to_string(), source_url);
-    }
     let repo = Repo::open(&target.location, options)?;
     let created = crate::shards::install::now_rfc3339();
     let pushed = arkham_registry::push::push(
@@ -265,7 +245,16 @@ async fn push(
             name: &name.name,
             version: &version,
             interfaces: package_info(&resolve, package),
-            annotations: notes,
+            // wkg's manifest annotations come from the package's metadata: version always,
+            // then description, licenses and source when set.
+            shard: None,
+            description: Some(format!(
+                "The WIT contract between the arkham frame and its shards ({}:{}@{version}).",
+                name.namespace, name.name
+            )),
+            licenses: Some(env!("CARGO_PKG_LICENSE").to_string()),
+            // As `shard push`: the source only when the publisher says where it is.
+            source: std::env::var("ARKHAM_SOURCE_URL").ok(),
             created: &created,
             force,
         },

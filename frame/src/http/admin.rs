@@ -6,7 +6,10 @@
 use super::dashboard::Sessions;
 use super::error;
 use crate::frame::{Frame, ShardStatus};
+use crate::shards::fetch::{self, FetchError};
 use crate::shards::grants::Grant;
+use crate::shards::trust::TrustError;
+use arkham_registry::repo::ConnectOptions;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -177,7 +180,22 @@ async fn recent_events(
     Json(json!({ "events": events })).into_response()
 }
 
-async fn install(State(frame): State<Arc<Frame>>, body: Bytes) -> Response {
+/// `POST shards`: a packaged component as the body, or `{"reference": "packets@0.1"}` (with
+/// `Content-Type: application/json`) to fetch one through the same pipeline as `arkham shard
+/// add`: this data dir's default registry, trust policy and offline cache; the install is pinned
+/// in the lockfile.
+async fn install(
+    State(frame): State<Arc<Frame>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return install_reference(&frame, &body).await;
+    }
     match frame.install(body.to_vec(), "admin API".to_string()).await {
         Ok(installed) => (StatusCode::CREATED, Json(json!(installed))).into_response(),
         Err(e) => error(
@@ -186,6 +204,102 @@ async fn install(State(frame): State<Arc<Frame>>, body: Bytes) -> Response {
             format!("{e:#}"),
         ),
     }
+}
+
+/// The body of an install from a registry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallReference {
+    /// `packets@0.1`, `ghcr.io/org/thing@sha256:…`.
+    reference: String,
+    /// Plain HTTP for a registry that is not on loopback.
+    #[serde(default)]
+    plain_http: bool,
+}
+
+async fn install_reference(frame: &Frame, body: &[u8]) -> Response {
+    let request: InstallReference = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!(
+                    "the body must be {{\"reference\": \"NAME@VERSION\"}} (or a component, without the JSON content type): {e}"
+                ),
+            );
+        }
+    };
+    let data = frame.data();
+    let shard_ref = match fetch::parse_ref(data, &request.reference) {
+        Ok(shard_ref) => shard_ref,
+        Err(e) => return fetch_error(&e),
+    };
+    let options = ConnectOptions {
+        plain_http: request.plain_http,
+        offline: false,
+    };
+    let fetched = match fetch::fetch_checked(
+        data,
+        fetch::Request::new(&shard_ref, options),
+        &|_, _| {},
+    )
+    .await
+    {
+        Ok(fetched) => fetched,
+        Err(e) => return fetch_error(&e),
+    };
+    let (signers, warnings) = (fetched.signers.clone(), fetched.warnings.clone());
+    let requirement = fetch::requirement_text(&shard_ref.selector);
+    match frame.install_fetched(fetched, requirement).await {
+        Ok(installed) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "installed": installed,
+                "signers": signers,
+                "warnings": warnings,
+            })),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "install_failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// A refused fetch, by what the caller can do about it.
+fn fetch_error(e: &FetchError) -> Response {
+    use arkham_registry::RegistryError;
+    let (status, code) = match e {
+        FetchError::Reference(_) => (StatusCode::BAD_REQUEST, "invalid_reference"),
+        FetchError::Trust(TrustError::Refused { .. }) => (StatusCode::FORBIDDEN, "untrusted"),
+        FetchError::Registry(
+            RegistryError::NotFound { .. }
+            | RegistryError::NoMatch(_)
+            | RegistryError::NotCached { .. },
+        ) => (StatusCode::NOT_FOUND, "not_found"),
+        FetchError::Registry(RegistryError::Unauthorized { .. }) => {
+            (StatusCode::FORBIDDEN, "registry_denied")
+        }
+        FetchError::Registry(RegistryError::Auth(_) | RegistryError::Store(_)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "fetch_failed")
+        }
+        FetchError::Unreachable(_) | FetchError::Registry(_) => {
+            (StatusCode::BAD_GATEWAY, "registry_failed")
+        }
+        FetchError::Manifest(_)
+        | FetchError::Incompatible { .. }
+        | FetchError::NotPinned { .. }
+        | FetchError::Component(_) => (StatusCode::UNPROCESSABLE_ENTITY, "install_failed"),
+        FetchError::Config(_)
+        | FetchError::Trust(_)
+        | FetchError::Store(_)
+        | FetchError::Read { .. }
+        | FetchError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "fetch_failed"),
+    };
+    error(status, code, e.to_string())
 }
 
 /// `?after=N&limit=M` of the logs route.

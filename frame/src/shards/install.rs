@@ -107,6 +107,23 @@ pub struct Inspection {
     pub size: u64,
     /// Why it cannot run on this frame, if it cannot.
     pub problems: Vec<String>,
+    /// The same, typed.
+    #[serde(skip)]
+    pub incompatibilities: Vec<Incompatibility>,
+}
+
+impl Inspection {
+    /// Refuses a component that cannot run on this frame, with every reason.
+    pub fn refuse_incompatible(&self) -> Result<(), InstallError> {
+        if self.incompatibilities.is_empty() {
+            return Ok(());
+        }
+        Err(InstallError::Incompatible {
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.to_string(),
+            problems: self.incompatibilities.clone(),
+        })
+    }
 }
 
 /// Reads what a packaged component carries.
@@ -117,16 +134,14 @@ pub fn inspect(bytes: &[u8], origin: &str) -> Result<Inspection, InstallError> {
     };
     let manifest = package::extract_manifest(bytes).map_err(to_err)?;
     let interfaces = package::interfaces(bytes).map_err(to_err)?;
-    let problems = compat::check(&manifest, &interfaces)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let incompatibilities = compat::check(&manifest, &interfaces);
     Ok(Inspection {
         manifest,
         interfaces,
         digest: Digest::of(bytes),
         size: bytes.len() as u64,
-        problems,
+        problems: incompatibilities.iter().map(ToString::to_string).collect(),
+        incompatibilities,
     })
 }
 
@@ -160,15 +175,20 @@ pub fn install(
     source: &str,
 ) -> Result<Installed, InstallError> {
     let inspection = inspect(bytes, source)?;
+    install_inspected(data, runtime, bytes, inspection, source)
+}
+
+/// [`install`] of a component already inspected (by [`inspect`] of these same `bytes`): its
+/// compatibility is not checked a second time.
+pub fn install_inspected(
+    data: &DataDir,
+    runtime: &Runtime,
+    bytes: &[u8],
+    inspection: Inspection,
+    source: &str,
+) -> Result<Installed, InstallError> {
+    inspection.refuse_incompatible()?;
     let manifest = inspection.manifest;
-    let problems = compat::check(&manifest, &inspection.interfaces);
-    if !problems.is_empty() {
-        return Err(InstallError::Incompatible {
-            name: manifest.name,
-            version: manifest.version.to_string(),
-            problems,
-        });
-    }
     let digest = data.store().put(bytes)?;
     // Compile now: the frame then starts from the cache, and a component that does not link is
     // refused here rather than found broken at serve time.

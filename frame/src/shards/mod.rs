@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod catalog;
 pub mod compat;
+pub mod fetch;
 pub mod grants;
 pub mod install;
 pub mod manifest;

@@ -5,7 +5,8 @@
 //! independent implementation of cosign's scheme (scripts/cosign-interop.py).
 
 use crate::harness::{
-    Registry, TokenPolicy, arkham_with, data_dir, manifest_of, package_with, require,
+    Frame, Registry, TokenPolicy, admin_token, arkham_with, data_dir, manifest_of, package_with,
+    require,
 };
 use arkham_registry::digest::Digest;
 use arkham_registry::reference::Location;
@@ -191,7 +192,6 @@ impl Signed {
     fn refused(&self, reference: &str, component: &str, needles: &[&str]) {
         let before = self.snapshot();
         let (ok, out, err) = self.run(&["shard", "add", reference, "--yes"]);
-        eprintln!("DEBUG {err}");
         assert!(!ok, "{out}{err}");
         for needle in
             needles
@@ -336,6 +336,86 @@ async fn a_signed_shard_installs_under_require_and_locked_reverifies() {
         std::fs::read_to_string(second.path().join("arkham.lock")).unwrap(),
         lock
     );
+}
+
+/// The admin API's install from a registry (`{"reference": …}`) goes through the same pipeline
+/// as `shard add`: the policy refuses an unsigned shard before download, and what it installs
+/// is pinned in the lockfile with its signer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_installs_from_a_registry_through_the_same_checks() {
+    let Some(s) = Signed::start("admin install from a registry") else {
+        return;
+    };
+    let unsigned = s.push(&packets(s.work.path(), "0.2.0", "unsigned"), None, false);
+    let frame = Frame::start(s.data.path());
+    let token = admin_token(s.data.path());
+    let post = |body: String| {
+        frame
+            .client
+            .post(format!("{}/api/frame/admin/shards", frame.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, json(&text))
+    };
+    let reference = |version: &str| format!("{{\"reference\": \"{}@{version}\"}}", s.repository);
+
+    let before = s.snapshot();
+    let (status, body) = answer(post(reference("0.2")).await.unwrap()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "untrusted");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("expected") && message.contains("Nothing was downloaded or changed"),
+        "{message}"
+    );
+    assert!(
+        !s.stored(unsigned["component_digest"].as_str().unwrap())
+            .exists()
+    );
+    assert_eq!(s.snapshot(), before);
+
+    let (status, body) = answer(post(reference("7")).await.unwrap()).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &"not_found".into()),
+        "{body}"
+    );
+    let (status, body) = answer(post("{\"ref\": \"packets\"}".to_string()).await.unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reference"),
+        "{body}"
+    );
+    assert_eq!(s.snapshot(), before);
+
+    s.push(
+        &packets(s.work.path(), "0.3.0", "signed again"),
+        Some("trusted.key"),
+        false,
+    );
+    let (status, body) = answer(post(reference("0.3")).await.unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["installed"]["shard"]["version"], "0.3.0");
+    assert_eq!(body["signers"][0], s.trusted_fingerprint.as_str());
+    let (status, _) = frame.call("GET", "/api/packets/", None).await;
+    assert_eq!(status, 200);
+    let lock = std::fs::read_to_string(s.data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains("version = \"0.3.0\"")
+            && lock.contains("requirement = \"^0.3\"")
+            && lock.contains(&format!("signers = [\"{}\"]", s.trusted_fingerprint)),
+        "{lock}"
+    );
+    frame.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
