@@ -755,13 +755,13 @@ impl Frame {
         let runtime = self.runtime.clone();
         let entry = fetched.lock_entry(requirement);
         let fetch::Fetched {
-            bytes,
+            code,
             inspection,
             reference,
             ..
         } = fetched;
         let installed = tokio::task::spawn_blocking(move || {
-            install::install_inspected(&data, &runtime, &bytes, inspection, &reference)
+            install::install_stored(&data, &runtime, &code, inspection, &reference)
         })
         .await??;
         self.reconcile().await?;

@@ -213,8 +213,18 @@ fn runtime_for(data: &DataDir) -> anyhow::Result<Runtime> {
     Runtime::new(config.limits, data.compiled_cache())
 }
 
-/// Installs `bytes`, inspected as `inspection` (their one compatibility check), and waits for a
-/// running frame to serve it.
+/// Runs `install` (checks, store, compile, catalog) off the async threads and waits for a
+/// running frame to serve what it installed.
+async fn installing(
+    data: &DataDir,
+    install: impl FnOnce() -> Result<Installed, install::InstallError> + Send + 'static,
+) -> anyhow::Result<Installed> {
+    let installed = tokio::task::spawn_blocking(install).await??;
+    await_serving(data, &installed.shard).await?;
+    Ok(installed)
+}
+
+/// Installs `bytes`, inspected as `inspection` (their one compatibility check).
 async fn install_bytes(
     data: &DataDir,
     runtime: &Runtime,
@@ -222,19 +232,14 @@ async fn install_bytes(
     inspection: Inspection,
     source: String,
 ) -> anyhow::Result<Installed> {
-    let installed = {
-        let data = data.clone();
-        let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || {
-            install::install_inspected(&data, &runtime, &bytes, inspection, &source)
-        })
-        .await??
-    };
-    await_serving(data, &installed.shard).await?;
-    Ok(installed)
+    let (dir, runtime) = (data.clone(), runtime.clone());
+    installing(data, move || {
+        install::install_inspected(&dir, &runtime, &bytes, inspection, &source)
+    })
+    .await
 }
 
-/// Asks for consent to what a fetched shard requests, then installs it.
+/// Asks for consent to what a fetched shard requests, then installs it from the store.
 async fn install_fetched(
     data: &DataDir,
     runtime: &Runtime,
@@ -242,14 +247,12 @@ async fn install_fetched(
     fetched: &mut Fetched,
 ) -> anyhow::Result<Installed> {
     ask(data, yes, &fetched.inspection)?;
-    let bytes = std::mem::take(&mut fetched.bytes);
-    install_bytes(
-        data,
-        runtime,
-        bytes,
-        fetched.inspection.clone(),
-        fetched.reference.clone(),
-    )
+    let (dir, runtime) = (data.clone(), runtime.clone());
+    let code = std::mem::take(&mut fetched.code);
+    let (inspection, source) = (fetched.inspection.clone(), fetched.reference.clone());
+    installing(data, move || {
+        install::install_stored(&dir, &runtime, &code, inspection, &source)
+    })
     .await
 }
 
@@ -651,14 +654,46 @@ async fn push(
     } = what;
     // The key is read first: a bad one stops the push before anything is uploaded.
     let key = sign.as_deref().map(super::sign::signing_key).transpose()?;
+    let source_path = source.clone();
     let origin = source.display().to_string();
-    let mut bytes = tokio::task::spawn_blocking(move || install::read_source(&source)).await??;
-    if let Some(file) = manifest_file {
-        let manifest = Manifest::from_file(&file)?;
-        bytes = package::embed_manifest(&bytes, &manifest)
-            .with_context(|| format!("embedding {} into {origin}", file.display()))?;
-    }
-    let inspection = install::inspect(&bytes, &origin)?;
+    let store = data.store();
+    // A component file goes up as it is, read as a stream for its checks and its upload, so
+    // memory does not grow with its size. A folder's build, or a manifest embedded here,
+    // rewrites the component in memory first; what was checked is then staged in a file in the
+    // store's folder (removed after) and streamed from there.
+    let staged = if source.is_file() && manifest_file.is_none() {
+        None
+    } else {
+        let (origin, store) = (origin.clone(), store.clone());
+        let staged = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut bytes = install::read_source(&source)?;
+            if let Some(file) = manifest_file {
+                let manifest = Manifest::from_file(&file)?;
+                bytes = package::embed_manifest(&bytes, &manifest)
+                    .with_context(|| format!("embedding {} into {origin}", file.display()))?;
+            }
+            let mut staged = store.temp_file()?;
+            staged
+                .write_all(&bytes)
+                .map_err(|source| arkham_registry::store::StoreError::Io {
+                    path: staged.path().to_path_buf(),
+                    source,
+                })
+                .context("staging the component for upload in the data dir's store")?;
+            Ok(staged)
+        })
+        .await??;
+        Some(staged)
+    };
+    let upload = staged
+        .as_ref()
+        .map_or_else(|| source_path.clone(), |staged| staged.path().to_path_buf());
+    let inspection = {
+        let (upload, origin) = (upload.clone(), origin.clone());
+        tokio::task::spawn_blocking(move || install::inspect_file(&upload, &origin, false))
+            .await??
+            .0
+    };
     if !inspection.problems.is_empty() {
         let list: String = inspection
             .problems
@@ -681,25 +716,11 @@ async fn push(
         ),
     }
     let repo = Repo::open(&target.location, options)?;
-    // What was checked goes up, streamed from a file in the store's folder (removed after): the
-    // bytes are let go first, so the upload holds one chunk, not the component.
-    let store = data.store();
-    let staged = tokio::task::spawn_blocking(move || {
-        let mut file = store.temp_file()?;
-        file.write_all(&bytes)
-            .map_err(|source| arkham_registry::store::StoreError::Io {
-                path: file.path().to_path_buf(),
-                source,
-            })?;
-        Ok::<_, arkham_registry::store::StoreError>(file)
-    })
-    .await?
-    .context("staging the component for upload in the data dir's store")?;
     let created = install::now_rfc3339();
     let pushed = arkham_registry::push::push(
         &repo,
         arkham_registry::push::PushRequest {
-            component: arkham_registry::push::Component::File(staged.path()),
+            component: arkham_registry::push::Component::File(&upload),
             name: &manifest.name,
             version: &manifest.version,
             interfaces: ComponentInfo {
@@ -725,6 +746,14 @@ async fn push(
         },
     )
     .await?;
+    if pushed.component_digest != inspection.digest {
+        anyhow::bail!(
+            "{origin} changed while it was pushed: {} went up as {}, but what was checked is {}; push it again with --force",
+            pushed.reference,
+            pushed.component_digest,
+            inspection.digest
+        );
+    }
     let signed = match &key {
         Some(key) => Some(
             arkham_registry::signature::sign(&repo, &pushed.manifest_digest, key)

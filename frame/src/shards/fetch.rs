@@ -163,8 +163,9 @@ pub struct Checked {
 
 /// A fetched shard: checked, its component in the store and inspected, not installed.
 pub struct Fetched {
-    /// The packaged component.
-    pub bytes: Vec<u8>,
+    /// What is compiled of the component (it without its top-level custom sections: see
+    /// [`package::Scan::code`]); the component itself is in the store, never held whole.
+    pub code: Vec<u8>,
     /// What it carries; its compatibility was checked once, here.
     pub inspection: Inspection,
     /// `location:tag` or `location@digest`: what it is installed as.
@@ -203,7 +204,7 @@ pub async fn fetch_checked(
     request: Request<'_>,
     progress: Progress<'_>,
 ) -> Result<Fetched, FetchError> {
-    if let Some(fetched) = from_store(data, &request)? {
+    if let Some(fetched) = from_store(data, &request).await? {
         return Ok(fetched);
     }
     check(data, request).await?.download(data, progress).await
@@ -211,7 +212,7 @@ pub async fn fetch_checked(
 
 /// A pinned component already in the store installs without the registry when the policy
 /// looks at no signatures for it: its bytes are verified by their digest.
-fn from_store(data: &DataDir, request: &Request<'_>) -> Result<Option<Fetched>, FetchError> {
+async fn from_store(data: &DataDir, request: &Request<'_>) -> Result<Option<Fetched>, FetchError> {
     let (Some(pinned), Selector::Digest(manifest_digest)) =
         (request.component, &request.shard_ref.selector)
     else {
@@ -221,13 +222,13 @@ fn from_store(data: &DataDir, request: &Request<'_>) -> Result<Option<Fetched>, 
     if policy(data)?.for_location(location).mode != SignatureMode::Ignore {
         return Ok(None);
     }
-    let Ok(bytes) = data.store().get(pinned) else {
+    if !data.store().contains(pinned) {
         return Ok(None);
-    };
+    }
     let reference = request.shard_ref.to_string();
-    let inspection = inspected(&bytes, &reference)?;
+    let (inspection, code) = scanned(data, pinned, &reference, None).await?;
     Ok(Some(Fetched {
-        bytes,
+        code,
         inspection,
         reference,
         manifest_digest: manifest_digest.clone(),
@@ -280,17 +281,28 @@ pub async fn check(data: &DataDir, request: Request<'_>) -> Result<Checked, Fetc
 
 impl Checked {
     /// Downloads the component into `data`'s store (streamed to disk, its digest computed on the
-    /// way), or takes it from there, and inspects it: the one compatibility check of the real
-    /// component.
+    /// way) unless it is there, and inspects it from there as a stream: the one compatibility
+    /// check of the real component. Memory holds what is compiled of it, not its custom sections.
     pub async fn download(
         self,
         data: &DataDir,
         progress: Progress<'_>,
     ) -> Result<Fetched, FetchError> {
-        let bytes = self.component(data, progress).await?;
-        let inspection = inspected(&bytes, &self.artifact.reference)?;
+        let artifact = &self.artifact;
+        let digest = artifact.component_digest()?;
+        let store = data.store();
+        if !store.contains(&digest) {
+            pull::fetch_component_to_store(&self.repo, artifact, &store, progress).await?;
+        }
+        let (inspection, code) = scanned(
+            data,
+            &digest,
+            &artifact.reference,
+            Some(artifact.layer.size),
+        )
+        .await?;
         Ok(Fetched {
-            bytes,
+            code,
             inspection,
             reference: self.artifact.reference,
             manifest_digest: self.artifact.manifest_digest,
@@ -300,53 +312,49 @@ impl Checked {
         })
     }
 
-    /// The component's bytes, downloaded unless the store has them.
-    pub async fn component(
-        &self,
-        data: &DataDir,
-        progress: Progress<'_>,
-    ) -> Result<Vec<u8>, FetchError> {
-        let artifact = &self.artifact;
-        let digest = artifact.component_digest()?;
-        let store = data.store();
-        if store.contains(&digest)
-            && let Ok(bytes) = store.get(&digest)
-        {
-            // The content is verified by its digest; the descriptor must agree on the size too.
-            if bytes.len() as u64 != artifact.layer.size {
-                return Err(RegistryError::SizeMismatch {
-                    what: "the component".to_string(),
-                    location: artifact.reference.clone(),
-                    expected: artifact.layer.size,
-                    actual: bytes.len() as u64,
-                }
-                .into());
-            }
-            return Ok(bytes);
-        }
-        let stored = pull::fetch_component_to_store(&self.repo, artifact, &store, progress).await?;
-        let path = store.path(&stored);
-        // Its digest and size were checked as it was written a moment ago: read it back unhashed.
-        tokio::task::spawn_blocking(move || {
-            std::fs::read(&path).map_err(|source| FetchError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        })
-        .await?
-    }
-
     /// The repository the artifact was resolved in (the offline cache, a layout or a registry).
     pub fn repo(&self) -> &Repo {
         &self.repo
     }
 }
 
-/// Inspects a fetched component, refusing one that cannot run here.
-fn inspected(bytes: &[u8], reference: &str) -> Result<Inspection, FetchError> {
-    let inspection = install::inspect(bytes, reference)?;
+/// Inspects the stored component `digest` as a stream, refusing one that cannot run here or whose
+/// size is not the `size` its descriptor says (the store verified its content by its digest).
+async fn scanned(
+    data: &DataDir,
+    digest: &Digest,
+    reference: &str,
+    size: Option<u64>,
+) -> Result<(Inspection, Vec<u8>), FetchError> {
+    let path = data.store().path(digest);
+    let origin = reference.to_string();
+    let (inspection, code) = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || install::inspect_file(&path, &origin, true)).await??
+    };
+    if let Some(expected) = size
+        && inspection.size != expected
+    {
+        return Err(RegistryError::SizeMismatch {
+            what: "the component".to_string(),
+            location: reference.to_string(),
+            expected,
+            actual: inspection.size,
+        }
+        .into());
+    }
+    if inspection.digest != *digest {
+        // Changed on disk since it was stored: removed, as the store does, so the next fetch
+        // downloads it again.
+        let _ = std::fs::remove_file(&path);
+        return Err(StoreError::Corrupt {
+            expected: digest.clone(),
+            actual: inspection.digest,
+        }
+        .into());
+    }
     inspection.refuse_incompatible()?;
-    Ok(inspection)
+    Ok((inspection, code.unwrap_or_default()))
 }
 
 /// Resolves `shard_ref` to an artifact: its manifest and config, read.

@@ -60,6 +60,9 @@ pub enum InstallError {
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The component to install from the store is not there.
+    #[error("component {0} is not in the data dir's store; fetch it again")]
+    NotStored(Digest),
     /// The catalog could not be read or written.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -110,6 +113,9 @@ pub struct Inspection {
     /// The same, typed.
     #[serde(skip)]
     pub incompatibilities: Vec<Incompatibility>,
+    /// The key of its compiled artifact.
+    #[serde(skip)]
+    pub compile_key: String,
 }
 
 impl Inspection {
@@ -128,21 +134,49 @@ impl Inspection {
 
 /// Reads what a packaged component carries.
 pub fn inspect(bytes: &[u8], origin: &str) -> Result<Inspection, InstallError> {
+    Ok(inspect_stream(bytes, origin, false)?.0)
+}
+
+/// [`inspect`] of the component in the file `path`, read as a stream (never held whole); with
+/// `keep_code`, answers what is compiled of it too (see [`package::Scan::code`]).
+pub fn inspect_file(
+    path: &Path,
+    origin: &str,
+    keep_code: bool,
+) -> Result<(Inspection, Option<Vec<u8>>), InstallError> {
+    let file = std::fs::File::open(path).map_err(|source| InstallError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    inspect_stream(
+        std::io::BufReader::with_capacity(64 << 10, file),
+        origin,
+        keep_code,
+    )
+}
+
+fn inspect_stream(
+    input: impl std::io::Read,
+    origin: &str,
+    keep_code: bool,
+) -> Result<(Inspection, Option<Vec<u8>>), InstallError> {
     let to_err = |source| InstallError::Package {
         origin: origin.to_string(),
         source,
     };
-    let manifest = package::extract_manifest(bytes).map_err(to_err)?;
-    let interfaces = package::interfaces(bytes).map_err(to_err)?;
-    let incompatibilities = compat::check(&manifest, &interfaces);
-    Ok(Inspection {
+    let scan = package::scan(input, keep_code).map_err(to_err)?;
+    let manifest = scan.manifest().map_err(to_err)?;
+    let incompatibilities = compat::check(&manifest, &scan.interfaces);
+    let inspection = Inspection {
         manifest,
-        interfaces,
-        digest: Digest::of(bytes),
-        size: bytes.len() as u64,
+        interfaces: scan.interfaces,
+        digest: scan.digest,
+        size: scan.size,
         problems: incompatibilities.iter().map(ToString::to_string).collect(),
         incompatibilities,
-    })
+        compile_key: scan.compile_key,
+    };
+    Ok((inspection, scan.code))
 }
 
 /// The packaged bytes of a local source: a shard folder (built first when stale) or a `.wasm`.
@@ -188,13 +222,29 @@ pub fn install_inspected(
     source: &str,
 ) -> Result<Installed, InstallError> {
     inspection.refuse_incompatible()?;
+    data.store().put(bytes)?;
+    install_stored(data, runtime, bytes, inspection, source)
+}
+
+/// [`install_inspected`] of a component the store already holds (a download streamed there),
+/// given only `code`, what is compiled of it: the whole component, or [`package::Scan::code`].
+pub fn install_stored(
+    data: &DataDir,
+    runtime: &Runtime,
+    code: &[u8],
+    inspection: Inspection,
+    source: &str,
+) -> Result<Installed, InstallError> {
+    inspection.refuse_incompatible()?;
+    let digest = inspection.digest;
+    if !data.store().contains(&digest) {
+        return Err(InstallError::NotStored(digest));
+    }
     let manifest = inspection.manifest;
-    let digest = data.store().put(bytes)?;
     // Compile now: the frame then starts from the cache, and a component that does not link is
     // refused here rather than found broken at serve time.
-    let compiled = package::compile_key(bytes)
-        .map_err(wasmtime::Error::from)
-        .and_then(|key| runtime.compile(&key, bytes))
+    let compiled = runtime
+        .compile(&inspection.compile_key, code)
         .and_then(|component| runtime.linker().instantiate_pre(&component).map(|_| ()));
     if let Err(e) = compiled {
         return Err(InstallError::Compile {
