@@ -504,12 +504,30 @@ impl Frame {
         installed: &InstalledShard,
         grants: &Grants,
     ) -> anyhow::Result<Arc<Running>> {
-        let bytes = self.data.store().get(&installed.digest)?;
-        let manifest = Arc::new(package::extract_manifest(&bytes)?);
+        // One pass over the stored file: its content verified, its manifest read, and only what
+        // is compiled of it (no custom sections) held.
+        let store = self.data.store();
+        let path = store.path(&installed.digest);
+        let (inspection, code) = {
+            let (path, origin) = (path.clone(), installed.source.clone());
+            tokio::task::spawn_blocking(move || install::inspect_file(&path, &origin, true))
+                .await??
+        };
+        if inspection.digest != installed.digest {
+            // Changed on disk since it was stored: removed, as the store does, so that adding
+            // the shard again stores it afresh.
+            let _ = std::fs::remove_file(&path);
+            return Err(arkham_registry::store::StoreError::Corrupt {
+                expected: installed.digest.clone(),
+                actual: inspection.digest,
+            }
+            .into());
+        }
+        let manifest = Arc::new(inspection.manifest);
         let digest = installed.digest.to_string();
         let component = self
             .runtime
-            .compile(&package::compile_key(&bytes)?, &bytes)
+            .compile(&inspection.compile_key, &code.unwrap_or_default())
             .map_err(anyhow::Error::from)
             .context("compiling")?;
         let declared = manifest.services.declared();
