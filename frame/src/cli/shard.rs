@@ -13,9 +13,9 @@ use crate::shards::manifest::Manifest;
 use crate::shards::package;
 use anyhow::Context as _;
 use arkham_registry::artifact::ComponentInfo;
-use arkham_registry::lockfile::{LockedShard, Lockfile};
+use arkham_registry::lockfile::Lockfile;
 use arkham_registry::push::ShardAnnotations;
-use arkham_registry::reference::{Location, Selector, ShardRef};
+use arkham_registry::reference::{Selector, ShardRef};
 use arkham_registry::repo::{ConnectOptions, Repo};
 use std::path::{Path, PathBuf};
 
@@ -921,50 +921,6 @@ async fn add_locked(
     Ok(())
 }
 
-/// For each locked shard (or those named): the newest version its requirement allows and the
-/// newest there is.
-/// The newest version `entry`'s requirement allows (`None` when it is pinned to a tag or a
-/// digest: nothing moves it) and the newest release, looked up for a pinned shard only when
-/// `with_latest` (`update` needs no registry for those).
-async fn newest(
-    data: &DataDir,
-    entry: &LockedShard,
-    options: ConnectOptions,
-    with_latest: bool,
-) -> anyhow::Result<(Option<semver::Version>, Option<semver::Version>, ShardRef)> {
-    let selector = selector_from_text(&entry.requirement)?;
-    let shard_ref = ShardRef::parse(&entry.source, None)
-        .with_context(|| format!("the source of `{}` in the lockfile", entry.name))?;
-    let shard_ref = ShardRef {
-        selector: selector.clone(),
-        ..shard_ref
-    };
-    let pinned = is_pinned(&selector);
-    if pinned && !with_latest {
-        return Ok((None, None, shard_ref));
-    }
-    let repo = if options.offline && matches!(shard_ref.location, Location::Remote { .. }) {
-        let index = arkham_registry::cache::TagIndex::load(&data.tag_index())?;
-        Repo::cached(&shard_ref.location, data.store(), &index)
-    } else {
-        Repo::open(&shard_ref.location, options)?
-    };
-    let tags = repo.tags().await?;
-    let versions = arkham_registry::resolve::versions(&tags);
-    let wanted = if pinned {
-        None
-    } else {
-        arkham_registry::resolve::pick(&repo.location(), &tags, &selector).and_then(Result::ok)
-    };
-    let latest = versions.iter().rev().find(|v| v.pre.is_empty()).cloned();
-    Ok((wanted, latest, shard_ref))
-}
-
-/// Whether a selector names one artifact (a tag or a digest) rather than a range of versions.
-fn is_pinned(selector: &Selector) -> bool {
-    matches!(selector, Selector::Tag(_) | Selector::Digest(_))
-}
-
 async fn update(
     data: &DataDir,
     names: &[String],
@@ -988,7 +944,9 @@ async fn update(
         if !names.is_empty() && !names.contains(&entry.name) {
             continue;
         }
-        let (wanted, _, shard_ref) = newest(data, &entry, options, false).await?;
+        let fetch::Newest {
+            wanted, shard_ref, ..
+        } = fetch::newest(data, &entry, options, false).await?;
         let current = semver::Version::parse(&entry.version).ok();
         let Some(wanted) = wanted.filter(|w| current.as_ref().is_none_or(|c| w > c)) else {
             if !json {
@@ -1025,8 +983,9 @@ async fn list_outdated(data: &DataDir, options: ConnectOptions, json: bool) -> a
     let lock = Lockfile::load(&lock_path(data))?;
     let mut rows = Vec::new();
     for entry in &lock.shards {
-        let (wanted, latest, _) = newest(data, entry, options, true).await?;
-        let pinned = is_pinned(&selector_from_text(&entry.requirement)?);
+        let fetch::Newest { wanted, latest, .. } =
+            fetch::newest(data, entry, options, true).await?;
+        let pinned = fetch::is_pinned(&selector_from_text(&entry.requirement)?);
         let current = semver::Version::parse(&entry.version).ok();
         let newer = |v: &Option<semver::Version>| match (v, &current) {
             (Some(v), Some(c)) => v > c,

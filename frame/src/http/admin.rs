@@ -274,6 +274,9 @@ fn fetch_error(e: &FetchError) -> Response {
     use arkham_registry::RegistryError;
     let (status, code) = match e {
         FetchError::Reference(_) => (StatusCode::BAD_REQUEST, "invalid_reference"),
+        FetchError::Requirement(_) | FetchError::LockedSource { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "fetch_failed")
+        }
         FetchError::Trust(TrustError::Refused { .. }) => (StatusCode::FORBIDDEN, "untrusted"),
         FetchError::Registry(
             RegistryError::NotFound { .. }

@@ -88,6 +88,17 @@ pub enum FetchError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// A lockfile requirement does not parse.
+    #[error(transparent)]
+    Requirement(#[from] RequirementError),
+    /// A lockfile source does not parse.
+    #[error("the source of `{name}` in the lockfile: {source}")]
+    LockedSource {
+        /// The shard.
+        name: String,
+        /// Why.
+        source: ReferenceError,
+    },
     /// A blocking task died.
     #[error("reading the component was cut short: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -558,6 +569,70 @@ pub fn selector_from_text(text: &str) -> Result<Selector, RequirementError> {
     } else {
         Selector::Requirement(semver::VersionReq::parse(text).map_err(|e| invalid(e.to_string()))?)
     })
+}
+
+/// What a lockfile entry could move to.
+#[derive(Debug)]
+pub struct Newest {
+    /// The newest version its requirement allows (`None` when it is pinned to a tag or a digest:
+    /// nothing moves it).
+    pub wanted: Option<semver::Version>,
+    /// The newest release there is, looked up for a pinned shard only when asked.
+    pub latest: Option<semver::Version>,
+    /// Its source under its requirement.
+    pub shard_ref: ShardRef,
+}
+
+/// The versions `entry` could move to (see [`Newest`]): the newest release is looked up for a
+/// pinned shard only when `with_latest` (`update` needs no registry for those).
+pub async fn newest(
+    data: &DataDir,
+    entry: &LockedShard,
+    options: ConnectOptions,
+    with_latest: bool,
+) -> Result<Newest, FetchError> {
+    let selector = selector_from_text(&entry.requirement)?;
+    let shard_ref =
+        ShardRef::parse(&entry.source, None).map_err(|source| FetchError::LockedSource {
+            name: entry.name.clone(),
+            source,
+        })?;
+    let shard_ref = ShardRef {
+        selector: selector.clone(),
+        ..shard_ref
+    };
+    let pinned = is_pinned(&selector);
+    if pinned && !with_latest {
+        return Ok(Newest {
+            wanted: None,
+            latest: None,
+            shard_ref,
+        });
+    }
+    let repo = if options.offline && matches!(shard_ref.location, Location::Remote { .. }) {
+        let index = TagIndex::load(&data.tag_index())?;
+        Repo::cached(&shard_ref.location, data.store(), &index)
+    } else {
+        Repo::open(&shard_ref.location, options)?
+    };
+    let tags = repo.tags().await?;
+    let versions = arkham_registry::resolve::versions(&tags);
+    let wanted = if pinned {
+        None
+    } else {
+        arkham_registry::resolve::pick(&repo.location(), &tags, &selector).and_then(Result::ok)
+    };
+    let latest = versions.iter().rev().find(|v| v.pre.is_empty()).cloned();
+    Ok(Newest {
+        wanted,
+        latest,
+        shard_ref,
+    })
+}
+
+/// Whether a selector names one artifact (a tag or a digest) rather than a range of versions.
+pub fn is_pinned(selector: &Selector) -> bool {
+    matches!(selector, Selector::Tag(_) | Selector::Digest(_))
 }
 
 #[cfg(test)]
