@@ -314,7 +314,13 @@ async fn await_serving(
 /// Who signed what was installed, when the trust policy checked it.
 fn print_signers(signers: &[String]) {
     for signer in signers {
-        println!("  signed by the trusted key {signer}");
+        // Keys are recorded as `sha256:…`, keyless identities as `ISSUER SUBJECT`.
+        match signer.split_once(' ') {
+            Some((issuer, subject)) => {
+                println!("  signed keyless by the trusted identity {subject} (issuer {issuer})")
+            }
+            None => println!("  signed by the trusted key {signer}"),
+        }
     }
 }
 
