@@ -20,6 +20,7 @@ Keyless (what `cosign sign` without `--key` writes), against a test Sigstore mad
       --ca OTHER_DIR           issue the leaf from another Sigstore's CA (not in DIR's root)
       --bad-set                the SET signs another integratedTime than the bundle says
       --expired                logged after the leaf's notAfter
+      --server-auth            the leaf's extended key usage is serverAuth, not codeSigning
       --out FILE               write the layer ({payload, annotations} JSON) instead of pushing
 """
 
@@ -269,7 +270,7 @@ def utf8_string_der(text):
 
 
 def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_set=False,
-                  expired=False, v1_issuer=False):
+                  expired=False, v1_issuer=False, server_auth=False):
     """The payload and annotations of a keyless signature layer, as cosign writes them."""
     ca = ca or directory
     intermediate_key = load_private(os.path.join(ca, "intermediate.key"))
@@ -295,7 +296,9 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
                                          key_encipherment=False, data_encipherment=False,
                                          key_agreement=False, key_cert_sign=False, crl_sign=False,
                                          encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server_auth
+                                                  else ExtendedKeyUsageOID.CODE_SIGNING]),
+                           critical=False)
             .add_extension(x509.SubjectAlternativeName([san]), critical=True)
             .add_extension(issuer_extension, critical=False)
             .sign(intermediate_key, hashes.SHA384()))
@@ -336,7 +339,8 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
 
 def sign_keyless(host, repo, digest, directory, *options):
     args = {"subject": "ci@example.com", "issuer": "https://token.example"}
-    flags = {"--bad-set": "bad_set", "--expired": "expired", "--v1-issuer": "v1_issuer"}
+    flags = {"--bad-set": "bad_set", "--expired": "expired", "--v1-issuer": "v1_issuer",
+             "--server-auth": "server_auth"}
     out = None
     rest = list(options)
     while rest:

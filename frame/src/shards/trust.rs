@@ -68,9 +68,14 @@ impl IdentityRule {
     }
 }
 
+/// As the rule is written: `{ issuer = "…", subject = "…" }`.
 impl std::fmt::Display for IdentityRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (issuer {})", self.subject, self.issuer)
+        write!(
+            f,
+            "{{ issuer = \"{}\", subject = \"{}\" }}",
+            self.issuer, self.subject
+        )
     }
 }
 
@@ -217,11 +222,7 @@ impl Policy {
     /// key, which installs an unsigned shard with a warning.
     pub fn for_location(&self, location: &Location) -> Effective<'_> {
         let text = location.repository_ref();
-        if let Some(loaded) = self
-            .rules
-            .iter()
-            .find(|l| matches(&l.rule.registry, &text))
-        {
+        if let Some(loaded) = self.rules.iter().find(|l| matches(&l.rule.registry, &text)) {
             return Effective {
                 rule: Some(&loaded.rule.registry),
                 mode: loaded.rule.signatures,
@@ -430,8 +431,12 @@ fn todo(
         Check::Certified { issuer, subject } => Some((issuer, subject)),
         _ => None,
     });
-    let uncertified = checks.iter().any(|c| matches!(c, Check::Uncertified { .. }));
-    let unverifiable = checks.iter().any(|c| matches!(c, Check::NoTrustedRoot { .. }));
+    let uncertified = checks
+        .iter()
+        .any(|c| matches!(c, Check::Uncertified { .. }));
+    let unverifiable = checks
+        .iter()
+        .any(|c| matches!(c, Check::NoTrustedRoot { .. }));
     let root_file = effective.trusted_root.map_or("", |(_, file)| file);
     if let Some(covers) = &other {
         format!(
@@ -477,12 +482,11 @@ pub fn describe(checks: &[Check]) -> String {
             }
             Check::Malformed { reason } => format!("one that is malformed ({reason})"),
             Check::Certified { issuer, subject } => {
-                format!("one keyless by {subject} (issuer {issuer}), verified")
+                format!("one keyless by {subject} (issuer {issuer}), certified by the trusted root")
             }
-            Check::Uncertified { claimed: c, reason } => format!(
-                "one keyless{} that does not verify: {reason}",
-                claimed(c)
-            ),
+            Check::Uncertified { claimed: c, reason } => {
+                format!("one keyless{} that does not verify: {reason}", claimed(c))
+            }
             Check::NoTrustedRoot { claimed: c } => format!(
                 "one keyless{} not verified, as no trusted root is configured",
                 claimed(c)
@@ -568,7 +572,9 @@ mod tests {
         )));
         // The trusted root is loaded with the rule, relative to the config's folder.
         let dir = tempfile::tempdir().unwrap();
-        let err = Policy::load(&[keyless], dir.path()).unwrap_err().to_string();
+        let err = Policy::load(&[keyless], dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("ghcr.io/acme/*") && err.contains("trusted_root.json"),
             "{err}"

@@ -640,7 +640,8 @@ fn signatures_interoperate_with_an_independent_cosign_implementation() {
 }
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
-const WORKFLOW: &str = "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
+const WORKFLOW: &str =
+    "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
 
 #[test]
 fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused() {
@@ -689,7 +690,13 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
         let file = packets(work.path(), version, &format!("keyless {options:?}"));
         let (ok, out, err) = arkham_with(
             data.path(),
-            &["shard", "push", file.to_str().unwrap(), &repository, "--json"],
+            &[
+                "shard",
+                "push",
+                file.to_str().unwrap(),
+                &repository,
+                "--json",
+            ],
             &env,
         );
         assert!(ok, "{out}{err}");
@@ -728,7 +735,10 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
         "{out}"
     );
     let lock = std::fs::read_to_string(data.path().join("arkham.lock")).unwrap();
-    assert!(lock.contains(&format!("signers = [\"{signer}\"]")), "{lock}");
+    assert!(
+        lock.contains(&format!("signers = [\"{signer}\"]")),
+        "{lock}"
+    );
     let (ok, out, err) = arkham_with(data.path(), &["shard", "list", "--json"], &env);
     assert!(ok, "{err}");
     assert_eq!(json(&out)[0]["signers"][0], signer.as_str());
@@ -750,8 +760,9 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
     );
     assert!(ok, "{err}");
     assert!(
-        out.contains(&format!("one keyless by {WORKFLOW} (issuer {GITHUB}), verified"))
-            && out.contains("(require): accepted"),
+        out.contains(&format!(
+            "one keyless by {WORKFLOW} (issuer {GITHUB}), certified by the trusted root"
+        )) && out.contains("(require): accepted"),
         "{out}"
     );
 
@@ -761,7 +772,8 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
     std::fs::write(second.path().join("arkham.lock"), &lock).unwrap();
     let (ok, out, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
     assert!(ok && out.contains("installed packets 0.1.0"), "{out}{err}");
-    let other_signer = format!("{GITHUB} https://github.com/acme/other/.github/workflows/x.yml@refs/heads/main");
+    let other_signer =
+        format!("{GITHUB} https://github.com/acme/other/.github/workflows/x.yml@refs/heads/main");
     let third = data_dir(&rule);
     install_root(third.path());
     let repinned = lock.replace(&signer, &other_signer);
@@ -777,7 +789,7 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
     );
 
     // Each failure is refused before download, saying what was expected and found.
-    let expected = "one of the keyless identities (https://github.com/acme/* (issuer https://token.actions.githubusercontent.com))";
+    let expected = "one of the keyless identities ({ issuer = \"https://token.actions.githubusercontent.com\", subject = \"https://github.com/acme/*\" })";
     let refuse = |version: &str, options: &[&str], needles: &[&str]| {
         let (reference, component) = push_signed(version, options);
         let mut all = vec![expected];
@@ -789,15 +801,24 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
         "0.2.0",
         &["--subject", evil, "--issuer", GITHUB],
         &[
-            &format!("1 signature: one keyless by {evil} (issuer {GITHUB}), verified"),
+            &format!(
+                "1 signature: one keyless by {evil} (issuer {GITHUB}), certified by the trusted root"
+            ),
             &format!("add `{{ issuer = \"{GITHUB}\", subject = \"{evil}\" }}`"),
         ],
     );
     refuse(
         "0.3.0",
-        &["--subject", WORKFLOW, "--issuer", "https://accounts.example"],
         &[
-            &format!("one keyless by {WORKFLOW} (issuer https://accounts.example), verified"),
+            "--subject",
+            WORKFLOW,
+            "--issuer",
+            "https://accounts.example",
+        ],
+        &[
+            &format!(
+                "one keyless by {WORKFLOW} (issuer https://accounts.example), certified by the trusted root"
+            ),
             "to the rule's `identities`",
         ],
     );
@@ -823,11 +844,7 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
     );
 
     // A rule without a trusted root cannot check a keyless signature, and says what to add.
-    let (ok, out, err) = arkham_with(
-        data.path(),
-        &["key", "generate", "--out", &path("k")],
-        &env,
-    );
+    let (ok, out, err) = arkham_with(data.path(), &["key", "generate", "--out", &path("k")], &env);
     assert!(ok, "{out}{err}");
     let keys_only = format!(
         "[[trust]]\nregistry = \"{}/keyless/*\"\nkeys = [\"{}\"]\nsignatures = \"require\"\n",
@@ -842,7 +859,9 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
         &reference,
         &component,
         &[
-            &format!("one keyless for {WORKFLOW} (issuer {GITHUB}) not verified, as no trusted root is configured"),
+            &format!(
+                "one keyless for {WORKFLOW} (issuer {GITHUB}) not verified, as no trusted root is configured"
+            ),
             "add `trusted_root = \"trusted_root.json\"`",
         ],
     );

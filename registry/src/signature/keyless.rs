@@ -305,10 +305,14 @@ impl TrustedRoot {
             let mut chain = Vec::new();
             for cert in &ca.cert_chain.certificates {
                 let der = b64(&cert.raw_bytes).map_err(|e| {
-                    invalid(format!("certificateAuthorities[{i}]: a certificate is not base64 ({e})"))
+                    invalid(format!(
+                        "certificateAuthorities[{i}]: a certificate is not base64 ({e})"
+                    ))
                 })?;
                 Certificate::from_der(&der).map_err(|e| {
-                    invalid(format!("certificateAuthorities[{i}]: a certificate is not X.509 DER ({e})"))
+                    invalid(format!(
+                        "certificateAuthorities[{i}]: a certificate is not X.509 DER ({e})"
+                    ))
                 })?;
                 chain.push(CertificateDer::from(der));
             }
@@ -474,11 +478,11 @@ fn identity_of(cert: &Certificate) -> Result<Identity, KeylessError> {
         (Some(der), _) => Utf8StringRef::from_der(der)
             .map(|s| s.as_str().to_string())
             .map_err(unreadable)?,
-        (None, Some(raw)) => String::from_utf8(raw.to_vec()).map_err(|_| {
-            KeylessError::Certificate {
+        (None, Some(raw)) => {
+            String::from_utf8(raw.to_vec()).map_err(|_| KeylessError::Certificate {
                 reason: "its OIDC issuer extension is not UTF-8".to_string(),
-            }
-        })?,
+            })?
+        }
         (None, None) => {
             return Err(KeylessError::NoIdentity {
                 missing: "OIDC issuer (extension 1.3.6.1.4.1.57264.1.8)",
@@ -533,8 +537,8 @@ pub fn verify(
     let bundle: Bundle = serde_json::from_str(bundle_text)
         .map_err(|e| bad_bundle(format!("not the bundle JSON ({e})")))?;
     let entry = &bundle.payload;
-    let log_id = hex_decode(&entry.log_id)
-        .ok_or_else(|| bad_bundle("its logID is not hex".to_string()))?;
+    let log_id =
+        hex_decode(&entry.log_id).ok_or_else(|| bad_bundle("its logID is not hex".to_string()))?;
     let log = root
         .logs
         .iter()
@@ -564,12 +568,24 @@ pub fn verify(
             not_after: text(not_after),
         });
     }
-    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
-    let end_entity = webpki::EndEntityCert::try_from(&leaf_cert).map_err(|e| {
-        KeylessError::Certificate {
+    // The leaf must say code signing; checked before the path, as webpki applies its EKU rule
+    // (accepting an absent EKU, for intermediates) to the leaf as well.
+    let code_signing = cert
+        .tbs_certificate
+        .get::<ExtendedKeyUsage>()
+        .map_err(|e| KeylessError::Certificate {
             reason: e.to_string(),
-        }
-    })?;
+        })?
+        .is_some_and(|(_, eku)| eku.0.contains(&CODE_SIGNING));
+    if !code_signing {
+        return Err(KeylessError::NotCodeSigning);
+    }
+
+    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
+    let end_entity =
+        webpki::EndEntityCert::try_from(&leaf_cert).map_err(|e| KeylessError::Certificate {
+            reason: e.to_string(),
+        })?;
     let from_layer = match annotations.get(CHAIN_ANNOTATION) {
         Some(text) => chain_from_pem(text).map_err(|reason| KeylessError::Chain {
             reason: format!("its chain annotation is not readable ({reason})"),
@@ -587,7 +603,11 @@ pub fn verify(
         };
         // The layer's chain only offers candidates: the path must end at the trusted root.
         let mut candidates: Vec<CertificateDer<'_>> = intermediates.to_vec();
-        candidates.extend(from_layer.iter().map(|c| CertificateDer::from(c.as_slice())));
+        candidates.extend(
+            from_layer
+                .iter()
+                .map(|c| CertificateDer::from(c.as_slice())),
+        );
         match end_entity.verify_for_usage(
             PATH_ALGORITHMS,
             &[anchor],
@@ -615,18 +635,6 @@ pub fn verify(
             },
         });
     }
-    // The leaf must say code signing (webpki accepted intermediates without an EKU).
-    let code_signing = cert
-        .tbs_certificate
-        .get::<ExtendedKeyUsage>()
-        .map_err(|e| KeylessError::Certificate {
-            reason: e.to_string(),
-        })?
-        .is_some_and(|(_, eku)| eku.0.contains(&CODE_SIGNING));
-    if !code_signing {
-        return Err(KeylessError::NotCodeSigning);
-    }
-
     // The log entry is this signature of this payload by this certificate.
     check_body(&entry.body, payload, signature, &leaf_der)?;
 
@@ -733,7 +741,7 @@ fn check_body(
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -755,7 +763,9 @@ mod tests {
     const LAYER: &str = include_str!("testdata/layer.json");
     const EXPIRED: &str = include_str!("testdata/expired.json");
     const V1_EMAIL: &str = include_str!("testdata/v1_email.json");
-    const SUBJECT: &str = "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
+    const SERVER_AUTH: &str = include_str!("testdata/server_auth.json");
+    const SUBJECT: &str =
+        "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
 
     struct Layer {
@@ -852,7 +862,8 @@ mod tests {
         json["certificateAuthorities"][0]["validFor"]["end"] = "2001-01-01T00:00:00Z".into();
         let err = verify_layer(&super::tests::root(&json.to_string()), &layer(LAYER)).unwrap_err();
         assert!(
-            err.to_string().contains("no certificate authority of the trusted root was valid"),
+            err.to_string()
+                .contains("no certificate authority of the trusted root was valid"),
             "{err}"
         );
     }
@@ -865,7 +876,10 @@ mod tests {
         });
         assert_eq!(verify_layer(&root(ROOT), &moved), Err(KeylessError::Set));
         let reindexed = with_entry(&good, |e| e["logIndex"] = 1.into());
-        assert_eq!(verify_layer(&root(ROOT), &reindexed), Err(KeylessError::Set));
+        assert_eq!(
+            verify_layer(&root(ROOT), &reindexed),
+            Err(KeylessError::Set)
+        );
         // A log the root does not list.
         let other_log = mixed(ROOT, OTHER_ROOT, "tlogs");
         assert!(matches!(
@@ -884,7 +898,18 @@ mod tests {
     fn a_certificate_expired_when_logged_is_refused() {
         let err = verify_layer(&root(ROOT), &layer(EXPIRED)).unwrap_err();
         assert!(matches!(err, KeylessError::Expired { .. }), "{err}");
-        assert!(err.to_string().contains("was not valid when the signature was logged"));
+        assert!(
+            err.to_string()
+                .contains("was not valid when the signature was logged")
+        );
+    }
+
+    #[test]
+    fn a_certificate_not_for_code_signing_is_refused() {
+        assert_eq!(
+            verify_layer(&root(ROOT), &layer(SERVER_AUTH)),
+            Err(KeylessError::NotCodeSigning)
+        );
     }
 
     #[test]
@@ -939,12 +964,16 @@ mod tests {
 
     #[test]
     fn unusable_trusted_roots_are_named() {
-        let err = TrustedRoot::from_json(b"{}", "root.json").unwrap_err().to_string();
+        let err = TrustedRoot::from_json(b"{}", "root.json")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("root.json") && err.contains("no certificate authority"),
             "{err}"
         );
-        let err = TrustedRoot::from_json(b"null", "root.json").unwrap_err().to_string();
+        let err = TrustedRoot::from_json(b"null", "root.json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a trusted root JSON document"), "{err}");
         let mut json: serde_json::Value = serde_json::from_str(ROOT).unwrap();
         json["tlogs"][0]["publicKey"]["rawBytes"] = "AAAA".into();
