@@ -21,6 +21,7 @@ Keyless (what `cosign sign` without `--key` writes), against a test Sigstore mad
       --bad-set                the SET signs another integratedTime than the bundle says
       --expired                logged after the leaf's notAfter
       --server-auth            the leaf's extended key usage is serverAuth, not codeSigning
+      --foreign-signature      the payload signed (and logged) by a key other than the leaf's
       --out FILE               write the layer ({payload, annotations} JSON) instead of pushing
 """
 
@@ -270,7 +271,7 @@ def utf8_string_der(text):
 
 
 def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_set=False,
-                  expired=False, v1_issuer=False, server_auth=False):
+                  expired=False, v1_issuer=False, server_auth=False, foreign_signature=False):
     """The payload and annotations of a keyless signature layer, as cosign writes them."""
     ca = ca or directory
     intermediate_key = load_private(os.path.join(ca, "intermediate.key"))
@@ -304,7 +305,8 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
             .sign(intermediate_key, hashes.SHA384()))
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM)
     payload = simple_signing(host, repo, digest)
-    signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    signer = ec.generate_private_key(ec.SECP256R1()) if foreign_signature else key
+    signature = signer.sign(payload, ec.ECDSA(hashes.SHA256()))
     body = {
         "apiVersion": "0.0.1",
         "kind": "hashedrekord",
@@ -340,7 +342,7 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
 def sign_keyless(host, repo, digest, directory, *options):
     args = {"subject": "ci@example.com", "issuer": "https://token.example"}
     flags = {"--bad-set": "bad_set", "--expired": "expired", "--v1-issuer": "v1_issuer",
-             "--server-auth": "server_auth"}
+             "--server-auth": "server_auth", "--foreign-signature": "foreign_signature"}
     out = None
     rest = list(options)
     while rest:

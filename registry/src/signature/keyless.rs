@@ -764,6 +764,7 @@ mod tests {
     const EXPIRED: &str = include_str!("testdata/expired.json");
     const V1_EMAIL: &str = include_str!("testdata/v1_email.json");
     const SERVER_AUTH: &str = include_str!("testdata/server_auth.json");
+    const FOREIGN_SIGNATURE: &str = include_str!("testdata/foreign_signature.json");
     const SUBJECT: &str =
         "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -909,6 +910,14 @@ mod tests {
         assert_eq!(
             verify_layer(&root(ROOT), &layer(SERVER_AUTH)),
             Err(KeylessError::NotCodeSigning)
+        );
+    }
+
+    #[test]
+    fn a_logged_signature_by_another_key_than_the_certificates_is_refused() {
+        assert_eq!(
+            verify_layer(&root(ROOT), &layer(FOREIGN_SIGNATURE)),
+            Err(KeylessError::Signature)
         );
     }
 
