@@ -11,7 +11,8 @@ python3-cryptography) for ECDSA P-256. It shares no code with arkham.
   cosign-interop.py verify HOST REPO DIGEST PUBLIC.pem   -> exit 0 iff a layer verifies with the key
 
 Keyless (what `cosign sign` without `--key` writes), against a test Sigstore made here: a root CA
-(P-384) and an intermediate like Fulcio's, a Rekor log key (P-256), and their `trusted_root.json`.
+(P-384) and an intermediate like Fulcio's, a Rekor log key and a certificate transparency log key
+(P-256), and their `trusted_root.json`. Leaves embed an SCT (RFC 6962) as Fulcio's do.
 
   cosign-interop.py sigstore-init DIR          -> DIR/trusted_root.json and the CA and log keys
   cosign-interop.py sign-keyless HOST REPO DIGEST DIR [options]
@@ -22,6 +23,7 @@ Keyless (what `cosign sign` without `--key` writes), against a test Sigstore mad
       --expired                logged after the leaf's notAfter
       --server-auth            the leaf's extended key usage is serverAuth, not codeSigning
       --foreign-signature      the payload signed (and logged) by a key other than the leaf's
+      --no-sct / --bad-sct     no embedded SCT / one whose signature covers another timestamp
       --out FILE               write the layer ({payload, annotations} JSON) instead of pushing
 """
 
@@ -232,11 +234,14 @@ def sigstore_init(directory):
     intermediate = ca_cert(intermediate_key, root_key, "sigstore-intermediate", "sigstore", 0,
                            start, end, True)
     rekor_key = ec.generate_private_key(ec.SECP256R1())
+    ct_key = ec.generate_private_key(ec.SECP256R1())
+    pem_write(os.path.join(directory, "ct.key"), private_pem(ct_key))
     pem_write(os.path.join(directory, "intermediate.key"), private_pem(intermediate_key))
     pem_write(os.path.join(directory, "rekor.key"), private_pem(rekor_key))
     pem_write(os.path.join(directory, "intermediate.pem"), intermediate.public_bytes(serialization.Encoding.PEM))
     pem_write(os.path.join(directory, "root.pem"), root.public_bytes(serialization.Encoding.PEM))
     rekor_spki = spki_der(rekor_key.public_key())
+    ct_spki = spki_der(ct_key.public_key())
     der = lambda c: base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
     trusted_root = {
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
@@ -254,7 +259,14 @@ def sigstore_init(directory):
             "certChain": {"certificates": [{"rawBytes": der(intermediate)}, {"rawBytes": der(root)}]},
             "validFor": {"start": rfc3339(start)},
         }],
-        "ctlogs": [],
+        "ctlogs": [{
+            "baseUrl": "https://ctfe.invalid",
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": base64.b64encode(ct_spki).decode(),
+                          "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                          "validFor": {"start": rfc3339(start)}},
+            "logId": {"keyId": base64.b64encode(hashlib.sha256(ct_spki).digest()).decode()},
+        }],
         "timestampAuthorities": [],
     }
     with open(os.path.join(directory, "trusted_root.json"), "w") as f:
@@ -262,22 +274,47 @@ def sigstore_init(directory):
     print(f"made a test Sigstore in {directory}")
 
 
-def utf8_string_der(text):
-    data = text.encode()
+def der_tlv(tag, data):
     if len(data) < 128:
-        return bytes([0x0C, len(data)]) + data
+        return bytes([tag, len(data)]) + data
     length = len(data).to_bytes((len(data).bit_length() + 7) // 8, "big")
-    return bytes([0x0C, 0x80 | len(length)]) + length + data
+    return bytes([tag, 0x80 | len(length)]) + length + data
+
+
+def utf8_string_der(text):
+    return der_tlv(0x0C, text.encode())
+
+
+SCT_LIST = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+
+
+def embedded_sct(builder, intermediate, intermediate_key, ct_key, bad=False):
+    """The SCT list extension a CT log returns for the precertificate `builder` makes (RFC 6962
+    3.2: the TBS without the SCT extension, and the issuer's key hash)."""
+    precert = builder.sign(intermediate_key, hashes.SHA384()).tbs_certificate_bytes
+    issuer_key_hash = hashlib.sha256(spki_der(intermediate.public_key())).digest()
+    timestamp = int(time.time() * 1000)
+    u16 = lambda n: n.to_bytes(2, "big")
+    signed = (bytes([0, 0]) + (timestamp + (1 if bad else 0)).to_bytes(8, "big") + u16(1)
+              + issuer_key_hash + len(precert).to_bytes(3, "big") + precert + u16(0))
+    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    log_id = hashlib.sha256(spki_der(ct_key.public_key())).digest()
+    sct = (bytes([0]) + log_id + timestamp.to_bytes(8, "big") + u16(0)
+           + bytes([4, 3]) + u16(len(signature)) + signature)
+    items = u16(len(sct)) + sct
+    return x509.UnrecognizedExtension(SCT_LIST, der_tlv(0x04, u16(len(items)) + items))
 
 
 def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_set=False,
-                  expired=False, v1_issuer=False, server_auth=False, foreign_signature=False):
+                  expired=False, v1_issuer=False, server_auth=False, foreign_signature=False,
+                  no_sct=False, bad_sct=False):
     """The payload and annotations of a keyless signature layer, as cosign writes them."""
     ca = ca or directory
     intermediate_key = load_private(os.path.join(ca, "intermediate.key"))
     intermediate = load_cert(os.path.join(ca, "intermediate.pem"))
     root = load_cert(os.path.join(ca, "root.pem"))
     rekor_key = load_private(os.path.join(directory, "rekor.key"))
+    ct_key = load_private(os.path.join(directory, "ct.key"))
     # Fulcio's leaf: an ephemeral P-256 key, ten minutes, no subject, identity in the SAN.
     key = ec.generate_private_key(ec.SECP256R1())
     now = int(time.time())
@@ -287,7 +324,7 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
            else x509.UniformResourceIdentifier(subject))
     issuer_extension = (x509.UnrecognizedExtension(ISSUER_V1, issuer.encode()) if v1_issuer
                         else x509.UnrecognizedExtension(ISSUER_V2, utf8_string_der(issuer)))
-    leaf = (x509.CertificateBuilder()
+    builder = (x509.CertificateBuilder()
             .subject_name(x509.Name([]))
             .issuer_name(intermediate.subject)
             .public_key(key.public_key())
@@ -301,8 +338,11 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
                                                   else ExtendedKeyUsageOID.CODE_SIGNING]),
                            critical=False)
             .add_extension(x509.SubjectAlternativeName([san]), critical=True)
-            .add_extension(issuer_extension, critical=False)
-            .sign(intermediate_key, hashes.SHA384()))
+            .add_extension(issuer_extension, critical=False))
+    if not no_sct:
+        builder = builder.add_extension(
+            embedded_sct(builder, intermediate, intermediate_key, ct_key, bad_sct), critical=False)
+    leaf = builder.sign(intermediate_key, hashes.SHA384())
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM)
     payload = simple_signing(host, repo, digest)
     signer = ec.generate_private_key(ec.SECP256R1()) if foreign_signature else key
@@ -342,7 +382,8 @@ def keyless_layer(host, repo, digest, directory, subject, issuer, ca=None, bad_s
 def sign_keyless(host, repo, digest, directory, *options):
     args = {"subject": "ci@example.com", "issuer": "https://token.example"}
     flags = {"--bad-set": "bad_set", "--expired": "expired", "--v1-issuer": "v1_issuer",
-             "--server-auth": "server_auth", "--foreign-signature": "foreign_signature"}
+             "--server-auth": "server_auth", "--foreign-signature": "foreign_signature",
+             "--no-sct": "no_sct", "--bad-sct": "bad_sct"}
     out = None
     rest = list(options)
     while rest:

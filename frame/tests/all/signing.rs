@@ -843,6 +843,12 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
         &["its certificate was not valid when the signature was logged (integrated time"],
     );
 
+    refuse(
+        "0.6.1",
+        &["--subject", WORKFLOW, "--issuer", GITHUB, "--bad-sct"],
+        &["its certificate has no valid certificate transparency timestamp (SCT)"],
+    );
+
     // A rule without a trusted root cannot check a keyless signature, and says what to add.
     let (ok, out, err) = arkham_with(data.path(), &["key", "generate", "--out", &path("k")], &env);
     assert!(ok, "{out}{err}");

@@ -8,9 +8,10 @@
 //! one of its certificate authorities (valid at the entry's integrated time, which is when the
 //! signature was made: Fulcio certificates live ten minutes), the SET is signed by one of its
 //! transparency logs, the Rekor body (`hashedrekord`) names this signature, payload and
-//! certificate, and the payload signature is the certificate's key's. What is proven is then
-//! the certificate's identity: an OIDC issuer and a subject (an email or a URI, such as a CI
-//! workflow's), which the trust policy matches. Certificate transparency (SCTs) is not checked.
+//! certificate, the payload signature is the certificate's key's, and (when the trusted root
+//! lists certificate transparency logs) the certificate carries a signed certificate timestamp
+//! (SCT) from one of them. What is proven is then the certificate's identity: an OIDC issuer and
+//! a subject (an email or a URI, such as a CI workflow's), which the trust policy matches.
 
 use crate::digest::Digest;
 use base64::Engine as _;
@@ -43,6 +44,8 @@ const CODE_SIGNING_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// The embedded SCT list extension (RFC 6962).
+const SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 /// Certificates read from a chain annotation at most.
 const MAX_CHAIN: usize = 8;
 
@@ -177,6 +180,12 @@ pub enum KeylessError {
     /// The payload's signature is not the certificate key's.
     #[error("its signature does not verify with the certificate's key")]
     Signature,
+    /// No certificate transparency log of the trusted root vouches for the certificate.
+    #[error("its certificate has no valid certificate transparency timestamp (SCT): {reason}")]
+    Sct {
+        /// What is missing or wrong.
+        reason: String,
+    },
 }
 
 /// A validity window; `None` is open.
@@ -212,6 +221,7 @@ struct Log {
 pub struct TrustedRoot {
     authorities: Vec<Authority>,
     logs: Vec<Log>,
+    ct_logs: Vec<Log>,
 }
 
 #[derive(serde::Deserialize)]
@@ -221,6 +231,8 @@ struct RootJson {
     tlogs: Vec<TlogJson>,
     #[serde(default)]
     certificate_authorities: Vec<AuthorityJson>,
+    #[serde(default)]
+    ctlogs: Vec<TlogJson>,
 }
 
 #[derive(serde::Deserialize)]
@@ -327,24 +339,34 @@ impl TrustedRoot {
                     .map_err(|e| invalid(format!("certificateAuthorities[{i}].validFor: {e}")))?,
             });
         }
-        let mut logs = Vec::new();
-        for (i, log) in json.tlogs.iter().enumerate() {
-            let bad = |what: &str, e: String| invalid(format!("tlogs[{i}].{what}: {e}"));
-            let spki = b64(&log.public_key.raw_bytes)
-                .map_err(|e| bad("publicKey.rawBytes", e.to_string()))?;
-            logs.push(Log {
-                key_id: b64(&log.log_id.key_id).map_err(|e| bad("logId.keyId", e.to_string()))?,
-                key: VerifyingKey::from_spki(&spki).map_err(|e| bad("publicKey", e))?,
-                valid: window(log.public_key.valid_for.as_ref())
-                    .map_err(|e| bad("publicKey.validFor", e))?,
-            });
-        }
+        let logs = |list: &[TlogJson], name: &str| {
+            let mut logs = Vec::new();
+            for (i, log) in list.iter().enumerate() {
+                let bad = |what: &str, e: String| invalid(format!("{name}[{i}].{what}: {e}"));
+                let spki = b64(&log.public_key.raw_bytes)
+                    .map_err(|e| bad("publicKey.rawBytes", e.to_string()))?;
+                logs.push(Log {
+                    key_id: b64(&log.log_id.key_id)
+                        .map_err(|e| bad("logId.keyId", e.to_string()))?,
+                    key: VerifyingKey::from_spki(&spki).map_err(|e| bad("publicKey", e))?,
+                    valid: window(log.public_key.valid_for.as_ref())
+                        .map_err(|e| bad("publicKey.validFor", e))?,
+                });
+            }
+            Ok(logs)
+        };
+        let ct_logs = logs(&json.ctlogs, "ctlogs")?;
+        let logs = logs(&json.tlogs, "tlogs")?;
         if authorities.is_empty() || logs.is_empty() {
             return Err(invalid(
                 "it lists no certificate authority or no transparency log".to_string(),
             ));
         }
-        Ok(Self { authorities, logs })
+        Ok(Self {
+            authorities,
+            logs,
+            ct_logs,
+        })
     }
 
     /// Reads a `trusted_root.json` file.
@@ -593,7 +615,7 @@ pub fn verify(
         None => Vec::new(),
     };
     let mut last_error = None;
-    let mut chained = false;
+    let mut issuer_spki = None;
     for authority in root.authorities.iter().filter(|a| a.valid.contains(at)) {
         let Some((root_cert, intermediates)) = authority.chain.split_last() else {
             continue;
@@ -617,14 +639,14 @@ pub fn verify(
             None,
             None,
         ) {
-            Ok(_) => {
-                chained = true;
+            Ok(path) => {
+                issuer_spki = Some(path.issuer_spki().as_ref().to_vec());
                 break;
             }
             Err(e) => last_error = Some(e),
         }
     }
-    if !chained {
+    let Some(issuer_spki) = issuer_spki else {
         return Err(KeylessError::Chain {
             reason: match last_error {
                 None => format!(
@@ -634,6 +656,10 @@ pub fn verify(
                 Some(e) => path_error(&e),
             },
         });
+    };
+    // A trusted root without CT logs (a private Sigstore may run none) asks for no SCT.
+    if !root.ct_logs.is_empty() {
+        check_sct(&cert, &issuer_spki, &root.ct_logs)?;
     }
     // The log entry is this signature of this payload by this certificate.
     check_body(&entry.body, payload, signature, &leaf_der)?;
@@ -740,6 +766,120 @@ fn check_body(
     Ok(())
 }
 
+/// Checks the certificate's embedded SCTs (RFC 6962 §3.2): one must be signed by a CT log of
+/// `logs` over the precertificate (the TBS certificate without the SCT extension) and the
+/// issuer's key hash.
+fn check_sct(cert: &Certificate, issuer_spki: &[u8], logs: &[Log]) -> Result<(), KeylessError> {
+    use sha2::Digest as _;
+    let bad = |reason: &str| KeylessError::Sct {
+        reason: reason.to_string(),
+    };
+    let tbs = &cert.tbs_certificate;
+    let extension = tbs
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == SCT_LIST)
+        .ok_or_else(|| bad("the certificate embeds none"))?;
+    let list = der::asn1::OctetStringRef::from_der(extension.extn_value.as_bytes())
+        .map_err(|_| bad("its SCT list is not an OCTET STRING"))?;
+    let mut precert = tbs.clone();
+    precert.extensions = precert
+        .extensions
+        .map(|e| e.into_iter().filter(|e| e.extn_id != SCT_LIST).collect());
+    let precert = precert
+        .to_der()
+        .map_err(|_| bad("its precertificate cannot be encoded"))?;
+    let issuer_key_hash = sha2::Sha256::digest(issuer_spki);
+    let unreadable = || bad("its SCT list is not readable");
+    let mut reader = Tls(list.as_bytes());
+    let mut items = Tls(reader.vec16().ok_or_else(unreadable)?);
+    if !reader.0.is_empty() {
+        return Err(unreadable());
+    }
+    let mut last = "its SCT list is empty";
+    while !items.0.is_empty() {
+        let sct = items.vec16().ok_or_else(unreadable)?;
+        match verify_sct(sct, &precert, &issuer_key_hash, logs) {
+            Ok(()) => return Ok(()),
+            Err(reason) => last = reason,
+        }
+    }
+    Err(bad(last))
+}
+
+/// One `SignedCertificateTimestamp` (v1, ECDSA with SHA-256).
+fn verify_sct(
+    sct: &[u8],
+    precert: &[u8],
+    issuer_key_hash: &[u8],
+    logs: &[Log],
+) -> Result<(), &'static str> {
+    let unreadable = "an SCT is not readable";
+    let mut r = Tls(sct);
+    let (version, log_id, timestamp) = (r.u8(), r.take(32), r.take(8));
+    let extensions = r.vec16();
+    let (hash, algorithm, signature) = (r.u8(), r.u8(), r.vec16());
+    let (Some(version), Some(log_id), Some(timestamp), Some(extensions)) =
+        (version, log_id, timestamp, extensions)
+    else {
+        return Err(unreadable);
+    };
+    let (Some(hash), Some(algorithm), Some(signature)) = (hash, algorithm, signature) else {
+        return Err(unreadable);
+    };
+    if version != 0 || !r.0.is_empty() {
+        return Err("an SCT is not a version 1 timestamp");
+    }
+    // sha256 (4) with ecdsa (3), as Sigstore's CT log signs.
+    if (hash, algorithm) != (4, 3) {
+        return Err("an SCT is not signed with ECDSA SHA-256");
+    }
+    let log = logs
+        .iter()
+        .find(|l| l.key_id == log_id)
+        .ok_or("its SCT is from a CT log the trusted root does not list")?;
+    let (Ok(tbs_len), Ok(ext_len)) = (
+        u32::try_from(precert.len()),
+        u16::try_from(extensions.len()),
+    ) else {
+        return Err(unreadable);
+    };
+    let mut signed = vec![0u8, 0u8]; // v1, certificate_timestamp
+    signed.extend_from_slice(timestamp);
+    signed.extend_from_slice(&[0, 1]); // precert_entry
+    signed.extend_from_slice(issuer_key_hash);
+    signed.extend_from_slice(&tbs_len.to_be_bytes()[1..]);
+    signed.extend_from_slice(precert);
+    signed.extend_from_slice(&ext_len.to_be_bytes());
+    signed.extend_from_slice(extensions);
+    if !log.verifies(&signed, signature) {
+        return Err("its SCT's signature does not verify with the CT log's key");
+    }
+    Ok(())
+}
+
+/// A reader of TLS-encoded structures (RFC 8446 §3): big-endian, length-prefixed vectors.
+struct Tls<'a>(&'a [u8]);
+
+impl<'a> Tls<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let len = self.take(2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        self.take(len)
+    }
+}
+
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -754,7 +894,8 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     //! The fixtures in `testdata/` were made by `scripts/cosign-interop.py` (an independent
     //! implementation with Python's `cryptography`): two test Sigstores (`sigstore-init`) and
-    //! keyless layers signing `sha256(b"manifest")` (`sign-keyless --out`).
+    //! keyless layers signing `sha256(b"manifest")` (`sign-keyless --out`), as
+    //! `testdata/regenerate.sh` remakes them.
     use super::*;
     use crate::signature::{Check, FoundSignature, SIMPLESIGNING_MEDIA_TYPE};
 
@@ -765,6 +906,8 @@ mod tests {
     const V1_EMAIL: &str = include_str!("testdata/v1_email.json");
     const SERVER_AUTH: &str = include_str!("testdata/server_auth.json");
     const FOREIGN_SIGNATURE: &str = include_str!("testdata/foreign_signature.json");
+    const NO_SCT: &str = include_str!("testdata/no_sct.json");
+    const BAD_SCT: &str = include_str!("testdata/bad_sct.json");
     const SUBJECT: &str =
         "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -911,6 +1054,35 @@ mod tests {
             verify_layer(&root(ROOT), &layer(SERVER_AUTH)),
             Err(KeylessError::NotCodeSigning)
         );
+    }
+
+    #[test]
+    fn the_certificate_must_carry_an_sct_from_a_trusted_ct_log() {
+        let err = verify_layer(&root(ROOT), &layer(NO_SCT)).unwrap_err();
+        assert_eq!(
+            err,
+            KeylessError::Sct {
+                reason: "the certificate embeds none".to_string()
+            }
+        );
+        let err = verify_layer(&root(ROOT), &layer(BAD_SCT)).unwrap_err();
+        assert_eq!(
+            err,
+            KeylessError::Sct {
+                reason: "its SCT's signature does not verify with the CT log's key".to_string()
+            }
+        );
+        let other_ct = mixed(ROOT, OTHER_ROOT, "ctlogs");
+        let err = verify_layer(&other_ct, &layer(LAYER)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("from a CT log the trusted root does not list"),
+            "{err}"
+        );
+        // A trusted root listing no CT log asks for no SCT.
+        let mut json: serde_json::Value = serde_json::from_str(ROOT).unwrap();
+        json["ctlogs"] = serde_json::json!([]);
+        assert!(verify_layer(&super::tests::root(&json.to_string()), &layer(NO_SCT)).is_ok());
     }
 
     #[test]
