@@ -742,6 +742,13 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
     let (ok, out, err) = arkham_with(data.path(), &["shard", "list", "--json"], &env);
     assert!(ok, "{err}");
     assert_eq!(json(&out)[0]["signers"][0], signer.as_str());
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "list"], &env);
+    assert!(
+        ok && out.contains(&format!(
+            "signed keyless by the trusted identity {WORKFLOW} (issuer {GITHUB})"
+        )),
+        "{out}{err}"
+    );
     let (ok, out, err) = arkham_with(
         data.path(),
         &["shard", "inspect", &format!("{repository}:0.1.0"), "--json"],

@@ -13,15 +13,18 @@
 //! (SCT) from one of them. What is proven is then the certificate's identity: an OIDC issuer and
 //! a subject (an email or a URI, such as a CI workflow's), which the trust policy matches.
 
+mod sct;
+mod trusted_root;
+
+pub use trusted_root::{TrustedRoot, TrustedRootError};
+
 use crate::digest::Digest;
-use base64::Engine as _;
 use der::asn1::{ObjectIdentifier, Utf8StringRef};
 use der::{Decode as _, Encode as _};
-use ring::signature as sig;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
+use trusted_root::{VerifyingKey, b64};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
@@ -41,11 +44,6 @@ const ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57
 const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 /// `id-kp-codeSigning`'s DER content octets, as webpki takes an EKU.
 const CODE_SIGNING_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-/// The embedded SCT list extension (RFC 6962).
-const SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 /// Certificates read from a chain annotation at most.
 const MAX_CHAIN: usize = 8;
 
@@ -88,29 +86,6 @@ pub struct Certified {
     pub integrated_time: i64,
     /// The entry's index in the log.
     pub log_index: i64,
-}
-
-/// A trusted root file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TrustedRootError {
-    /// The file cannot be read.
-    #[error("Sigstore trusted root {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not a usable trusted root.
-    #[error(
-        "Sigstore trusted root {what} is not usable: {reason}; use a `trusted_root.json` (`cosign trusted-root create`, or the public one: `sigstore/root-signing`'s `targets/trusted_root.json`)"
-    )]
-    Invalid {
-        /// The file.
-        what: String,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 /// Why a keyless signature does not verify.
@@ -186,232 +161,6 @@ pub enum KeylessError {
         /// What is missing or wrong.
         reason: String,
     },
-}
-
-/// A validity window; `None` is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
-    start: Option<i64>,
-    end: Option<i64>,
-}
-
-impl Window {
-    fn contains(&self, time: i64) -> bool {
-        self.start.is_none_or(|s| s <= time) && self.end.is_none_or(|e| time <= e)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Authority {
-    /// Intermediates, then the root (last).
-    chain: Vec<CertificateDer<'static>>,
-    valid: Window,
-}
-
-#[derive(Debug, Clone)]
-struct Log {
-    key_id: Vec<u8>,
-    key: VerifyingKey,
-    valid: Window,
-}
-
-/// A Sigstore trusted root (`application/vnd.dev.sigstore.trustedroot+json`): the certificate
-/// authorities (Fulcio) and transparency logs (Rekor) keyless signatures are checked against.
-#[derive(Debug, Clone)]
-pub struct TrustedRoot {
-    authorities: Vec<Authority>,
-    logs: Vec<Log>,
-    ct_logs: Vec<Log>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RootJson {
-    #[serde(default)]
-    tlogs: Vec<TlogJson>,
-    #[serde(default)]
-    certificate_authorities: Vec<AuthorityJson>,
-    #[serde(default)]
-    ctlogs: Vec<TlogJson>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TlogJson {
-    public_key: PublicKeyJson,
-    log_id: LogIdJson,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PublicKeyJson {
-    raw_bytes: String,
-    valid_for: Option<WindowJson>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogIdJson {
-    key_id: String,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthorityJson {
-    cert_chain: CertChainJson,
-    valid_for: Option<WindowJson>,
-}
-
-#[derive(serde::Deserialize)]
-struct CertChainJson {
-    certificates: Vec<RawJson>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawJson {
-    raw_bytes: String,
-}
-
-#[derive(serde::Deserialize)]
-struct WindowJson {
-    start: Option<String>,
-    end: Option<String>,
-}
-
-fn b64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    base64::engine::general_purpose::STANDARD.decode(text.trim())
-}
-
-fn rfc3339(text: &str) -> Result<i64, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp())
-        .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e})"))
-}
-
-fn window(json: Option<&WindowJson>) -> Result<Window, String> {
-    let at = |t: Option<&String>| t.map(|t| rfc3339(t)).transpose();
-    Ok(match json {
-        None => Window {
-            start: None,
-            end: None,
-        },
-        Some(w) => Window {
-            start: at(w.start.as_ref())?,
-            end: at(w.end.as_ref())?,
-        },
-    })
-}
-
-impl TrustedRoot {
-    /// Reads a `trusted_root.json`; `what` names it in errors.
-    pub fn from_json(bytes: &[u8], what: &str) -> Result<Self, TrustedRootError> {
-        let invalid = |reason: String| TrustedRootError::Invalid {
-            what: what.to_string(),
-            reason,
-        };
-        let json: RootJson = serde_json::from_slice(bytes)
-            .map_err(|e| invalid(format!("not a trusted root JSON document ({e})")))?;
-        let mut authorities = Vec::new();
-        for (i, ca) in json.certificate_authorities.iter().enumerate() {
-            let mut chain = Vec::new();
-            for cert in &ca.cert_chain.certificates {
-                let der = b64(&cert.raw_bytes).map_err(|e| {
-                    invalid(format!(
-                        "certificateAuthorities[{i}]: a certificate is not base64 ({e})"
-                    ))
-                })?;
-                Certificate::from_der(&der).map_err(|e| {
-                    invalid(format!(
-                        "certificateAuthorities[{i}]: a certificate is not X.509 DER ({e})"
-                    ))
-                })?;
-                chain.push(CertificateDer::from(der));
-            }
-            if chain.is_empty() {
-                return Err(invalid(format!(
-                    "certificateAuthorities[{i}] has no certificate"
-                )));
-            }
-            authorities.push(Authority {
-                chain,
-                valid: window(ca.valid_for.as_ref())
-                    .map_err(|e| invalid(format!("certificateAuthorities[{i}].validFor: {e}")))?,
-            });
-        }
-        let logs = |list: &[TlogJson], name: &str| {
-            let mut logs = Vec::new();
-            for (i, log) in list.iter().enumerate() {
-                let bad = |what: &str, e: String| invalid(format!("{name}[{i}].{what}: {e}"));
-                let spki = b64(&log.public_key.raw_bytes)
-                    .map_err(|e| bad("publicKey.rawBytes", e.to_string()))?;
-                logs.push(Log {
-                    key_id: b64(&log.log_id.key_id)
-                        .map_err(|e| bad("logId.keyId", e.to_string()))?,
-                    key: VerifyingKey::from_spki(&spki).map_err(|e| bad("publicKey", e))?,
-                    valid: window(log.public_key.valid_for.as_ref())
-                        .map_err(|e| bad("publicKey.validFor", e))?,
-                });
-            }
-            Ok(logs)
-        };
-        let ct_logs = logs(&json.ctlogs, "ctlogs")?;
-        let logs = logs(&json.tlogs, "tlogs")?;
-        if authorities.is_empty() || logs.is_empty() {
-            return Err(invalid(
-                "it lists no certificate authority or no transparency log".to_string(),
-            ));
-        }
-        Ok(Self {
-            authorities,
-            logs,
-            ct_logs,
-        })
-    }
-
-    /// Reads a `trusted_root.json` file.
-    pub fn from_file(path: &Path) -> Result<Self, TrustedRootError> {
-        let bytes = std::fs::read(path).map_err(|source| TrustedRootError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&bytes, &path.display().to_string())
-    }
-}
-
-/// An ECDSA public key, P-256 (SHA-256) or P-384 (SHA-384), as Fulcio and Rekor use.
-#[derive(Debug, Clone)]
-struct VerifyingKey {
-    algorithm: &'static sig::EcdsaVerificationAlgorithm,
-    point: Vec<u8>,
-}
-
-impl VerifyingKey {
-    fn from_spki(der: &[u8]) -> Result<Self, String> {
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
-            .map_err(|e| format!("not an SPKI structure ({e})"))?;
-        let (algorithm, curve) = spki
-            .algorithm
-            .oids()
-            .map_err(|e| format!("unreadable algorithm ({e})"))?;
-        let algorithm = match (algorithm, curve) {
-            (EC_PUBLIC_KEY, Some(P256)) => &sig::ECDSA_P256_SHA256_ASN1,
-            (EC_PUBLIC_KEY, Some(P384)) => &sig::ECDSA_P384_SHA384_ASN1,
-            _ => return Err("not an ECDSA P-256 or P-384 key".to_string()),
-        };
-        let point = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or("the key's bit string is not whole bytes")?
-            .to_vec();
-        Ok(Self { algorithm, point })
-    }
-
-    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        sig::UnparsedPublicKey::new(self.algorithm, &self.point)
-            .verify(message, signature)
-            .is_ok()
-    }
 }
 
 /// The bundle annotation: what Rekor answered when the signature was logged.
@@ -659,7 +408,7 @@ pub fn verify(
     };
     // A trusted root without CT logs (a private Sigstore may run none) asks for no SCT.
     if !root.ct_logs.is_empty() {
-        check_sct(&cert, &issuer_spki, &root.ct_logs)?;
+        sct::check_sct(&cert, &issuer_spki, &root.ct_logs)?;
     }
     // The log entry is this signature of this payload by this certificate.
     check_body(&entry.body, payload, signature, &leaf_der)?;
@@ -701,12 +450,6 @@ fn path_error(e: &webpki::Error) -> String {
             "a certificate authority on its path is not for code signing".to_string()
         }
         other => format!("{other:?}"),
-    }
-}
-
-impl Log {
-    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.key.verifies(message, signature)
     }
 }
 
@@ -764,120 +507,6 @@ fn check_body(
         return Err(differs("it logs another certificate".to_string()));
     }
     Ok(())
-}
-
-/// Checks the certificate's embedded SCTs (RFC 6962 §3.2): one must be signed by a CT log of
-/// `logs` over the precertificate (the TBS certificate without the SCT extension) and the
-/// issuer's key hash.
-fn check_sct(cert: &Certificate, issuer_spki: &[u8], logs: &[Log]) -> Result<(), KeylessError> {
-    use sha2::Digest as _;
-    let bad = |reason: &str| KeylessError::Sct {
-        reason: reason.to_string(),
-    };
-    let tbs = &cert.tbs_certificate;
-    let extension = tbs
-        .extensions
-        .iter()
-        .flatten()
-        .find(|e| e.extn_id == SCT_LIST)
-        .ok_or_else(|| bad("the certificate embeds none"))?;
-    let list = der::asn1::OctetStringRef::from_der(extension.extn_value.as_bytes())
-        .map_err(|_| bad("its SCT list is not an OCTET STRING"))?;
-    let mut precert = tbs.clone();
-    precert.extensions = precert
-        .extensions
-        .map(|e| e.into_iter().filter(|e| e.extn_id != SCT_LIST).collect());
-    let precert = precert
-        .to_der()
-        .map_err(|_| bad("its precertificate cannot be encoded"))?;
-    let issuer_key_hash = sha2::Sha256::digest(issuer_spki);
-    let unreadable = || bad("its SCT list is not readable");
-    let mut reader = Tls(list.as_bytes());
-    let mut items = Tls(reader.vec16().ok_or_else(unreadable)?);
-    if !reader.0.is_empty() {
-        return Err(unreadable());
-    }
-    let mut last = "its SCT list is empty";
-    while !items.0.is_empty() {
-        let sct = items.vec16().ok_or_else(unreadable)?;
-        match verify_sct(sct, &precert, &issuer_key_hash, logs) {
-            Ok(()) => return Ok(()),
-            Err(reason) => last = reason,
-        }
-    }
-    Err(bad(last))
-}
-
-/// One `SignedCertificateTimestamp` (v1, ECDSA with SHA-256).
-fn verify_sct(
-    sct: &[u8],
-    precert: &[u8],
-    issuer_key_hash: &[u8],
-    logs: &[Log],
-) -> Result<(), &'static str> {
-    let unreadable = "an SCT is not readable";
-    let mut r = Tls(sct);
-    let (version, log_id, timestamp) = (r.u8(), r.take(32), r.take(8));
-    let extensions = r.vec16();
-    let (hash, algorithm, signature) = (r.u8(), r.u8(), r.vec16());
-    let (Some(version), Some(log_id), Some(timestamp), Some(extensions)) =
-        (version, log_id, timestamp, extensions)
-    else {
-        return Err(unreadable);
-    };
-    let (Some(hash), Some(algorithm), Some(signature)) = (hash, algorithm, signature) else {
-        return Err(unreadable);
-    };
-    if version != 0 || !r.0.is_empty() {
-        return Err("an SCT is not a version 1 timestamp");
-    }
-    // sha256 (4) with ecdsa (3), as Sigstore's CT log signs.
-    if (hash, algorithm) != (4, 3) {
-        return Err("an SCT is not signed with ECDSA SHA-256");
-    }
-    let log = logs
-        .iter()
-        .find(|l| l.key_id == log_id)
-        .ok_or("its SCT is from a CT log the trusted root does not list")?;
-    let (Ok(tbs_len), Ok(ext_len)) = (
-        u32::try_from(precert.len()),
-        u16::try_from(extensions.len()),
-    ) else {
-        return Err(unreadable);
-    };
-    let mut signed = vec![0u8, 0u8]; // v1, certificate_timestamp
-    signed.extend_from_slice(timestamp);
-    signed.extend_from_slice(&[0, 1]); // precert_entry
-    signed.extend_from_slice(issuer_key_hash);
-    signed.extend_from_slice(&tbs_len.to_be_bytes()[1..]);
-    signed.extend_from_slice(precert);
-    signed.extend_from_slice(&ext_len.to_be_bytes());
-    signed.extend_from_slice(extensions);
-    if !log.verifies(&signed, signature) {
-        return Err("its SCT's signature does not verify with the CT log's key");
-    }
-    Ok(())
-}
-
-/// A reader of TLS-encoded structures (RFC 8446 §3): big-endian, length-prefixed vectors.
-struct Tls<'a>(&'a [u8]);
-
-impl<'a> Tls<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn vec16(&mut self) -> Option<&'a [u8]> {
-        let len = self.take(2)?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        self.take(len)
-    }
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
@@ -1162,7 +791,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tlogs[0].publicKey"), "{err}");
-        let err = TrustedRoot::from_file(Path::new("/nonexistent/trusted_root.json"))
+        let err = TrustedRoot::from_file(std::path::Path::new("/nonexistent/trusted_root.json"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/trusted_root.json"), "{err}");

@@ -3,7 +3,7 @@
 # independent implementation, Python `cryptography`): two test Sigstores and keyless layers
 # signing sha256("manifest"). Run from the repository's root.
 set -eu
-out=registry/src/signature/testdata
+out=registry/src/signature/keyless/testdata
 script=scripts/cosign-interop.py
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
