@@ -115,7 +115,9 @@ pub enum KeylessError {
         reason: String,
     },
     /// No transparency log of the trusted root has the bundle's log id.
-    #[error("its Rekor entry is in a log the trusted root does not list (log id {log_id})")]
+    #[error(
+        "its Rekor entry is in a log the trusted root does not list, or not as valid then (log id {log_id})"
+    )]
     UnknownLog {
         /// The bundle's `logID`.
         log_id: String,
