@@ -10,7 +10,8 @@
 //! version = "0.1.1"
 //! digest = "sha256:…"           # the component
 //! manifest_digest = "sha256:…"  # the OCI manifest it came in
-//! signers = ["sha256:…"]        # fingerprints of the trusted keys that signed it, if any
+//! signers = ["sha256:…"]        # who signed it, if any: trusted keys' fingerprints, and
+//!                               # keyless identities as "ISSUER SUBJECT"
 //! ```
 
 use crate::digest::Digest;
@@ -35,8 +36,9 @@ pub struct LockedShard {
     pub digest: Digest,
     /// The OCI manifest's digest.
     pub manifest_digest: Digest,
-    /// Fingerprints (SHA-256 of the SPKI DER) of the trusted keys whose signatures covered the
-    /// manifest when it was installed; `add --locked` wants one of them again.
+    /// Who signed the manifest when it was installed, among those trusted: key fingerprints
+    /// (SHA-256 of the SPKI DER, `sha256:…`) and keyless identities (`ISSUER SUBJECT`);
+    /// `add --locked` wants one of them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signers: Vec<String>,
 }

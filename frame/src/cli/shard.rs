@@ -328,7 +328,18 @@ async fn await_serving(
 /// Who signed what was installed, when the trust policy checked it.
 fn print_signers(signers: &[String]) {
     for signer in signers {
-        println!("  signed by the trusted key {signer}");
+        println!("  signed {}", signer_text(signer));
+    }
+}
+
+/// `by the trusted key sha256:…` or `keyless by the trusted identity SUBJECT (issuer ISSUER)`:
+/// keys are recorded as `sha256:…`, keyless identities as `ISSUER SUBJECT`.
+fn signer_text(signer: &str) -> String {
+    match signer.split_once(' ') {
+        Some((issuer, subject)) => {
+            format!("keyless by the trusted identity {subject} (issuer {issuer})")
+        }
+        None => format!("by the trusted key {signer}"),
     }
 }
 
@@ -483,7 +494,7 @@ async fn run_command(command: ShardCommand) -> anyhow::Result<()> {
                         s.name, s.version, s.digest, s.source
                     );
                     for signer in signers(&s.name, &s.digest) {
-                        println!("{:<20} signed by {signer}", "");
+                        println!("{:<20} signed {}", "", signer_text(&signer));
                     }
                     if let Some(refused) = &s.refused {
                         println!(

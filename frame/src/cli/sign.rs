@@ -259,7 +259,13 @@ pub async fn inspect_signatures(
     let found = signature::fetch(repo, digest).await?;
     let checks = found
         .as_ref()
-        .map(|f| f.check(digest, effective.keys))
+        .map(|f| {
+            f.check_with(
+                digest,
+                effective.keys,
+                effective.trusted_root.map(|(root, _)| root),
+            )
+        })
         .unwrap_or_default();
     let (accepted, signers, message) =
         match trust::check(&effective, repo, &artifact.reference, digest, &[]).await {

@@ -2,7 +2,9 @@
 //! token-auth registry; every refusal (unsigned, an untrusted key, the tag moved after signing,
 //! a signature copied from another digest, a corrupt signature) happens before the component is
 //! downloaded and leaves the installed shards and the lockfile as they were; and interop with an
-//! independent implementation of cosign's scheme (scripts/cosign-interop.py).
+//! independent implementation of cosign's scheme (scripts/cosign-interop.py). Keyless signatures
+//! (a Fulcio certificate and a Rekor entry) are made by that script's test Sigstore: one whose
+//! identity the policy trusts installs, and every way one can fail is refused the same way.
 
 use crate::harness::{
     Frame, Registry, TokenPolicy, admin_token, arkham_with, data_dir, manifest_of, package_with,
@@ -138,10 +140,7 @@ impl Signed {
 
     /// Where the data dir's store keeps the blob `digest`.
     fn stored(&self, digest: &str) -> PathBuf {
-        self.data
-            .path()
-            .join("store/blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
+        stored(self.data.path(), digest)
     }
 
     fn key(&self, file: &str) -> PathBuf {
@@ -179,33 +178,17 @@ impl Signed {
 
     /// The installed shards and the lockfile, which a refusal must leave as they were.
     fn snapshot(&self) -> (String, String) {
-        let (ok, out, err) = self.run(&["shard", "list", "--json"]);
-        assert!(ok, "{err}");
-        (
-            out,
-            std::fs::read_to_string(self.data.path().join("arkham.lock")).unwrap(),
-        )
+        snapshot(self.data.path(), &self.env())
+    }
+
+    fn env(&self) -> [(&str, &str); 1] {
+        [("DOCKER_CONFIG", self.docker.path().to_str().unwrap())]
     }
 
     /// Asserts `add REF` is refused with every one of `needles` in the message, before the
     /// component `component` (a digest) was downloaded, changing nothing.
     fn refused(&self, reference: &str, component: &str, needles: &[&str]) {
-        let before = self.snapshot();
-        let (ok, out, err) = self.run(&["shard", "add", reference, "--yes"]);
-        assert!(!ok, "{out}{err}");
-        for needle in
-            needles
-                .iter()
-                .chain(&["expected", "found", "Nothing was downloaded or changed"])
-        {
-            assert!(err.contains(needle), "`{needle}` missing from: {err}");
-        }
-        assert_eq!(self.snapshot(), before);
-        let blob = self.stored(component);
-        assert!(
-            !blob.exists(),
-            "the component was downloaded although refused: {err}"
-        );
+        refused(self.data.path(), &self.env(), reference, component, needles);
     }
 
     fn repo(&self) -> Repo {
@@ -218,6 +201,42 @@ impl Signed {
         )
         .unwrap()
     }
+}
+
+/// Where the store of the data dir `data` keeps the blob `digest`.
+fn stored(data: &Path, digest: &str) -> PathBuf {
+    data.join("store/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The installed shards and the lockfile of `data`, which a refusal must leave as they were.
+fn snapshot(data: &Path, env: &[(&str, &str)]) -> (String, String) {
+    let (ok, out, err) = arkham_with(data, &["shard", "list", "--json"], env);
+    assert!(ok, "{err}");
+    (
+        out,
+        std::fs::read_to_string(data.join("arkham.lock")).unwrap_or_default(),
+    )
+}
+
+/// Asserts `add REF` in `data` is refused with every one of `needles` in the message (and what
+/// was expected, what was found), before the component `component` (a digest) was downloaded,
+/// changing nothing.
+fn refused(data: &Path, env: &[(&str, &str)], reference: &str, component: &str, needles: &[&str]) {
+    let before = snapshot(data, env);
+    let (ok, out, err) = arkham_with(data, &["shard", "add", reference, "--yes"], env);
+    assert!(!ok, "{out}{err}");
+    for needle in needles
+        .iter()
+        .chain(&["expected", "found", "Nothing was downloaded or changed"])
+    {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+    assert_eq!(snapshot(data, env), before);
+    assert!(
+        !stored(data, component).exists(),
+        "the component was downloaded although refused: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -699,4 +718,245 @@ fn signatures_interoperate_with_an_independent_cosign_implementation() {
         &path("stranger.pub"),
     ]);
     assert!(!ok && text.contains("no signature by"), "{text}");
+}
+
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+const WORKFLOW: &str =
+    "https://github.com/acme/packets/.github/workflows/release.yml@refs/heads/main";
+
+#[test]
+fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused() {
+    let test = "keyless signatures";
+    if !python_cryptography(test) || !require("docker-registry", test) {
+        return;
+    }
+    let Some(registry) = Registry::start(test, None) else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [("DOCKER_CONFIG", docker.path().to_str().unwrap())];
+    let path = |name: &str| work.path().join(name).to_str().unwrap().to_string();
+    let python = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+    };
+    // The Sigstore the policy trusts, and another one.
+    python(&["sigstore-init", &path("sigstore")]);
+    python(&["sigstore-init", &path("rogue")]);
+    let rule = format!(
+        "[[trust]]\nregistry = \"{}/keyless/*\"\nidentities = [{{ issuer = \"{GITHUB}\", subject = \"https://github.com/acme/*\" }}]\ntrusted_root = \"sigstore/trusted_root.json\"\nsignatures = \"require\"\n",
+        registry.host
+    );
+    let data = data_dir(&rule);
+    let install_root = |data: &Path| {
+        std::fs::create_dir(data.join("sigstore")).unwrap();
+        std::fs::copy(
+            work.path().join("sigstore/trusted_root.json"),
+            data.join("sigstore/trusted_root.json"),
+        )
+        .unwrap();
+    };
+    install_root(data.path());
+    let repository = format!("{}/keyless/packets", registry.host);
+    // Pushes packets `version` and signs it keyless with `options`; (reference, component).
+    let push_signed = |version: &str, options: &[&str]| {
+        let file = packets(work.path(), version, &format!("keyless {options:?}"));
+        let (ok, out, err) = arkham_with(
+            data.path(),
+            &[
+                "shard",
+                "push",
+                file.to_str().unwrap(),
+                &repository,
+                "--json",
+            ],
+            &env,
+        );
+        assert!(ok, "{out}{err}");
+        let pushed = json(&out);
+        let digest = pushed["manifest_digest"].as_str().unwrap();
+        let mut args = vec![
+            "sign-keyless",
+            registry.host.as_str(),
+            "keyless/packets",
+            digest,
+        ];
+        let sigstore = path("sigstore");
+        args.push(&sigstore);
+        args.extend(options);
+        python(&args);
+        (
+            format!("{repository}:{version}"),
+            pushed["component_digest"].as_str().unwrap().to_string(),
+        )
+    };
+    let signer = format!("{GITHUB} {WORKFLOW}");
+
+    // A workflow of the trusted organisation signed it: it installs, and says who signed.
+    push_signed("0.1.0", &["--subject", WORKFLOW, "--issuer", GITHUB]);
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "add", &format!("{repository}@0.1"), "--yes"],
+        &env,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("installed packets 0.1.0")
+            && out.contains(&format!(
+                "signed keyless by the trusted identity {WORKFLOW} (issuer {GITHUB})"
+            )),
+        "{out}"
+    );
+    let lock = std::fs::read_to_string(data.path().join("arkham.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("signers = [\"{signer}\"]")),
+        "{lock}"
+    );
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "list", "--json"], &env);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)[0]["signers"][0], signer.as_str());
+    let (ok, out, err) = arkham_with(data.path(), &["shard", "list"], &env);
+    assert!(
+        ok && out.contains(&format!(
+            "signed keyless by the trusted identity {WORKFLOW} (issuer {GITHUB})"
+        )),
+        "{out}{err}"
+    );
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "inspect", &format!("{repository}:0.1.0"), "--json"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let inspected = json(&out)["signatures"].clone();
+    assert_eq!(inspected["accepted"], true, "{inspected}");
+    assert_eq!(inspected["signers"][0], signer.as_str());
+    assert_eq!(inspected["checks"][0]["result"], "certified");
+    assert_eq!(inspected["checks"][0]["subject"], WORKFLOW);
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "inspect", &format!("{repository}:0.1.0")],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "one keyless by {WORKFLOW} (issuer {GITHUB}), certified by the trusted root"
+        )) && out.contains("(require): accepted"),
+        "{out}"
+    );
+
+    // `--locked` elsewhere verifies again and wants the recorded identity.
+    let second = data_dir(&rule);
+    install_root(second.path());
+    std::fs::write(second.path().join("arkham.lock"), &lock).unwrap();
+    let (ok, out, err) = arkham_with(second.path(), &["shard", "add", "--locked", "--yes"], &env);
+    assert!(ok && out.contains("installed packets 0.1.0"), "{out}{err}");
+    let other_signer =
+        format!("{GITHUB} https://github.com/acme/other/.github/workflows/x.yml@refs/heads/main");
+    let third = data_dir(&rule);
+    install_root(third.path());
+    let repinned = lock.replace(&signer, &other_signer);
+    std::fs::write(third.path().join("arkham.lock"), &repinned).unwrap();
+    let (ok, _, err) = arkham_with(third.path(), &["shard", "add", "--locked", "--yes"], &env);
+    assert!(
+        !ok && err.contains("recorded in arkham.lock") && err.contains(&other_signer),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(third.path().join("arkham.lock")).unwrap(),
+        repinned
+    );
+
+    // Each failure is refused before download, saying what was expected and found.
+    let expected = "one of the keyless identities ({ issuer = \"https://token.actions.githubusercontent.com\", subject = \"https://github.com/acme/*\" })";
+    let refuse = |version: &str, options: &[&str], needles: &[&str]| {
+        let (reference, component) = push_signed(version, options);
+        let mut all = vec![expected];
+        all.extend(needles);
+        refused(data.path(), &env, &reference, &component, &all);
+    };
+    let evil = "https://github.com/evil/packets/.github/workflows/release.yml@refs/heads/main";
+    refuse(
+        "0.2.0",
+        &["--subject", evil, "--issuer", GITHUB],
+        &[
+            &format!(
+                "1 signature: one keyless by {evil} (issuer {GITHUB}), certified by the trusted root"
+            ),
+            &format!("add `{{ issuer = \"{GITHUB}\", subject = \"{evil}\" }}`"),
+        ],
+    );
+    refuse(
+        "0.3.0",
+        &[
+            "--subject",
+            WORKFLOW,
+            "--issuer",
+            "https://accounts.example",
+        ],
+        &[
+            &format!(
+                "one keyless by {WORKFLOW} (issuer https://accounts.example), certified by the trusted root"
+            ),
+            "to the rule's `identities`",
+        ],
+    );
+    let rogue = path("rogue");
+    refuse(
+        "0.4.0",
+        &["--subject", WORKFLOW, "--issuer", GITHUB, "--ca", &rogue],
+        &[
+            &format!("one keyless for {WORKFLOW} (issuer {GITHUB}) that does not verify"),
+            "its certificate does not chain to the trusted root: it was not issued by a certificate authority the trusted root lists",
+            "does not verify against the trusted root sigstore/trusted_root.json",
+        ],
+    );
+    refuse(
+        "0.5.0",
+        &["--subject", WORKFLOW, "--issuer", GITHUB, "--bad-set"],
+        &["its Rekor signed entry timestamp does not verify with the log's key"],
+    );
+    refuse(
+        "0.6.0",
+        &["--subject", WORKFLOW, "--issuer", GITHUB, "--expired"],
+        &["its certificate was not valid when the signature was logged (integrated time"],
+    );
+
+    refuse(
+        "0.6.1",
+        &["--subject", WORKFLOW, "--issuer", GITHUB, "--bad-sct"],
+        &["its certificate has no valid certificate transparency timestamp (SCT)"],
+    );
+
+    // A rule without a trusted root cannot check a keyless signature, and says what to add.
+    let (ok, out, err) = arkham_with(data.path(), &["key", "generate", "--out", &path("k")], &env);
+    assert!(ok, "{out}{err}");
+    let keys_only = format!(
+        "[[trust]]\nregistry = \"{}/keyless/*\"\nkeys = [\"{}\"]\nsignatures = \"require\"\n",
+        registry.host,
+        path("k.pub")
+    );
+    std::fs::write(data.path().join("arkham.toml"), keys_only).unwrap();
+    let (reference, component) = push_signed("0.7.0", &["--subject", WORKFLOW, "--issuer", GITHUB]);
+    refused(
+        data.path(),
+        &env,
+        &reference,
+        &component,
+        &[
+            &format!(
+                "one keyless for {WORKFLOW} (issuer {GITHUB}) not verified, as no trusted root is configured"
+            ),
+            "add `trusted_root = \"trusted_root.json\"`",
+        ],
+    );
 }

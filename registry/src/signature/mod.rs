@@ -19,8 +19,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod keyless;
 mod keys;
 
+pub use keyless::{KeylessError, TrustedRoot, TrustedRootError};
 pub use keys::{KeyError, PublicKey, SigningKey};
 
 use crate::artifact::{Descriptor, ImageManifest, MANIFEST_MEDIA_TYPE, to_json};
@@ -136,6 +138,27 @@ pub enum Check {
         /// What is wrong.
         reason: String,
     },
+    /// A keyless signature that verifies against the trusted root: its certificate chains to
+    /// a certificate authority there, and a transparency log there logged it while the
+    /// certificate was valid. Whether the identity is trusted is the policy's call.
+    Certified {
+        /// The certificate's OIDC issuer.
+        issuer: String,
+        /// The certificate's subject (email or URI).
+        subject: String,
+    },
+    /// A keyless signature that does not verify against the trusted root.
+    Uncertified {
+        /// The identity its certificate claims (empty when unreadable).
+        claimed: String,
+        /// Why it does not verify.
+        reason: String,
+    },
+    /// A keyless signature not checked, because no trusted root is configured.
+    NoTrustedRoot {
+        /// The identity its certificate claims (empty when unreadable).
+        claimed: String,
+    },
 }
 
 /// One signature layer: the payload and the annotation's signature.
@@ -177,8 +200,18 @@ impl FoundSignature {
             .map(|p| p.critical.identity.docker_reference)
     }
 
-    /// Checks this signature of `digest` against `keys`.
+    /// Checks this signature of `digest` against `keys` (a keyless one is not verified).
     pub fn check(&self, digest: &Digest, keys: &[PublicKey]) -> Check {
+        self.check_with(digest, keys, None)
+    }
+
+    /// Checks this signature of `digest` against `keys`, and a keyless one against `root`.
+    pub fn check_with(
+        &self,
+        digest: &Digest,
+        keys: &[PublicKey],
+        root: Option<&TrustedRoot>,
+    ) -> Check {
         let malformed = |reason: &str| Check::Malformed {
             reason: reason.to_string(),
         };
@@ -203,11 +236,30 @@ impl FoundSignature {
                 covers: payload.critical.image.docker_manifest_digest,
             };
         }
-        match keys.iter().find(|k| k.verifies(&self.payload, &signature)) {
-            Some(key) => Check::Verified {
+        if let Some(key) = keys.iter().find(|k| k.verifies(&self.payload, &signature)) {
+            return Check::Verified {
                 fingerprint: key.fingerprint(),
+            };
+        }
+        let annotations = &self.descriptor.annotations;
+        if !keyless::is_keyless(annotations) {
+            return Check::Untrusted;
+        }
+        let claimed = keyless::claimed_identity(annotations)
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let Some(root) = root else {
+            return Check::NoTrustedRoot { claimed };
+        };
+        match keyless::verify(root, &self.payload, &signature, annotations) {
+            Ok(certified) => Check::Certified {
+                issuer: certified.identity.issuer,
+                subject: certified.identity.subject,
             },
-            None => Check::Untrusted,
+            Err(e) => Check::Uncertified {
+                claimed,
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -244,7 +296,20 @@ pub struct Signatures {
 impl Signatures {
     /// Each layer checked against `keys`.
     pub fn check(&self, digest: &Digest, keys: &[PublicKey]) -> Vec<Check> {
-        self.layers.iter().map(|l| l.check(digest, keys)).collect()
+        self.check_with(digest, keys, None)
+    }
+
+    /// Each layer checked against `keys`, and keyless ones against `root`.
+    pub fn check_with(
+        &self,
+        digest: &Digest,
+        keys: &[PublicKey],
+        root: Option<&TrustedRoot>,
+    ) -> Vec<Check> {
+        self.layers
+            .iter()
+            .map(|l| l.check_with(digest, keys, root))
+            .collect()
     }
 }
 
