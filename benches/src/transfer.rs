@@ -1,7 +1,8 @@
 //! (5b) Memory of moving a component: peak RSS of `arkham shard push` and `arkham shard add` for a
 //! 1 MiB and a 50 MiB component (the minimal shard padded with a custom section), through a
-//! loopback `docker-registry`. Layers are streamed to and from disk (issue 18), so what is left
-//! grows only with what wasmtime and the component checks must hold: the component, once, at add.
+//! loopback `docker-registry`. Layers and the component checks are streamed (issue 18), and
+//! wasmtime gets only what is compiled (no custom sections), so memory grows with a component's
+//! code and data, not with its padding.
 
 use crate::Options;
 use crate::add::{registry_version, start_registry};
