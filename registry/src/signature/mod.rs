@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod encrypted;
 mod keys;
 
 pub use keys::{KeyError, PublicKey, SigningKey};
