@@ -120,7 +120,7 @@ pub async fn run(command: RegistryCommand) -> anyhow::Result<()> {
     unsafe_code,
     reason = "turning the terminal's echo off has no safe wrapper in std or our dependencies"
 )]
-mod hidden {
+pub(super) mod hidden {
     use std::io::{self, BufRead as _};
     use std::os::fd::AsRawFd as _;
 

@@ -80,7 +80,8 @@ pub enum ShardCommand {
         /// Overwrite the version's tag if it exists.
         #[arg(long)]
         force: bool,
-        /// Sign the pushed manifest with this private key (PKCS#8 PEM), as `shard sign` does.
+        /// Sign the pushed manifest with this private key (PKCS#8 PEM, or cosign's encrypted
+        /// key with its password in COSIGN_PASSWORD or typed), as `shard sign` does.
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
         #[command(flatten)]
@@ -94,7 +95,9 @@ pub enum ShardCommand {
     Sign {
         /// A reference like `ghcr.io/org/packets@0.1`, `packets:0.1.0` or `NAME@sha256:…`.
         reference: String,
-        /// The private key (PKCS#8 PEM, e.g. from `arkham key generate`).
+        /// The private key: PKCS#8 PEM (e.g. from `arkham key generate`), or cosign's encrypted
+        /// key (`cosign generate-key-pair`, `arkham key generate --encrypt`), whose password
+        /// comes from COSIGN_PASSWORD or is asked on the terminal.
         #[arg(long)]
         key: PathBuf,
         #[command(flatten)]

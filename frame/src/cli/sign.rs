@@ -7,21 +7,34 @@ use anyhow::Context as _;
 use arkham_registry::digest::Digest;
 use arkham_registry::pull;
 use arkham_registry::repo::{ConnectOptions, Repo};
+use arkham_registry::signature::KeyError;
 use arkham_registry::signature::{self, Check, PublicKey, SigningKey};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Where an encrypted key's password is read from before a terminal is asked: cosign's own
+/// variable, so one CI secret serves both tools. Set but empty means the empty password, as in
+/// cosign.
+const PASSWORD_VAR: &str = "COSIGN_PASSWORD";
 
 /// `arkham key` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyCommand {
     /// Write a new ECDSA P-256 key pair for `arkham shard sign`: PREFIX.key (PKCS#8 PEM,
-    /// unencrypted, mode 0600: keep it secret) and PREFIX.pub (SPKI PEM, for `[[trust]]` rules
-    /// and `cosign verify --key`).
+    /// unencrypted, mode 0600: keep it secret; with --encrypt, cosign's password-encrypted
+    /// format) and PREFIX.pub (SPKI PEM, for `[[trust]]` rules and `cosign verify --key`).
     Generate {
         /// Where to write: PREFIX.key and PREFIX.pub.
         #[arg(long, default_value = "arkham")]
         out: PathBuf,
+        /// Encrypt PREFIX.key with a password in cosign's format (`cosign generate-key-pair`'s),
+        /// which `cosign sign --key` reads too. The password comes from COSIGN_PASSWORD, or is
+        /// asked twice on the terminal.
+        #[arg(long)]
+        encrypt: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -30,7 +43,7 @@ pub enum KeyCommand {
 
 /// Runs `arkham key …`.
 pub fn run_key(command: KeyCommand) -> anyhow::Result<()> {
-    let KeyCommand::Generate { out, json } = command;
+    let KeyCommand::Generate { out, encrypt, json } = command;
     let private = with_suffix(&out, "key");
     let public = with_suffix(&out, "pub");
     for path in [&private, &public] {
@@ -42,7 +55,12 @@ pub fn run_key(command: KeyCommand) -> anyhow::Result<()> {
         }
     }
     let key = SigningKey::generate()?;
-    write_new(&private, key.to_pem().as_bytes(), 0o600)?;
+    let pem = if encrypt {
+        key.to_encrypted_pem(&new_password(&private)?)?
+    } else {
+        key.to_pem()
+    };
+    write_new(&private, pem.as_bytes(), 0o600)?;
     write_new(&public, key.public_key().to_pem().as_bytes(), 0o644)?;
     let fingerprint = key.public_key().fingerprint();
     if json {
@@ -52,11 +70,17 @@ pub fn run_key(command: KeyCommand) -> anyhow::Result<()> {
                 "private_key": private,
                 "public_key": public,
                 "fingerprint": fingerprint,
+                "encrypted": encrypt,
             })
         );
     } else {
+        let private_note = if encrypt {
+            "private, encrypted in cosign's format: keep it and its password secret"
+        } else {
+            "private: keep it secret"
+        };
         println!(
-            "wrote {} (private: keep it secret) and {} (public)\nfingerprint {fingerprint}",
+            "wrote {} ({private_note}) and {} (public)\nfingerprint {fingerprint}",
             private.display(),
             public.display()
         );
@@ -83,9 +107,69 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Reads a private key for signing.
+/// Reads a private key for signing: a PEM key, or one of cosign's encrypted ones with its
+/// password (from COSIGN_PASSWORD, else asked on the terminal).
 pub fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
-    Ok(SigningKey::from_file(path)?)
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let what = path.display().to_string();
+    match SigningKey::from_pem(&text, &what) {
+        Err(KeyError::PasswordNeeded { .. }) => {}
+        other => return Ok(other?),
+    }
+    let (password, from_env) = match std::env::var_os(PASSWORD_VAR) {
+        Some(value) => (Zeroizing::new(value.into_vec()), true),
+        None => {
+            no_terminal_bail(&format!(
+                "{what} is encrypted (cosign's format) and there is no terminal to ask for its password"
+            ))?;
+            (ask(&format!("password for {what}: "))?, false)
+        }
+    };
+    SigningKey::from_encrypted_pem(&text, &what, &password).map_err(|e| match e {
+        KeyError::WrongPassword { .. } if from_env => {
+            anyhow::anyhow!("{e}; the password was read from {PASSWORD_VAR}")
+        }
+        e => e.into(),
+    })
+}
+
+/// The password for a new encrypted key: COSIGN_PASSWORD, else typed twice on the terminal.
+fn new_password(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    if let Some(value) = std::env::var_os(PASSWORD_VAR) {
+        return Ok(Zeroizing::new(value.into_vec()));
+    }
+    no_terminal_bail("--encrypt needs a password and there is no terminal to ask for it")?;
+    let first = ask(&format!("password for the new key {}: ", path.display()))?;
+    if first.is_empty() {
+        anyhow::bail!(
+            "the password is empty; nothing was written (leave out --encrypt for an unencrypted key)"
+        );
+    }
+    let again = ask("the same password again: ")?;
+    if first != again {
+        anyhow::bail!("the two passwords differ; nothing was written");
+    }
+    Ok(first)
+}
+
+/// Fails with `what`, and how to pass a password instead, when stdin is not a terminal.
+fn no_terminal_bail(what: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{what}: set {PASSWORD_VAR} to the password");
+    }
+    Ok(())
+}
+
+/// One password typed on the terminal, not echoed.
+fn ask(prompt: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let line =
+        Zeroizing::new(super::registry::hidden::read_line(prompt).context("reading the password")?);
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\n', '\r']).as_bytes().to_vec(),
+    ))
 }
 
 /// The repository and manifest digest `reference` resolves to.

@@ -66,6 +66,8 @@ pub fn arkham_command(data: &Path, args: &[&str]) -> Command {
         .env("ARKHAM_DATA_DIR", data)
         .env("ARKHAM_CACHE_DIR", cache_dir())
         .env("RUST_LOG", "warn")
+        // An encrypted key's password comes only from what a test sets.
+        .env_remove("COSIGN_PASSWORD")
         .stdin(Stdio::null());
     command
 }

@@ -1,10 +1,12 @@
 //! Signed shards (issue 18, section 2): push → sign → add under a `require` policy against the
 //! token-auth registry; every refusal (unsigned, an untrusted key, the tag moved after signing,
 //! a signature copied from another digest, a corrupt signature) happens before the component is
-//! downloaded and leaves the installed shards and the lockfile as they were; and interop with an
-//! independent implementation of cosign's scheme (scripts/cosign-interop.py). Keyless signatures
-//! (a Fulcio certificate and a Rekor entry) are made by that script's test Sigstore: one whose
-//! identity the policy trusts installs, and every way one can fail is refused the same way.
+//! downloaded and leaves the installed shards and the lockfile as they were; cosign's encrypted
+//! key files, their password from COSIGN_PASSWORD or the terminal; and interop with an
+//! independent implementation of cosign's scheme and key files (scripts/cosign-interop.py).
+//! Keyless signatures (a Fulcio certificate and a Rekor entry) are made by that script's test
+//! Sigstore: one whose identity the policy trusts installs, and every way one can fail is
+//! refused the same way.
 
 use crate::harness::{
     Frame, Registry, TokenPolicy, admin_token, arkham_with, data_dir, manifest_of, package_with,
@@ -148,11 +150,14 @@ impl Signed {
     }
 
     fn run(&self, args: &[&str]) -> (bool, String, String) {
-        arkham_with(
-            self.data.path(),
-            args,
-            &[("DOCKER_CONFIG", self.docker.path().to_str().unwrap())],
-        )
+        self.run_with(args, &[])
+    }
+
+    /// `run` with more environment variables.
+    fn run_with(&self, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+        let mut all = vec![("DOCKER_CONFIG", self.docker.path().to_str().unwrap())];
+        all.extend_from_slice(envs);
+        arkham_with(self.data.path(), args, &all)
     }
 
     /// Pushes `file` to the signed repository (signed with `key` when given); the push's JSON.
@@ -592,49 +597,62 @@ async fn a_corrupt_signature_is_refused() {
     );
 }
 
-/// Whether python3 with `cryptography` is here; fails under CI=true when not.
-fn python_cryptography(test: &str) -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+/// A python3 that imports every one of `modules` (on PATH, else Debian's, where apt-get puts
+/// python3-cryptography and python3-nacl); `None` outside CI when there is none, a failure
+/// under CI=true.
+fn python_with(modules: &[&str], test: &str) -> Option<&'static str> {
+    let import = format!("import {}", modules.join(", "));
+    let found = ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", &import])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs python3 with `cryptography` (Debian: python3-cryptography) and CI=true"
+            "{test} needs python3 with {modules:?} (Debian: python3-cryptography, python3-nacl; scripts/setup --test installs them) and CI=true"
         );
-        eprintln!("SKIPPED {test}: python3 `cryptography` is not installed");
+        eprintln!("SKIPPED {test}: no python3 imports {modules:?}");
     }
-    ok
+    found
+}
+
+/// Runs scripts/cosign-interop.py with `python`: (success, stdout + stderr).
+fn interop_script(python: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(args)
+        .env_remove("COSIGN_PASSWORD")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]
 fn signatures_interoperate_with_an_independent_cosign_implementation() {
     let test = "cosign interop";
-    if !python_cryptography(test) || !require("docker-registry", test) {
+    let Some(interpreter) = python_with(&["cryptography"], test) else {
+        return;
+    };
+    if !require("docker-registry", test) {
         return;
     }
     let Some(registry) = Registry::start(test, None) else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
     let work = tempfile::tempdir().unwrap();
     let docker = tempfile::tempdir().unwrap();
     let data = data_dir("");
     let env = [("DOCKER_CONFIG", docker.path().to_str().unwrap())];
     let run = |args: &[&str]| arkham_with(data.path(), args, &env);
-    let python = |args: &[&str]| {
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let python = |args: &[&str]| interop_script(interpreter, args, &[]);
     let file = packets(work.path(), "0.1.0", "interop");
     let repository = format!("{}/interop/packets", registry.host);
     let (ok, out, err) = run(&[
@@ -727,26 +745,22 @@ const WORKFLOW: &str =
 #[test]
 fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused() {
     let test = "keyless signatures";
-    if !python_cryptography(test) || !require("docker-registry", test) {
+    let Some(interpreter) = python_with(&["cryptography"], test) else {
+        return;
+    };
+    if !require("docker-registry", test) {
         return;
     }
     let Some(registry) = Registry::start(test, None) else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
     let work = tempfile::tempdir().unwrap();
     let docker = tempfile::tempdir().unwrap();
     let env = [("DOCKER_CONFIG", docker.path().to_str().unwrap())];
     let path = |name: &str| work.path().join(name).to_str().unwrap().to_string();
     let python = |args: &[&str]| {
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}: {text}");
+        let (ok, text) = interop_script(interpreter, args, &[]);
+        assert!(ok, "{args:?}: {text}");
     };
     // The Sigstore the policy trusts, and another one.
     python(&["sigstore-init", &path("sigstore")]);
@@ -959,4 +973,372 @@ fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused
             "add `trusted_root = \"trusted_root.json\"`",
         ],
     );
+}
+
+/// Asserts `path` is one of cosign's encrypted key files, private to its owner.
+fn assert_encrypted_key(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_cosign_key_signs_with_cosign_password_and_a_wrong_one_pushes_nothing() {
+    let Some(s) = Signed::start("encrypted key") else {
+        return;
+    };
+    let secret = ("COSIGN_PASSWORD", "ci-secret-7");
+    let key = s.key("cosign.key");
+    let public = s.key("cosign.pub");
+    let prefix = s.key("cosign");
+    let (ok, out, err) = s.run_with(
+        &[
+            "key",
+            "generate",
+            "--encrypt",
+            "--out",
+            prefix.to_str().unwrap(),
+            "--json",
+        ],
+        &[secret],
+    );
+    assert!(ok, "{out}{err}");
+    let generated = json(&out);
+    assert_eq!(generated["encrypted"], true);
+    let fingerprint = generated["fingerprint"].as_str().unwrap().to_string();
+    assert_encrypted_key(&key);
+    assert!(!out.contains(secret.1) && !err.contains(secret.1));
+    // Without a password nor a terminal, nothing is written.
+    let other = s.key("nopass");
+    let (ok, _, err) = s.run(&[
+        "key",
+        "generate",
+        "--encrypt",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("set COSIGN_PASSWORD"), "{err}");
+    assert!(!s.key("nopass.key").exists() && !s.key("nopass.pub").exists());
+
+    // Signed with the encrypted key and COSIGN_PASSWORD; verified with its public key.
+    s.push(
+        &packets(s.work.path(), "0.6.0", "encrypted key"),
+        None,
+        false,
+    );
+    let reference = format!("{}:0.6.0", s.repository);
+    let (ok, out, err) = s.run_with(
+        &[
+            "shard",
+            "sign",
+            &reference,
+            "--key",
+            key.to_str().unwrap(),
+            "--json",
+        ],
+        &[secret],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["fingerprint"], fingerprint.as_str());
+    let (ok, out, err) = s.run(&[
+        "shard",
+        "verify",
+        &reference,
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("signed by the key {fingerprint}")),
+        "{out}"
+    );
+
+    // A wrong password: refused before anything is pushed, the password never shown.
+    let wrong = ("COSIGN_PASSWORD", "not-the-secret");
+    let unsigned = s.push(
+        &packets(s.work.path(), "0.7.0", "wrong password"),
+        None,
+        false,
+    );
+    let unsigned_ref = format!("{}:0.7.0", s.repository);
+    let expected = format!(
+        "wrong password for {} (or the file is corrupt)",
+        key.display()
+    );
+    let (ok, out, err) = s.run_with(
+        &[
+            "shard",
+            "sign",
+            &unsigned_ref,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[wrong],
+    );
+    assert!(!ok && err.contains(&expected), "{out}{err}");
+    assert!(err.contains("read from COSIGN_PASSWORD"), "{err}");
+    assert!(
+        !out.contains(wrong.1) && !err.contains(wrong.1),
+        "{out}{err}"
+    );
+    let repo = s.repo();
+    let digest: Digest = unsigned["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        repo.manifest(&signature::signature_tag(&digest))
+            .await
+            .is_err(),
+        "a signature was pushed"
+    );
+    // `push --sign` with the wrong password uploads nothing: the tag does not exist.
+    let file = packets(s.work.path(), "0.8.0", "wrong password push");
+    let (ok, out, err) = s.run_with(
+        &[
+            "shard",
+            "push",
+            file.to_str().unwrap(),
+            &s.repository,
+            "--sign",
+            key.to_str().unwrap(),
+        ],
+        &[wrong],
+    );
+    assert!(!ok && err.contains(&expected), "{out}{err}");
+    assert!(repo.manifest("0.8.0").await.is_err(), "0.8.0 was pushed");
+    // No password and no terminal: told where to put it.
+    let (ok, _, err) = s.run(&[
+        "shard",
+        "sign",
+        &unsigned_ref,
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("is encrypted") && err.contains("set COSIGN_PASSWORD"),
+        "{err}"
+    );
+}
+
+/// Runs `command` (a shell command line) on a terminal (`script`), typing each answer once its
+/// prompt shows: (success, what the terminal showed).
+fn on_terminal(command: &str, envs: &[(&str, &str)], answers: &[(&str, &str)]) -> (bool, String) {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("script")
+        .args(["-qfec", command, "/dev/null"])
+        .env_remove("COSIGN_PASSWORD")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut seen = 0;
+    for (prompt, typed) in answers {
+        // Typed only once the prompt is up: echo is off by then.
+        while !String::from_utf8_lossy(&shown[seen..]).contains(prompt) {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "no prompt `{prompt}`: {}",
+                String::from_utf8_lossy(&shown)
+            );
+            shown.extend_from_slice(&buf[..n]);
+        }
+        seen = shown.len();
+        stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
+    }
+    stdout.read_to_end(&mut shown).unwrap();
+    drop(stdin);
+    let ok = child.wait().unwrap().success();
+    (ok, String::from_utf8_lossy(&shown).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_key_password_is_asked_on_the_terminal_without_echo() {
+    if !require("script", "encrypted key prompt") {
+        return;
+    }
+    let Some(s) = Signed::start("encrypted key prompt") else {
+        return;
+    };
+    let arkham = crate::harness::arkham_bin();
+    let data = s.data.path().to_str().unwrap();
+    let docker = s.docker.path().to_str().unwrap();
+    let env = [("ARKHAM_DATA_DIR", data), ("DOCKER_CONFIG", docker)];
+    let prefix = s.key("typed");
+    let generate = format!("{arkham} key generate --encrypt --out {}", prefix.display());
+    // Two different passwords: nothing is written.
+    let (ok, shown) = on_terminal(
+        &generate,
+        &env,
+        &[
+            ("password for the new key", "typed-pw-5"),
+            ("the same password again", "typed-pw-6"),
+        ],
+    );
+    assert!(!ok && shown.contains("the two passwords differ"), "{shown}");
+    assert!(!s.key("typed.key").exists());
+    let (ok, shown) = on_terminal(
+        &generate,
+        &env,
+        &[
+            ("password for the new key", "typed-pw-5"),
+            ("the same password again", "typed-pw-5"),
+        ],
+    );
+    assert!(
+        ok && shown.contains("encrypted in cosign's format"),
+        "{shown}"
+    );
+    assert!(!shown.contains("typed-pw-5"), "echoed: {shown}");
+    assert_encrypted_key(&s.key("typed.key"));
+
+    s.push(&packets(s.work.path(), "0.9.0", "typed"), None, false);
+    let reference = format!("{}:0.9.0", s.repository);
+    let sign = format!(
+        "{arkham} shard sign {reference} --key {}",
+        s.key("typed.key").display()
+    );
+    let (ok, shown) = on_terminal(&sign, &env, &[("password for", "typed-pw-4")]);
+    assert!(!ok && shown.contains("wrong password for"), "{shown}");
+    assert!(!shown.contains("typed-pw-4") && !shown.contains("read from COSIGN_PASSWORD"));
+    let (ok, shown) = on_terminal(&sign, &env, &[("password for", "typed-pw-5")]);
+    assert!(ok && shown.contains("signed "), "{shown}");
+    assert!(!shown.contains("typed-pw-5"), "echoed: {shown}");
+    let (ok, out, err) = s.run(&[
+        "shard",
+        "verify",
+        &reference,
+        "--key",
+        s.key("typed.pub").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+}
+
+#[test]
+fn encrypted_keys_interoperate_with_an_independent_implementation() {
+    let test = "encrypted key interop";
+    // hashlib.scrypt (the standard library), PyNaCl's SecretBox and `cryptography`.
+    let Some(interpreter) = python_with(&["cryptography", "nacl"], test) else {
+        return;
+    };
+    let Some(registry) = Registry::start(test, None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let data = data_dir("");
+    let docker_env = ("DOCKER_CONFIG", docker.path().to_str().unwrap());
+    let path = |name: &str| work.path().join(name).to_str().unwrap().to_string();
+    let file = packets(work.path(), "0.1.0", "encrypted interop");
+    let repository = format!("{}/interop/packets", registry.host);
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &[
+            "shard",
+            "push",
+            file.to_str().unwrap(),
+            &repository,
+            "--json",
+        ],
+        &[docker_env],
+    );
+    assert!(ok, "{out}{err}");
+    let digest = json(&out)["manifest_digest"].as_str().unwrap().to_string();
+    let reference = format!("{repository}:0.1.0");
+    let verify_both = |public: &str| {
+        let (ok, out, err) = arkham_with(
+            data.path(),
+            &["shard", "verify", &reference, "--key", &path(public)],
+            &[docker_env],
+        );
+        assert!(ok, "{public}: {out}{err}");
+        let (ok, text) = interop_script(
+            interpreter,
+            &[
+                "verify",
+                &registry.host,
+                "interop/packets",
+                &digest,
+                &path(public),
+            ],
+            &[],
+        );
+        assert!(ok && text.contains("verified"), "{public}: {text}");
+    };
+
+    // Python writes a cosign encrypted key (scrypt N = 2^16, as cosign does today); arkham
+    // signs with it.
+    let py_password = ("COSIGN_PASSWORD", "py-pw-3");
+    let (ok, text) = interop_script(
+        interpreter,
+        &["genkey", "--encrypt", &path("py")],
+        &[py_password],
+    );
+    assert!(ok, "{text}");
+    let py_key = std::fs::read_to_string(path("py.key")).unwrap();
+    assert!(
+        py_key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
+        "{py_key}"
+    );
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["shard", "sign", &reference, "--key", &path("py.key")],
+        &[docker_env, py_password],
+    );
+    assert!(ok, "{out}{err}");
+    verify_both("py.pub");
+    let (ok, _, err) = arkham_with(
+        data.path(),
+        &["shard", "sign", &reference, "--key", &path("py.key")],
+        &[docker_env, ("COSIGN_PASSWORD", "py-pw-4")],
+    );
+    assert!(!ok && err.contains("wrong password for"), "{err}");
+
+    // arkham writes one; Python opens it (and only with its password) and signs with it.
+    let ark_password = ("COSIGN_PASSWORD", "ark-pw-8");
+    let (ok, out, err) = arkham_with(
+        data.path(),
+        &["key", "generate", "--encrypt", "--out", &path("ark")],
+        &[ark_password],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, text) = interop_script(
+        interpreter,
+        &["decrypt", &path("ark.key"), &path("ark.pub")],
+        &[ark_password],
+    );
+    assert!(ok && text.contains("decrypted"), "{text}");
+    let (ok, text) = interop_script(
+        interpreter,
+        &["decrypt", &path("ark.key"), &path("ark.pub")],
+        &[("COSIGN_PASSWORD", "ark-pw-9")],
+    );
+    assert!(!ok && text.contains("wrong password"), "{text}");
+    let (ok, text) = interop_script(
+        interpreter,
+        &[
+            "sign",
+            &registry.host,
+            "interop/packets",
+            &digest,
+            &path("ark.key"),
+        ],
+        &[ark_password],
+    );
+    assert!(ok, "{text}");
+    verify_both("ark.pub");
 }

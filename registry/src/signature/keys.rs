@@ -1,8 +1,10 @@
 //! ECDSA P-256 keys as standard PEM: PKCS#8 private keys (`BEGIN PRIVATE KEY`, what `openssl
 //! pkcs8 -topk8 -nocrypt` and `arkham key generate` write; SEC 1 `BEGIN EC PRIVATE KEY` from
 //! `openssl ecparam -genkey` is read too) and SPKI public keys (`BEGIN PUBLIC KEY`), the format
-//! cosign's `import-key-pair` takes and its `.pub` files use.
+//! cosign's `import-key-pair` takes and its `.pub` files use; and cosign's own password-encrypted
+//! private keys (`cosign generate-key-pair`, see `encrypted`), read and written.
 
+use super::encrypted::{self, OpenError};
 use der::asn1::{BitStringRef, ContextSpecific, ObjectIdentifier, OctetStringRef};
 use der::{Decode as _, Encode as _, Reader as _, TagNumber};
 use ring::rand::SystemRandom;
@@ -34,6 +36,20 @@ pub enum KeyError {
         kind: &'static str,
         /// What is wrong, and what would work.
         reason: String,
+    },
+    /// The key file is encrypted (cosign's format): read it with
+    /// [`SigningKey::from_encrypted_pem`] and its password.
+    #[error("{what} is encrypted (cosign's format); its password is needed to read it")]
+    PasswordNeeded {
+        /// The file.
+        what: String,
+    },
+    /// The password does not open the encrypted key: the secretbox's tag did not verify, which
+    /// is also what an altered file gives.
+    #[error("wrong password for {what} (or the file is corrupt)")]
+    WrongPassword {
+        /// The file.
+        what: String,
     },
     /// The system's random source failed.
     #[error("the system's random number source failed; cannot make a key or a signature")]
@@ -170,13 +186,42 @@ impl SigningKey {
             "ENCRYPTED PRIVATE KEY" => Err(invalid(
                 "it is encrypted, which arkham does not read; decrypt it (`openssl pkcs8 -in KEY -nocrypt -topk8`) and keep that file private".to_string(),
             )),
-            "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => Err(invalid(
-                "it is cosign's encrypted key format, which arkham does not read yet; sign with `cosign sign --key` (arkham verifies cosign's signatures with the `.pub`), or sign with a PKCS#8 key (`arkham key generate`, which `cosign import-key-pair` also takes)".to_string(),
-            )),
+            encrypted::LABEL | encrypted::LEGACY_LABEL => Err(KeyError::PasswordNeeded {
+                what: what.to_string(),
+            }),
             other => Err(invalid(format!(
                 "it is a `{other}` PEM; a private key is `-----BEGIN PRIVATE KEY-----` (PKCS#8), as `arkham key generate` and `openssl pkcs8 -topk8 -nocrypt` write"
             ))),
         }
+    }
+
+    /// Reads one of cosign's encrypted key files (`-----BEGIN ENCRYPTED SIGSTORE PRIVATE
+    /// KEY-----`, or cosign v1's `ENCRYPTED COSIGN PRIVATE KEY`) with its password; `what` names
+    /// it in errors. scrypt parameters beyond twice the strongest cosign writes are refused
+    /// before any memory is allocated for them.
+    pub fn from_encrypted_pem(text: &str, what: &str, password: &[u8]) -> Result<Self, KeyError> {
+        let invalid = |reason: String| KeyError::Invalid {
+            what: what.to_string(),
+            kind: "encrypted private key",
+            reason,
+        };
+        let (label, body) = der::pem::decode_vec(key_block(text).as_bytes())
+            .map_err(|e| invalid(format!("not PEM ({e})")))?;
+        if label != encrypted::LABEL && label != encrypted::LEGACY_LABEL {
+            return Err(invalid(format!(
+                "it is a `{label}` PEM; cosign's encrypted keys are `-----BEGIN {}-----` (or `{}`)",
+                encrypted::LABEL,
+                encrypted::LEGACY_LABEL
+            )));
+        }
+        let pkcs8 = encrypted::open(&body, password).map_err(|e| match e {
+            OpenError::Malformed(reason) => invalid(reason),
+            OpenError::WrongPassword => KeyError::WrongPassword {
+                what: what.to_string(),
+            },
+        })?;
+        Self::from_pkcs8_der(&pkcs8)
+            .map_err(|reason| invalid(format!("what it holds is not a usable key: {reason}")))
     }
 
     /// Reads a private key PEM file.
@@ -248,6 +293,20 @@ impl SigningKey {
     /// As PKCS#8 PEM (unencrypted: keep the file private).
     pub fn to_pem(&self) -> String {
         pem("PRIVATE KEY", &self.pkcs8)
+    }
+
+    /// As one of cosign's encrypted key files (`ENCRYPTED SIGSTORE PRIVATE KEY`), sealed with
+    /// `password` (scrypt N = 2^15, r = 8, p = 1, which every cosign release reads).
+    pub fn to_encrypted_pem(&self, password: &[u8]) -> Result<String, KeyError> {
+        let body = encrypted::seal(&self.pkcs8, password).map_err(|reason| match reason {
+            None => KeyError::Random,
+            Some(reason) => KeyError::Invalid {
+                what: "a key being encrypted".to_string(),
+                kind: "encrypted private key",
+                reason,
+            },
+        })?;
+        Ok(pem(encrypted::LABEL, &body))
     }
 
     /// An ASN.1 DER ECDSA P-256 SHA-256 signature of `message`.
@@ -398,13 +457,101 @@ mod tests {
             .to_string();
         assert!(err.contains("k.key") && err.contains("PKCS#8"), "{err}");
         let cosign = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n";
-        let err = SigningKey::from_pem(cosign, "cosign.key")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cosign's encrypted key format"), "{err}");
+        let err = SigningKey::from_pem(cosign, "cosign.key").unwrap_err();
+        assert!(
+            matches!(&err, KeyError::PasswordNeeded { what } if what == "cosign.key"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("password is needed"), "{err}");
         let err = SigningKey::from_pem("garbage", "g")
             .unwrap_err()
             .to_string();
         assert!(err.contains("not PEM"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_key_round_trips_with_its_password_only() {
+        let key = SigningKey::generate().unwrap();
+        let pem = key.to_encrypted_pem(b"correct horse").unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
+            "{pem}"
+        );
+        // Plain reading says a password is needed, naming the file.
+        let err = SigningKey::from_pem(&pem, "cosign.key").unwrap_err();
+        assert!(matches!(err, KeyError::PasswordNeeded { .. }), "{err}");
+        let back = SigningKey::from_encrypted_pem(&pem, "cosign.key", b"correct horse").unwrap();
+        assert_eq!(back.public_key(), key.public_key());
+        assert!(key.public_key().verifies(b"m", &back.sign(b"m").unwrap()));
+        let err = SigningKey::from_encrypted_pem(&pem, "cosign.key", b"correct horsf").unwrap_err();
+        assert!(matches!(err, KeyError::WrongPassword { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "wrong password for cosign.key (or the file is corrupt)"
+        );
+        // cosign v1's label holds the same envelope.
+        let legacy = pem.replace("SIGSTORE", "COSIGN");
+        let back = SigningKey::from_encrypted_pem(&legacy, "old.key", b"correct horse").unwrap();
+        assert_eq!(back.public_key(), key.public_key());
+        let err = SigningKey::from_pem(&legacy, "old.key").unwrap_err();
+        assert!(matches!(err, KeyError::PasswordNeeded { .. }), "{err}");
+    }
+
+    #[test]
+    fn encrypted_key_errors_name_the_file_and_the_problem() {
+        let key = SigningKey::generate().unwrap();
+        // Not an encrypted label.
+        let err = SigningKey::from_encrypted_pem(&key.to_pem(), "plain.key", b"pw")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("plain.key")
+                && err.contains("`PRIVATE KEY` PEM")
+                && err.contains("ENCRYPTED SIGSTORE PRIVATE KEY"),
+            "{err}"
+        );
+        // A well-sealed envelope whose content is not a key.
+        let body = encrypted::seal(b"not a key", b"pw").unwrap();
+        let sealed = pem(encrypted::LABEL, &body);
+        let err = SigningKey::from_encrypted_pem(&sealed, "odd.key", b"pw")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("odd.key") && err.contains("not a usable key"),
+            "{err}"
+        );
+        // A body that is not the JSON envelope.
+        let junk = pem(encrypted::LABEL, b"junk");
+        let err = SigningKey::from_encrypted_pem(&junk, "junk.key", b"pw")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("junk.key") && err.contains("not cosign's encrypted-key JSON"),
+            "{err}"
+        );
+        // A tampered file reads as a wrong password, and no error carries the password.
+        let good = key.to_encrypted_pem(b"s3cret-pw").unwrap();
+        let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+        // The last base64 line ends the ciphertext; changing one of its characters alters it
+        // (or breaks the JSON, which is also refused).
+        let last = lines.len() - 2;
+        let line = &mut lines[last];
+        let swapped = if line.starts_with('A') { "B" } else { "A" };
+        line.replace_range(0..1, swapped);
+        let tampered = lines.join("\n");
+        let err = SigningKey::from_encrypted_pem(&tampered, "t.key", b"s3cret-pw").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyError::WrongPassword { .. } | KeyError::Invalid { .. }
+            ),
+            "{err}"
+        );
+        for err in [
+            err,
+            SigningKey::from_encrypted_pem(&good, "t.key", b"s3cret-pX").unwrap_err(),
+        ] {
+            assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+        }
     }
 }

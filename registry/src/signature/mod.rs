@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod encrypted;
 pub mod keyless;
 mod keys;
 
