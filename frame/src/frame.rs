@@ -35,6 +35,19 @@ use std::time::{Duration, SystemTime};
 /// How often the frame looks for changes to its catalog and grants.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often a member reads the deployment's state though it heard of no change: a safety net
+/// under the watch.
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A shard in the catalog and what became of loading it.
 #[derive(Clone)]
 pub enum ShardStatus {
@@ -292,15 +305,38 @@ impl Frame {
     /// grants change on disk.
     pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
+        // A member is woken by the deployment's changes as they happen; the watch ends with
+        // this loop.
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let watching = self
+            .cluster
+            .as_ref()
+            .map(|cluster| AbortOnDrop(cluster.watch(changed.clone())));
         tokio::spawn(async move {
+            let _watching = watching;
             // Logged once per outage, not every round.
             let mut failing = false;
+            // Whether a sync is owed: at start, after a failed one, and every RESYNC_EVERY in
+            // case a change went unheard.
+            let mut owed = true;
+            let mut last_sync = tokio::time::Instant::now();
             loop {
-                tokio::time::sleep(WATCH_INTERVAL).await;
+                let heard = tokio::select! {
+                    () = tokio::time::sleep(WATCH_INTERVAL) => false,
+                    () = changed.notified() => true,
+                };
                 let Some(frame) = weak.upgrade() else { return };
-                if let Some(cluster) = &frame.cluster {
+                if let Some(cluster) = &frame.cluster
+                    && (owed
+                        || heard
+                        || last_sync.elapsed() >= RESYNC_EVERY
+                        || cluster.changed_here(&frame.data).await)
+                {
+                    last_sync = tokio::time::Instant::now();
+                    owed = true;
                     match cluster.sync(&frame.data).await {
                         Ok(done) => {
+                            owed = false;
                             if std::mem::take(&mut failing) {
                                 tracing::info!("sharing state with the deployment works again");
                             }

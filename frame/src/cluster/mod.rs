@@ -59,6 +59,9 @@ const TOKEN: &str = "admin-token";
 /// What [`Cluster::sync`] says when another member's concurrent change won.
 pub const LOST: &str = "a concurrent change by another member won; this change was undone";
 
+/// How long a member waits before watching the shared state again after a watch ended.
+const WATCH_AGAIN: Duration = Duration::from_secs(1);
+
 /// Most bytes of one component read from the object store.
 const MAX_COMPONENT_BYTES: usize = 512 << 20;
 
@@ -263,6 +266,41 @@ impl Cluster {
                 Ok(String::from_utf8_lossy(&token).trim().to_string())
             }
         }
+    }
+
+    /// Wakes `changed` whenever the shared state changes (any member's push, this one's too):
+    /// a watch on the state bucket, so another member's change is taken within milliseconds
+    /// rather than at a poll. A watch that ends (the NATS server went away) is made again, and
+    /// `changed` woken then too: what happened meanwhile is read at the next sync. The watch
+    /// lasts as long as the returned task.
+    pub fn watch(
+        &self,
+        changed: std::sync::Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
+        use futures::StreamExt as _;
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut watch) = state.watch_all().await {
+                    while let Some(Ok(_)) = watch.next().await {
+                        changed.notify_one();
+                    }
+                }
+                changed.notify_one();
+                tokio::time::sleep(WATCH_AGAIN).await;
+            }
+        })
+    }
+
+    /// Whether the data dir's shared files differ from what this member last agreed with the
+    /// deployment: a change made here (by a command or the admin API) that [`sync`](Self::sync)
+    /// would share. Reads local files only.
+    pub async fn changed_here(&self, data: &DataDir) -> bool {
+        let agreed = self.agreed.lock().await;
+        FILES.iter().zip(agreed.iter()).any(|((_, path), seen)| {
+            // Unreadable, removed or changed: sync decides what it means.
+            read_optional(&path(data)).map_or(true, |local| local != seen.bytes)
+        })
     }
 
     /// Brings the data dir and the deployment in line, once: local changes since the last
@@ -591,6 +629,33 @@ mod tests {
         // One admin token for the deployment, whoever asks first.
         assert_eq!(member_a.admin_token("token-a").await.unwrap(), "token-a");
         assert_eq!(member_b.admin_token("token-b").await.unwrap(), "token-a");
+    }
+
+    #[tokio::test]
+    async fn a_member_hears_anothers_change_without_polling() {
+        let Some(nats) = test_shards::engines::Nats::start() else {
+            return;
+        };
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (DataDir::new(dir_a.path()), DataDir::new(dir_b.path()));
+        let member_a = Cluster::join(client.clone(), "w").await.unwrap();
+        let member_b = Cluster::join(client, "w").await.unwrap();
+        let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+        let watching = member_b.watch(changed.clone());
+        // Nothing changed here, so nothing to push; nothing heard yet.
+        assert!(!member_b.changed_here(&b).await);
+        installed(&a, b"component");
+        assert!(member_a.changed_here(&a).await);
+        member_a.sync(&a).await.unwrap();
+        assert!(!member_a.changed_here(&a).await);
+        // B is woken by the change itself, and takes it.
+        tokio::time::timeout(Duration::from_secs(10), changed.notified())
+            .await
+            .expect("the watch never woke the other member");
+        assert!(member_b.sync(&b).await.unwrap()[0].starts_with("took"));
+        assert!(!member_b.changed_here(&b).await);
+        watching.abort();
     }
 
     #[test]
