@@ -559,6 +559,21 @@ impl Frame {
             }
             .into());
         }
+        if !inspection.incompatibilities.is_empty() {
+            // Installed through a member of another frame version (a rolling upgrade): this
+            // member says why it does not serve the shard, the members it fits serve it.
+            let list: String = inspection
+                .incompatibilities
+                .iter()
+                .map(|p| format!("\n  - {p}"))
+                .collect();
+            anyhow::bail!(
+                "{} {} cannot run on this frame ({}):{list}",
+                installed.name,
+                installed.version,
+                crate::shards::compat::FRAME_VERSION
+            );
+        }
         let manifest = Arc::new(inspection.manifest);
         let digest = installed.digest.to_string();
         let component = self

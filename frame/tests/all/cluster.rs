@@ -3,7 +3,7 @@
 //! them is applied by all, and a member that starts with an empty data dir serves everything.
 
 use crate::backends::Backends;
-use crate::harness::{Frame, admin_token, arkham, eventually, packaged};
+use crate::harness::{Frame, admin_token, arkham, eventually, manifest_of, package_with, packaged};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -165,6 +165,86 @@ fn a_member_needs_the_shared_engines() {
 /// every request, each create acknowledged with a 201 (by any member, the killed one included)
 /// is readable through every survivor and its event reaches the subscriber, and the killed
 /// member serves again once restarted.
+/// During a rolling upgrade a newer member may install a shard whose `requires_frame` excludes
+/// the older members. Here the newer member's install is what it leaves in the deployment: the
+/// component and its catalog entry, mirrored into a member's data dir as a sync would (this
+/// frame's own `shard add` refuses such a shard). Every member it excludes reports it, with the
+/// reason, answers 503 `shard_not_loaded` for it (so a balancer retries on a member it fits), and
+/// goes on serving the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_for_a_newer_frame_is_reported_by_the_members_it_excludes() {
+    let Some(data) = Backends::Engines.data_dir("cluster_versions", "[cluster]\nenabled = true\n")
+    else {
+        return;
+    };
+    let b_dir = member_of(data.path());
+    let a = Frame::start(data.path());
+    let b = Frame::start(b_dir.path());
+    let (ok, out, err) = arkham(
+        data.path(),
+        &["shard", "add", packaged(&ECHO).to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "{out}{err}");
+    eventually("member B serves echo", || serves(&b, "/api/echo/health")).await;
+
+    // Packets built for a frame that does not exist yet.
+    let work = tempfile::tempdir().unwrap();
+    let mut manifest = manifest_of(&PACKETS);
+    manifest.requires_frame = ">=99.0.0".parse().unwrap();
+    let file = work.path().join("packets-next.shard.wasm");
+    package_with(&PACKETS, &manifest, &file);
+    let (ok, _, err) = arkham(
+        data.path(),
+        &["shard", "add", file.to_str().unwrap(), "--yes"],
+    );
+    assert!(!ok && err.contains("requires frame >=99.0.0"), "{err}");
+    let component = std::fs::read(&file).unwrap();
+    let digest = arkham_registry::digest::Digest::of(&component);
+    let blob = data.path().join("store/blobs/sha256").join(digest.hex());
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &component).unwrap();
+    let catalog_file = data.path().join("installed.json");
+    let mut catalog: Value =
+        serde_json::from_slice(&std::fs::read(&catalog_file).unwrap()).unwrap();
+    let entry = json!({
+        "name": "packets",
+        "version": manifest.version.to_string(),
+        "digest": digest.to_string(),
+        "source": "a newer member",
+        "installed_at": "2026-12-02T00:00:00Z",
+    });
+    catalog["shards"].as_array_mut().unwrap().push(entry);
+    let tmp = catalog_file.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&catalog).unwrap()).unwrap();
+    std::fs::rename(&tmp, &catalog_file).unwrap();
+
+    // Both members report it, with why, and keep serving echo.
+    let reported = |members: &Value| {
+        let members = members["members"].as_array().cloned().unwrap_or_default();
+        members.len() == 2
+            && members.iter().all(|m| {
+                m["failed"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f.to_string().contains("requires frame >=99.0.0"))
+            })
+    };
+    eventually("both members report the shard they cannot run", || async {
+        let (_, members) = a.call("GET", "/api/frame/cluster", None).await;
+        reported(&members)
+    })
+    .await;
+    for member in [&a, &b] {
+        let (status, body) = member.call("GET", "/api/packets/", None).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "shard_not_loaded", "{body}");
+        assert!(serves(member, "/api/echo/health").await);
+    }
+    b.stop();
+    a.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_killed_under_load_loses_nothing() {
     let Some(data) = Backends::Engines.data_dir(
