@@ -13,6 +13,7 @@
 //! missed.
 
 mod add;
+mod cluster;
 mod engines;
 mod events;
 mod frame;
@@ -52,7 +53,7 @@ pub struct Options {
     /// Record a `perf` profile of the frame under load.
     pub perf: bool,
     /// Scenarios to run (minimal, instructions, packets, instantiation, cold, add, transfer, events, memory,
-    /// engines, languages, scale);
+    /// engines, languages, scale, cluster);
     /// empty = all.
     pub only: Vec<String>,
     /// The largest installed-shard count of the scale scenario (1, 10, 100, 1000 up to it).
@@ -97,7 +98,7 @@ fn options() -> Result<Options> {
                     "usage: arkham-bench [--runs N] [--seconds S] [--out DIR] [--arkham BIN] \
                      [--wasmtime BIN] [--iterations N] [--perf] [--scale-max N] \
                      [--only minimal,instructions,packets,instantiation,cold,add,transfer,events,memory,engines,\
-                     languages,scale]"
+                     languages,scale,cluster]"
                 );
                 std::process::exit(0);
             }
@@ -117,6 +118,7 @@ fn options() -> Result<Options> {
         "engines",
         "languages",
         "scale",
+        "cluster",
     ];
     if let Some(unknown) = options
         .only

@@ -426,6 +426,9 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     if options.runs("scale") {
         crate::scale::section::scale(&mut md, results.scale.as_ref());
     }
+    if options.runs("cluster") {
+        crate::cluster::section(&mut md, results.cluster.as_ref());
+    }
 
     let _ = writeln!(md, "\n## Targets of issue 5\n");
     let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");

@@ -45,6 +45,8 @@ pub struct Results {
     pub languages: Option<Languages>,
     /// (10): how cost grows with installed shards, subscribers and body size.
     pub scale: Option<crate::scale::Scale>,
+    /// (11) Several frames behind a balancer.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// `perf` profile of the frame serving the minimal shard.
     pub profile: Option<Profile>,
     /// What could not be measured, and why.
@@ -382,6 +384,10 @@ pub fn all(options: &Options) -> Result<Results> {
     eprintln!("[bench] (10) scale: installed shards, subscribers, body size");
     if options.runs("scale") {
         results.scale = Some(crate::scale::run(options, &scratch, &mut results.errors));
+    }
+    eprintln!("[bench] (11) several frames behind HAProxy");
+    if options.runs("cluster") {
+        results.cluster = Some(crate::cluster::run(options, &scratch, &mut results.errors));
     }
     Ok(results)
 }

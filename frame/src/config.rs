@@ -83,11 +83,12 @@ impl FrameConfig {
                 });
             }
         };
-        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.display().to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
         config.validate(path)?;
+        config.database.frames = config.cluster.frames();
         Ok(config)
     }
 

@@ -39,6 +39,21 @@ pub struct ClusterConfig {
     /// The address other people reach this member at, shown by `arkham cluster status`
     /// (default: the address it listens on).
     pub advertise: Option<String>,
+    /// The most members the deployment runs at once (default 3). Each opens a shard's
+    /// PostgreSQL database with up to `[database] max_connections` connections, so a shard's
+    /// role may hold that many per member.
+    pub members: Option<u32>,
+}
+
+impl ClusterConfig {
+    /// The members a deployment is sized for: 1 when this frame is not a member.
+    pub fn frames(&self) -> u32 {
+        if self.enabled {
+            self.members.unwrap_or(3).max(1)
+        } else {
+            1
+        }
+    }
 }
 
 /// How long a member's announcement lives without being renewed.

@@ -12,6 +12,7 @@ mod browser;
 mod harness;
 
 mod cluster;
+mod cluster_script;
 mod dashboard;
 mod disk_full;
 mod engines;

@@ -57,6 +57,11 @@ pub struct DatabaseConfig {
     pub max_size_bytes: u64,
     /// Connections per shard database.
     pub max_connections: u32,
+    /// How many frames open each shard's database at once: 1, or in a deployment of several
+    /// frames `[cluster] members`. A shard's PostgreSQL role may hold `max_connections` per
+    /// frame (its `CONNECTION LIMIT`); set from the cluster's config, not here.
+    #[serde(skip)]
+    pub frames: u32,
     /// Most rows one `query` may return.
     pub max_rows: usize,
     /// Largest single value (TEXT or BLOB) or stored row, in bytes: SQLite's `LENGTH` limit.
@@ -77,6 +82,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("max_size_bytes", &self.max_size_bytes)
             .field("max_connections", &self.max_connections)
+            .field("frames", &self.frames)
             .field("max_rows", &self.max_rows)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("max_result_bytes", &self.max_result_bytes)
@@ -123,6 +129,7 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: 5_000,
             max_size_bytes: 1 << 30,
             max_connections: 8,
+            frames: 1,
             max_rows: 100_000,
             max_value_bytes: 8 << 20,
             max_result_bytes: 32 << 20,

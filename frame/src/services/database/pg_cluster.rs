@@ -240,9 +240,14 @@ impl PgCluster {
         // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in an ALTER ROLE (even
         // to deny them), and the frame's role need not be one: an existing role gets the rest,
         // and is checked below to have none of them.
+        // Every frame of a deployment opens the shard's database with its own pool: the role
+        // may hold each one's, plus two for a frame restarting while its old connections close.
         let limits = format!(
             "LOGIN NOINHERIT CONNECTION LIMIT {} PASSWORD '{password}'",
-            config.max_connections.saturating_add(2)
+            config
+                .max_connections
+                .saturating_mul(config.frames.max(1))
+                .saturating_add(2)
         );
         let attributes = if exists {
             limits

@@ -177,7 +177,10 @@ pub(super) fn map_error(error: sqlx::Error) -> Error {
                 ("0A000", _) if message.contains("cached plan") => Error::InvalidSql(message),
                 ("0A000", _) => Error::Denied(message),
                 ("57014", _) => Error::LimitExceeded(format!("{CANCELED} {message}")),
-                ("40001" | "40P01" | "55P03", _) => Error::Busy(message),
+                // A serialization failure, a deadlock, a lock not available; no connection slot
+                // free for the role (53300: every frame of a deployment holding its share) or
+                // the server starting or stopping (57P03): worth trying again.
+                ("40001" | "40P01" | "55P03" | "53300" | "57P03", _) => Error::Busy(message),
                 ("42883", _) | ("42704", _) if names_privileged(&message) => {
                     Error::Denied(format!("{message}: not available to shards"))
                 }

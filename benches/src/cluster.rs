@@ -1,0 +1,380 @@
+//! (11) Several frames, one deployment (issue 16): `scripts/cluster` started as a user starts it
+//! (PostgreSQL, nats-server, N members, HAProxy in front), measured through its balancer:
+//! packets create+get with 1 and 3 members, the time from `shard add` on one member to the
+//! first 200 from another, and the failover gap a client sees when a member is killed.
+
+use crate::Options;
+use crate::frame::{self, get_status, request};
+use crate::scenarios::{PACKETS_LUA, median};
+use crate::wrk::{self, Load, WrkResult};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Member counts compared.
+pub const MEMBERS: [u32; 2] = [1, 3];
+
+/// How long the failover client runs, and when in it the member is killed.
+const FAILOVER_RUN: Duration = Duration::from_secs(8);
+const FAILOVER_KILL_AT: Duration = Duration::from_secs(2);
+
+/// What the scenario measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Cluster {
+    /// The wrk command of the packets rows.
+    pub load: String,
+    /// Packets create+get through the balancer, per member count.
+    pub packets: Vec<ClusterRow>,
+    /// From `arkham shard add` on member 1 returning to member 2's first 200, each run, ms.
+    pub propagation_ms: Vec<f64>,
+    /// Kill -9 of one of three members under a client's reads.
+    pub failover: Option<Failover>,
+    /// `haproxy -v`, first line.
+    pub haproxy: String,
+}
+
+/// One member count.
+#[derive(Debug, Serialize)]
+pub struct ClusterRow {
+    /// Members behind the balancer.
+    pub members: u32,
+    /// Every run.
+    pub runs: Vec<WrkResult>,
+    /// Median requests/s.
+    pub median_rps: Option<f64>,
+}
+
+/// What one client saw while a member was killed.
+#[derive(Debug, Serialize)]
+pub struct Failover {
+    /// Reads answered 200.
+    pub ok: u64,
+    /// Reads answered otherwise, or failed.
+    pub failed: u64,
+    /// The longest time between two 200s, ms.
+    pub longest_gap_ms: f64,
+    /// The median time between two 200s, ms (the client's own pace).
+    pub median_gap_ms: f64,
+}
+
+/// A running `scripts/cluster`; stopped (everything it started) when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Running {
+    fn start(options: &Options, dir: &Path, port: u16, members: u32) -> Result<Self> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let mut child = Command::new("scripts/cluster")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--members",
+                &members.to_string(),
+            ])
+            .env("ARKHAM_BIN", &options.arkham)
+            .env("ARKHAM_CLUSTER_DIR", dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting scripts/cluster")?;
+        let stdout = child.stdout.take().context("scripts/cluster's stdout")?;
+        let mut running = Self {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        // Its first line after everything answers: "cluster: N frame(s) behind …".
+        for line in BufReader::new(stdout).lines() {
+            if line?.contains("frame(s) behind") {
+                return Ok(running);
+            }
+        }
+        let status = running.child.wait()?;
+        bail!(
+            "scripts/cluster ended ({status}) before its members answered; see {}",
+            dir.display()
+        )
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn member(&self, n: u16) -> String {
+        format!("http://127.0.0.1:{}", self.port + n)
+    }
+
+    fn arkham(&self, options: &Options, member: u16, args: &[&str]) -> Result<()> {
+        let data = self.dir.join(format!("member-{member}"));
+        let out = Command::new(&options.arkham)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .with_context(|| format!("arkham {}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "arkham {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGTERM: the script's trap stops the members, HAProxy, NATS and PostgreSQL.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A base port with PORT..PORT+5 free.
+fn free_ports() -> Result<u16> {
+    for base in (31000..39000).step_by(17) {
+        if (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("no six free consecutive loopback ports between 31000 and 39000")
+}
+
+fn haproxy_version() -> String {
+    Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "haproxy (version unknown)".into())
+}
+
+/// Runs the scenario; what failed is pushed to `errors`.
+pub fn run(options: &Options, scratch: &Path, errors: &mut Vec<String>) -> Cluster {
+    let load = Load {
+        threads: 2,
+        connections: 32,
+        seconds: options.seconds,
+    };
+    let mut cluster = Cluster {
+        load: load.command(
+            "http://127.0.0.1:PORT/api/packets/",
+            Some("target/bench/packets.lua"),
+        ),
+        haproxy: haproxy_version(),
+        ..Cluster::default()
+    };
+    let scratch = scratch.join("cluster");
+    let script = options.out.join("packets.lua");
+    if let Err(e) = std::fs::write(&script, PACKETS_LUA) {
+        errors.push(format!("cluster: writing {}: {e}", script.display()));
+        return cluster;
+    }
+    for members in MEMBERS {
+        eprintln!("[bench]   cluster: {members} member(s)");
+        match through_balancer(options, &scratch, members, load, &script, &mut cluster) {
+            Ok(row) => cluster.packets.push(row),
+            Err(e) => errors.push(format!("cluster, {members} member(s): {e:#}")),
+        }
+    }
+    cluster
+}
+
+/// Packets through the balancer with `members`; with three, the propagation and failover too.
+fn through_balancer(
+    options: &Options,
+    scratch: &Path,
+    members: u32,
+    load: Load,
+    script: &Path,
+    cluster: &mut Cluster,
+) -> Result<ClusterRow> {
+    let running = Running::start(
+        options,
+        &scratch.join(format!("members{members}")),
+        free_ports()?,
+        members,
+    )?;
+    let url = format!("{}/api/packets/", running.base());
+    let mut runs = Vec::new();
+    for _ in 0..options.runs {
+        runs.push(wrk::run(load, &url, Some(script))?);
+    }
+    let median_rps = (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.rps).collect()));
+    if members == 3 {
+        cluster.propagation_ms = propagation(options, &running, scratch)?;
+        cluster.failover = Some(failover(&running)?);
+    }
+    Ok(ClusterRow {
+        members,
+        runs,
+        median_rps,
+    })
+}
+
+/// `shard add` of the echo fixture through member 1, then polling member 2 until it serves it;
+/// removed again between runs.
+fn propagation(options: &Options, running: &Running, scratch: &Path) -> Result<Vec<f64>> {
+    let file = frame::package(&test_shards::ECHO, "echo", scratch)?;
+    let file = file.to_string_lossy().into_owned();
+    let other = running.member(2);
+    let mut times = Vec::new();
+    for _ in 0..options.runs {
+        running.arkham(options, 1, &["shard", "add", &file, "--yes"])?;
+        let added = Instant::now();
+        while get_status(&other, "/api/echo/health").ok() != Some(200) {
+            if added.elapsed() > Duration::from_secs(60) {
+                bail!("member 2 did not serve echo within 60 s of its add on member 1");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        times.push(added.elapsed().as_secs_f64() * 1e3);
+        running.arkham(options, 1, &["shard", "remove", "echo"])?;
+        let removed = Instant::now();
+        while get_status(&other, "/api/echo/health").ok() != Some(404) {
+            if removed.elapsed() > Duration::from_secs(60) {
+                bail!("member 2 still served echo 60 s after its removal");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(times)
+}
+
+/// One client reading packets (`GET /api/packets/`) through the balancer, as fast as it answers, while member 2 is
+/// killed with SIGKILL (its supervisor in the script restarts it a second later).
+fn failover(running: &Running) -> Result<Failover> {
+    let base = running.base();
+    let (status, body) = request(&base, "GET", "/api/packets/")?;
+    if status != 200 {
+        bail!("GET /api/packets/ through the balancer answered {status}: {body}");
+    }
+    let victim_port = (running.port + 2).to_string();
+    let start = Instant::now();
+    let mut killed = false;
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut last_ok: Option<Instant> = None;
+    let mut gaps = Vec::new();
+    while start.elapsed() < FAILOVER_RUN {
+        if !killed && start.elapsed() >= FAILOVER_KILL_AT {
+            let pattern = format!("serve --listen 127.0.0.1:{victim_port} ");
+            let status = Command::new("pkill")
+                .args(["-KILL", "-f", &pattern])
+                .status()
+                .context("pkill")?;
+            if !status.success() {
+                bail!("no member process matched `{pattern}` to kill");
+            }
+            killed = true;
+        }
+        match get_status(&base, "/api/packets/") {
+            Ok(200) => {
+                let now = Instant::now();
+                if let Some(last) = last_ok {
+                    gaps.push(now.duration_since(last).as_secs_f64() * 1e3);
+                }
+                last_ok = Some(now);
+                ok += 1;
+            }
+            _ => failed += 1,
+        }
+    }
+    let longest_gap_ms = gaps.iter().copied().fold(0.0, f64::max);
+    Ok(Failover {
+        ok,
+        failed,
+        longest_gap_ms,
+        median_gap_ms: median(gaps),
+    })
+}
+
+/// `## (11) Several frames`.
+pub fn section(md: &mut String, cluster: Option<&Cluster>) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        md,
+        "## (11) Several frames: one deployment behind HAProxy\n"
+    );
+    let Some(c) = cluster else {
+        let _ = writeln!(md, "Not measured.\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "`scripts/cluster --members N` as a user runs it (PostgreSQL, nats-server with JetStream, N \
+         members with `[cluster] enabled`, {}), on this one machine. Packets create+get: `{}`, \
+         through the balancer, {} runs each (median). On two cores, members share the same CPUs \
+         as PostgreSQL, NATS and HAProxy, so three members cannot serve more than one: the rows \
+         show what a member count costs here, not what it buys on three machines.\n",
+        c.haproxy,
+        c.load,
+        c.packets.first().map_or(0, |r| r.runs.len())
+    );
+    let _ = writeln!(
+        md,
+        "| members | 2xx/s (median) | runs | vs 1 member |\n|---:|---:|---|---:|"
+    );
+    let one = c
+        .packets
+        .iter()
+        .find(|r| r.members == 1)
+        .and_then(|r| r.median_rps);
+    for row in &c.packets {
+        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        let ratio = row
+            .median_rps
+            .zip(one)
+            .filter(|(_, one)| *one > 0.0)
+            .map_or_else(|| "—".to_string(), |(n, one)| format!("{:.2}×", n / one));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ratio} |",
+            row.members,
+            row.median_rps
+                .map_or_else(|| "—".into(), |r| format!("{r:.0}")),
+            runs.join(", ")
+        );
+    }
+    if !c.propagation_ms.is_empty() {
+        let runs: Vec<String> = c.propagation_ms.iter().map(|t| format!("{t:.0}")).collect();
+        let _ = writeln!(
+            md,
+            "\n**From `arkham shard add` on member 1 to member 2's first 200** (the echo fixture, \
+             removed between runs; the clock starts when the command returns, having shared its \
+             change): median {:.0} ms (runs: {} ms). The issue's bound: within 1 s.",
+            median(c.propagation_ms.clone()),
+            runs.join(", ")
+        );
+    }
+    if let Some(f) = &c.failover {
+        let _ = writeln!(
+            md,
+            "\n**Failover gap**: one client reading `GET /api/packets/` through the balancer as fast \
+             as it answers ({} reads answered 200, {} not), `kill -9` of member 2 after {} s (the \
+             script's supervisor restarts it a second later; HAProxy checks health every second, \
+             two failures to take a member out, and retries a GET whose member refused the \
+             connection on another): longest time between two 200s **{:.1} ms**, median {:.2} ms.",
+            f.ok,
+            f.failed,
+            FAILOVER_KILL_AT.as_secs(),
+            f.longest_gap_ms,
+            f.median_gap_ms
+        );
+    }
+    let _ = writeln!(md);
+}

@@ -1,0 +1,213 @@
+//! `scripts/cluster` as a user runs it (issue 16's "done when"): PostgreSQL, nats-server, three
+//! members and HAProxy in front. A packet created through the balancer is read through every
+//! member, and a member killed with SIGKILL under a load of creates through the balancer loses
+//! no acknowledged create; the script's supervisor brings it back.
+
+use crate::harness::{arkham_bin, packaged, require};
+use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use test_shards::PACKETS;
+
+/// A running `scripts/cluster`, stopped with everything it started when dropped.
+struct Script {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // SIGTERM: the script's trap stops the members, HAProxy, NATS and PostgreSQL.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        // Its PostgreSQL cluster is kept between runs of the script; not between tests.
+        let _ = std::fs::remove_dir_all(format!("/tmp/arkham-cluster-pg-{}", self.port));
+    }
+}
+
+/// A base port with PORT..PORT+5 free.
+fn free_ports() -> u16 {
+    (41000..49000)
+        .step_by(23)
+        .find(|&base| (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
+        .unwrap()
+}
+
+fn start(test: &str) -> Option<Script> {
+    for tool in ["haproxy", "nats-server"] {
+        if !require(tool, test) {
+            return None;
+        }
+    }
+    // PostgreSQL's binaries are not on PATH: the engines' harness finds them (and fails under
+    // CI=true when there are none).
+    test_shards::engines::Postgres::shared()?;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster");
+    let mut child = Command::new(script)
+        .args(["--port", &port.to_string()])
+        .env("ARKHAM_BIN", arkham_bin())
+        .env("ARKHAM_CLUSTER_DIR", dir.path())
+        .env("ARKHAM_CLUSTER_SHARD", packaged(&PACKETS))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let errors = Arc::new(Mutex::new(String::new()));
+    {
+        let errors = errors.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                errors.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let script = Script {
+        child,
+        port,
+        _dir: dir,
+    };
+    let up = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("frame(s) behind"));
+    assert!(
+        up,
+        "scripts/cluster ended before its members answered: {}",
+        errors.lock().unwrap()
+    );
+    Some(script)
+}
+
+async fn post(client: &reqwest::Client, base: &str, name: &str) -> Result<(u16, Value), String> {
+    let response = client
+        .post(format!("{base}/api/packets/"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+async fn get(client: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
+    match client.get(format!("{base}{path}")).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_script_serves_through_its_balancer_and_survives_a_killed_member() {
+    let Some(script) = start("scripts/cluster") else {
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let balancer = format!("http://127.0.0.1:{}", script.port);
+    let member = |n: u16| format!("http://127.0.0.1:{}", script.port + n);
+
+    // The README's `curl -X POST localhost:PORT/api/packets/ -d '{"name":"x"}'`, then the packet
+    // read through each member.
+    let (status, created) = post(&client, &balancer, "x").await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    for n in 1..=3 {
+        // A member may still be starting when the balancer first answers.
+        let asked = Instant::now();
+        loop {
+            let (status, got) = get(&client, &member(n), &format!("/api/packets/{id}")).await;
+            if status == 200 {
+                assert_eq!(got["name"], "x", "member {n}: {got}");
+                break;
+            }
+            assert!(
+                status == 0 && asked.elapsed() < Duration::from_secs(60),
+                "member {n}: {status} {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Creates through the balancer from four clients; member 2 killed after a second.
+    let created = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (client, balancer) = (client.clone(), balancer.clone());
+        let (created, refused) = (created.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0;
+            while start.elapsed() < Duration::from_secs(5) {
+                i += 1;
+                match post(&client, &balancer, &format!("c{c}-{i}")).await {
+                    Ok((201, body)) => created
+                        .lock()
+                        .unwrap()
+                        .push(body["id"].as_str().unwrap().to_string()),
+                    Ok((status, body)) => refused.lock().unwrap().push((status, body.to_string())),
+                    Err(e) => refused.lock().unwrap().push((0, e)),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pattern = format!("serve --listen 127.0.0.1:{} ", script.port + 2);
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &pattern])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no member matched `{pattern}`");
+    for c in clients {
+        c.await.unwrap();
+    }
+    let created = created.lock().unwrap().clone();
+    let refused = refused.lock().unwrap().clone();
+    assert!(
+        created.len() > 20,
+        "only {} creates answered 201",
+        created.len()
+    );
+    // Only a create in flight on the killed member may fail (HAProxy does not retry a POST
+    // that reached a member): the balancer's 502/503, or the client's connection cut (0),
+    // never a member's own error.
+    assert!(
+        refused.len() <= 8 && refused.iter().all(|(s, _)| matches!(s, 0 | 502 | 503)),
+        "{} refused of {}: {refused:?}",
+        refused.len(),
+        created.len() + refused.len()
+    );
+
+    // The killed member is restarted by the script and serves again by itself.
+    let back = Instant::now();
+    while get(&client, &member(2), "/api/packets/").await.0 != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "member 2 did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every acknowledged create is readable through every member, the restarted one included.
+    for n in 1..=3 {
+        for id in &created {
+            let (status, got) = get(&client, &member(n), &format!("/api/packets/{id}")).await;
+            assert_eq!(status, 200, "member {n}, packet {id}: {got}");
+        }
+    }
+    drop(script);
+}
