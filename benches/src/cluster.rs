@@ -71,6 +71,8 @@ impl Running {
     fn start(options: &Options, dir: &Path, port: u16, members: u32) -> Result<Self> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
+        // The suite's packets component, as the other scenarios serve it.
+        let packets = frame::package(&test_shards::PACKETS, "packets", dir)?;
         let mut child = Command::new("scripts/cluster")
             .args([
                 "--port",
@@ -80,6 +82,7 @@ impl Running {
             ])
             .env("ARKHAM_BIN", &options.arkham)
             .env("ARKHAM_CLUSTER_DIR", dir)
+            .env("ARKHAM_CLUSTER_SHARD", &packets)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -137,6 +140,8 @@ impl Drop for Running {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        // Its PostgreSQL cluster is kept between runs of the script; not between scenarios.
+        let _ = std::fs::remove_dir_all(format!("/tmp/arkham-cluster-pg-{}", self.port));
     }
 }
 
