@@ -203,12 +203,23 @@ pub fn get_status(base: &str, path: &str) -> Result<u16> {
 /// One request over a fresh connection, as HTTP/1.0 so the body ends with the connection (no
 /// chunked decoding needed); the status code and the body.
 pub fn request(base: &str, method: &str, path: &str) -> Result<(u16, String)> {
+    request_with(base, method, path, "")
+}
+
+/// [`request`] with a JSON `body`.
+pub fn request_with(base: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let authority = base.strip_prefix("http://").unwrap_or(base);
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;

@@ -75,10 +75,17 @@ fn start(test: &str) -> Option<Script> {
         port,
         _dir: dir,
     };
-    let up = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains("frame(s) behind"));
+    // Read to the end, not just to the line: the script prints more after it, and a closed pipe
+    // would stop it (SIGPIPE).
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("frame(s) behind") {
+                let _ = tell.send(());
+            }
+        }
+    });
+    let up = told.recv().is_ok();
     assert!(
         up,
         "scripts/cluster ended before its members answered: {}",
