@@ -114,7 +114,12 @@ fn watched(
          {stop}; wait $child; {remove}",
         std::process::id()
     );
-    let out = std::fs::File::create(log).expect("creating the server's log");
+    // Appended to: a restarted server's log follows its earlier run's.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("creating the server's log");
     let err = out.try_clone().expect("the server's log");
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("watchdog");
@@ -146,7 +151,20 @@ pub struct Postgres {
     port: u16,
     password: String,
     _dir: PathBuf,
-    _child: std::sync::Mutex<Child>,
+    /// The server under its watchdog; `None` while a private cluster is stopped.
+    _child: std::sync::Mutex<Option<Child>>,
+    /// A private cluster's way to start its server again, and the watchdog that removes its
+    /// folder once the test process is gone (the server's own watchdog cannot: it ends at
+    /// every stop).
+    restart: Option<Restart>,
+}
+
+/// What [`Postgres::start_server`] needs, and the folder's own watchdog.
+struct Restart {
+    argv: Vec<String>,
+    stop: String,
+    root: bool,
+    cleanup: std::sync::Mutex<Child>,
 }
 
 /// The superuser tests connect as (the frame's own connection).
@@ -157,16 +175,25 @@ impl Postgres {
     /// (a panic under `CI=true`).
     pub fn shared() -> Option<&'static Postgres> {
         static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
-        CLUSTER.get_or_init(|| Self::start(false)).as_ref()
+        CLUSTER.get_or_init(|| Self::start(false, false)).as_ref()
     }
 
     /// A cluster of the caller's own, stopped when dropped; with `durable`, it syncs its
     /// writes to disk as a production server does (benchmarks compare like with like).
     pub fn start_owned(durable: bool) -> Option<Postgres> {
-        Self::start(durable)
+        Self::start(durable, false)
     }
 
-    fn start(durable: bool) -> Option<Postgres> {
+    /// A cluster of the caller's own that it may stop and start again
+    /// ([`stop_server`](Self::stop_server), [`start_server`](Self::start_server)) on the same
+    /// port and data, as a test of what survives a database restart must; the shared one must
+    /// not be, other tests use it meanwhile. Removed when dropped, or by its watchdog when the
+    /// test process ends otherwise.
+    pub fn private() -> Option<Postgres> {
+        Self::start(false, true)
+    }
+
+    fn start(durable: bool, restartable: bool) -> Option<Postgres> {
         let Some(initdb) = find("initdb", &pg_bin_dirs()) else {
             return unavailable("PostgreSQL (initdb)");
         };
@@ -231,6 +258,33 @@ impl Postgres {
             "kill -INT $(head -n1 {}/postmaster.pid 2>/dev/null) 2>/dev/null",
             data.display()
         );
+        if restartable {
+            // The server's watchdog ends with each stop, so the folder has a watchdog of its
+            // own: a `sleep` that outlives any test, whose stop waits (a bounded while) for
+            // the postmaster to be gone before the folder is removed.
+            let forever: Vec<String> = vec!["sleep".into(), "2147483647".into()];
+            let gone = format!(
+                "kill -TERM $child 2>/dev/null; n=0; \
+                 while [ $n -lt 120 ] && kill -0 $(head -n1 {}/postmaster.pid 2>/dev/null) 2>/dev/null; \
+                 do sleep 0.25; n=$((n+1)); done",
+                data.display()
+            );
+            let cleanup = watched(&forever, &gone, Some(&dir), false, &dir.join("cleanup.log"));
+            let postgres = Postgres {
+                port,
+                password,
+                _dir: dir,
+                _child: std::sync::Mutex::new(None),
+                restart: Some(Restart {
+                    argv,
+                    stop,
+                    root,
+                    cleanup: std::sync::Mutex::new(cleanup),
+                }),
+            };
+            postgres.start_server();
+            return Some(postgres);
+        }
         // The process's shared cluster lives in a static, which is never dropped: its folder
         // (a few hundred MB) goes with the server, or every test run would leave one behind.
         let mut child = watched(&argv, &stop, Some(&dir), root, &dir.join("postgres.log"));
@@ -239,8 +293,35 @@ impl Postgres {
             port,
             password,
             _dir: dir,
-            _child: std::sync::Mutex::new(child),
+            _child: std::sync::Mutex::new(Some(child)),
+            restart: None,
         })
+    }
+
+    /// Stops a [`private`](Self::private) cluster's server with a fast shutdown (open
+    /// transactions roll back, clients are disconnected) and waits for it to end; its data
+    /// stays.
+    pub fn stop_server(&self) {
+        assert!(self.restart.is_some(), "only a private cluster is stopped");
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut child) = child.take() {
+            stop(&mut child);
+        }
+    }
+
+    /// Starts a [`private`](Self::private) cluster's server (again) on its port and data, and
+    /// waits until it accepts connections.
+    pub fn start_server(&self) {
+        let restart = self
+            .restart
+            .as_ref()
+            .expect("only a private cluster is started again");
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(child.is_none(), "the server is running");
+        let log = self._dir.join("postgres.log");
+        let mut server = watched(&restart.argv, &restart.stop, None, restart.root, &log);
+        wait_for_port(self.port, &mut server, "postgres");
+        *child = Some(server);
     }
 
     /// The cluster's port.
@@ -300,7 +381,12 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let child = self._child.get_mut().unwrap_or_else(|e| e.into_inner());
-        stop(child);
+        if let Some(child) = child.as_mut() {
+            stop(child);
+        }
+        if let Some(restart) = &mut self.restart {
+            stop(restart.cleanup.get_mut().unwrap_or_else(|e| e.into_inner()));
+        }
         let _ = std::fs::remove_dir_all(&self._dir);
     }
 }

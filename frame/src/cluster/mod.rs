@@ -186,6 +186,11 @@ fn member_key(address: &str) -> String {
 /// What a member last agreed with the deployment on, per shared file.
 #[derive(Debug, Clone, Default)]
 struct Agreed {
+    /// Whether it has looked at the deployment's copy at all: before the first look the
+    /// deployment's state wins; after it, a local file that differs is a change of this member's
+    /// (also when that look found no state: a CLI that found an empty deployment and installed
+    /// into it made a change, which another operator's may have beaten).
+    looked: bool,
     revision: u64,
     bytes: Option<Vec<u8>>,
 }
@@ -335,7 +340,8 @@ impl Cluster {
                 .map_err(nats("reading the shared state"))?
                 .filter(|e| e.operation == kv::Operation::Put);
             let seen = &mut agreed[i];
-            let first = seen.revision == 0 && seen.bytes.is_none();
+            let first = !seen.looked;
+            seen.looked = true;
             // A file removed here is not a change to share: the deployment's is written back.
             let changed_here = !first && local.is_some() && local != seen.bytes;
             match remote {
@@ -352,6 +358,7 @@ impl Cluster {
                         ));
                     }
                     *seen = Agreed {
+                        looked: true,
                         revision: entry.revision,
                         bytes: Some(entry.value.to_vec()),
                     };
@@ -381,6 +388,7 @@ impl Cluster {
                         Ok(revision) => {
                             done.push(format!("shared this member's {key} (revision {revision})"));
                             *seen = Agreed {
+                                looked: true,
                                 revision,
                                 bytes: Some(bytes),
                             };
@@ -412,6 +420,7 @@ impl Cluster {
                                 done.push(format!("{LOST} ({key})"));
                             }
                             *seen = Agreed {
+                                looked: true,
                                 revision: entry.revision,
                                 bytes: Some(entry.value.to_vec()),
                             };
@@ -671,6 +680,32 @@ mod tests {
         assert!(member_b.sync(&b).await.unwrap()[0].starts_with("took"));
         assert!(!member_b.changed_here(&b).await);
         watching.abort();
+    }
+
+    #[tokio::test]
+    async fn two_first_changes_to_an_empty_deployment_one_wins() {
+        let Some(nats) = test_shards::engines::Nats::start() else {
+            return;
+        };
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (DataDir::new(dir_a.path()), DataDir::new(dir_b.path()));
+        let member_a = Cluster::join(client.clone(), "e").await.unwrap();
+        let member_b = Cluster::join(client, "e").await.unwrap();
+        // Both look at a deployment that has no state yet (as `arkham shard add` does before
+        // its change), then both install.
+        assert!(member_a.sync(&a).await.unwrap().is_empty());
+        assert!(member_b.sync(&b).await.unwrap().is_empty());
+        let from_a = installed(&a, b"first of two");
+        installed(&b, b"second of two");
+        assert!(member_a.sync(&a).await.unwrap()[0].starts_with("shared"));
+        // B's change is not taken for the deployment's first state: it lost, and is told.
+        let told = member_b.sync(&b).await.unwrap();
+        assert!(told.iter().any(|d| d.starts_with(LOST)), "{told:?}");
+        assert_eq!(
+            Catalog::load(&b.catalog()).unwrap().shards[0].digest,
+            from_a
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Data {
     pub nats: Option<Nats>,
     /// The superuser URL of this data dir's PostgreSQL database.
     pub postgres_url: Option<String>,
+    /// The PostgreSQL cluster of this data dir alone, when it has one (restartable by the
+    /// test); else its database is in the run's shared cluster.
+    pub own_postgres: Option<Postgres>,
 }
 
 impl Data {
@@ -43,36 +46,60 @@ impl Data {
     pub fn psql(&self, sql: &str) -> String {
         let url = self.postgres_url.as_ref().unwrap();
         let database = url.rsplit('/').next().unwrap();
-        Postgres::shared().unwrap().psql(database, sql)
+        match &self.own_postgres {
+            Some(own) => own.psql(database, sql),
+            None => Postgres::shared().unwrap().psql(database, sql),
+        }
     }
+
+    /// This data dir's own PostgreSQL cluster; panics if its database is in the shared one.
+    pub fn own_postgres(&self) -> &Postgres {
+        self.own_postgres.as_ref().unwrap()
+    }
+}
+
+/// The engines set with a PostgreSQL cluster of the data dir's own, which the test may stop
+/// and start again (restarting the run's shared cluster would fail the tests running beside
+/// it); `None` when an engine is not installed (a panic under `CI=true`).
+pub fn engines_with_own_postgres(label: &str, config: &str) -> Option<Data> {
+    let own = Postgres::private()?;
+    let mut data = Backends::data_dir_on(label, config, &own)?;
+    data.own_postgres = Some(own);
+    Some(data)
 }
 
 impl Backends {
     /// A fresh data dir whose arkham.toml is `config` with this set's backend settings merged
     /// in; `None` when an engine is not installed (a panic under `CI=true`, from the engines).
     pub fn data_dir(self, label: &str, config: &str) -> Option<Data> {
+        match self {
+            Backends::Embedded => Some(write_data_dir(config.parse().unwrap(), None, None)),
+            Backends::Engines => Self::data_dir_on(label, config, Postgres::shared()?),
+        }
+    }
+
+    /// [`data_dir`](Self::data_dir) of the engines set, its database in `postgres`.
+    fn data_dir_on(label: &str, config: &str, postgres: &Postgres) -> Option<Data> {
         let mut table: toml::Table = config.parse().unwrap();
-        let (nats, postgres_url) = match self {
-            Backends::Embedded => (None, None),
-            Backends::Engines => {
-                let postgres = Postgres::shared()?;
-                let nats = Nats::start()?;
-                let url = postgres.database(label);
-                set(&mut table, "database", "backend", "postgres");
-                set(&mut table, "database", "url", &url);
-                set(&mut table, "events", "backend", "nats");
-                set(&mut table, "storage", "backend", "nats");
-                set(&mut table, "nats", "url", &nats.url());
-                (Some(nats), Some(url))
-            }
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("arkham.toml"), table.to_string()).unwrap();
-        Some(Data {
-            dir,
-            nats,
-            postgres_url,
-        })
+        let nats = Nats::start()?;
+        let url = postgres.database(label);
+        set(&mut table, "database", "backend", "postgres");
+        set(&mut table, "database", "url", &url);
+        set(&mut table, "events", "backend", "nats");
+        set(&mut table, "storage", "backend", "nats");
+        set(&mut table, "nats", "url", &nats.url());
+        Some(write_data_dir(table, Some(nats), Some(url)))
+    }
+}
+
+fn write_data_dir(table: toml::Table, nats: Option<Nats>, postgres_url: Option<String>) -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("arkham.toml"), table.to_string()).unwrap();
+    Data {
+        dir,
+        nats,
+        postgres_url,
+        own_postgres: None,
     }
 }
 
