@@ -62,6 +62,16 @@ fn find(program: &str, extra: &[String]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The nats-server to run: the one `scripts/setup` pins (Debian's 2.9 loses acknowledged
+/// events when it restarts under interest retention), else one on PATH.
+pub fn nats_server() -> Option<PathBuf> {
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/nats-venv/bin/nats-server");
+    if pinned.is_file() {
+        return Some(pinned);
+    }
+    find("nats-server", &[])
+}
+
 /// A free loopback port (bound, then released for the server to take).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
@@ -402,9 +412,10 @@ pub struct Nats {
 
 impl Nats {
     /// Starts a server with JetStream on a free loopback port; `None` when `nats-server` is
-    /// missing (a panic under `CI=true`).
+    /// missing (a panic under `CI=true`). The one `scripts/setup` pins in `.tools/nats-venv`
+    /// comes first, then one on PATH.
     pub fn start() -> Option<Nats> {
-        let Some(program) = find("nats-server", &[]) else {
+        let Some(program) = nats_server() else {
             return unavailable("nats-server");
         };
         let dir = std::env::temp_dir().join(format!(

@@ -547,10 +547,11 @@ async fn creates_again(member: &Frame, what: &str) {
 /// members: each member reconnects by itself and announces itself again; a create that could
 /// not make its event durable fails with a clean 503, never a 201; every 201's packet is read
 /// through every member and its event reaches the subscriber; no member exits.
+///
+/// On Debian's nats-server 2.9 this fails every time: a few acknowledged events vanish from the
+/// interest-retention stream undelivered after the restart. Not on 2.10 and later (2.15.1,
+/// which `scripts/setup` pins, passes), so the tests run that.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails: after a nats-server 2.9 restart with three members pulling one consumer, a \
-            few acknowledged events vanish from the interest-retention stream undelivered \
-            (see the cluster-failures report); run with --ignored"]
 async fn nats_restarted_under_load_loses_nothing_acknowledged() {
     let Some(mut data) = Backends::Engines.data_dir("cluster_nats_restart", UNDER_LOAD) else {
         return;

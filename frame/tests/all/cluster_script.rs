@@ -39,14 +39,13 @@ fn free_ports() -> u16 {
 }
 
 fn start(test: &str) -> Option<Script> {
-    for tool in ["haproxy", "nats-server"] {
-        if !require(tool, test) {
-            return None;
-        }
+    if !require("haproxy", test) {
+        return None;
     }
-    // PostgreSQL's binaries are not on PATH: the engines' harness finds them (and fails under
-    // CI=true when there are none).
+    // The engines' harness finds PostgreSQL's binaries (not on PATH) and the pinned
+    // nats-server the script runs, and fails under CI=true when one is missing.
     test_shards::engines::Postgres::shared()?;
+    test_shards::engines::Nats::start()?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_ports();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster");

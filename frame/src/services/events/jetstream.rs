@@ -21,6 +21,7 @@ use super::quota::{Retained, event_bytes};
 use super::{Delivery, EventTarget, EventsConfig, Pending, StoredEvent};
 use crate::services::nats::{NatsConfig, server_at_least};
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt as _;
 use std::collections::HashMap;
@@ -361,20 +362,28 @@ impl JetStreamBus {
             }
             // A move that stopped between deleting the old consumer and making the new one:
             // the bridge kept the position.
-            Err(_) => match stream.consumer_info(&bridge).await {
-                Ok(info) => {
-                    move_consumer(
-                        &stream,
-                        config,
-                        info.ack_floor.stream_sequence.saturating_add(1),
-                    )
-                    .await
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                match stream.consumer_info(&bridge).await {
+                    Ok(info) => {
+                        move_consumer(
+                            &stream,
+                            config,
+                            info.ack_floor.stream_sequence.saturating_add(1),
+                        )
+                        .await
+                    }
+                    // A new subscriber: from the next event on.
+                    Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => stream
+                        .create_consumer(config)
+                        .await
+                        .map_err(nats("creating a consumer")),
+                    Err(e) => Err(nats("reading a bridge consumer")(e)),
                 }
-                Err(_) => stream
-                    .create_consumer(config)
-                    .await
-                    .map_err(nats("creating a consumer")),
-            },
+            }
+            // Not an answer (a server restarting, a timeout): making the consumer anew from the
+            // next event would skip what it had not delivered yet, which interest retention then
+            // drops. Asked again later.
+            Err(e) => Err(nats("reading a consumer")(e)),
         }
     }
 
