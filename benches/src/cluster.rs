@@ -9,10 +9,10 @@ use crate::scenarios::{PACKETS_LUA, median};
 use crate::wrk::{self, Load, WrkResult};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use test_shards::cluster::{Script, Start};
 
 /// Member counts compared.
 pub const MEMBERS: [u32; 2] = [1, 3];
@@ -58,108 +58,6 @@ pub struct Failover {
     pub longest_gap_ms: f64,
     /// The median time between two 200s, ms (the client's own pace).
     pub median_gap_ms: f64,
-}
-
-/// A running `scripts/cluster`; stopped (everything it started) when dropped.
-struct Running {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Running {
-    fn start(options: &Options, dir: &Path, port: u16, members: u32) -> Result<Self> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir)?;
-        // The suite's packets component, as the other scenarios serve it.
-        let packets = frame::package(&test_shards::PACKETS, "packets", dir)?;
-        let mut child = Command::new("scripts/cluster")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--members",
-                &members.to_string(),
-            ])
-            .env("ARKHAM_BIN", &options.arkham)
-            .env("ARKHAM_CLUSTER_DIR", dir)
-            .env("ARKHAM_CLUSTER_SHARD", &packets)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting scripts/cluster")?;
-        let stdout = child.stdout.take().context("scripts/cluster's stdout")?;
-        let mut running = Self {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        };
-        // Its line once everything answers: "cluster: N frame(s) behind …". Read to the end,
-        // not just to it: the script prints more after it, and a closed pipe would stop it.
-        let (tell, told) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("frame(s) behind") {
-                    let _ = tell.send(());
-                }
-            }
-        });
-        if told.recv().is_ok() {
-            return Ok(running);
-        }
-        let status = running.child.wait()?;
-        bail!(
-            "scripts/cluster ended ({status}) before its members answered; see {}",
-            dir.display()
-        )
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn member(&self, n: u16) -> String {
-        format!("http://127.0.0.1:{}", self.port + n)
-    }
-
-    fn arkham(&self, options: &Options, member: u16, args: &[&str]) -> Result<()> {
-        let data = self.dir.join(format!("member-{member}"));
-        let out = Command::new(&options.arkham)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .with_context(|| format!("arkham {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "arkham {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SIGTERM: the script's trap stops the members, HAProxy, NATS and PostgreSQL.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        // Its PostgreSQL cluster is kept between runs of the script; not between scenarios.
-        let _ = std::fs::remove_dir_all(format!("/tmp/arkham-cluster-pg-{}", self.port));
-    }
-}
-
-/// A base port with PORT..PORT+5 free.
-fn free_ports() -> Result<u16> {
-    for base in (31000..39000).step_by(17) {
-        if (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return Ok(base);
-        }
-    }
-    bail!("no six free consecutive loopback ports between 31000 and 39000")
 }
 
 fn haproxy_version() -> String {
@@ -216,12 +114,18 @@ fn through_balancer(
     script: &Path,
     cluster: &mut Cluster,
 ) -> Result<ClusterRow> {
-    let running = Running::start(
-        options,
-        &scratch.join(format!("members{members}")),
-        free_ports()?,
+    let dir = scratch.join(format!("members{members}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    // The suite's packets component, as the other scenarios serve it.
+    let shard = frame::package(&test_shards::PACKETS, "packets", &dir)?;
+    let running = Script::start(&Start {
+        arkham: &options.arkham,
+        dir: &dir,
+        shard: &shard,
         members,
-    )?;
+    })
+    .map_err(anyhow::Error::msg)?;
     let url = format!("{}/api/packets/", running.base());
     let mut runs = Vec::new();
     for _ in 0..options.runs {
@@ -229,7 +133,7 @@ fn through_balancer(
     }
     let median_rps = (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.rps).collect()));
     if members == 3 {
-        cluster.propagation_ms = propagation(options, &running, scratch)?;
+        cluster.propagation_ms = propagation(options, &running, &dir)?;
         cluster.failover = Some(failover(&running)?);
     }
     Ok(ClusterRow {
@@ -239,16 +143,34 @@ fn through_balancer(
     })
 }
 
+/// `arkham ARGS` against member 1's data dir in the script's folder `dir`.
+fn arkham(options: &Options, dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new(&options.arkham)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("member-1"))
+        .output()
+        .with_context(|| format!("arkham {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "arkham {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// `shard add` of the echo fixture through member 1 (which returns once member 1 serves it),
 /// then polling member 2 until it serves it; removed again between runs.
-fn propagation(options: &Options, running: &Running, scratch: &Path) -> Result<Vec<f64>> {
-    let file = frame::package(&test_shards::ECHO, "echo", scratch)?;
+fn propagation(options: &Options, running: &Script, dir: &Path) -> Result<Vec<f64>> {
+    let file = frame::package(&test_shards::ECHO, "echo", dir)?;
     let file = file.to_string_lossy().into_owned();
     let other = running.member(2);
     let mut times = Vec::new();
     for _ in 0..options.runs {
         let added = Instant::now();
-        running.arkham(options, 1, &["shard", "add", &file, "--yes"])?;
+        arkham(options, dir, &["shard", "add", &file, "--yes"])?;
         while get_status(&other, "/api/echo/health").ok() != Some(200) {
             if added.elapsed() > Duration::from_secs(60) {
                 bail!("member 2 did not serve echo within 60 s of its add on member 1");
@@ -256,7 +178,7 @@ fn propagation(options: &Options, running: &Running, scratch: &Path) -> Result<V
             std::thread::sleep(Duration::from_millis(1));
         }
         times.push(added.elapsed().as_secs_f64() * 1e3);
-        running.arkham(options, 1, &["shard", "remove", "echo"])?;
+        arkham(options, dir, &["shard", "remove", "echo"])?;
         let removed = Instant::now();
         while get_status(&other, "/api/echo/health").ok() != Some(404) {
             if removed.elapsed() > Duration::from_secs(60) {
@@ -270,7 +192,7 @@ fn propagation(options: &Options, running: &Running, scratch: &Path) -> Result<V
 
 /// One client reading one packet (`GET /api/packets/{id}`) through the balancer, as fast as it answers, while member 2 is
 /// killed with SIGKILL (its supervisor in the script restarts it a second later).
-fn failover(running: &Running) -> Result<Failover> {
+fn failover(running: &Script) -> Result<Failover> {
     let base = running.base();
     let (status, body) = request_with(&base, "POST", "/api/packets/", r#"{"name":"failover"}"#)?;
     let id = serde_json::from_str::<serde_json::Value>(&body)
@@ -280,7 +202,6 @@ fn failover(running: &Running) -> Result<Failover> {
         bail!("POST /api/packets/ through the balancer answered {status}: {body}");
     };
     let path = format!("/api/packets/{id}");
-    let victim_port = (running.port + 2).to_string();
     let start = Instant::now();
     let mut killed = false;
     let (mut ok, mut failed) = (0u64, 0u64);
@@ -288,14 +209,7 @@ fn failover(running: &Running) -> Result<Failover> {
     let mut gaps = Vec::new();
     while start.elapsed() < FAILOVER_RUN {
         if !killed && start.elapsed() >= FAILOVER_KILL_AT {
-            let pattern = format!("serve --listen 127.0.0.1:{victim_port} ");
-            let status = Command::new("pkill")
-                .args(["-KILL", "-f", &pattern])
-                .status()
-                .context("pkill")?;
-            if !status.success() {
-                bail!("no member process matched `{pattern}` to kill");
-            }
+            running.kill_member(2).map_err(anyhow::Error::msg)?;
             killed = true;
         }
         match get_status(&base, &path) {

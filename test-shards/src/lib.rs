@@ -24,6 +24,7 @@ pub struct GuestShard {
     pub component: &'static str,
 }
 
+pub mod cluster;
 pub mod engines;
 
 include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));

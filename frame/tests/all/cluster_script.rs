@@ -5,40 +5,13 @@
 
 use crate::harness::{arkham_bin, packaged, require};
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use test_shards::PACKETS;
+use test_shards::cluster::{Script, Start};
 
-/// A running `scripts/cluster`, stopped with everything it started when dropped.
-struct Script {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        // SIGTERM: the script's trap stops the members, HAProxy, NATS and PostgreSQL.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        // Its PostgreSQL cluster is kept between runs of the script; not between tests.
-        let _ = std::fs::remove_dir_all(format!("/tmp/arkham-cluster-pg-{}", self.port));
-    }
-}
-
-/// A base port with PORT..PORT+5 free.
-fn free_ports() -> u16 {
-    (41000..49000)
-        .step_by(23)
-        .find(|&base| (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
-        .unwrap()
-}
-
-fn start(test: &str) -> Option<Script> {
+/// The script on the run's binary and packets, once the engines it needs are here.
+fn start(test: &str, dir: &std::path::Path) -> Option<Script> {
     if !require("haproxy", test) {
         return None;
     }
@@ -46,51 +19,14 @@ fn start(test: &str) -> Option<Script> {
     // nats-server the script runs, and fails under CI=true when one is missing.
     test_shards::engines::Postgres::shared()?;
     test_shards::engines::Nats::start()?;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_ports();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster");
-    let mut child = Command::new(script)
-        .args(["--port", &port.to_string()])
-        .env("ARKHAM_BIN", arkham_bin())
-        .env("ARKHAM_CLUSTER_DIR", dir.path())
-        .env("ARKHAM_CLUSTER_SHARD", packaged(&PACKETS))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let errors = Arc::new(Mutex::new(String::new()));
-    {
-        let errors = errors.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                errors.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    let script = Script {
-        child,
-        port,
-        _dir: dir,
+    let shard = packaged(&PACKETS);
+    let start = Start {
+        arkham: std::path::Path::new(arkham_bin()),
+        dir,
+        shard: &shard,
+        members: 3,
     };
-    // Read to the end, not just to the line: the script prints more after it, and a closed pipe
-    // would stop it (SIGPIPE).
-    let (tell, told) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("frame(s) behind") {
-                let _ = tell.send(());
-            }
-        }
-    });
-    let up = told.recv().is_ok();
-    assert!(
-        up,
-        "scripts/cluster ended before its members answered: {}",
-        errors.lock().unwrap()
-    );
-    Some(script)
+    Some(Script::start(&start).unwrap_or_else(|e| panic!("{e}")))
 }
 
 async fn post(client: &reqwest::Client, base: &str, name: &str) -> Result<(u16, Value), String> {
@@ -117,15 +53,16 @@ async fn get(client: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cluster_script_serves_through_its_balancer_and_survives_a_killed_member() {
-    let Some(script) = start("scripts/cluster") else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(script) = start("scripts/cluster", dir.path()) else {
         return;
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let balancer = format!("http://127.0.0.1:{}", script.port);
-    let member = |n: u16| format!("http://127.0.0.1:{}", script.port + n);
+    let balancer = script.base();
+    let member = |n: u16| script.member(n);
 
     // The README's `curl -X POST localhost:PORT/api/packets/ -d '{"name":"x"}'`, then the packet
     // read through each member.
@@ -173,12 +110,7 @@ async fn the_cluster_script_serves_through_its_balancer_and_survives_a_killed_me
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pattern = format!("serve --listen 127.0.0.1:{} ", script.port + 2);
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-f", &pattern])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "no member matched `{pattern}`");
+    script.kill_member(2).unwrap();
     for c in clients {
         c.await.unwrap();
     }
