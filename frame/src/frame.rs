@@ -543,21 +543,13 @@ impl Frame {
         // One pass over the stored file: its content verified, its manifest read, and only what
         // is compiled of it (no custom sections) held.
         let store = self.data.store();
-        let path = store.path(&installed.digest);
-        let (inspection, code) = {
-            let (path, origin) = (path.clone(), installed.source.clone());
+        let (path, origin) = (store.path(&installed.digest), installed.source.clone());
+        let (inspection, code) =
             tokio::task::spawn_blocking(move || install::inspect_file(&path, &origin, true))
-                .await??
-        };
+                .await??;
         if inspection.digest != installed.digest {
-            // Changed on disk since it was stored: removed, as the store does, so that adding
-            // the shard again stores it afresh.
-            let _ = std::fs::remove_file(&path);
-            return Err(arkham_registry::store::StoreError::Corrupt {
-                expected: installed.digest.clone(),
-                actual: inspection.digest,
-            }
-            .into());
+            // Changed on disk since it was stored.
+            return Err(store.corrupt(&installed.digest, inspection.digest).into());
         }
         if !inspection.incompatibilities.is_empty() {
             // Installed through a member of another frame version (a rolling upgrade): this

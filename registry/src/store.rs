@@ -79,13 +79,20 @@ impl BlobStore {
         let bytes = self.peek(digest)?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            let _ = fs::remove_file(self.path(digest));
-            return Err(StoreError::Corrupt {
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(self.corrupt(digest, actual));
         }
         Ok(bytes)
+    }
+
+    /// What to answer for the blob `expected` whose content was found to hash to `actual`
+    /// (read by a streaming check rather than [`get`](Self::get)): it is removed, as `get` does,
+    /// so that the next fetch stores it afresh.
+    pub fn corrupt(&self, expected: &Digest, actual: Digest) -> StoreError {
+        let _ = fs::remove_file(self.path(expected));
+        StoreError::Corrupt {
+            expected: expected.clone(),
+            actual,
+        }
     }
 
     /// Reads the blob `digest` without verifying its content: for a quick look (hashing is most

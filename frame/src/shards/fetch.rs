@@ -337,12 +337,9 @@ async fn scanned(
     reference: &str,
     size: Option<u64>,
 ) -> Result<(Inspection, Vec<u8>), FetchError> {
-    let path = data.store().path(digest);
-    let origin = reference.to_string();
-    let (inspection, code) = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || install::inspect_file(&path, &origin, true)).await??
-    };
+    let (path, origin) = (data.store().path(digest), reference.to_string());
+    let (inspection, code) =
+        tokio::task::spawn_blocking(move || install::inspect_file(&path, &origin, true)).await??;
     if let Some(expected) = size
         && inspection.size != expected
     {
@@ -355,14 +352,8 @@ async fn scanned(
         .into());
     }
     if inspection.digest != *digest {
-        // Changed on disk since it was stored: removed, as the store does, so the next fetch
-        // downloads it again.
-        let _ = std::fs::remove_file(&path);
-        return Err(StoreError::Corrupt {
-            expected: digest.clone(),
-            actual: inspection.digest,
-        }
-        .into());
+        // Changed on disk since it was stored: the next fetch downloads it again.
+        return Err(data.store().corrupt(digest, inspection.digest).into());
     }
     inspection.refuse_incompatible()?;
     Ok((inspection, code.unwrap_or_default()))
