@@ -32,6 +32,8 @@ pub struct Cluster {
     pub propagation_ms: Vec<f64>,
     /// Kill -9 of one of three members under a client's reads.
     pub failover: Option<Failover>,
+    /// A burst of events to one subscriber, by member count: deliveries/s (median).
+    pub delivery: Vec<(u32, Option<f64>)>,
     /// `haproxy -v`, first line.
     pub haproxy: String,
 }
@@ -132,6 +134,9 @@ fn through_balancer(
         runs.push(wrk::run(load, &url, Some(script))?);
     }
     let median_rps = (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.rps).collect()));
+    cluster
+        .delivery
+        .push((members, delivery(options, &running, &dir, members)?));
     if members == 3 {
         cluster.propagation_ms = propagation(options, &running, &dir)?;
         cluster.failover = Some(failover(&running)?);
@@ -141,6 +146,49 @@ fn through_balancer(
         runs,
         median_rps,
     })
+}
+
+/// Events published in each delivery burst.
+const BURST: u64 = 2000;
+
+/// The events scenario's publisher and one subscriber installed into the deployment, then
+/// bursts published through the balancer while every member pulls the subscriber's deliveries;
+/// the median deliveries/s.
+fn delivery(options: &Options, running: &Script, dir: &Path, members: u32) -> Result<Option<f64>> {
+    let publisher = frame::package(&test_shards::PUBLISHER, "publisher", dir)?;
+    let subscriber = frame::package(&test_shards::SUBSCRIBER, "subscriber0", dir)?;
+    arkham(
+        options,
+        dir,
+        &[
+            "shard",
+            "add",
+            &publisher.to_string_lossy(),
+            &subscriber.to_string_lossy(),
+            "--yes",
+        ],
+    )?;
+    let base = running.base();
+    let asked = Instant::now();
+    for n in (1..=members).filter_map(|n| u16::try_from(n).ok()) {
+        while get_status(&running.member(n), "/api/subscriber0/stats").ok() != Some(200) {
+            if asked.elapsed() > Duration::from_secs(60) {
+                bail!("member {n} did not serve the subscriber within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let nats = format!("nats://127.0.0.1:{}", running.port + 4);
+    let pipeline = crate::events::Pipeline::attached(base, &nats, 1)?;
+    let mut rates = Vec::new();
+    for _ in 0..options.runs {
+        rates.push(pipeline.burst(&rt, BURST)?.delivered_per_s);
+    }
+    Ok((!rates.is_empty()).then(|| median(rates)))
 }
 
 /// `arkham ARGS` against member 1's data dir in the script's folder `dir`.
@@ -278,6 +326,25 @@ pub fn section(md: &mut String, cluster: Option<&Cluster>) {
             row.median_rps
                 .map_or_else(|| "—".into(), |r| format!("{r:.0}")),
             runs.join(", ")
+        );
+    }
+    if !c.delivery.is_empty() {
+        let cells: Vec<String> = c
+            .delivery
+            .iter()
+            .map(|(members, rate)| {
+                let rate = rate.map_or_else(|| "—".to_string(), |r| format!("{r:.0}"));
+                format!("{members} member(s): {rate}")
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\n**Event delivery**, a burst of {BURST} events published through the balancer to one \
+             subscriber whose deliveries every member pulls (the events scenario's fixtures), \
+             deliveries/s, median: {}. One subscriber's consumer has one delivery in flight at a \
+             time (`max_ack_pending` 1, which keeps its order across members), so more members \
+             share its deliveries rather than multiply them.",
+            cells.join("; ")
         );
     }
     if !c.propagation_ms.is_empty() {

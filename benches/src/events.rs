@@ -202,6 +202,8 @@ enum Head {
 enum Server {
     Frame(Served),
     Native(NativeServer),
+    /// Frames someone else runs (a deployment behind a balancer): nothing to stop.
+    Attached,
     /// A pipeline that could not start: its rows carry why.
     Failed(String),
 }
@@ -355,6 +357,19 @@ impl Pipeline {
         })
     }
 
+    /// The frames serving `base` (the publisher and `subscribers` subscriber fixtures installed
+    /// there), their events on the JetStream server at `nats_url`.
+    pub(crate) fn attached(base: String, nats_url: &str, subscribers: usize) -> Result<Self> {
+        Ok(Self {
+            pipeline: "deployment",
+            subscribers,
+            base,
+            head: Head::JetStream(Box::new(StreamHeads::connect(nats_url)?)),
+            server: Server::Attached,
+            _nats: None,
+        })
+    }
+
     /// The native pipeline on `backend`, or a failed one that says why.
     fn native(scratch: &Path, subscribers: usize, backend: Backend) -> Self {
         Self::start_native(scratch, subscribers, backend)
@@ -392,7 +407,7 @@ impl Pipeline {
     pub(crate) fn pid(&self) -> u32 {
         match &self.server {
             Server::Frame(served) => served.pid(),
-            Server::Native(_) | Server::Failed(_) => std::process::id(),
+            Server::Native(_) | Server::Attached | Server::Failed(_) => std::process::id(),
         }
     }
 

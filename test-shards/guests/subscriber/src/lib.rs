@@ -22,9 +22,9 @@ use serde_json::json;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS deliveries (
-    event_id INTEGER PRIMARY KEY,
-    sent_us INTEGER NOT NULL,
-    delivered_us INTEGER NOT NULL
+    event_id BIGINT PRIMARY KEY,
+    sent_us BIGINT NOT NULL,
+    delivered_us BIGINT NOT NULL
 );
 ";
 
