@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use test_shards::{ECHO, PACKETS, RECORDER};
+use test_shards::{ECHO, PACKETS, RECORDER, TRAPPER};
 
 /// A second (or third) member's data dir: the first one's config, nothing else.
 fn member_of(first: &Path) -> tempfile::TempDir {
@@ -115,6 +115,23 @@ async fn members_share_installs_grants_and_removals() {
             let grants = admin(member, &token, "/api/frame/admin/shards/packets/grants").await;
             let granted = grants["granted"].to_string();
             granted.contains("database") && !granted.contains("storage")
+        })
+        .await;
+    }
+
+    // A shard installed through member A's admin API: the others serve it too.
+    let response = a
+        .client
+        .post(format!("{}/api/frame/admin/shards", a.base))
+        .bearer_auth(&token)
+        .body(std::fs::read(packaged(&TRAPPER)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    for member in [&b, &c] {
+        eventually("every member serves what A's admin API installed", || {
+            serves(member, "/api/trapper/ok")
         })
         .await;
     }
