@@ -26,8 +26,12 @@ const FAILOVER_KILL_AT: Duration = Duration::from_secs(2);
 pub struct Cluster {
     /// The wrk command of the packets rows.
     pub load: String,
+    /// Its `-d`, seconds.
+    pub load_seconds: u32,
     /// Packets create+get through the balancer, per member count.
     pub packets: Vec<ClusterRow>,
+    /// `GET /api/minimal/` (the minimal shard) through the balancer, per member count.
+    pub minimal: Vec<ClusterRow>,
     /// From starting `arkham shard add` on member 1 to member 2's first 200, each run, ms.
     pub propagation_ms: Vec<f64>,
     /// Kill -9 of one of three members under a client's reads.
@@ -88,6 +92,7 @@ pub fn run(options: &Options, scratch: &Path, errors: &mut Vec<String>) -> Clust
             "http://127.0.0.1:PORT/api/packets/",
             Some("target/bench/packets.lua"),
         ),
+        load_seconds: options.seconds,
         haproxy: haproxy_version(),
         ..Cluster::default()
     };
@@ -135,12 +140,52 @@ fn through_balancer(
     }
     let median_rps = (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.rps).collect()));
     cluster
+        .minimal
+        .push(minimal(options, &running, &dir, members, load)?);
+    cluster
         .delivery
         .push((members, delivery(options, &running, &dir, members)?));
     if members == 3 {
         cluster.propagation_ms = propagation(options, &running, &dir)?;
         cluster.failover = Some(failover(&running)?);
     }
+    Ok(ClusterRow {
+        members,
+        runs,
+        median_rps,
+    })
+}
+
+/// The suite's minimal shard installed into the deployment and loaded by `wrk` (no script)
+/// through the balancer, as the minimal scenario loads one frame.
+fn minimal(
+    options: &Options,
+    running: &Script,
+    dir: &Path,
+    members: u32,
+    load: Load,
+) -> Result<ClusterRow> {
+    let file = frame::package(&test_shards::MINIMAL, "minimal", dir)?;
+    arkham(
+        options,
+        dir,
+        &["shard", "add", &file.to_string_lossy(), "--yes"],
+    )?;
+    let asked = Instant::now();
+    for n in (1..=members).filter_map(|n| u16::try_from(n).ok()) {
+        while get_status(&running.member(n), "/api/minimal/").ok() != Some(200) {
+            if asked.elapsed() > Duration::from_secs(60) {
+                bail!("member {n} did not serve the minimal shard within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let url = format!("{}/api/minimal/", running.base());
+    let mut runs = Vec::new();
+    for _ in 0..options.runs {
+        runs.push(wrk::run(load, &url, None)?);
+    }
+    let median_rps = (!runs.is_empty()).then(|| median(runs.iter().map(|r| r.rps).collect()));
     Ok(ClusterRow {
         members,
         runs,
@@ -281,6 +326,31 @@ fn failover(running: &Script) -> Result<Failover> {
     })
 }
 
+/// A table's rows: each member count's median, its runs, and its ratio to one member.
+fn rows(md: &mut String, rows: &[ClusterRow]) {
+    use std::fmt::Write as _;
+    let one = rows
+        .iter()
+        .find(|r| r.members == 1)
+        .and_then(|r| r.median_rps);
+    for row in rows {
+        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        let ratio = row
+            .median_rps
+            .zip(one)
+            .filter(|(_, one)| *one > 0.0)
+            .map_or_else(|| "—".to_string(), |(n, one)| format!("{:.2}×", n / one));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ratio} |",
+            row.members,
+            row.median_rps
+                .map_or_else(|| "—".into(), |r| format!("{r:.0}")),
+            runs.join(", ")
+        );
+    }
+}
+
 /// `## (11) Several frames`.
 pub fn section(md: &mut String, cluster: Option<&Cluster>) {
     use std::fmt::Write as _;
@@ -307,26 +377,15 @@ pub fn section(md: &mut String, cluster: Option<&Cluster>) {
         md,
         "| members | 2xx/s (median) | runs | vs 1 member |\n|---:|---:|---|---:|"
     );
-    let one = c
-        .packets
-        .iter()
-        .find(|r| r.members == 1)
-        .and_then(|r| r.median_rps);
-    for row in &c.packets {
-        let runs: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-        let ratio = row
-            .median_rps
-            .zip(one)
-            .filter(|(_, one)| *one > 0.0)
-            .map_or_else(|| "—".to_string(), |(n, one)| format!("{:.2}×", n / one));
+    rows(md, &c.packets);
+    if !c.minimal.is_empty() {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {ratio} |",
-            row.members,
-            row.median_rps
-                .map_or_else(|| "—".into(), |r| format!("{r:.0}")),
-            runs.join(", ")
+            "\nThe minimal shard (`GET /api/minimal/`, `wrk -t2 -c32 -d{}s`), through the \
+             balancer:\n\n| members | 2xx/s (median) | runs | vs 1 member |\n|---:|---:|---|---:|",
+            c.load_seconds
         );
+        rows(md, &c.minimal);
     }
     if !c.delivery.is_empty() {
         let cells: Vec<String> = c
