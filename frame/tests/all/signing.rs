@@ -619,6 +619,13 @@ fn python_with(modules: &[&str], test: &str) -> Option<&'static str> {
     found
 }
 
+/// A python3 importing `modules` and a plain loopback registry, for a test against the
+/// independent implementation; `None` outside CI when either is missing.
+fn interop(test: &str, modules: &[&str]) -> Option<(&'static str, Registry)> {
+    let interpreter = python_with(modules, test)?;
+    Some((interpreter, Registry::start(test, None)?))
+}
+
 /// Runs scripts/cosign-interop.py with `python`: (success, stdout + stderr).
 fn interop_script(python: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cosign-interop.py");
@@ -638,13 +645,7 @@ fn interop_script(python: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, 
 #[test]
 fn signatures_interoperate_with_an_independent_cosign_implementation() {
     let test = "cosign interop";
-    let Some(interpreter) = python_with(&["cryptography"], test) else {
-        return;
-    };
-    if !require("docker-registry", test) {
-        return;
-    }
-    let Some(registry) = Registry::start(test, None) else {
+    let Some((interpreter, registry)) = interop(test, &["cryptography"]) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -745,13 +746,7 @@ const WORKFLOW: &str =
 #[test]
 fn keyless_signatures_install_for_a_trusted_identity_and_each_failure_is_refused() {
     let test = "keyless signatures";
-    let Some(interpreter) = python_with(&["cryptography"], test) else {
-        return;
-    };
-    if !require("docker-registry", test) {
-        return;
-    }
-    let Some(registry) = Registry::start(test, None) else {
+    let Some((interpreter, registry)) = interop(test, &["cryptography"]) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -1232,10 +1227,7 @@ async fn an_encrypted_key_password_is_asked_on_the_terminal_without_echo() {
 fn encrypted_keys_interoperate_with_an_independent_implementation() {
     let test = "encrypted key interop";
     // hashlib.scrypt (the standard library), PyNaCl's SecretBox and `cryptography`.
-    let Some(interpreter) = python_with(&["cryptography", "nacl"], test) else {
-        return;
-    };
-    let Some(registry) = Registry::start(test, None) else {
+    let Some((interpreter, registry)) = interop(test, &["cryptography", "nacl"]) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
